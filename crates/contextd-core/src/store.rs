@@ -1,0 +1,402 @@
+//! The `Store` trait: everything contextd keeps in its data database, spoken in domain terms.
+//!
+//! A store never sees the plaintext of ENCRYPTED or PII values: those arrive already sealed
+//! (`StoredObject::sealed`), and searchable values arrive only as blind-index [`Token`]s.
+//! Every method is scoped to one org (and, for objects, one partition); a backend must never
+//! return or touch a row of another scope.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::auth::Role;
+use crate::dictionary::{Field, FieldSet};
+use crate::ids::{ObjectId, OrgId, Partition, Scope};
+use crate::object::{Contributor, DetailType, Kind, MediaType, State};
+
+/// Errors a store reports. Backends map their driver errors into `Backend`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The row to update or delete does not exist in this scope.
+    #[error("not found")]
+    NotFound,
+    /// An optimistic-concurrency check failed: the stored version differs.
+    #[error("version conflict: stored version is {current}")]
+    VersionConflict {
+        /// The version now stored.
+        current: i64,
+    },
+    /// A row with this key already exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// The parent named by a write does not exist in this scope.
+    #[error("parent not found")]
+    ParentNotFound,
+    /// The parent request is closed (or went stale past the auto-close cutoff).
+    #[error("parent request is closed")]
+    ParentClosed,
+    /// The database failed or is unreachable.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+/// A blind-index token: truncated HMAC-SHA-256 of a normalized value (or of a presence marker)
+/// under the partition's index key. Opaque to the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub [u8; 16]);
+
+/// A context object as stored: clear values for UNENCRYPTED fields, sealed bytes for the others.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredObject {
+    /// Object id.
+    pub id: ObjectId,
+    /// Org and partition.
+    pub scope: Scope,
+    /// Kind.
+    pub kind: Kind,
+    /// Owning customer.
+    pub customer_id: Option<ObjectId>,
+    /// Parent request or activity.
+    pub parent_id: Option<ObjectId>,
+    /// State as written (auto-close is applied by the core when reading).
+    pub state: State,
+    /// Channel of an activity.
+    pub media_type: Option<MediaType>,
+    /// Kind of a detail.
+    pub detail_type: Option<DetailType>,
+    /// Field set names.
+    pub fieldsets: Vec<String>,
+    /// Values of UNENCRYPTED fields, in the clear.
+    pub clear: BTreeMap<String, serde_json::Value>,
+    /// Values of ENCRYPTED and PII fields: field id → sealed bytes (see `crypto::seal`).
+    pub sealed: BTreeMap<String, Vec<u8>>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Contributors.
+    pub contributors: Vec<Contributor>,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Last write to the object itself.
+    pub last_updated: DateTime<Utc>,
+    /// Last write to the object or (for a request) to any of its children: drives auto-close.
+    pub touched: DateTime<Utc>,
+    /// Write counter.
+    pub version: i64,
+}
+
+/// A write of one object with its blind-index tokens.
+#[derive(Clone, Debug)]
+pub struct ObjectWrite {
+    /// The full new state of the object.
+    pub object: StoredObject,
+    /// Every token the object must be found by (replaces the previous set on update).
+    pub tokens: Vec<Token>,
+    /// `None` inserts a new object; `Some(v)` updates only if the stored version is `v`.
+    pub expected_version: Option<i64>,
+    /// A request that must exist in scope, be `active`, and have been touched at or after
+    /// `active_since`; the write refreshes its `touched` to the object's `last_updated`.
+    pub parent_check: Option<ParentCheck>,
+}
+
+/// See [`ObjectWrite::parent_check`].
+#[derive(Clone, Copy, Debug)]
+pub struct ParentCheck {
+    /// The parent.
+    pub id: ObjectId,
+    /// The parent must be a request (`true`) or may be any kind (`false`, for details).
+    pub must_be_request: bool,
+    /// Auto-close cutoff: a request untouched since before this is treated as closed.
+    pub active_since: DateTime<Utc>,
+}
+
+/// Position after which the next page starts: newest first by (time, id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PagePosition {
+    /// The ordering time of the last item returned.
+    pub time: DateTime<Utc>,
+    /// Its id (tie-breaker).
+    pub id: ObjectId,
+}
+
+/// One condition of a search; the values inside it are OR-ed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// The object carries any of these tokens.
+    Tokens(Vec<Token>),
+    /// Its id is one of these.
+    Ids(Vec<ObjectId>),
+    /// Its customer is one of these.
+    CustomerIds(Vec<ObjectId>),
+    /// Its parent is one of these.
+    ParentIds(Vec<ObjectId>),
+    /// Its stored state is one of these.
+    States(Vec<State>),
+    /// Its media type is one of these.
+    MediaTypes(Vec<MediaType>),
+}
+
+/// A search, planned by the core: every value is already normalized and hashed.
+#[derive(Clone, Debug)]
+pub struct SearchPlan {
+    /// Which kind of object.
+    pub kind: Kind,
+    /// `true`: all conditions must hold; `false`: any one.
+    pub match_all: bool,
+    /// The conditions (none: every object of the kind).
+    pub conditions: Vec<Condition>,
+    /// Inclusive lower bound on `created`.
+    pub created_from: Option<DateTime<Utc>>,
+    /// Inclusive upper bound on `created`.
+    pub created_to: Option<DateTime<Utc>>,
+    /// Inclusive lower bound on `last_updated`.
+    pub updated_from: Option<DateTime<Utc>>,
+    /// Inclusive upper bound on `last_updated`.
+    pub updated_to: Option<DateTime<Utc>>,
+    /// Objects carrying any of these presence tokens are excluded.
+    pub not_exists: Vec<Token>,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this position (newest `last_updated` first, then id descending).
+    pub after: Option<PagePosition>,
+}
+
+/// A page of objects, newest first.
+#[derive(Clone, Debug, Default)]
+pub struct ObjectPage {
+    /// The objects.
+    pub items: Vec<StoredObject>,
+    /// Total number of matches, all pages together.
+    pub total: u64,
+    /// Where the next page starts, if there is one.
+    pub next: Option<PagePosition>,
+}
+
+/// A page of ids, newest first (summary search).
+#[derive(Clone, Debug, Default)]
+pub struct IdPage {
+    /// The ids.
+    pub ids: Vec<ObjectId>,
+    /// Total number of matches.
+    pub total: u64,
+    /// Where the next page starts.
+    pub next: Option<PagePosition>,
+}
+
+/// A timeline query: a customer's requests, activities and details, newest `created` first.
+#[derive(Clone, Debug)]
+pub struct TimelineQuery {
+    /// The customer.
+    pub customer_id: ObjectId,
+    /// Only activities of this channel.
+    pub media_type: Option<MediaType>,
+    /// Page size.
+    pub limit: usize,
+    /// Continue after this (created, id) position.
+    pub after: Option<PagePosition>,
+}
+
+/// An organization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrgRecord {
+    /// Id.
+    pub id: OrgId,
+    /// Unique name.
+    pub name: String,
+    /// Created.
+    pub created: DateTime<Utc>,
+}
+
+/// An API key as stored: only the SHA-256 of its secret.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ApiKeyRecord {
+    /// Key id (the public part of the token).
+    pub id: Uuid,
+    /// Org and partition the key is bound to.
+    pub scope: Scope,
+    /// Display name.
+    pub name: String,
+    /// Role granted.
+    pub role: Role,
+    /// SHA-256 of the secret part of the token.
+    pub secret_hash: [u8; 32],
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Optional expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revocation time, if revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A lab flush job.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlushJob {
+    /// Job id.
+    pub id: Uuid,
+    /// Scope flushed.
+    pub scope: Scope,
+    /// Kind flushed.
+    pub kind: Kind,
+    /// Finished?
+    pub completed: bool,
+    /// Objects deleted.
+    pub flushed: u64,
+    /// Human-readable status.
+    pub message: String,
+    /// Started.
+    pub created: DateTime<Utc>,
+}
+
+/// The data database. Implemented by `contextd-store-sqlite` and `contextd-store-postgres`,
+/// held to the same behaviour by the conformance suite.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name for logs and status (`sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // Organizations and credentials.
+
+    /// Creates an org; `AlreadyExists` if the name is taken.
+    async fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
+    /// Finds an org by name.
+    async fn org_by_name(&self, name: &str) -> Result<Option<OrgRecord>, StoreError>;
+    /// Number of orgs (zero on a new database).
+    async fn count_orgs(&self) -> Result<u64, StoreError>;
+    /// Stores a new API key.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    /// Reads an API key by id (any org: the token names it).
+    async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    // Dictionary (per org, shared by both partitions).
+
+    /// Custom fields of the org.
+    async fn fields(&self, org: OrgId) -> Result<Vec<Field>, StoreError>;
+    /// Inserts (`create = true`, `AlreadyExists` if present) or replaces (`NotFound` if absent) a field.
+    async fn put_field(&self, org: OrgId, field: &Field, create: bool) -> Result<(), StoreError>;
+    /// Deletes a field; `NotFound` if absent.
+    async fn delete_field(&self, org: OrgId, id: &str) -> Result<(), StoreError>;
+    /// Custom field sets of the org.
+    async fn fieldsets(&self, org: OrgId) -> Result<Vec<FieldSet>, StoreError>;
+    /// Inserts or replaces a field set, as `put_field`.
+    async fn put_fieldset(&self, org: OrgId, set: &FieldSet, create: bool) -> Result<(), StoreError>;
+    /// Deletes a field set; `NotFound` if absent.
+    async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError>;
+    /// Whether any object of the org (either partition) carries any of these tokens.
+    async fn any_token_in_use(&self, org: OrgId, tokens: &[Token]) -> Result<bool, StoreError>;
+
+    // Context objects.
+
+    /// Inserts or updates one object with its tokens, atomically, durable when it returns.
+    async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError>;
+    /// Reads one object of any kind in scope.
+    async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError>;
+    /// Deletes one object (and its tokens); `NotFound` if absent.
+    async fn delete_object(&self, scope: Scope, id: ObjectId) -> Result<(), StoreError>;
+    /// Searches, returning whole objects.
+    async fn search(&self, scope: Scope, plan: &SearchPlan) -> Result<ObjectPage, StoreError>;
+    /// Searches, returning ids only.
+    async fn search_ids(&self, scope: Scope, plan: &SearchPlan) -> Result<IdPage, StoreError>;
+    /// A customer's journey, newest `created` first.
+    async fn timeline(&self, scope: Scope, query: &TimelineQuery) -> Result<ObjectPage, StoreError>;
+    /// Closes every active request (all orgs) untouched since before `cutoff`; returns how many.
+    async fn close_stale_requests(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    /// Deletes every object of a kind in scope; returns how many.
+    async fn flush(&self, scope: Scope, kind: Kind) -> Result<u64, StoreError>;
+    /// Inserts or replaces a flush job's status.
+    async fn put_flush_job(&self, job: &FlushJob) -> Result<(), StoreError>;
+    /// Reads a flush job in scope.
+    async fn flush_job(&self, scope: Scope, id: Uuid) -> Result<Option<FlushJob>, StoreError>;
+}
+
+/// Partition keys as stored in the key store: wrapped, never in the clear.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrappedKey {
+    /// Version of the key (data keys rotate; index keys and customer keys do not).
+    pub version: u32,
+    /// Version of the wrapping key (the KEK for partition keys, the partition data key for
+    /// customer keys).
+    pub wrapped_by: u32,
+    /// nonce ‖ ciphertext ‖ tag.
+    pub bytes: Vec<u8>,
+}
+
+/// The key store: wrapped keys, kept in a database apart from the data so that a copy of the
+/// data alone decrypts nothing.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Checks the key store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// The partition's data keys, all versions.
+    async fn data_keys(&self, scope: Scope) -> Result<Vec<WrappedKey>, StoreError>;
+    /// Adds a data key version; `AlreadyExists` if that version exists.
+    async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError>;
+    /// The partition's blind-index key.
+    async fn index_key(&self, scope: Scope) -> Result<Option<WrappedKey>, StoreError>;
+    /// Sets the blind-index key; `AlreadyExists` if one is set (first writer wins).
+    async fn insert_index_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError>;
+    /// A customer's own data key.
+    async fn customer_key(&self, scope: Scope, customer: ObjectId) -> Result<Option<WrappedKey>, StoreError>;
+    /// Stores a customer's key; `AlreadyExists` if one is set.
+    async fn insert_customer_key(&self, scope: Scope, customer: ObjectId, key: &WrappedKey) -> Result<(), StoreError>;
+    /// Destroys a customer's key (crypto-shredding); `NotFound` if absent.
+    async fn delete_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError>;
+}
+
+/// Whether a partition allows deletes and flushes.
+pub fn deletes_allowed(partition: Partition) -> bool {
+    partition == Partition::Lab
+}
+
+/// Encodes sealed values for storage in one binary column:
+/// repeated `[u16 BE name length][name][u32 BE value length][value]`.
+pub fn encode_sealed(sealed: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sealed.iter().map(|(k, v)| 6 + k.len() + v.len()).sum());
+    for (name, value) in sealed {
+        // Field ids are at most 100 bytes and objects at most 256 KB, so the casts cannot truncate.
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// Decodes what [`encode_sealed`] wrote; a corrupt column is a backend error, never a panic.
+pub fn decode_sealed(mut bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
+        if bytes.len() < n {
+            return Err(StoreError::Backend("corrupt sealed column".into()));
+        }
+        let (head, tail) = bytes.split_at(n);
+        *bytes = tail;
+        Ok(head)
+    }
+    let mut out = BTreeMap::new();
+    while !bytes.is_empty() {
+        let len = take(&mut bytes, 2)?;
+        let name_len = u16::from_be_bytes([len[0], len[1]]) as usize;
+        let name = std::str::from_utf8(take(&mut bytes, name_len)?)
+            .map_err(|_| StoreError::Backend("corrupt sealed column".into()))?
+            .to_owned();
+        let len = take(&mut bytes, 4)?;
+        let value_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        out.insert(name, take(&mut bytes, value_len)?.to_vec());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_encoding_round_trips_and_rejects_garbage() {
+        let m = BTreeMap::from([("a".to_owned(), vec![1, 2, 3]), ("Context_ZIP".to_owned(), vec![])]);
+        assert_eq!(decode_sealed(&encode_sealed(&m)).ok(), Some(m));
+        assert!(decode_sealed(&[0, 5, b'a']).is_err());
+    }
+}
