@@ -1,0 +1,489 @@
+//! Envelope encryption and blind indexes.
+//!
+//! Key hierarchy: the operator's key-encryption key ([`MasterKey`]) wraps each org-partition's
+//! data keys (versioned, for rotation) and its blind-index key; a partition data key wraps each
+//! customer's own data key. ENCRYPTED and PII values of a customer and of every object linked
+//! to it are sealed under that customer key, so destroying it shreds them; values of objects
+//! with no customer are sealed under the partition data key. Wrapped keys live in the
+//! [`KeyStore`], apart from the data. Unwrapped keys are cached in memory and zeroized on drop.
+
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::CoreError;
+use crate::ids::{ObjectId, Scope};
+use crate::store::{KeyStore, StoreError, Token, WrappedKey};
+
+const NONCE_LEN: usize = 12;
+
+/// 256 bits of key material, zeroized on drop, never printed.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct KeyBytes([u8; 32]);
+
+impl KeyBytes {
+    /// Fresh random key material from the OS.
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        Self(k)
+    }
+
+    fn from_slice(bytes: &[u8]) -> Option<Self> {
+        <[u8; 32]>::try_from(bytes).ok().map(Self)
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        // A 32-byte slice is always a valid AES-256 key.
+        Aes256Gcm::new((&self.0).into())
+    }
+}
+
+impl std::fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The operator's key-encryption key (KEK).
+#[derive(Clone, Debug)]
+pub struct MasterKey(KeyBytes);
+
+impl MasterKey {
+    /// A new random master key.
+    pub fn generate() -> Self {
+        Self(KeyBytes::generate())
+    }
+
+    /// Parses 32 bytes given as 64 hex digits or as base64 (standard or URL-safe).
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let text = text.trim();
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            (0..32)
+                .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16))
+                .collect::<Result<Vec<u8>, _>>()
+                .ok()
+        } else {
+            STANDARD.decode(text).or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))).ok()
+        };
+        bytes
+            .as_deref()
+            .and_then(KeyBytes::from_slice)
+            .map(Self)
+            .ok_or_else(|| CoreError::Keys("the master key must be 32 bytes, as 64 hex digits or base64".into()))
+    }
+
+    /// The key as base64, for writing the key file once.
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0 .0)
+    }
+}
+
+fn seal_raw(key: &KeyBytes, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let mut out = nonce.to_vec();
+    // AES-GCM encryption fails only for inputs over 64 GiB; objects are capped at 256 KB.
+    if let Ok(ct) = key.cipher().encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad }) {
+        out.extend_from_slice(&ct);
+    }
+    out
+}
+
+fn open_raw(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+    if sealed.len() < NONCE_LEN + 16 {
+        return None;
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    key.cipher().decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).ok()
+}
+
+fn wrap_aad(purpose: &str, scope: Scope, version: u32, customer: Option<ObjectId>) -> Vec<u8> {
+    let mut aad = format!("contextd-key/{purpose}/").into_bytes();
+    aad.extend_from_slice(scope.org.0.as_bytes());
+    aad.extend_from_slice(scope.partition.as_str().as_bytes());
+    aad.extend_from_slice(&version.to_be_bytes());
+    if let Some(c) = customer {
+        aad.extend_from_slice(c.0.as_bytes());
+    }
+    aad
+}
+
+/// Which key sealed a value: the first byte of every sealed value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A partition data key of this version.
+    Partition(u32),
+    /// The customer's own key.
+    Customer,
+}
+
+/// An org-partition's unwrapped keys.
+struct PartitionKeys {
+    data: Vec<(u32, KeyBytes)>,
+    index: KeyBytes,
+}
+
+impl PartitionKeys {
+    fn current(&self) -> Option<&(u32, KeyBytes)> {
+        self.data.iter().max_by_key(|(v, _)| *v)
+    }
+
+    fn version(&self, v: u32) -> Option<&KeyBytes> {
+        self.data.iter().find(|(ver, _)| *ver == v).map(|(_, k)| k)
+    }
+}
+
+/// The keys an object's values are sealed under: its customer's key if it has a customer,
+/// otherwise the partition's current data key. Cheap to clone.
+#[derive(Clone)]
+pub struct ObjectKeys {
+    scope: Scope,
+    partition: Arc<PartitionKeys>,
+    customer: Option<Arc<KeyBytes>>,
+}
+
+impl ObjectKeys {
+    fn aad(&self, object: ObjectId, field: &str) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(48 + field.len());
+        aad.extend_from_slice(self.scope.org.0.as_bytes());
+        aad.extend_from_slice(self.scope.partition.as_str().as_bytes());
+        aad.extend_from_slice(object.0.as_bytes());
+        aad.extend_from_slice(field.as_bytes());
+        aad
+    }
+
+    /// Seals one field value of one object: `[key ref][nonce][ciphertext+tag]`, with AAD
+    /// binding org, partition, object id and field id.
+    pub fn seal(&self, object: ObjectId, field: &str, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
+        let aad = self.aad(object, field);
+        let (header, key): (Vec<u8>, &KeyBytes) = match &self.customer {
+            Some(k) => (vec![0xC0], k),
+            None => {
+                let (v, k) = self.partition.current().ok_or_else(|| CoreError::Keys("no data key".into()))?;
+                let mut h = vec![0xD0];
+                h.extend_from_slice(&v.to_be_bytes());
+                (h, k)
+            }
+        };
+        let mut out = header;
+        out.extend(seal_raw(key, plaintext, &aad));
+        Ok(out)
+    }
+
+    /// Opens what [`ObjectKeys::seal`] wrote for this object and field.
+    pub fn open(&self, object: ObjectId, field: &str, sealed: &[u8]) -> Result<Vec<u8>, CoreError> {
+        let aad = self.aad(object, field);
+        let bad = || CoreError::Keys(format!("a value of object {object} cannot be decrypted"));
+        let (key, body) = match sealed.first() {
+            Some(0xC0) => (self.customer.as_deref().ok_or_else(bad)?, &sealed[1..]),
+            Some(0xD0) if sealed.len() > 5 => {
+                let v = u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]]);
+                (self.partition.version(v).ok_or_else(bad)?, &sealed[5..])
+            }
+            _ => return Err(bad()),
+        };
+        open_raw(key, body, &aad).ok_or_else(bad)
+    }
+
+    /// Which key a sealed value names.
+    pub fn key_ref(sealed: &[u8]) -> Option<KeyRef> {
+        match sealed.first() {
+            Some(0xC0) => Some(KeyRef::Customer),
+            Some(0xD0) if sealed.len() > 5 => {
+                Some(KeyRef::Partition(u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]])))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Computes blind-index tokens under one partition's index key.
+#[derive(Clone)]
+pub struct Indexer(Arc<PartitionKeys>);
+
+impl Indexer {
+    fn token(&self, domain: u8, name: &str, value: Option<&str>) -> Token {
+        // HMAC accepts keys of any length.
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(&self.0.index.0) else {
+            return Token([0; 16]);
+        };
+        mac.update(&[domain]);
+        mac.update(name.as_bytes());
+        if let Some(v) = value {
+            mac.update(&[0]);
+            mac.update(v.as_bytes());
+        }
+        let full = mac.finalize().into_bytes();
+        let mut t = [0u8; 16];
+        t.copy_from_slice(&full[..16]);
+        Token(t)
+    }
+
+    /// The token of a field holding a (normalized) value.
+    pub fn value(&self, field: &str, normalized: &str) -> Token {
+        self.token(b'v', field, Some(normalized))
+    }
+
+    /// The token every object holding a value for `field` carries.
+    pub fn present(&self, field: &str) -> Token {
+        self.token(b'p', field, None)
+    }
+
+    /// The token of an object declaring a field set.
+    pub fn fieldset(&self, name: &str) -> Token {
+        self.token(b's', name, None)
+    }
+
+    /// The token of a tag (normalized).
+    pub fn tag(&self, normalized: &str) -> Token {
+        self.token(b't', "", Some(normalized))
+    }
+
+    /// The token of a contributor id.
+    pub fn contributor(&self, id: &str) -> Token {
+        self.token(b'c', "", Some(id))
+    }
+}
+
+fn keys_err(e: StoreError) -> CoreError {
+    CoreError::Keys(e.to_string())
+}
+
+/// Unwraps and caches keys; creates partition keys on first use.
+pub struct Keyring {
+    kek: MasterKey,
+    store: Arc<dyn KeyStore>,
+    partitions: quick_cache::sync::Cache<Scope, Arc<PartitionKeys>>,
+    customers: quick_cache::sync::Cache<(Scope, ObjectId), Arc<KeyBytes>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring")
+    }
+}
+
+impl Keyring {
+    /// A keyring over a key store; `cached_customers` bounds the customer-key cache.
+    pub fn new(kek: MasterKey, store: Arc<dyn KeyStore>, cached_customers: usize) -> Self {
+        Self {
+            kek,
+            store,
+            partitions: quick_cache::sync::Cache::new(1024),
+            customers: quick_cache::sync::Cache::new(cached_customers.max(16)),
+        }
+    }
+
+    /// The key store, for status checks.
+    pub fn store(&self) -> &Arc<dyn KeyStore> {
+        &self.store
+    }
+
+    async fn partition(&self, scope: Scope) -> Result<Arc<PartitionKeys>, CoreError> {
+        if let Some(k) = self.partitions.get(&scope) {
+            return Ok(k);
+        }
+        let keys = match self.load_partition(scope).await? {
+            Some(k) => k,
+            None => {
+                self.create_partition(scope).await?;
+                self.load_partition(scope)
+                    .await?
+                    .ok_or_else(|| CoreError::Keys("partition keys vanished after creation".into()))?
+            }
+        };
+        let keys = Arc::new(keys);
+        self.partitions.insert(scope, keys.clone());
+        Ok(keys)
+    }
+
+    async fn load_partition(&self, scope: Scope) -> Result<Option<PartitionKeys>, CoreError> {
+        let Some(index) = self.store.index_key(scope).await.map_err(keys_err)? else {
+            return Ok(None);
+        };
+        let wrapped = self.store.data_keys(scope).await.map_err(keys_err)?;
+        if wrapped.is_empty() {
+            return Ok(None);
+        }
+        let kek = &self.kek.0;
+        let unwrap = |purpose: &str, w: &WrappedKey| {
+            open_raw(kek, &w.bytes, &wrap_aad(purpose, scope, w.version, None))
+                .and_then(|b| KeyBytes::from_slice(&b))
+                .ok_or_else(|| CoreError::Keys(format!("cannot unwrap the {purpose} key of {}/{}: wrong master key?", scope.org, scope.partition)))
+        };
+        let index = unwrap("index", &index)?;
+        let data = wrapped.iter().map(|w| Ok((w.version, unwrap("data", w)?))).collect::<Result<_, CoreError>>()?;
+        Ok(Some(PartitionKeys { data, index }))
+    }
+
+    async fn create_partition(&self, scope: Scope) -> Result<(), CoreError> {
+        let wrap = |purpose: &str| WrappedKey {
+            version: 1,
+            wrapped_by: 0,
+            bytes: seal_raw(&self.kek.0, &KeyBytes::generate().0, &wrap_aad(purpose, scope, 1, None)),
+        };
+        // Concurrent creators race; the first insert wins and everyone reloads it.
+        for result in [
+            self.store.insert_index_key(scope, &wrap("index")).await,
+            self.store.insert_data_key(scope, &wrap("data")).await,
+        ] {
+            match result {
+                Ok(()) | Err(StoreError::AlreadyExists) => {}
+                Err(e) => return Err(keys_err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the partition's keys exist (called when an org is created).
+    pub async fn ensure_partition(&self, scope: Scope) -> Result<(), CoreError> {
+        self.partition(scope).await.map(|_| ())
+    }
+
+    /// The blind indexer of a partition.
+    pub async fn indexer(&self, scope: Scope) -> Result<Indexer, CoreError> {
+        Ok(Indexer(self.partition(scope).await?))
+    }
+
+    /// Creates a new customer's own key, wrapped by the partition's current data key.
+    pub async fn create_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<ObjectKeys, CoreError> {
+        let partition = self.partition(scope).await?;
+        let (version, pkey) = partition.current().ok_or_else(|| CoreError::Keys("no data key".into()))?;
+        let key = KeyBytes::generate();
+        let wrapped = WrappedKey {
+            version: 0,
+            wrapped_by: *version,
+            bytes: seal_raw(pkey, &key.0, &wrap_aad("customer", scope, *version, Some(customer))),
+        };
+        self.store.insert_customer_key(scope, customer, &wrapped).await.map_err(keys_err)?;
+        let key = Arc::new(key);
+        self.customers.insert((scope, customer), key.clone());
+        Ok(ObjectKeys { scope, partition, customer: Some(key) })
+    }
+
+    /// The keys for an object owned by `customer` (or by nobody).
+    pub async fn object_keys(&self, scope: Scope, customer: Option<ObjectId>) -> Result<ObjectKeys, CoreError> {
+        let partition = self.partition(scope).await?;
+        let customer = match customer {
+            None => None,
+            Some(c) => Some(self.customer_key(scope, c, &partition).await?),
+        };
+        Ok(ObjectKeys { scope, partition, customer })
+    }
+
+    async fn customer_key(&self, scope: Scope, customer: ObjectId, partition: &PartitionKeys) -> Result<Arc<KeyBytes>, CoreError> {
+        if let Some(k) = self.customers.get(&(scope, customer)) {
+            return Ok(k);
+        }
+        let wrapped = self
+            .store
+            .customer_key(scope, customer)
+            .await
+            .map_err(keys_err)?
+            .ok_or_else(|| CoreError::Keys(format!("the key of customer {customer} does not exist (erased?)")))?;
+        let pkey = partition
+            .version(wrapped.wrapped_by)
+            .ok_or_else(|| CoreError::Keys("customer key wrapped by an unknown data key version".into()))?;
+        let key = open_raw(pkey, &wrapped.bytes, &wrap_aad("customer", scope, wrapped.wrapped_by, Some(customer)))
+            .and_then(|b| KeyBytes::from_slice(&b))
+            .ok_or_else(|| CoreError::Keys(format!("cannot unwrap the key of customer {customer}")))?;
+        let key = Arc::new(key);
+        self.customers.insert((scope, customer), key.clone());
+        Ok(key)
+    }
+
+    /// Destroys a customer's key: everything sealed under it becomes unreadable.
+    pub async fn destroy_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), CoreError> {
+        self.customers.remove(&(scope, customer));
+        match self.store.delete_customer_key(scope, customer).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(keys_err(e)),
+        }
+    }
+}
+
+/// Normalizes a value for matching: trimmed and case-folded text; digits only for phone
+/// fields; canonical text for numbers, booleans and dates.
+pub fn normalize(field: &str, value: &serde_json::Value) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => {
+            if is_phone_field(field) {
+                Some(s.chars().filter(char::is_ascii_digit).collect())
+            } else {
+                Some(s.trim().to_lowercase())
+            }
+        }
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Whether matching on a field compares digits only (`+1 (555) 010-0001` = `15550100001`).
+pub fn is_phone_field(field: &str) -> bool {
+    field.to_ascii_lowercase().contains("phone")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{OrgId, Partition};
+
+    fn keys() -> (PartitionKeys, Scope) {
+        let scope = Scope { org: OrgId::new(), partition: Partition::Lab };
+        (PartitionKeys { data: vec![(1, KeyBytes::generate())], index: KeyBytes::generate() }, scope)
+    }
+
+    #[test]
+    fn sealed_values_are_bound_to_object_and_field() {
+        let (p, scope) = keys();
+        let k = ObjectKeys { scope, partition: Arc::new(p), customer: Some(Arc::new(KeyBytes::generate())) };
+        let id = ObjectId::new();
+        let sealed = k.seal(id, "Context_ZIP", b"\"94105\"").unwrap_or_default();
+        assert!(!sealed.windows(5).any(|w| w == b"94105"));
+        assert_eq!(k.open(id, "Context_ZIP", &sealed).ok(), Some(b"\"94105\"".to_vec()));
+        assert!(k.open(id, "Context_City", &sealed).is_err());
+        assert!(k.open(ObjectId::new(), "Context_ZIP", &sealed).is_err());
+        assert_eq!(ObjectKeys::key_ref(&sealed), Some(KeyRef::Customer));
+    }
+
+    #[test]
+    fn partition_keyed_values_name_their_version() {
+        let (p, scope) = keys();
+        let k = ObjectKeys { scope, partition: Arc::new(p), customer: None };
+        let id = ObjectId::new();
+        let sealed = k.seal(id, "f", b"x").unwrap_or_default();
+        assert_eq!(ObjectKeys::key_ref(&sealed), Some(KeyRef::Partition(1)));
+        assert_eq!(k.open(id, "f", &sealed).ok(), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn blind_index_normalization() {
+        let (p, _) = keys();
+        let ix = Indexer(Arc::new(p));
+        let a = normalize("Context_Mobile_Phone", &serde_json::json!("+1 (555) 010-0001"));
+        let b = normalize("Context_Mobile_Phone", &serde_json::json!("15550100001"));
+        assert_eq!(a, b);
+        assert_eq!(normalize("Context_City", &serde_json::json!("  Paris ")), Some("paris".into()));
+        assert_eq!(ix.value("f", "a"), ix.value("f", "a"));
+        assert_ne!(ix.value("f", "a"), ix.value("g", "a"));
+        assert_ne!(ix.value("f", "a"), ix.present("f"));
+    }
+
+    #[test]
+    fn master_key_parsing() {
+        assert!(MasterKey::parse(&"ab".repeat(32)).is_ok());
+        let k = MasterKey::generate();
+        assert!(MasterKey::parse(&k.to_base64()).is_ok());
+        assert!(MasterKey::parse("short").is_err());
+        assert_eq!(format!("{k:?}"), "MasterKey([redacted])");
+    }
+}

@@ -1,0 +1,318 @@
+//! Search requests: parsing the wire body, planning it into normalized blind-index terms,
+//! and opaque cursors.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::crypto::{normalize, Indexer};
+use crate::dictionary::{check_value, Dictionary};
+use crate::error::{CoreError, FieldError};
+use crate::ids::{truncate, ObjectId};
+use crate::object::{Kind, MediaType, State};
+use crate::store::{Condition, PagePosition, SearchPlan};
+
+/// Largest page of whole objects.
+pub const MAX_LIMIT: usize = 200;
+/// Default page of whole objects.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest page of ids (`summary: true`).
+pub const MAX_SUMMARY: usize = 100_000;
+/// Most keys in one search.
+pub const MAX_TERMS: usize = 32;
+/// Most values under one key.
+pub const MAX_VALUES: usize = 256;
+/// Longest value, in characters.
+pub const MAX_VALUE_CHARS: usize = 1024;
+
+/// How search keys combine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Match {
+    /// Every key must match.
+    #[default]
+    All,
+    /// Any key may match.
+    Any,
+}
+
+/// The body of `POST /v1/{kind}/search`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchRequest {
+    /// `all` (default) or `any`.
+    #[serde(rename = "match", default)]
+    pub match_mode: Match,
+    /// Field id or special key (`id`, `customerId`, `parentId`, `tags`, `state`, `mediaType`,
+    /// `contributor`) → values (OR-ed); a single value may be given without the array.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub terms: BTreeMap<String, serde_json::Value>,
+    /// Created at or after (RFC 3339).
+    pub created_from: Option<String>,
+    /// Created at or before.
+    pub created_to: Option<String>,
+    /// Last updated at or after.
+    pub updated_from: Option<String>,
+    /// Last updated at or before.
+    pub updated_to: Option<String>,
+    /// Fields the object must not hold a value for.
+    #[serde(default)]
+    pub not_exists: Vec<String>,
+    /// Page size: at most 200 (100,000 with `summary`).
+    pub limit: Option<usize>,
+    /// Cursor from a previous page's `nextCursor`.
+    pub cursor: Option<String>,
+    /// Return ids only.
+    #[serde(default)]
+    pub summary: bool,
+}
+
+/// Encodes a page position as an opaque cursor.
+pub fn encode_cursor(p: &PagePosition) -> String {
+    URL_SAFE_NO_PAD.encode(format!("1:{}:{}", p.time.timestamp_millis(), p.id.0.simple()))
+}
+
+/// Decodes a cursor, refusing anything this server did not issue.
+pub fn decode_cursor(cursor: &str) -> Result<PagePosition, CoreError> {
+    let bad = || CoreError::field("cursor", "invalid cursor");
+    let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
+    let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    let mut parts = text.split(':');
+    let (Some("1"), Some(ms), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    let ms: i64 = ms.parse().map_err(|_| bad())?;
+    let time = DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(bad)?;
+    let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
+    Ok(PagePosition { time, id: ObjectId(id) })
+}
+
+fn parse_time(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+    let v = value.as_deref()?;
+    match DateTime::parse_from_rfc3339(v.trim()) {
+        Ok(t) => Some(t.with_timezone(&Utc)),
+        Err(_) => {
+            errors.push(FieldError::new(field, "expected an RFC 3339 date-time"));
+            None
+        }
+    }
+}
+
+fn values(key: &str, raw: &serde_json::Value, errors: &mut Vec<FieldError>) -> Vec<serde_json::Value> {
+    let list = match raw {
+        serde_json::Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let field = format!("terms.{}", truncate(key, 100));
+    if list.is_empty() {
+        errors.push(FieldError::new(field, "give at least one value"));
+        return Vec::new();
+    }
+    if list.len() > MAX_VALUES {
+        errors.push(FieldError::new(field, format!("at most {MAX_VALUES} values per key")));
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for v in list {
+        match &v {
+            serde_json::Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => {
+                errors.push(FieldError::new(field.clone(), format!("values are at most {MAX_VALUE_CHARS} characters")));
+            }
+            serde_json::Value::String(_) | serde_json::Value::Number(_) | serde_json::Value::Bool(_) => out.push(v),
+            _ => errors.push(FieldError::new(field.clone(), "values must be strings, numbers or booleans")),
+        }
+    }
+    out
+}
+
+fn as_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// What a caller may search by (partners without a grant can't use sealed fields).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedAccess {
+    /// ENCRYPTED and PII fields may be searched.
+    Allowed,
+    /// They may not.
+    Withheld,
+}
+
+/// Plans a search: validates every key and value and turns them into conditions.
+pub fn plan(
+    kind: Kind,
+    request: &SearchRequest,
+    dictionary: &Dictionary,
+    indexer: &Indexer,
+    access: SealedAccess,
+) -> Result<SearchPlan, CoreError> {
+    let mut errors = Vec::new();
+    if request.terms.len() > MAX_TERMS {
+        errors.push(FieldError::new("terms", format!("at most {MAX_TERMS} keys")));
+    }
+    let mut conditions = Vec::new();
+    for (key, raw) in &request.terms {
+        let vals = values(key, raw, &mut errors);
+        let field_name = format!("terms.{}", truncate(key, 100));
+        let ids = |errors: &mut Vec<FieldError>| -> Vec<ObjectId> {
+            vals.iter()
+                .filter_map(|v| match ObjectId::parse(&as_text(v)) {
+                    Ok(id) => Some(id),
+                    Err(_) => {
+                        errors.push(FieldError::new(field_name.clone(), "values must be object ids"));
+                        None
+                    }
+                })
+                .collect()
+        };
+        let condition = match key.as_str() {
+            "id" => Condition::Ids(ids(&mut errors)),
+            "customerId" => Condition::CustomerIds(ids(&mut errors)),
+            "parentId" => Condition::ParentIds(ids(&mut errors)),
+            "tags" => Condition::Tokens(vals.iter().map(|v| indexer.tag(&as_text(v).to_lowercase())).collect()),
+            "contributor" => Condition::Tokens(vals.iter().map(|v| indexer.contributor(&as_text(v))).collect()),
+            "state" => Condition::States(
+                vals.iter()
+                    .filter_map(|v| match as_text(v).to_lowercase().parse::<State>() {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            errors.push(FieldError::new(field_name.clone(), e.to_string()));
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            "mediaType" => Condition::MediaTypes(
+                vals.iter()
+                    .filter_map(|v| match as_text(v).to_lowercase().parse::<MediaType>() {
+                        Ok(m) => Some(m),
+                        Err(e) => {
+                            errors.push(FieldError::new(field_name.clone(), e.to_string()));
+                            None
+                        }
+                    })
+                    .collect(),
+            ),
+            field_id => {
+                let Some(field) = dictionary.field(field_id) else {
+                    errors.push(FieldError::new(field_name, "unknown field or search key"));
+                    continue;
+                };
+                if !field.searchable {
+                    errors.push(FieldError::new(field_name, "field is not searchable"));
+                    continue;
+                }
+                if field.classification.is_sealed() && access == SealedAccess::Withheld {
+                    errors.push(FieldError::new(field_name, "field is withheld from this credential"));
+                    continue;
+                }
+                let mut tokens = Vec::with_capacity(vals.len());
+                for v in &vals {
+                    // Query values arrive as text; coerce them to the field's type first.
+                    let typed = coerce(field.data_type, v);
+                    match check_value(&Field::relaxed(field), &typed).ok().and_then(|n| normalize(field_id, &n)) {
+                        Some(n) => tokens.push(indexer.value(field_id, &n)),
+                        None => errors.push(FieldError::new(field_name.clone(), "value does not fit the field's type")),
+                    }
+                }
+                Condition::Tokens(tokens)
+            }
+        };
+        conditions.push(condition);
+    }
+    let mut not_exists = Vec::new();
+    for f in &request.not_exists {
+        match dictionary.field(f) {
+            Some(_) => not_exists.push(indexer.present(f)),
+            None => errors.push(FieldError::new("notExists", format!("unknown field '{}'", truncate(f, 100)))),
+        }
+    }
+    let created_from = parse_time("createdFrom", &request.created_from, &mut errors);
+    let created_to = parse_time("createdTo", &request.created_to, &mut errors);
+    let updated_from = parse_time("updatedFrom", &request.updated_from, &mut errors);
+    let updated_to = parse_time("updatedTo", &request.updated_to, &mut errors);
+    let (max, default) = if request.summary { (MAX_SUMMARY, MAX_SUMMARY) } else { (MAX_LIMIT, DEFAULT_LIMIT) };
+    let limit = request.limit.unwrap_or(default);
+    if limit == 0 || limit > max {
+        errors.push(FieldError::new("limit", format!("must be between 1 and {max}")));
+    }
+    let after = match request.cursor.as_deref() {
+        Some(c) => match decode_cursor(c) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                errors.push(FieldError::new("cursor", "invalid cursor"));
+                None
+            }
+        },
+        None => None,
+    };
+    if !errors.is_empty() {
+        return Err(CoreError::Validation(errors));
+    }
+    Ok(SearchPlan {
+        kind,
+        match_all: request.match_mode == Match::All,
+        conditions,
+        created_from,
+        created_to,
+        updated_from,
+        updated_to,
+        not_exists,
+        limit,
+        after,
+    })
+}
+
+use crate::dictionary::{DataType, Field};
+
+impl Field {
+    /// The same field without length and enum limits: a search value need not be a valid
+    /// value to be looked for, only of the right type.
+    fn relaxed(field: &Field) -> Field {
+        Field { max_length: None, enum_values: None, ..field.clone() }
+    }
+}
+
+fn coerce(data_type: DataType, v: &serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::String(s) = v else {
+        return v.clone();
+    };
+    let s = s.trim();
+    match data_type {
+        DataType::Integer | DataType::Long => s.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| v.clone()),
+        DataType::Double => s
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| v.clone()),
+        DataType::Boolean => match s.to_ascii_lowercase().as_str() {
+            "true" => serde_json::Value::Bool(true),
+            "false" => serde_json::Value::Bool(false),
+            _ => v.clone(),
+        },
+        DataType::String | DataType::Date => v.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let p = PagePosition { time: crate::time::from_millis(1_700_000_000_123), id: ObjectId::new() };
+        assert_eq!(decode_cursor(&encode_cursor(&p)).ok(), Some(p));
+        for bad in ["", "!!!", "MTpub3RhbnVtYmVyOng", &URL_SAFE_NO_PAD.encode("2:1:abc")] {
+            assert!(decode_cursor(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,1078 @@
+//! The context service: every operation on objects, the dictionary and organizations, with
+//! every rule of §2 applied once, here, for all APIs and all backends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal, PrincipalKind, Role};
+use crate::crypto::{normalize, Keyring, ObjectKeys};
+use crate::dictionary::{self, Dictionary, DictionaryCache, Field, FieldSet};
+use crate::error::{CoreError, FieldError};
+use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
+use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
+use crate::search::{self, SealedAccess, SearchRequest};
+use crate::store::{
+    deletes_allowed, ApiKeyRecord, FlushJob, ObjectWrite, OrgRecord, PagePosition, ParentCheck, Store, StoreError,
+    StoredObject, TimelineQuery, Token,
+};
+use crate::time::now_ms;
+
+/// Most tags on one object.
+pub const MAX_TAGS: usize = 100;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 256;
+/// How often a `PATCH` without `If-Match` retries after losing a race with another writer.
+const PATCH_RETRIES: usize = 64;
+
+/// Service settings.
+#[derive(Clone, Debug)]
+pub struct ContextConfig {
+    /// A request with no write to it or its activities for this long is closed.
+    pub request_autoclose: chrono::Duration,
+    /// How many customer keys to keep unwrapped in memory.
+    pub cached_customer_keys: usize,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self { request_autoclose: chrono::Duration::days(5), cached_customer_keys: 100_000 }
+    }
+}
+
+/// The body of a create (`POST`) or replace (`PUT`).
+///
+/// Read-only properties (`id`, `created`, `lastUpdated`, `contributors`, `withheld`) are
+/// accepted so that a client can send back the object it read; they are ignored.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectInput {
+    /// Must match the path's kind if given.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Owning customer (required for requests).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub customer_id: Option<String>,
+    /// Parent request (activities) or request/activity (details, required).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_id: Option<String>,
+    /// `active` (default) or `closed`.
+    pub state: Option<String>,
+    /// Required for activities.
+    pub media_type: Option<String>,
+    /// Required for details.
+    pub detail_type: Option<String>,
+    /// Field sets `data` draws from.
+    #[serde(default)]
+    pub fieldsets: Vec<String>,
+    /// Field id → value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: BTreeMap<String, serde_json::Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Required on `PUT` unless `If-Match` is sent: the version read.
+    pub version: Option<i64>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub id: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub created: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub last_updated: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<Object>)]
+    pub contributors: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<Object>)]
+    pub withheld: Option<serde_json::Value>,
+}
+
+/// A JSON merge patch (RFC 7396) of an object: `data` keys merge (null removes), the other
+/// members replace. Allowed members: `data`, `tags`, `state`, `parentId`, `customerId`,
+/// `fieldsets`, and `version` (a concurrency check like `If-Match`).
+pub type ObjectPatch = serde_json::Map<String, serde_json::Value>;
+
+/// A page of search results.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResult {
+    /// Whole objects (omitted when `summary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ContextObject>>,
+    /// Ids (only when `summary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub ids: Option<Vec<ObjectId>>,
+    /// All matches.
+    pub total: u64,
+    /// Cursor of the next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a customer's journey.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelinePage {
+    /// Requests, activities and details, newest first.
+    pub items: Vec<ContextObject>,
+    /// All entries.
+    pub total: u64,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Status of a lab flush.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushStatus {
+    /// Job id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Kind flushed.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Finished?
+    pub completed: bool,
+    /// Objects deleted.
+    pub flushed: u64,
+    /// Status text.
+    pub message: String,
+}
+
+impl From<FlushJob> for FlushStatus {
+    fn from(j: FlushJob) -> Self {
+        Self { id: j.id, kind: j.kind, completed: j.completed, flushed: j.flushed, message: j.message }
+    }
+}
+
+/// What a new organization gets, printed once.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgBootstrap {
+    /// The org.
+    pub org_id: OrgId,
+    /// Its name.
+    pub name: String,
+    /// Admin API key of the lab partition.
+    pub lab_admin_token: String,
+    /// Admin API key of the production partition.
+    pub production_admin_token: String,
+    /// Base64 connectionData for components (§7).
+    pub connection_data: String,
+}
+
+/// The context service. Cheap to share (`Arc`).
+pub struct Context {
+    store: Arc<dyn Store>,
+    keys: Keyring,
+    dictionaries: DictionaryCache,
+    config: ContextConfig,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("backend", &self.store.backend()).finish()
+    }
+}
+
+/// An object in the making: the plaintext view plus what the store needs.
+struct Draft {
+    object: ContextObject,
+    parent_check: Option<ParentCheck>,
+}
+
+fn parse_opt<T: std::str::FromStr<Err = CoreError>>(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    value.and_then(|v| match v.parse::<T>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(FieldError::new(field, e.to_string()));
+            None
+        }
+    })
+}
+
+fn parse_id(field: &str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<ObjectId> {
+    value.and_then(|v| match ObjectId::parse(v) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            errors.push(FieldError::new(field, "not a valid object id"));
+            None
+        }
+    })
+}
+
+fn not_found(kind: Kind, id: ObjectId) -> CoreError {
+    CoreError::NotFound(format!("no {kind} with id {id}"))
+}
+
+impl Context {
+    /// A service over a data store and a key store.
+    pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ContextConfig) -> Self {
+        Self { store, keys, dictionaries: DictionaryCache::new(4096), config }
+    }
+
+    /// The data store (for status checks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The keyring (for status checks).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The auto-close cutoff: requests untouched since before it count as closed.
+    fn autoclose_cutoff(&self) -> DateTime<Utc> {
+        now_ms() - self.config.request_autoclose
+    }
+
+    // ----- organizations and credentials -----
+
+    /// Creates an organization with admin keys for both partitions and connector credentials.
+    pub async fn create_org(&self, name: &str, service_url: &str) -> Result<OrgBootstrap, CoreError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            return Err(CoreError::field("name", "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'"));
+        }
+        let org = OrgRecord { id: OrgId::new(), name: name.to_owned(), created: now_ms() };
+        self.store.create_org(&org).await.map_err(|e| match e {
+            StoreError::AlreadyExists => CoreError::Conflict(format!("an organization named '{name}' exists")),
+            e => e.into(),
+        })?;
+        let mut admin = Vec::new();
+        let mut machine = Vec::new();
+        for partition in Partition::ALL {
+            let scope = Scope { org: org.id, partition };
+            self.keys.ensure_partition(scope).await?;
+            admin.push(self.create_api_key(scope, &format!("{partition} admin"), Role::Admin, None).await?);
+            let (id, token) = self.create_api_key(scope, &format!("{partition} connector"), Role::Machine, None).await?;
+            machine.push((id, token));
+        }
+        let credentials = |i: usize| serde_json::json!({"clientId": machine[i].0.to_string(), "clientSecret": machine[i].1});
+        let connection = serde_json::json!({
+            "serviceUrl": service_url,
+            "orgId": org.id,
+            "credentials": credentials(1),
+            "credentialsLabMode": credentials(0),
+        });
+        Ok(OrgBootstrap {
+            org_id: org.id,
+            name: org.name,
+            lab_admin_token: admin[0].1.clone(),
+            production_admin_token: admin[1].1.clone(),
+            connection_data: STANDARD.encode(connection.to_string()),
+        })
+    }
+
+    /// Whether the database holds no organization yet.
+    pub async fn is_empty(&self) -> Result<bool, CoreError> {
+        Ok(self.store.count_orgs().await? == 0)
+    }
+
+    /// Creates an API key; returns its id and the token (shown once).
+    pub async fn create_api_key(
+        &self,
+        scope: Scope,
+        name: &str,
+        role: Role,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(Uuid, String), CoreError> {
+        let minted = auth::mint_token();
+        let record = ApiKeyRecord {
+            id: minted.id,
+            scope,
+            name: name.to_owned(),
+            role,
+            secret_hash: minted.secret_hash,
+            created: now_ms(),
+            expires_at,
+            revoked_at: None,
+        };
+        self.store.insert_api_key(&record).await?;
+        Ok((minted.id, auth::reveal(&minted.token).to_owned()))
+    }
+
+    /// Resolves a bearer token to its principal, or refuses it.
+    pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
+        let (id, secret) = auth::parse_token(token)?;
+        let denied = || CoreError::Unauthorized("unknown, revoked or expired credential".into());
+        let key = self.store.api_key(id).await?.ok_or_else(denied)?;
+        if !auth::secret_matches(secret, &key.secret_hash)
+            || key.revoked_at.is_some()
+            || key.expires_at.is_some_and(|t| t <= Utc::now())
+        {
+            return Err(denied());
+        }
+        Ok(Principal { id: key.id, scope: key.scope, role: key.role, kind: PrincipalKind::ApiKey })
+    }
+
+    // ----- dictionary -----
+
+    /// The org's dictionary (cached).
+    pub async fn dictionary(&self, org: OrgId) -> Result<Arc<Dictionary>, CoreError> {
+        if let Some(d) = self.dictionaries.get(org) {
+            return Ok(d);
+        }
+        let d = Arc::new(Dictionary::new(self.store.fields(org).await?, self.store.fieldsets(org).await?));
+        self.dictionaries.insert(org, d.clone());
+        Ok(d)
+    }
+
+    /// Every field, base and custom.
+    pub async fn list_fields(&self, actor: &Principal) -> Result<Vec<Field>, CoreError> {
+        Ok(self.dictionary(actor.scope.org).await?.fields().into_iter().cloned().collect())
+    }
+
+    /// One field.
+    pub async fn get_field(&self, actor: &Principal, id: &str) -> Result<Field, CoreError> {
+        self.dictionary(actor.scope.org)
+            .await?
+            .field(id)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))
+    }
+
+    async fn in_use(&self, org: OrgId, token: impl Fn(&crate::crypto::Indexer) -> Token) -> Result<bool, CoreError> {
+        let mut tokens = Vec::new();
+        for partition in Partition::ALL {
+            tokens.push(token(&self.keys.indexer(Scope { org, partition }).await?));
+        }
+        Ok(self.store.any_token_in_use(org, &tokens).await?)
+    }
+
+    /// Creates (`existing = false`) or replaces a custom field.
+    pub async fn put_field(&self, actor: &Principal, mut field: Field, path_id: Option<&str>) -> Result<Field, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        if let Some(id) = path_id {
+            if field.id != id {
+                return Err(CoreError::field("id", "must match the id in the path"));
+            }
+        }
+        field.base = false;
+        dictionary::validate_field(&field)?;
+        let dict = self.dictionary(org).await?;
+        let current = dict.field(&field.id);
+        if current.is_some_and(|f| f.base) {
+            return Err(CoreError::Forbidden(format!("'{}' is a built-in field and read-only", field.id)));
+        }
+        match (path_id, current) {
+            (None, Some(_)) => return Err(CoreError::Conflict(format!("field '{}' exists", field.id))),
+            (Some(_), None) => return Err(CoreError::NotFound(format!("no field '{}'", field.id))),
+            (Some(_), Some(old)) => {
+                if (old.data_type != field.data_type || old.classification != field.classification)
+                    && self.in_use(org, |ix| ix.present(&field.id)).await?
+                {
+                    return Err(CoreError::Conflict(format!(
+                        "field '{}' is used by stored data: its dataType and classification can't change",
+                        field.id
+                    )));
+                }
+            }
+            (None, None) => {}
+        }
+        let result = self.store.put_field(org, &field, path_id.is_none()).await;
+        self.dictionaries.invalidate(org);
+        result.map_err(|e| match e {
+            StoreError::AlreadyExists => CoreError::Conflict(format!("field '{}' exists", field.id)),
+            StoreError::NotFound => CoreError::NotFound(format!("no field '{}'", field.id)),
+            e => e.into(),
+        })?;
+        Ok(field)
+    }
+
+    /// Deletes a custom field unused by data and by field sets.
+    pub async fn delete_field(&self, actor: &Principal, id: &str) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        let dict = self.dictionary(org).await?;
+        let field = dict.field(id).ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))?;
+        if field.base {
+            return Err(CoreError::Forbidden(format!("'{id}' is a built-in field and read-only")));
+        }
+        if let Some(set) = dict.fieldsets().into_iter().find(|s| s.fields.iter().any(|f| f == id)) {
+            return Err(CoreError::Conflict(format!("field '{id}' belongs to field set '{}'", set.id)));
+        }
+        if self.in_use(org, |ix| ix.present(id)).await? {
+            return Err(CoreError::Conflict(format!("field '{id}' is used by stored data")));
+        }
+        let result = self.store.delete_field(org, id).await;
+        self.dictionaries.invalidate(org);
+        result.map_err(|e| match e {
+            StoreError::NotFound => CoreError::NotFound(format!("no field '{id}'")),
+            e => e.into(),
+        })
+    }
+
+    /// Every field set, base and custom.
+    pub async fn list_fieldsets(&self, actor: &Principal) -> Result<Vec<FieldSet>, CoreError> {
+        Ok(self.dictionary(actor.scope.org).await?.fieldsets().into_iter().cloned().collect())
+    }
+
+    /// One field set.
+    pub async fn get_fieldset(&self, actor: &Principal, id: &str) -> Result<FieldSet, CoreError> {
+        self.dictionary(actor.scope.org)
+            .await?
+            .fieldset(id)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound(format!("no field set '{}'", truncate(id, 100))))
+    }
+
+    /// Creates or replaces a custom field set.
+    pub async fn put_fieldset(&self, actor: &Principal, mut set: FieldSet, path_id: Option<&str>) -> Result<FieldSet, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        if let Some(id) = path_id {
+            if set.id != id {
+                return Err(CoreError::field("id", "must match the id in the path"));
+            }
+        }
+        set.base = false;
+        let dict = self.dictionary(org).await?;
+        dictionary::validate_fieldset(&set, &dict)?;
+        match (path_id, dict.fieldset(&set.id)) {
+            (_, Some(s)) if s.base => {
+                return Err(CoreError::Forbidden(format!("'{}' is a built-in field set and read-only", set.id)))
+            }
+            (None, Some(_)) => return Err(CoreError::Conflict(format!("field set '{}' exists", set.id))),
+            (Some(_), None) => return Err(CoreError::NotFound(format!("no field set '{}'", set.id))),
+            _ => {}
+        }
+        let result = self.store.put_fieldset(org, &set, path_id.is_none()).await;
+        self.dictionaries.invalidate(org);
+        result.map_err(|e| match e {
+            StoreError::AlreadyExists => CoreError::Conflict(format!("field set '{}' exists", set.id)),
+            StoreError::NotFound => CoreError::NotFound(format!("no field set '{}'", set.id)),
+            e => e.into(),
+        })?;
+        Ok(set)
+    }
+
+    /// Deletes a custom field set no object declares.
+    pub async fn delete_fieldset(&self, actor: &Principal, id: &str) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        let dict = self.dictionary(org).await?;
+        let set = dict.fieldset(id).ok_or_else(|| CoreError::NotFound(format!("no field set '{}'", truncate(id, 100))))?;
+        if set.base {
+            return Err(CoreError::Forbidden(format!("'{id}' is a built-in field set and read-only")));
+        }
+        if self.in_use(org, |ix| ix.fieldset(id)).await? {
+            return Err(CoreError::Conflict(format!("field set '{id}' is used by stored objects")));
+        }
+        let result = self.store.delete_fieldset(org, id).await;
+        self.dictionaries.invalidate(org);
+        result.map_err(|e| match e {
+            StoreError::NotFound => CoreError::NotFound(format!("no field set '{id}'")),
+            e => e.into(),
+        })
+    }
+
+    // ----- objects -----
+
+    fn require_object_access(actor: &Principal) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin, Role::Agent, Role::Machine, Role::Partner])
+    }
+
+    /// Reads a stored object of the expected kind.
+    async fn load(&self, scope: Scope, kind: Kind, id: ObjectId) -> Result<StoredObject, CoreError> {
+        match self.store.object(scope, id).await? {
+            Some(o) if o.kind == kind => Ok(o),
+            _ => Err(not_found(kind, id)),
+        }
+    }
+
+    fn effective_state(&self, o: &StoredObject) -> State {
+        if o.kind == Kind::Request && o.state == State::Active && o.touched < self.autoclose_cutoff() {
+            State::Closed
+        } else {
+            o.state
+        }
+    }
+
+    /// Decrypts a stored object for a caller (partners see sealed values withheld).
+    async fn reveal(&self, actor: &Principal, o: StoredObject) -> Result<ContextObject, CoreError> {
+        let state = self.effective_state(&o);
+        let mut data = o.clear;
+        let mut withheld = Vec::new();
+        if !o.sealed.is_empty() {
+            if actor.role == Role::Partner {
+                for name in o.sealed.keys() {
+                    data.insert(name.clone(), serde_json::Value::Null);
+                    withheld.push(name.clone());
+                }
+            } else {
+                let keys = self.keys.object_keys(o.scope, o.customer_id).await?;
+                for (name, sealed) in &o.sealed {
+                    let plain = keys.open(o.id, name, sealed)?;
+                    let value = serde_json::from_slice(&plain)
+                        .map_err(|_| CoreError::Keys(format!("a value of object {} is corrupt", o.id)))?;
+                    data.insert(name.clone(), value);
+                }
+            }
+        }
+        Ok(ContextObject {
+            id: o.id,
+            kind: o.kind,
+            customer_id: o.customer_id,
+            parent_id: o.parent_id,
+            state,
+            media_type: o.media_type,
+            detail_type: o.detail_type,
+            fieldsets: o.fieldsets,
+            data,
+            tags: o.tags,
+            contributors: o.contributors,
+            withheld,
+            created: o.created,
+            last_updated: o.last_updated,
+            version: o.version,
+        })
+    }
+
+    /// Seals, indexes and writes a draft; returns the object as the client sees it.
+    async fn persist(&self, actor: &Principal, draft: Draft, expected_version: Option<i64>, new_customer_key: Option<ObjectKeys>) -> Result<ContextObject, CoreError> {
+        let scope = actor.scope;
+        let object = draft.object;
+        let dict = self.dictionary(scope.org).await?;
+        let keys = match new_customer_key {
+            Some(k) => k,
+            None => self.keys.object_keys(scope, object.customer_id).await?,
+        };
+        let indexer = self.keys.indexer(scope).await?;
+        let mut clear = BTreeMap::new();
+        let mut sealed = BTreeMap::new();
+        let mut tokens = Vec::with_capacity(object.data.len() * 2 + object.tags.len() + 4);
+        for (name, value) in &object.data {
+            // validate_data guarantees every key is a dictionary field.
+            let Some(field) = dict.field(name) else { continue };
+            tokens.push(indexer.present(name));
+            if field.searchable {
+                if let Some(n) = normalize(name, value) {
+                    tokens.push(indexer.value(name, &n));
+                }
+            }
+            if field.classification.is_sealed() {
+                let plain = serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
+                sealed.insert(name.clone(), keys.seal(object.id, name, &plain)?);
+            } else {
+                clear.insert(name.clone(), value.clone());
+            }
+        }
+        tokens.extend(object.fieldsets.iter().map(|s| indexer.fieldset(s)));
+        tokens.extend(object.tags.iter().map(|t| indexer.tag(&t.to_lowercase())));
+        tokens.extend(object.contributors.iter().map(|c| indexer.contributor(&c.id)));
+        tokens.sort_unstable();
+        tokens.dedup();
+        let stored = StoredObject {
+            id: object.id,
+            scope,
+            kind: object.kind,
+            customer_id: object.customer_id,
+            parent_id: object.parent_id,
+            state: object.state,
+            media_type: object.media_type,
+            detail_type: object.detail_type,
+            fieldsets: object.fieldsets.clone(),
+            clear,
+            sealed,
+            tags: object.tags.clone(),
+            contributors: object.contributors.clone(),
+            created: object.created,
+            last_updated: object.last_updated,
+            touched: object.last_updated,
+            version: object.version,
+        };
+        let write = ObjectWrite { object: stored, tokens, expected_version, parent_check: draft.parent_check };
+        self.store.write_object(&write).await.map_err(|e| match e {
+            StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
+            StoreError::ParentNotFound => CoreError::field("parentId", "no such parent in this partition"),
+            StoreError::VersionConflict { current } => {
+                CoreError::Conflict(format!("version conflict: the stored version is {current}"))
+            }
+            StoreError::NotFound => not_found(object.kind, object.id),
+            e => e.into(),
+        })?;
+        Ok(object)
+    }
+
+    /// Builds and checks the new state of an object from client input; `existing` is the
+    /// object being replaced (None on create).
+    #[allow(clippy::too_many_arguments)]
+    async fn draft(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        existing: Option<&ContextObject>,
+        customer_id: Option<ObjectId>,
+        parent_id: Option<ObjectId>,
+        state: Option<State>,
+        media_type: Option<MediaType>,
+        detail_type: Option<DetailType>,
+        fieldsets: Vec<String>,
+        data: BTreeMap<String, serde_json::Value>,
+        tags: Vec<String>,
+        mut errors: Vec<FieldError>,
+    ) -> Result<Draft, CoreError> {
+        let scope = actor.scope;
+        let id = existing.map(|e| e.id).unwrap_or_default();
+        let mut customer_id = customer_id;
+        let mut parent_check = None;
+        let mut state = state.unwrap_or(State::Active);
+        match kind {
+            Kind::Customer => {
+                if customer_id.is_some() {
+                    errors.push(FieldError::new("customerId", "a customer has no customerId"));
+                }
+                if parent_id.is_some() {
+                    errors.push(FieldError::new("parentId", "a customer has no parent"));
+                }
+                customer_id = Some(id);
+            }
+            Kind::Request => {
+                if parent_id.is_some() {
+                    errors.push(FieldError::new("parentId", "a request has no parent"));
+                }
+                if customer_id.is_none() {
+                    errors.push(FieldError::new("customerId", "a request needs a customerId"));
+                }
+            }
+            Kind::Activity => {
+                if media_type.is_none() {
+                    errors.push(FieldError::new("mediaType", "an activity needs a mediaType"));
+                }
+            }
+            Kind::Detail => {
+                if parent_id.is_none() {
+                    errors.push(FieldError::new("parentId", "a detail needs a parentId (request or activity)"));
+                }
+                if detail_type.is_none() {
+                    errors.push(FieldError::new("detailType", "a detail needs a detailType (comment or feedback)"));
+                }
+                state = State::Closed;
+            }
+        }
+        if kind != Kind::Activity && media_type.is_some() {
+            errors.push(FieldError::new("mediaType", format!("a {kind} has no mediaType")));
+        }
+        if kind != Kind::Detail && detail_type.is_some() {
+            errors.push(FieldError::new("detailType", format!("a {kind} has no detailType")));
+        }
+        if kind == Kind::Customer && state == State::Closed {
+            errors.push(FieldError::new("state", "a customer can't be closed"));
+        }
+        let tags = clean_tags(tags, &mut errors);
+        let dict = self.dictionary(scope.org).await?;
+        let data = match dict.validate_data(&fieldsets, &data) {
+            Ok(d) => d,
+            Err(CoreError::Validation(more)) => {
+                errors.extend(more);
+                BTreeMap::new()
+            }
+            Err(e) => return Err(e),
+        };
+        if !errors.is_empty() {
+            return Err(CoreError::Validation(errors));
+        }
+        // Links: the customer must exist; the parent must exist, be of the right kind and open.
+        if kind != Kind::Customer {
+            if let Some(parent) = parent_id {
+                let moved = existing.is_none_or(|e| e.parent_id != Some(parent));
+                let p = match self.store.object(scope, parent).await? {
+                    Some(p) if kind == Kind::Detail || p.kind == Kind::Request => p,
+                    Some(_) if kind == Kind::Activity => {
+                        return Err(CoreError::field("parentId", "the parent of an activity must be a request"))
+                    }
+                    _ => return Err(CoreError::field("parentId", "no such parent in this partition")),
+                };
+                if p.kind == Kind::Customer || p.kind == Kind::Detail {
+                    return Err(CoreError::field("parentId", "the parent of a detail must be a request or an activity"));
+                }
+                if p.kind == Kind::Request && self.effective_state(&p) == State::Closed {
+                    return Err(CoreError::Conflict("the parent request is closed".into()));
+                }
+                match (customer_id, p.customer_id) {
+                    (None, inherited) => customer_id = inherited,
+                    (Some(c), Some(pc)) if c != pc => {
+                        return Err(CoreError::field("customerId", "differs from the parent's customerId"))
+                    }
+                    _ => {}
+                }
+                if moved || p.kind == Kind::Request {
+                    parent_check = Some(ParentCheck {
+                        id: parent,
+                        must_be_request: kind == Kind::Activity,
+                        active_since: self.autoclose_cutoff(),
+                    });
+                }
+            }
+            if let Some(c) = customer_id {
+                if existing.is_none_or(|e| e.customer_id != Some(c)) {
+                    match self.store.object(scope, c).await? {
+                        Some(o) if o.kind == Kind::Customer => {}
+                        _ => return Err(CoreError::field("customerId", "no such customer in this partition")),
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        let me = actor.contributor();
+        let (created, version, mut contributors) = match existing {
+            Some(e) => (e.created, e.version + 1, e.contributors.clone()),
+            None => (now, 1, Vec::new()),
+        };
+        if !contributors.contains(&me) {
+            contributors.push(me);
+        }
+        let object = ContextObject {
+            id,
+            kind,
+            customer_id,
+            parent_id,
+            state,
+            media_type,
+            detail_type,
+            fieldsets,
+            data,
+            tags,
+            contributors,
+            withheld: Vec::new(),
+            created,
+            // lastUpdated never goes backwards, even if the clock does.
+            last_updated: existing.map_or(now, |e| now.max(e.last_updated)),
+            version,
+        };
+        let size = serde_json::to_vec(&object).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_OBJECT_BYTES {
+            return Err(CoreError::TooLarge(format!(
+                "the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}"
+            )));
+        }
+        Ok(Draft { object, parent_check })
+    }
+
+    /// Creates an object.
+    pub async fn create(&self, actor: &Principal, kind: Kind, input: ObjectInput) -> Result<ContextObject, CoreError> {
+        Self::require_object_access(actor)?;
+        let mut errors = Vec::new();
+        if let Some(t) = &input.kind {
+            if t.parse::<Kind>().ok() != Some(kind) {
+                errors.push(FieldError::new("type", format!("must be '{kind}' here")));
+            }
+        }
+        let customer_id = parse_id("customerId", input.customer_id.as_deref(), &mut errors);
+        let parent_id = parse_id("parentId", input.parent_id.as_deref(), &mut errors);
+        let state = parse_opt("state", input.state.as_deref(), &mut errors);
+        let media_type = parse_opt("mediaType", input.media_type.as_deref(), &mut errors);
+        let detail_type = parse_opt("detailType", input.detail_type.as_deref(), &mut errors);
+        let draft = self
+            .draft(actor, kind, None, customer_id, parent_id, state, media_type, detail_type, input.fieldsets, input.data, input.tags, errors)
+            .await?;
+        let customer_key = if kind == Kind::Customer {
+            Some(self.keys.create_customer_key(actor.scope, draft.object.id).await?)
+        } else {
+            None
+        };
+        self.persist(actor, draft, None, customer_key).await
+    }
+
+    /// Reads an object.
+    pub async fn get(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<ContextObject, CoreError> {
+        Self::require_object_access(actor)?;
+        let o = self.load(actor.scope, kind, id).await?;
+        self.reveal(actor, o).await
+    }
+
+    async fn current_for_update(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<ContextObject, CoreError> {
+        let stored = self.load(actor.scope, kind, id).await?;
+        if kind == Kind::Detail {
+            return Err(CoreError::Conflict("details are immutable".into()));
+        }
+        if kind == Kind::Request && self.effective_state(&stored) == State::Closed {
+            return Err(CoreError::Conflict("the request is closed".into()));
+        }
+        // Partners can't see sealed values, so they can't carry them over: read as a full reader.
+        let reader = Principal { role: Role::Agent, ..actor.clone() };
+        self.reveal(&reader, stored).await
+    }
+
+    /// Replaces an object; `version` (from the body or `If-Match`) must equal the stored one.
+    pub async fn replace(&self, actor: &Principal, kind: Kind, id: ObjectId, input: ObjectInput, if_match: Option<i64>) -> Result<ContextObject, CoreError> {
+        Self::require_object_access(actor)?;
+        let expected = if_match.or(input.version).ok_or_else(|| {
+            CoreError::field("version", "send the version you read (in the body or as If-Match)")
+        })?;
+        let current = self.current_for_update(actor, kind, id).await?;
+        if current.version != expected {
+            return Err(CoreError::Conflict(format!("version conflict: the stored version is {}", current.version)));
+        }
+        let mut errors = Vec::new();
+        if let Some(t) = &input.kind {
+            if t.parse::<Kind>().ok() != Some(kind) {
+                errors.push(FieldError::new("type", format!("must be '{kind}' here")));
+            }
+        }
+        if let Some(body_id) = &input.id {
+            if body_id.as_str() != Some(id.to_string().as_str()) {
+                errors.push(FieldError::new("id", "must match the id in the path"));
+            }
+        }
+        let customer_id = match kind {
+            Kind::Customer => None,
+            _ => parse_id("customerId", input.customer_id.as_deref(), &mut errors),
+        };
+        let parent_id = parse_id("parentId", input.parent_id.as_deref(), &mut errors);
+        let state = parse_opt("state", input.state.as_deref(), &mut errors);
+        let media_type = parse_opt("mediaType", input.media_type.as_deref(), &mut errors);
+        let detail_type = parse_opt("detailType", input.detail_type.as_deref(), &mut errors);
+        let mut data = input.data;
+        self.keep_withheld(actor, &current, &mut data);
+        let draft = self
+            .draft(actor, kind, Some(&current), customer_id, parent_id, state, media_type, detail_type, input.fieldsets, data, input.tags, errors)
+            .await?;
+        self.persist(actor, draft, Some(expected), None).await
+    }
+
+    /// A partner's write keeps the sealed values it was not shown.
+    fn keep_withheld(&self, actor: &Principal, current: &ContextObject, data: &mut BTreeMap<String, serde_json::Value>) {
+        if actor.role != Role::Partner {
+            return;
+        }
+        for (k, v) in &current.data {
+            if data.get(k).is_none_or(|x| x.is_null()) && !v.is_null() {
+                data.insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    /// Applies a JSON merge patch. Without a version it retries on concurrent writes, so that
+    /// no update is lost.
+    pub async fn patch(&self, actor: &Principal, kind: Kind, id: ObjectId, patch: ObjectPatch, if_match: Option<i64>) -> Result<ContextObject, CoreError> {
+        Self::require_object_access(actor)?;
+        const ALLOWED: [&str; 7] = ["data", "tags", "state", "parentId", "customerId", "fieldsets", "version"];
+        if let Some(k) = patch.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+            return Err(CoreError::field(k.clone(), format!("can't be patched; patchable members: {}", ALLOWED.join(", "))));
+        }
+        let body_version = match patch.get("version") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or_else(|| CoreError::field("version", "expected an integer"))?),
+        };
+        let expected = if_match.or(body_version);
+        for _ in 0..PATCH_RETRIES {
+            let current = self.current_for_update(actor, kind, id).await?;
+            if let Some(v) = expected {
+                if current.version != v {
+                    return Err(CoreError::Conflict(format!("version conflict: the stored version is {}", current.version)));
+                }
+            }
+            let mut errors = Vec::new();
+            let mut data = current.data.clone();
+            match patch.get("data") {
+                None => {}
+                Some(serde_json::Value::Object(m)) => {
+                    for (k, v) in m {
+                        if v.is_null() {
+                            data.remove(k);
+                        } else {
+                            data.insert(k.clone(), v.clone());
+                        }
+                    }
+                }
+                Some(serde_json::Value::Null) => data.clear(),
+                Some(_) => errors.push(FieldError::new("data", "expected an object")),
+            }
+            let tags = match patch.get("tags") {
+                None => current.tags.clone(),
+                Some(serde_json::Value::Null) => Vec::new(),
+                Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|_| {
+                    errors.push(FieldError::new("tags", "expected an array of strings"));
+                    Vec::new()
+                }),
+            };
+            let fieldsets = match patch.get("fieldsets") {
+                None => current.fieldsets.clone(),
+                Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|_| {
+                    errors.push(FieldError::new("fieldsets", "expected an array of strings"));
+                    Vec::new()
+                }),
+            };
+            let text = |name: &str, errors: &mut Vec<FieldError>| -> Option<Option<String>> {
+                match patch.get(name) {
+                    None => None,
+                    Some(serde_json::Value::Null) => Some(None),
+                    Some(serde_json::Value::String(s)) => Some(Some(s.clone())),
+                    Some(_) => {
+                        errors.push(FieldError::new(name, "expected a string or null"));
+                        None
+                    }
+                }
+            };
+            let state = match text("state", &mut errors) {
+                None => Some(current.state),
+                Some(s) => parse_opt("state", s.as_deref(), &mut errors),
+            };
+            let parent_id = match text("parentId", &mut errors) {
+                None => current.parent_id,
+                Some(s) => parse_id("parentId", s.as_deref(), &mut errors),
+            };
+            let customer_id = match (kind, text("customerId", &mut errors)) {
+                (Kind::Customer, _) => None,
+                (_, None) => current.customer_id,
+                (_, Some(s)) => parse_id("customerId", s.as_deref(), &mut errors),
+            };
+            self.keep_withheld(actor, &current, &mut data);
+            let draft = self
+                .draft(actor, kind, Some(&current), customer_id, parent_id, state, current.media_type, current.detail_type, fieldsets, data, tags, errors)
+                .await?;
+            match self.persist(actor, draft, Some(current.version), None).await {
+                Err(CoreError::Conflict(msg)) if expected.is_none() && msg.starts_with("version conflict") => continue,
+                other => return other,
+            }
+        }
+        Err(CoreError::Conflict("the object is being changed by many writers; retry".into()))
+    }
+
+    /// Deletes one object (lab only).
+    pub async fn delete(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<(), CoreError> {
+        Self::require_object_access(actor)?;
+        if !deletes_allowed(actor.scope.partition) {
+            return Err(CoreError::Forbidden("deletes are not allowed in the production partition (data retention)".into()));
+        }
+        self.load(actor.scope, kind, id).await?;
+        self.store.delete_object(actor.scope, id).await.map_err(|e| match e {
+            StoreError::NotFound => not_found(kind, id),
+            e => e.into(),
+        })
+    }
+
+    /// Searches objects of a kind.
+    pub async fn search(&self, actor: &Principal, kind: Kind, request: &SearchRequest) -> Result<SearchResult, CoreError> {
+        Self::require_object_access(actor)?;
+        let scope = actor.scope;
+        let dict = self.dictionary(scope.org).await?;
+        let indexer = self.keys.indexer(scope).await?;
+        let access = if actor.role == Role::Partner { SealedAccess::Withheld } else { SealedAccess::Allowed };
+        let plan = search::plan(kind, request, &dict, &indexer, access)?;
+        if request.summary {
+            let page = self.store.search_ids(scope, &plan).await?;
+            return Ok(SearchResult {
+                items: None,
+                ids: Some(page.ids),
+                total: page.total,
+                next_cursor: page.next.as_ref().map(search::encode_cursor),
+            });
+        }
+        let page = self.store.search(scope, &plan).await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for o in page.items {
+            items.push(self.reveal(actor, o).await?);
+        }
+        Ok(SearchResult { items: Some(items), ids: None, total: page.total, next_cursor: page.next.as_ref().map(search::encode_cursor) })
+    }
+
+    /// A customer's journey, newest first.
+    pub async fn timeline(
+        &self,
+        actor: &Principal,
+        customer: ObjectId,
+        media_type: Option<MediaType>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<TimelinePage, CoreError> {
+        Self::require_object_access(actor)?;
+        let limit = limit.unwrap_or(search::DEFAULT_LIMIT);
+        if limit == 0 || limit > search::MAX_LIMIT {
+            return Err(CoreError::field("limit", format!("must be between 1 and {}", search::MAX_LIMIT)));
+        }
+        let after: Option<PagePosition> = cursor.map(search::decode_cursor).transpose()?;
+        self.load(actor.scope, Kind::Customer, customer).await?;
+        let page = self
+            .store
+            .timeline(actor.scope, &TimelineQuery { customer_id: customer, media_type, limit, after })
+            .await?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for o in page.items {
+            items.push(self.reveal(actor, o).await?);
+        }
+        Ok(TimelinePage { items, total: page.total, next_cursor: page.next.as_ref().map(search::encode_cursor) })
+    }
+
+    /// Flushes every object of a kind (lab only); returns the finished job.
+    pub async fn flush(&self, actor: &Principal, kind: Kind) -> Result<FlushStatus, CoreError> {
+        actor.require(&[Role::Admin, Role::Agent, Role::Machine])?;
+        if !deletes_allowed(actor.scope.partition) {
+            return Err(CoreError::Forbidden("flush is not allowed in the production partition (data retention)".into()));
+        }
+        let mut job = FlushJob {
+            id: Uuid::now_v7(),
+            scope: actor.scope,
+            kind,
+            completed: false,
+            flushed: 0,
+            message: format!("flushing {} objects", kind),
+            created: now_ms(),
+        };
+        self.store.put_flush_job(&job).await?;
+        match self.store.flush(actor.scope, kind).await {
+            Ok(n) => {
+                job.completed = true;
+                job.flushed = n;
+                job.message = format!("flushed {n} {} objects", kind);
+            }
+            Err(e) => {
+                job.completed = true;
+                job.message = format!("flush failed: {e}");
+            }
+        }
+        self.store.put_flush_job(&job).await?;
+        Ok(job.into())
+    }
+
+    /// Status of a flush job.
+    pub async fn flush_status(&self, actor: &Principal, id: Uuid) -> Result<FlushStatus, CoreError> {
+        Self::require_object_access(actor)?;
+        self.store
+            .flush_job(actor.scope, id)
+            .await?
+            .map(Into::into)
+            .ok_or_else(|| CoreError::NotFound(format!("no flush job {id}")))
+    }
+
+    /// Closes requests past the auto-close period; run periodically by the server.
+    pub async fn close_stale_requests(&self) -> Result<u64, CoreError> {
+        Ok(self.store.close_stale_requests(self.autoclose_cutoff(), now_ms()).await?)
+    }
+}
+
+fn clean_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim().to_owned();
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
+            errors.push(FieldError::new("tags", format!("tags are 1–{MAX_TAG_CHARS} characters")));
+        } else if !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
+            out.push(t);
+        }
+    }
+    out
+}
