@@ -1,1 +1,129 @@
-//! placeholder
+//! HTTP server of contextd: the native `/v1` API, the OpenAPI document, health and status.
+//!
+//! Handlers are thin: they authenticate, extract validated input and call one function of
+//! [`contextd_core::service::Context`]. Every error leaves as RFC 9457 problem JSON. This
+//! crate never names a storage backend: it is handed a ready `Context`. Logs carry method,
+//! path, status and latency only; never query strings, bodies or field values.
+
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use contextd_core::service::Context;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::routes::{dictionary, objects, system};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The context service.
+    pub context: Arc<Context>,
+    /// Start time, for uptime.
+    pub started: Instant,
+}
+
+/// Server settings.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Largest request body accepted, bytes (larger: 413).
+    pub body_limit: usize,
+    /// How often to close requests past their auto-close period.
+    pub autoclose_sweep: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self { body_limit: 1024 * 1024, autoclose_sweep: Duration::from_secs(60) }
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a handler panicked");
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+}
+
+/// Builds the router with every route and middleware.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
+        let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The path only: query strings can carry search values.
+        tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id, org = tracing::field::Empty)
+    });
+    Router::new()
+        .route("/healthz", get(system::healthz))
+        .route("/v1/ping", get(system::ping))
+        .route("/v1/status", get(system::status))
+        .route("/v1/openapi.json", get(system::openapi))
+        .route("/v1/fields", get(dictionary::list_fields).post(dictionary::create_field))
+        .route(
+            "/v1/fields/{id}",
+            get(dictionary::get_field).put(dictionary::put_field).delete(dictionary::delete_field),
+        )
+        .route("/v1/fieldsets", get(dictionary::list_fieldsets).post(dictionary::create_fieldset))
+        .route(
+            "/v1/fieldsets/{id}",
+            get(dictionary::get_fieldset).put(dictionary::put_fieldset).delete(dictionary::delete_fieldset),
+        )
+        .route("/v1/flush/{id}", get(objects::flush_status))
+        .route("/v1/customers/{id}/timeline", get(objects::timeline))
+        .route("/v1/{kind}", post(objects::create))
+        .route("/v1/{kind}/search", post(objects::search))
+        .route("/v1/{kind}/flush", post(objects::flush))
+        .route(
+            "/v1/{kind}/{id}",
+            get(objects::get).put(objects::replace).patch(objects::patch).delete(objects::delete),
+        )
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(trace)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    context: Arc<Context>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState { context: context.clone(), started: Instant::now() };
+    let sweeper = tokio::spawn(sweep_stale_requests(context, config.autoclose_sweep));
+    let app = router(state, &config);
+    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    sweeper.abort();
+    result
+}
+
+async fn sweep_stale_requests(context: Arc<Context>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match context.close_stale_requests().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(closed = n, "auto-closed stale requests"),
+            Err(e) => tracing::warn!(error = %e, "auto-close sweep failed"),
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! The OpenAPI document, assembled from the handlers' annotations.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes::{dictionary, objects, system};
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The native API (`/v1`).
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "contextd", description = "Omnichannel customer context service: native API."),
+    paths(
+        objects::create, objects::get, objects::replace, objects::patch, objects::delete,
+        objects::search, objects::timeline, objects::flush, objects::flush_status,
+        dictionary::list_fields, dictionary::create_field, dictionary::get_field, dictionary::put_field,
+        dictionary::delete_field, dictionary::list_fieldsets, dictionary::create_fieldset,
+        dictionary::get_fieldset, dictionary::put_fieldset, dictionary::delete_fieldset,
+        system::ping, system::healthz, system::status, system::openapi,
+    ),
+    components(schemas(
+        contextd_core::ContextObject, contextd_core::object::Contributor, contextd_core::object::MediaType,
+        contextd_core::object::DetailType, contextd_core::object::State, contextd_core::object::ContributorType,
+        contextd_core::FieldError, contextd_core::dictionary::EnumValue,
+        contextd_core::dictionary::DataType, contextd_core::dictionary::Classification,
+        contextd_core::search::Match,
+        crate::error::Problem,
+    )),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "objects", description = "Customers, requests, activities and details"),
+        (name = "dictionary", description = "Fields and field sets"),
+        (name = "system", description = "Health, status and this document"),
+    )
+)]
+pub struct ApiDoc;

@@ -1,0 +1,5 @@
+//! HTTP handlers, one module per resource. Each extracts, calls one core function, maps the result.
+
+pub mod dictionary;
+pub mod objects;
+pub mod system;

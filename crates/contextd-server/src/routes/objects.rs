@@ -1,0 +1,211 @@
+//! Context objects: CRUD, search, timeline and lab flush.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use contextd_core::object::MediaType;
+use contextd_core::search::SearchRequest;
+use contextd_core::service::{FlushStatus, ObjectInput, ObjectPatch, SearchResult, TimelinePage};
+use contextd_core::{ContextObject, Kind, ObjectId};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{if_match, ApiJson, ApiQuery, Auth};
+use crate::AppState;
+
+fn kind(segment: &str) -> ApiResult<Kind> {
+    match segment {
+        "customers" => Ok(Kind::Customer),
+        "requests" => Ok(Kind::Request),
+        "activities" | "pods" => Ok(Kind::Activity),
+        "details" => Ok(Kind::Detail),
+        _ => Err(ApiError::no_route()),
+    }
+}
+
+fn with_etag(object: &ContextObject, mut response: Response) -> Response {
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", object.version)) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+/// Create an object.
+#[utoipa::path(post, path = "/v1/{kind}", tag = "objects",
+    params(("kind" = String, Path, description = "customers | requests | activities | details")),
+    request_body = ObjectInput,
+    responses((status = 201, body = ContextObject), (status = 400, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(segment): Path<String>,
+    ApiJson(input): ApiJson<ObjectInput>,
+) -> ApiResult<Response> {
+    let kind = kind(&segment)?;
+    let object = state.context.create(&actor, kind, input).await?;
+    let location = format!("/v1/{}/{}", kind.plural(), object.id);
+    let mut response = (StatusCode::CREATED, Json(&object)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(with_etag(&object, response))
+}
+
+/// Read an object.
+#[utoipa::path(get, path = "/v1/{kind}/{id}", tag = "objects",
+    params(("kind" = String, Path), ("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = ContextObject), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((segment, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let kind = kind(&segment)?;
+    let object = state.context.get(&actor, kind, ObjectId::parse(&id)?).await?;
+    Ok(with_etag(&object, Json(&object).into_response()))
+}
+
+/// Replace an object (`version` in the body or `If-Match` must equal the stored version).
+#[utoipa::path(put, path = "/v1/{kind}/{id}", tag = "objects",
+    params(("kind" = String, Path), ("id" = String, Path, format = Uuid)),
+    request_body = ObjectInput,
+    responses((status = 200, body = ContextObject), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn replace(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((segment, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<ObjectInput>,
+) -> ApiResult<Response> {
+    let kind = kind(&segment)?;
+    let object = state.context.replace(&actor, kind, ObjectId::parse(&id)?, input, if_match(&headers)?).await?;
+    Ok(with_etag(&object, Json(&object).into_response()))
+}
+
+/// Merge-patch an object's `data`, `tags`, `state`, `fieldsets`, `parentId` or `customerId`.
+#[utoipa::path(patch, path = "/v1/{kind}/{id}", tag = "objects",
+    params(("kind" = String, Path), ("id" = String, Path, format = Uuid)),
+    request_body(content = Object, content_type = "application/merge-patch+json"),
+    responses((status = 200, body = ContextObject), (status = 409, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn patch(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((segment, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let kind = kind(&segment)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !(content_type.starts_with("application/json") || content_type.starts_with("application/merge-patch+json")) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "send application/merge-patch+json or application/json",
+        ));
+    }
+    let patch: ObjectPatch =
+        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", e.to_string()))?;
+    let object = state.context.patch(&actor, kind, ObjectId::parse(&id)?, patch, if_match(&headers)?).await?;
+    Ok(with_etag(&object, Json(&object).into_response()))
+}
+
+/// Delete one object (lab partition only).
+#[utoipa::path(delete, path = "/v1/{kind}/{id}", tag = "objects",
+    params(("kind" = String, Path), ("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path((segment, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let kind = kind(&segment)?;
+    state.context.delete(&actor, kind, ObjectId::parse(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Search objects of a kind.
+#[utoipa::path(post, path = "/v1/{kind}/search", tag = "objects",
+    params(("kind" = String, Path)),
+    request_body = SearchRequest,
+    responses((status = 200, body = SearchResult), (status = 400, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn search(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(segment): Path<String>,
+    ApiJson(request): ApiJson<SearchRequest>,
+) -> ApiResult<Json<SearchResult>> {
+    let kind = kind(&segment)?;
+    Ok(Json(state.context.search(&actor, kind, &request).await?))
+}
+
+/// Timeline query parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimelineParams {
+    /// Only activities of this channel.
+    media_type: Option<String>,
+    /// Page size (1–200, default 50).
+    limit: Option<usize>,
+    /// From a previous page's `nextCursor`.
+    cursor: Option<String>,
+}
+
+/// A customer's journey: requests, activities and details, newest first.
+#[utoipa::path(get, path = "/v1/customers/{id}/timeline", tag = "objects",
+    params(("id" = String, Path, format = Uuid), TimelineParams),
+    responses((status = 200, body = TimelinePage), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn timeline(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    ApiQuery(params): ApiQuery<TimelineParams>,
+) -> ApiResult<Json<TimelinePage>> {
+    let media_type = params.media_type.as_deref().map(str::parse::<MediaType>).transpose()?;
+    let page = state
+        .context
+        .timeline(&actor, ObjectId::parse(&id)?, media_type, params.limit, params.cursor.as_deref())
+        .await?;
+    Ok(Json(page))
+}
+
+/// Delete every object of a kind (lab partition only).
+#[utoipa::path(post, path = "/v1/{kind}/flush", tag = "objects",
+    params(("kind" = String, Path)),
+    responses((status = 202, body = FlushStatus), (status = 403, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn flush(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(segment): Path<String>,
+) -> ApiResult<Response> {
+    let kind = kind(&segment)?;
+    let status = state.context.flush(&actor, kind).await?;
+    let mut response = (StatusCode::ACCEPTED, Json(&status)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("/v1/flush/{}", status.id)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// Status of a flush.
+#[utoipa::path(get, path = "/v1/flush/{id}", tag = "objects",
+    params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = FlushStatus), (status = 404, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn flush_status(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<FlushStatus>> {
+    let id = uuid::Uuid::try_parse(&id).map_err(|_| ApiError::bad_request("not a valid flush id"))?;
+    Ok(Json(state.context.flush_status(&actor, id).await?))
+}

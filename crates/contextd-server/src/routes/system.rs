@@ -1,0 +1,98 @@
+//! Liveness, status and the OpenAPI document.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::Json;
+use contextd_core::ids::Partition;
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::error::ApiResult;
+use crate::extract::Auth;
+use crate::AppState;
+
+/// `GET /v1/ping` answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ping {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// Liveness without authentication.
+#[utoipa::path(get, path = "/v1/ping", tag = "system", responses((status = 200, body = Ping)))]
+pub async fn ping() -> Json<Ping> {
+    Json(Ping { status: "ok" })
+}
+
+/// Liveness probe for orchestrators.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Ping)))]
+pub async fn healthz() -> Json<Ping> {
+    Json(Ping { status: "ok" })
+}
+
+/// One dependency's health.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dependency {
+    /// `storage` or `keyStore`.
+    pub name: &'static str,
+    /// Backend (`sqlite`, `postgres`).
+    pub backend: &'static str,
+    /// Answered the check?
+    pub reachable: bool,
+    /// Round trip of the check, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// `GET /v1/status` answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// `ok`, `degraded` or `down`.
+    pub status: &'static str,
+    /// Server version.
+    pub version: &'static str,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// The caller's partition.
+    #[schema(value_type = String)]
+    pub partition: Partition,
+    /// Dependencies.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// Serviceability: overall status and each dependency.
+#[utoipa::path(get, path = "/v1/status", tag = "system",
+    responses((status = 200, body = Status)), security(("bearer" = [])))]
+pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Status>> {
+    let store = state.context.store().clone();
+    let keys = state.context.keyring().store().clone();
+    let t = Instant::now();
+    let storage_ok = store.ping().await.is_ok();
+    let storage_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let t = Instant::now();
+    let keys_ok = keys.ping().await.is_ok();
+    let keys_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let status = match (storage_ok, keys_ok) {
+        (true, true) => "ok",
+        (false, false) => "down",
+        _ => "degraded",
+    };
+    Ok(Json(Status {
+        status,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        partition: actor.scope.partition,
+        dependencies: vec![
+            Dependency { name: "storage", backend: store.backend(), reachable: storage_ok, latency_ms: storage_ms },
+            Dependency { name: "keyStore", backend: store.backend(), reachable: keys_ok, latency_ms: keys_ms },
+        ],
+    }))
+}
+
+/// The OpenAPI document of this server, generated from the code.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::ApiDoc::openapi())
+}

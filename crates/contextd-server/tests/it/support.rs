@@ -1,0 +1,168 @@
+//! A real server on port 0 over real SQLite files, driven over real HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use contextd_core::crypto::{Keyring, MasterKey};
+use contextd_core::service::{Context, ContextConfig, OrgBootstrap};
+use contextd_server::ServerConfig;
+use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// One response, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Resp {
+    /// The body member at a JSON pointer (`/data/Context_First_Name`), or Null.
+    pub fn at(&self, pointer: &str) -> &Value {
+        self.body.pointer(pointer).unwrap_or(&Value::Null)
+    }
+
+    /// A string member.
+    pub fn str(&self, pointer: &str) -> String {
+        self.at(pointer).as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Asserts the status and that errors are problem JSON.
+    #[track_caller]
+    pub fn expect(&self, status: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        if status >= 400 {
+            let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            assert_eq!(ct, "application/problem+json", "errors must be problem JSON");
+            assert_eq!(self.body["status"].as_u64(), Some(u64::from(status)), "problem status member");
+            assert!(self.body["type"].is_string() && self.body["title"].is_string() && self.body["detail"].is_string());
+        }
+        self
+    }
+}
+
+/// A running server with its own data directory and the `default` org.
+pub struct TestServer {
+    pub url: String,
+    pub dir: TempDir,
+    pub context: Arc<Context>,
+    pub http: reqwest::Client,
+    /// The `default` org's tokens.
+    pub org: OrgBootstrap,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(ContextConfig::default(), ServerConfig::default()).await
+    }
+
+    pub async fn start_with(config: ContextConfig, server: ServerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("contextd.db")).expect("open data store");
+        let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("open key store");
+        let keyring = Keyring::new(MasterKey::generate(), Arc::new(keys), 1000);
+        let context = Arc::new(Context::new(Arc::new(store), keyring, config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let org = context.create_org("default", &url).await.expect("create org");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(contextd_server::serve(listener, context.clone(), server, async {
+            let _ = rx.await;
+        }));
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
+        Self { url, dir, context, http, org, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// The lab admin token of the default org.
+    pub fn lab(&self) -> &str {
+        &self.org.lab_admin_token
+    }
+
+    /// The production admin token of the default org.
+    pub fn prod(&self) -> &str {
+        &self.org.production_admin_token
+    }
+
+    /// Sends a request with an optional JSON body and bearer token.
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        Self::read(req.send().await.expect("request sent")).await
+    }
+
+    /// Sends a raw body with a content type.
+    pub async fn raw(&self, method: Method, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> Resp {
+        let req = self
+            .http
+            .request(method, format!("{}{}", self.url, path))
+            .bearer_auth(token)
+            .header("content-type", content_type)
+            .body(body);
+        Self::read(req.send().await.expect("request sent")).await
+    }
+
+    pub async fn read(resp: reqwest::Response) -> Resp {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Resp { status, headers, body }
+    }
+
+    pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.call(Method::POST, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Resp {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn put(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.call(Method::PUT, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn patch(&self, token: &str, path: &str, body: Value) -> Resp {
+        self.call(Method::PATCH, path, Some(token), Some(&body)).await
+    }
+
+    pub async fn delete(&self, token: &str, path: &str) -> Resp {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates a customer with the given base-fieldset data; returns its id.
+    pub async fn customer(&self, token: &str, data: Value) -> String {
+        let r = self.post(token, "/v1/customers", serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": data})).await;
+        r.expect(201);
+        r.str("/id")
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

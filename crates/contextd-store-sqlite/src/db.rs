@@ -1,0 +1,227 @@
+//! One SQLite database file: the writer thread, the reader pool, pragmas and migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use contextd_core::store::StoreError;
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use uuid::Uuid;
+
+use crate::writer::Writer;
+
+const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
+const READERS: u32 = 8;
+const STATEMENT_CACHE: usize = 256;
+
+/// Maps driver errors into [`StoreError::Backend`].
+pub(crate) trait DbResultExt<T> {
+    /// Converts the error.
+    fn db(self) -> Result<T, StoreError>;
+}
+
+impl<T> DbResultExt<T> for Result<T, rusqlite::Error> {
+    fn db(self) -> Result<T, StoreError> {
+        self.map_err(|e| StoreError::Backend(format!("sqlite: {e}")))
+    }
+}
+
+/// One embedded migration.
+pub(crate) struct Migration {
+    /// Its number; applied in ascending order, never twice.
+    pub version: i64,
+    /// The SQL.
+    pub sql: &'static str,
+}
+
+/// How a database file is set up.
+pub(crate) struct Profile {
+    /// Used in thread names and logs.
+    pub name: &'static str,
+    /// `WAL` for the data, `DELETE` for the key store (see `keys.rs`).
+    pub journal_mode: &'static str,
+    /// Overwrite deleted content with zeros.
+    pub secure_delete: bool,
+    /// The schema, in order.
+    pub migrations: &'static [Migration],
+}
+
+/// A database file: one writer thread, a pool of query-only readers.
+pub(crate) struct Db {
+    writer: Writer,
+    readers: Pool<SqliteConnectionManager>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the file, applies pending migrations and starts the writer.
+    pub(crate) fn open(path: &Path, profile: &Profile) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut conn = Connection::open(path).db()?;
+        conn.busy_timeout(BUSY_TIMEOUT).db()?;
+        let mode: String = conn.query_row(&format!("PRAGMA journal_mode={}", profile.journal_mode), [], |r| r.get(0)).db()?;
+        if !mode.eq_ignore_ascii_case(profile.journal_mode) {
+            tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
+        }
+        conn.execute_batch(
+            "PRAGMA synchronous=FULL;
+             PRAGMA temp_store=MEMORY;
+             PRAGMA cache_size=-32768;
+             PRAGMA journal_size_limit=67108864;",
+        )
+        .db()?;
+        if profile.secure_delete {
+            conn.execute_batch("PRAGMA secure_delete=ON;").db()?;
+        }
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        migrate(&mut conn, profile)?;
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+            .with_init(|c| {
+                c.busy_timeout(BUSY_TIMEOUT)?;
+                c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+                c.execute_batch("PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;")
+            });
+        let readers = Pool::builder()
+            .max_size(READERS)
+            .test_on_check_out(false)
+            .connection_timeout(Duration::from_secs(30))
+            .build(manager)
+            .map_err(|e| StoreError::Backend(format!("sqlite reader pool: {e}")))?;
+        let writer = Writer::start(conn, profile.name)?;
+        Ok(Self { writer, readers })
+    }
+
+    /// Runs `work` in the next group commit; see [`Writer::write`].
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+
+    /// Runs `work` on a pooled query-only connection, off the async threads.
+    pub(crate) async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(|e| StoreError::Backend(format!("sqlite reader pool: {e}")))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("sqlite read task failed: {e}")))?
+    }
+
+    /// Checks that the writer runs and a reader answers.
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+        if !self.writer.is_running() {
+            return Err(StoreError::Backend("the SQLite writer has stopped".into()));
+        }
+        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).db().map(|_| ())).await
+    }
+}
+
+/// Applies, in order, each migration not yet recorded in `schema_migrations`, each in its own
+/// `BEGIN IMMEDIATE` transaction so that two processes opening the file at once cannot both
+/// apply it.
+fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version    INTEGER PRIMARY KEY,
+             applied_at INTEGER NOT NULL
+         );",
+    )
+    .db()?;
+    let newest_known = profile.migrations.iter().map(|m| m.version).max().unwrap_or(0);
+    let newest_applied: i64 =
+        conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0)).db()?;
+    if newest_applied > newest_known {
+        return Err(StoreError::Backend(format!(
+            "the {} database has schema version {newest_applied}, newer than this contextd knows ({newest_known})",
+            profile.name
+        )));
+    }
+    for migration in profile.migrations {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        let applied: bool = tx
+            .query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [migration.version], |r| {
+                r.get(0)
+            })
+            .db()?;
+        if applied {
+            continue;
+        }
+        tx.execute_batch(migration.sql).db()?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            [migration.version, Utc::now().timestamp_millis()],
+        )
+        .db()?;
+        tx.commit().db()?;
+        tracing::info!(db = profile.name, version = migration.version, "applied migration");
+    }
+    Ok(())
+}
+
+/// A corrupt or unexpected column value.
+pub(crate) fn corrupt(what: &str) -> StoreError {
+    StoreError::Backend(format!("corrupt {what} column"))
+}
+
+/// Reads a 16-byte id column.
+pub(crate) fn uuid_col(v: ValueRef<'_>, what: &str) -> Result<Uuid, StoreError> {
+    v.as_blob().ok().and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| corrupt(what))
+}
+
+/// Reads a nullable 16-byte id column.
+pub(crate) fn opt_uuid_col(v: ValueRef<'_>, what: &str) -> Result<Option<Uuid>, StoreError> {
+    match v {
+        ValueRef::Null => Ok(None),
+        v => uuid_col(v, what).map(Some),
+    }
+}
+
+/// Reads a text column.
+pub(crate) fn text_col<'a>(v: ValueRef<'a>, what: &str) -> Result<&'a str, StoreError> {
+    v.as_str().map_err(|_| corrupt(what))
+}
+
+/// Reads a nullable text column.
+pub(crate) fn opt_text_col<'a>(v: ValueRef<'a>, what: &str) -> Result<Option<&'a str>, StoreError> {
+    v.as_str_or_null().map_err(|_| corrupt(what))
+}
+
+/// Reads an integer column.
+pub(crate) fn int_col(v: ValueRef<'_>, what: &str) -> Result<i64, StoreError> {
+    v.as_i64().map_err(|_| corrupt(what))
+}
+
+/// Milliseconds since the epoch, as stored.
+pub(crate) fn ms(t: &DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A stored time.
+pub(crate) fn time_col(v: ValueRef<'_>, what: &str) -> Result<DateTime<Utc>, StoreError> {
+    int_col(v, what).map(contextd_core::time::from_millis)
+}
+
+/// A nullable stored time.
+pub(crate) fn opt_time_col(v: ValueRef<'_>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.as_i64_or_null().map(|o| o.map(contextd_core::time::from_millis)).map_err(|_| corrupt(what))
+}
+
+/// Parses a stored enum name.
+pub(crate) fn parse_col<T: std::str::FromStr>(v: ValueRef<'_>, what: &str) -> Result<T, StoreError> {
+    text_col(v, what)?.parse().map_err(|_| corrupt(what))
+}

@@ -1,0 +1,187 @@
+//! [`SqliteKeyStore`]: wrapped keys, in a file apart from the data.
+
+use std::path::Path;
+
+use async_trait::async_trait;
+use contextd_core::ids::{ObjectId, Scope};
+use contextd_core::store::{KeyStore, StoreError, WrappedKey};
+use rusqlite::{params, Connection, Row};
+
+use crate::db::{corrupt, int_col, Db, DbResultExt, Migration, Profile};
+
+const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: include_str!("../migrations/keys/0001_init.sql") }];
+
+/// The key store keeps a rollback journal rather than a WAL, with `secure_delete`: a
+/// shredded customer key is overwritten in the database file at commit, and the journal that
+/// held its old page is deleted with the transaction, instead of lingering in a WAL until
+/// the next checkpoint. Key writes are rare, so the journal mode costs nothing that matters.
+const PROFILE: Profile = Profile { name: "keys", journal_mode: "DELETE", secure_delete: true, migrations: MIGRATIONS };
+
+/// The key store in its own SQLite file: wrapped data, index and customer keys.
+pub struct SqliteKeyStore {
+    db: Db,
+}
+
+impl SqliteKeyStore {
+    /// Opens the file (creating it and its parent directories if missing) and applies
+    /// pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self { db: Db::open(path, &PROFILE)? })
+    }
+
+    /// The backend's name: `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+fn key_from_row(r: &Row<'_>) -> Result<WrappedKey, StoreError> {
+    let u32_col = |i: usize, what: &str| -> Result<u32, StoreError> {
+        u32::try_from(int_col(r.get_ref(i).db()?, what)?).map_err(|_| corrupt(what))
+    };
+    Ok(WrappedKey {
+        version: u32_col(0, "version")?,
+        wrapped_by: u32_col(1, "wrapped_by")?,
+        bytes: r.get_ref(2).db()?.as_blob().map_err(|_| corrupt("bytes"))?.to_vec(),
+    })
+}
+
+fn scope_params(scope: Scope) -> ([u8; 16], &'static str) {
+    (scope.org.0.into_bytes(), scope.partition.as_str())
+}
+
+/// Runs an insert that ends in `ON CONFLICT DO NOTHING`: no row inserted means the key exists.
+fn insert_once(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+    match tx.prepare_cached(sql).db()?.execute(params).db()? {
+        0 => Err(StoreError::AlreadyExists),
+        _ => Ok(()),
+    }
+}
+
+fn read_keys(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<WrappedKey>, StoreError> {
+    let mut stmt = c.prepare_cached(sql).db()?;
+    let mut rows = stmt.query(params).db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        out.push(key_from_row(r)?);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl KeyStore for SqliteKeyStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await
+    }
+
+    async fn data_keys(&self, scope: Scope) -> Result<Vec<WrappedKey>, StoreError> {
+        let (org, partition) = scope_params(scope);
+        self.db
+            .read(move |c| {
+                read_keys(
+                    c,
+                    "SELECT version, wrapped_by, bytes FROM data_keys WHERE org_id = ?1 AND partition = ?2
+                     ORDER BY version",
+                    params![org, partition],
+                )
+            })
+            .await
+    }
+
+    async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let key = key.clone();
+        self.db
+            .write(move |tx| {
+                insert_once(
+                    tx,
+                    "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO NOTHING",
+                    params![org, partition, key.version, key.wrapped_by, key.bytes],
+                )
+            })
+            .await
+    }
+
+    async fn index_key(&self, scope: Scope) -> Result<Option<WrappedKey>, StoreError> {
+        let (org, partition) = scope_params(scope);
+        self.db
+            .read(move |c| {
+                read_keys(
+                    c,
+                    "SELECT version, wrapped_by, bytes FROM index_keys WHERE org_id = ?1 AND partition = ?2",
+                    params![org, partition],
+                )
+                .map(|keys| keys.into_iter().next())
+            })
+            .await
+    }
+
+    async fn insert_index_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let key = key.clone();
+        self.db
+            .write(move |tx| {
+                insert_once(
+                    tx,
+                    "INSERT INTO index_keys (org_id, partition, version, wrapped_by, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO NOTHING",
+                    params![org, partition, key.version, key.wrapped_by, key.bytes],
+                )
+            })
+            .await
+    }
+
+    async fn customer_key(&self, scope: Scope, customer: ObjectId) -> Result<Option<WrappedKey>, StoreError> {
+        let (org, partition) = scope_params(scope);
+        let customer = customer.0.into_bytes();
+        self.db
+            .read(move |c| {
+                read_keys(
+                    c,
+                    "SELECT version, wrapped_by, bytes FROM customer_keys
+                     WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+                    params![org, partition, customer],
+                )
+                .map(|keys| keys.into_iter().next())
+            })
+            .await
+    }
+
+    async fn insert_customer_key(&self, scope: Scope, customer: ObjectId, key: &WrappedKey) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let customer = customer.0.into_bytes();
+        let key = key.clone();
+        self.db
+            .write(move |tx| {
+                insert_once(
+                    tx,
+                    "INSERT INTO customer_keys (org_id, partition, customer_id, version, wrapped_by, bytes)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    params![org, partition, customer, key.version, key.wrapped_by, key.bytes],
+                )
+            })
+            .await
+    }
+
+    async fn delete_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let customer = customer.0.into_bytes();
+        self.db
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "DELETE FROM customer_keys WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+                    )
+                    .db()?
+                    .execute(params![org, partition, customer])
+                    .db()?;
+                if n == 0 {
+                    Err(StoreError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+}

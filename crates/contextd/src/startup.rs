@@ -1,0 +1,88 @@
+//! Start-up: the only place that names storage backends. Opens the data store and the key
+//! store from the configuration, loads or creates the master key, builds the context service.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context as _};
+use contextd_core::crypto::{Keyring, MasterKey};
+use contextd_core::service::{Context, ContextConfig};
+use contextd_core::store::{KeyStore, Store};
+use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
+
+/// Where data lives.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StorageArgs {
+    /// Data directory: SQLite files, the key store and the master key file.
+    #[arg(long, env = "CONTEXTD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://…`; default: SQLite in the data directory.
+    #[arg(long, env = "CONTEXTD_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Requests with no write to them or their activities for this long are closed.
+    #[arg(long, env = "CONTEXTD_REQUEST_AUTOCLOSE", default_value = "5days", value_parser = humantime::parse_duration)]
+    pub request_autoclose: std::time::Duration,
+}
+
+/// Opens both stores and returns the context service.
+pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    let (store, keys): (Arc<dyn Store>, Arc<dyn KeyStore>) = match args.database_url.as_deref() {
+        None => open_sqlite(&args.data_dir.join("contextd.db"), &args.data_dir)?,
+        Some(url) if url.starts_with("sqlite://") => {
+            open_sqlite(Path::new(url.trim_start_matches("sqlite://")), &args.data_dir)?
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            bail!("the PostgreSQL backend is not built into this binary yet")
+        }
+        Some(_) => bail!("unsupported database URL: use sqlite://PATH or postgres://…"),
+    };
+    let master = master_key(&args.data_dir)?;
+    let config = ContextConfig {
+        request_autoclose: chrono::Duration::from_std(args.request_autoclose)
+            .context("request auto-close period is too long")?,
+        ..ContextConfig::default()
+    };
+    let keyring = Keyring::new(master, keys, config.cached_customer_keys);
+    Ok(Arc::new(Context::new(store, keyring, config)))
+}
+
+fn open_sqlite(data: &Path, data_dir: &Path) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
+    let store = SqliteStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+    let keys_path = data_dir.join("keys.db");
+    let keys = SqliteKeyStore::open(&keys_path).with_context(|| format!("cannot open {}", keys_path.display()))?;
+    Ok((Arc::new(store), Arc::new(keys)))
+}
+
+/// The KEK: `CONTEXTD_MASTER_KEY`, else the data directory's `master.key` (created 0600 on
+/// first start).
+fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
+    if let Ok(text) = std::env::var("CONTEXTD_MASTER_KEY") {
+        return MasterKey::parse(&text).context("CONTEXTD_MASTER_KEY is invalid");
+    }
+    let path = data_dir.join("master.key");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => MasterKey::parse(&text).with_context(|| format!("{} is invalid", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = MasterKey::generate();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut file) => {
+                    file.write_all(key.to_base64().as_bytes())?;
+                    file.sync_all()?;
+                    tracing::info!(path = %path.display(), "created a new master key file; back it up apart from the data");
+                    Ok(key)
+                }
+                // Another instance created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => master_key(data_dir),
+                Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
