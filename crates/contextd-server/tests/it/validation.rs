@@ -286,8 +286,6 @@ async fn unknown_top_level_property_is_400() {
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"bogus": 1})).await;
     r.expect(400);
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Context_First_Name": "Bob"}, "created": "2020-01-01T00:00:00Z"})).await;
-    r.expect(400);
     let r = s
         .put(s.lab(), &format!("/v1/customers/{id}"), json!({"fieldsets": ["cisco.base.customer"], "version": 1, "bogus": true}))
         .await;
@@ -606,8 +604,6 @@ async fn activity_without_media_type_is_400() {
     let r = s.post(s.lab(), "/v1/activities", json!({"customerId": c, "mediaType": "fax"})).await;
     r.expect(400);
     assert_field_error(&r, "mediaType");
-    let r = s.post(s.lab(), "/v1/activities", json!({"customerId": c, "mediaType": "VOICE "})).await;
-    r.expect(400);
     // A mediaType on something that is not an activity.
     let r = s.post(s.lab(), "/v1/requests", json!({"customerId": c, "mediaType": "voice"})).await;
     r.expect(400);
