@@ -51,7 +51,10 @@ impl FromStr for Role {
             "agent" => Ok(Role::Agent),
             "machine" => Ok(Role::Machine),
             "partner" => Ok(Role::Partner),
-            _ => Err(CoreError::bad_request(format!("unknown role '{}'", truncate(s, 32)))),
+            _ => Err(CoreError::bad_request(format!(
+                "unknown role '{}'",
+                truncate(s, 32)
+            ))),
         }
     }
 }
@@ -88,10 +91,15 @@ impl Principal {
     /// The contributor entry this principal adds to objects it writes.
     pub fn contributor(&self) -> Contributor {
         let kind = match (self.kind, self.role) {
-            (PrincipalKind::User, _) | (PrincipalKind::ApiKey, Role::Agent) => ContributorType::User,
+            (PrincipalKind::User, _) | (PrincipalKind::ApiKey, Role::Agent) => {
+                ContributorType::User
+            }
             _ => ContributorType::Machine,
         };
-        Contributor { id: self.id.to_string(), kind }
+        Contributor {
+            id: self.id.to_string(),
+            kind,
+        }
     }
 
     /// Refuses unless the principal has one of `roles`.
@@ -99,7 +107,10 @@ impl Principal {
         if roles.contains(&self.role) {
             Ok(())
         } else {
-            Err(CoreError::Forbidden(format!("the {} role may not do this", self.role)))
+            Err(CoreError::Forbidden(format!(
+                "the {} role may not do this",
+                self.role
+            )))
         }
     }
 }
@@ -118,7 +129,10 @@ pub struct NewToken {
 
 impl fmt::Debug for NewToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewToken").field("id", &self.id).field("token", &"[redacted]").finish()
+        f.debug_struct("NewToken")
+            .field("id", &self.id)
+            .field("token", &"[redacted]")
+            .finish()
     }
 }
 
@@ -129,7 +143,11 @@ pub fn mint_token() -> NewToken {
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let secret_text = URL_SAFE_NO_PAD.encode(secret);
     let secret_hash = hash_secret(&secret_text);
-    NewToken { token: SecretString::from(format!("{TOKEN_PREFIX}{}_{secret_text}", id.simple())), id, secret_hash }
+    NewToken {
+        token: SecretString::from(format!("{TOKEN_PREFIX}{}_{secret_text}", id.simple())),
+        id,
+        secret_hash,
+    }
 }
 
 /// Splits a presented token into its key id and secret part, or refuses it.

@@ -71,13 +71,20 @@ impl MasterKey {
                 .collect::<Result<Vec<u8>, _>>()
                 .ok()
         } else {
-            STANDARD.decode(text).or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('='))).ok()
+            STANDARD
+                .decode(text)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+                .ok()
         };
         bytes
             .as_deref()
             .and_then(KeyBytes::from_slice)
             .map(Self)
-            .ok_or_else(|| CoreError::Keys("the master key must be 32 bytes, as 64 hex digits or base64".into()))
+            .ok_or_else(|| {
+                CoreError::Keys(
+                    "the master key must be 32 bytes, as 64 hex digits or base64".into(),
+                )
+            })
     }
 
     /// The key as base64, for writing the key file once.
@@ -91,7 +98,13 @@ fn seal_raw(key: &KeyBytes, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     rand::rngs::OsRng.fill_bytes(&mut nonce);
     let mut out = nonce.to_vec();
     // AES-GCM encryption fails only for inputs over 64 GiB; objects are capped at 256 KB.
-    if let Ok(ct) = key.cipher().encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad }) {
+    if let Ok(ct) = key.cipher().encrypt(
+        Nonce::from_slice(&nonce),
+        Payload {
+            msg: plaintext,
+            aad,
+        },
+    ) {
         out.extend_from_slice(&ct);
     }
     out
@@ -102,7 +115,9 @@ fn open_raw(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
-    key.cipher().decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad }).ok()
+    key.cipher()
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
+        .ok()
 }
 
 fn wrap_aad(purpose: &str, scope: Scope, version: u32, customer: Option<ObjectId>) -> Vec<u8> {
@@ -162,12 +177,20 @@ impl ObjectKeys {
 
     /// Seals one field value of one object: `[key ref][nonce][ciphertext+tag]`, with AAD
     /// binding org, partition, object id and field id.
-    pub fn seal(&self, object: ObjectId, field: &str, plaintext: &[u8]) -> Result<Vec<u8>, CoreError> {
+    pub fn seal(
+        &self,
+        object: ObjectId,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, CoreError> {
         let aad = self.aad(object, field);
         let (header, key): (Vec<u8>, &KeyBytes) = match &self.customer {
             Some(k) => (vec![0xC0], k),
             None => {
-                let (v, k) = self.partition.current().ok_or_else(|| CoreError::Keys("no data key".into()))?;
+                let (v, k) = self
+                    .partition
+                    .current()
+                    .ok_or_else(|| CoreError::Keys("no data key".into()))?;
                 let mut h = vec![0xD0];
                 h.extend_from_slice(&v.to_be_bytes());
                 (h, k)
@@ -197,9 +220,9 @@ impl ObjectKeys {
     pub fn key_ref(sealed: &[u8]) -> Option<KeyRef> {
         match sealed.first() {
             Some(0xC0) => Some(KeyRef::Customer),
-            Some(0xD0) if sealed.len() > 5 => {
-                Some(KeyRef::Partition(u32::from_be_bytes([sealed[1], sealed[2], sealed[3], sealed[4]])))
-            }
+            Some(0xD0) if sealed.len() > 5 => Some(KeyRef::Partition(u32::from_be_bytes([
+                sealed[1], sealed[2], sealed[3], sealed[4],
+            ]))),
             _ => None,
         }
     }
@@ -295,9 +318,9 @@ impl Keyring {
             Some(k) => k,
             None => {
                 self.create_partition(scope).await?;
-                self.load_partition(scope)
-                    .await?
-                    .ok_or_else(|| CoreError::Keys("partition keys vanished after creation".into()))?
+                self.load_partition(scope).await?.ok_or_else(|| {
+                    CoreError::Keys("partition keys vanished after creation".into())
+                })?
             }
         };
         let keys = Arc::new(keys);
@@ -317,10 +340,18 @@ impl Keyring {
         let unwrap = |purpose: &str, w: &WrappedKey| {
             open_raw(kek, &w.bytes, &wrap_aad(purpose, scope, w.version, None))
                 .and_then(|b| KeyBytes::from_slice(&b))
-                .ok_or_else(|| CoreError::Keys(format!("cannot unwrap the {purpose} key of {}/{}: wrong master key?", scope.org, scope.partition)))
+                .ok_or_else(|| {
+                    CoreError::Keys(format!(
+                        "cannot unwrap the {purpose} key of {}/{}: wrong master key?",
+                        scope.org, scope.partition
+                    ))
+                })
         };
         let index = unwrap("index", &index)?;
-        let data = wrapped.iter().map(|w| Ok((w.version, unwrap("data", w)?))).collect::<Result<_, CoreError>>()?;
+        let data = wrapped
+            .iter()
+            .map(|w| Ok((w.version, unwrap("data", w)?)))
+            .collect::<Result<_, CoreError>>()?;
         Ok(Some(PartitionKeys { data, index }))
     }
 
@@ -328,7 +359,11 @@ impl Keyring {
         let wrap = |purpose: &str| WrappedKey {
             version: 1,
             wrapped_by: 0,
-            bytes: seal_raw(&self.kek.0, &KeyBytes::generate().0, &wrap_aad(purpose, scope, 1, None)),
+            bytes: seal_raw(
+                &self.kek.0,
+                &KeyBytes::generate().0,
+                &wrap_aad(purpose, scope, 1, None),
+            ),
         };
         // Concurrent creators race; the first insert wins and everyone reloads it.
         for result in [
@@ -354,32 +389,62 @@ impl Keyring {
     }
 
     /// Creates a new customer's own key, wrapped by the partition's current data key.
-    pub async fn create_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<ObjectKeys, CoreError> {
+    pub async fn create_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<ObjectKeys, CoreError> {
         let partition = self.partition(scope).await?;
-        let (version, pkey) = partition.current().ok_or_else(|| CoreError::Keys("no data key".into()))?;
+        let (version, pkey) = partition
+            .current()
+            .ok_or_else(|| CoreError::Keys("no data key".into()))?;
         let key = KeyBytes::generate();
         let wrapped = WrappedKey {
             version: 0,
             wrapped_by: *version,
-            bytes: seal_raw(pkey, &key.0, &wrap_aad("customer", scope, *version, Some(customer))),
+            bytes: seal_raw(
+                pkey,
+                &key.0,
+                &wrap_aad("customer", scope, *version, Some(customer)),
+            ),
         };
-        self.store.insert_customer_key(scope, customer, &wrapped).await.map_err(keys_err)?;
+        self.store
+            .insert_customer_key(scope, customer, &wrapped)
+            .await
+            .map_err(keys_err)?;
         let key = Arc::new(key);
         self.customers.insert((scope, customer), key.clone());
-        Ok(ObjectKeys { scope, partition, customer: Some(key) })
+        Ok(ObjectKeys {
+            scope,
+            partition,
+            customer: Some(key),
+        })
     }
 
     /// The keys for an object owned by `customer` (or by nobody).
-    pub async fn object_keys(&self, scope: Scope, customer: Option<ObjectId>) -> Result<ObjectKeys, CoreError> {
+    pub async fn object_keys(
+        &self,
+        scope: Scope,
+        customer: Option<ObjectId>,
+    ) -> Result<ObjectKeys, CoreError> {
         let partition = self.partition(scope).await?;
         let customer = match customer {
             None => None,
             Some(c) => Some(self.customer_key(scope, c, &partition).await?),
         };
-        Ok(ObjectKeys { scope, partition, customer })
+        Ok(ObjectKeys {
+            scope,
+            partition,
+            customer,
+        })
     }
 
-    async fn customer_key(&self, scope: Scope, customer: ObjectId, partition: &PartitionKeys) -> Result<Arc<KeyBytes>, CoreError> {
+    async fn customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        partition: &PartitionKeys,
+    ) -> Result<Arc<KeyBytes>, CoreError> {
         if let Some(k) = self.customers.get(&(scope, customer)) {
             return Ok(k);
         }
@@ -388,20 +453,32 @@ impl Keyring {
             .customer_key(scope, customer)
             .await
             .map_err(keys_err)?
-            .ok_or_else(|| CoreError::Keys(format!("the key of customer {customer} does not exist (erased?)")))?;
-        let pkey = partition
-            .version(wrapped.wrapped_by)
-            .ok_or_else(|| CoreError::Keys("customer key wrapped by an unknown data key version".into()))?;
-        let key = open_raw(pkey, &wrapped.bytes, &wrap_aad("customer", scope, wrapped.wrapped_by, Some(customer)))
-            .and_then(|b| KeyBytes::from_slice(&b))
-            .ok_or_else(|| CoreError::Keys(format!("cannot unwrap the key of customer {customer}")))?;
+            .ok_or_else(|| {
+                CoreError::Keys(format!(
+                    "the key of customer {customer} does not exist (erased?)"
+                ))
+            })?;
+        let pkey = partition.version(wrapped.wrapped_by).ok_or_else(|| {
+            CoreError::Keys("customer key wrapped by an unknown data key version".into())
+        })?;
+        let key = open_raw(
+            pkey,
+            &wrapped.bytes,
+            &wrap_aad("customer", scope, wrapped.wrapped_by, Some(customer)),
+        )
+        .and_then(|b| KeyBytes::from_slice(&b))
+        .ok_or_else(|| CoreError::Keys(format!("cannot unwrap the key of customer {customer}")))?;
         let key = Arc::new(key);
         self.customers.insert((scope, customer), key.clone());
         Ok(key)
     }
 
     /// Destroys a customer's key: everything sealed under it becomes unreadable.
-    pub async fn destroy_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), CoreError> {
+    pub async fn destroy_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<(), CoreError> {
         self.customers.remove(&(scope, customer));
         match self.store.delete_customer_key(scope, customer).await {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
@@ -438,18 +515,34 @@ mod tests {
     use crate::ids::{OrgId, Partition};
 
     fn keys() -> (PartitionKeys, Scope) {
-        let scope = Scope { org: OrgId::new(), partition: Partition::Lab };
-        (PartitionKeys { data: vec![(1, KeyBytes::generate())], index: KeyBytes::generate() }, scope)
+        let scope = Scope {
+            org: OrgId::new(),
+            partition: Partition::Lab,
+        };
+        (
+            PartitionKeys {
+                data: vec![(1, KeyBytes::generate())],
+                index: KeyBytes::generate(),
+            },
+            scope,
+        )
     }
 
     #[test]
     fn sealed_values_are_bound_to_object_and_field() {
         let (p, scope) = keys();
-        let k = ObjectKeys { scope, partition: Arc::new(p), customer: Some(Arc::new(KeyBytes::generate())) };
+        let k = ObjectKeys {
+            scope,
+            partition: Arc::new(p),
+            customer: Some(Arc::new(KeyBytes::generate())),
+        };
         let id = ObjectId::new();
         let sealed = k.seal(id, "Context_ZIP", b"\"94105\"").unwrap_or_default();
         assert!(!sealed.windows(5).any(|w| w == b"94105"));
-        assert_eq!(k.open(id, "Context_ZIP", &sealed).ok(), Some(b"\"94105\"".to_vec()));
+        assert_eq!(
+            k.open(id, "Context_ZIP", &sealed).ok(),
+            Some(b"\"94105\"".to_vec())
+        );
         assert!(k.open(id, "Context_City", &sealed).is_err());
         assert!(k.open(ObjectId::new(), "Context_ZIP", &sealed).is_err());
         assert_eq!(ObjectKeys::key_ref(&sealed), Some(KeyRef::Customer));
@@ -458,7 +551,11 @@ mod tests {
     #[test]
     fn partition_keyed_values_name_their_version() {
         let (p, scope) = keys();
-        let k = ObjectKeys { scope, partition: Arc::new(p), customer: None };
+        let k = ObjectKeys {
+            scope,
+            partition: Arc::new(p),
+            customer: None,
+        };
         let id = ObjectId::new();
         let sealed = k.seal(id, "f", b"x").unwrap_or_default();
         assert_eq!(ObjectKeys::key_ref(&sealed), Some(KeyRef::Partition(1)));
@@ -469,10 +566,16 @@ mod tests {
     fn blind_index_normalization() {
         let (p, _) = keys();
         let ix = Indexer(Arc::new(p));
-        let a = normalize("Context_Mobile_Phone", &serde_json::json!("+1 (555) 010-0001"));
+        let a = normalize(
+            "Context_Mobile_Phone",
+            &serde_json::json!("+1 (555) 010-0001"),
+        );
         let b = normalize("Context_Mobile_Phone", &serde_json::json!("15550100001"));
         assert_eq!(a, b);
-        assert_eq!(normalize("Context_City", &serde_json::json!("  Paris ")), Some("paris".into()));
+        assert_eq!(
+            normalize("Context_City", &serde_json::json!("  Paris ")),
+            Some("paris".into())
+        );
         assert_eq!(ix.value("f", "a"), ix.value("f", "a"));
         assert_ne!(ix.value("f", "a"), ix.value("g", "a"));
         assert_ne!(ix.value("f", "a"), ix.present("f"));

@@ -153,12 +153,28 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
                 base_field("Context_State", Text, Pii, "State"),
                 base_field("Context_Country", Text, Pii, "Country"),
                 base_field("Context_ZIP", Text, Pii, "ZIP code"),
-                base_field("Context_Customer_External_ID", Text, Encrypted, "External customer id"),
+                base_field(
+                    "Context_Customer_External_ID",
+                    Text,
+                    Encrypted,
+                    "External customer id",
+                ),
                 Field {
                     enum_values: Some(
-                        LOCALES.iter().map(|l| EnumValue { value: (*l).to_owned(), active: true }).collect(),
+                        LOCALES
+                            .iter()
+                            .map(|l| EnumValue {
+                                value: (*l).to_owned(),
+                                active: true,
+                            })
+                            .collect(),
                     ),
-                    ..base_field("Context_Preferred_Language", Text, Unencrypted, "Preferred language")
+                    ..base_field(
+                        "Context_Preferred_Language",
+                        Text,
+                        Unencrypted,
+                        "Preferred language",
+                    )
                 },
             ],
         ),
@@ -175,8 +191,18 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
             "Activity notes and source",
             vec![
                 base_field("Context_Notes", Text, Encrypted, "Notes"),
-                base_field("Context_POD_Activity_Link", Text, Unencrypted, "Activity link"),
-                base_field("Context_POD_Source_Cust_Name", Text, Pii, "Source customer name"),
+                base_field(
+                    "Context_POD_Activity_Link",
+                    Text,
+                    Unencrypted,
+                    "Activity link",
+                ),
+                base_field(
+                    "Context_POD_Source_Cust_Name",
+                    Text,
+                    Pii,
+                    "Source customer name",
+                ),
                 base_field("Context_POD_Source_Email", Text, Pii, "Source email"),
                 base_field("Context_POD_Source_Phone", Text, Pii, "Source phone"),
             ],
@@ -225,8 +251,16 @@ impl Dictionary {
     /// Builds the dictionary from the org's custom fields and sets (base ones are added).
     pub fn new(custom_fields: Vec<Field>, custom_sets: Vec<FieldSet>) -> Self {
         let (base_fields, base_sets) = base_dictionary();
-        let fields = base_fields.into_iter().chain(custom_fields).map(|f| (f.id.clone(), f)).collect();
-        let fieldsets = base_sets.into_iter().chain(custom_sets).map(|s| (s.id.clone(), s)).collect();
+        let fields = base_fields
+            .into_iter()
+            .chain(custom_fields)
+            .map(|f| (f.id.clone(), f))
+            .collect();
+        let fieldsets = base_sets
+            .into_iter()
+            .chain(custom_sets)
+            .map(|s| (s.id.clone(), s))
+            .collect();
         Self { fields, fieldsets }
     }
 
@@ -266,18 +300,26 @@ impl Dictionary {
         let mut seen = HashSet::new();
         for name in fieldsets {
             if !seen.insert(name.as_str()) {
-                errors.push(FieldError::new("fieldsets", format!("field set '{}' is listed twice", truncate(name, 100))));
+                errors.push(FieldError::new(
+                    "fieldsets",
+                    format!("field set '{}' is listed twice", truncate(name, 100)),
+                ));
                 continue;
             }
             match self.fieldsets.get(name) {
                 Some(set) => sets.push(set),
-                None => errors.push(FieldError::new("fieldsets", format!("unknown field set '{}'", truncate(name, 100)))),
+                None => errors.push(FieldError::new(
+                    "fieldsets",
+                    format!("unknown field set '{}'", truncate(name, 100)),
+                )),
             }
         }
         let mut out = BTreeMap::new();
         for (key, value) in data {
             let field_name = format!("data.{}", truncate(key, 100));
-            let active = sets.iter().any(|s| s.fields.contains(key) && !s.inactive_fields.contains(key));
+            let active = sets
+                .iter()
+                .any(|s| s.fields.contains(key) && !s.inactive_fields.contains(key));
             if !active {
                 let inactive = sets.iter().any(|s| s.inactive_fields.contains(key));
                 let message = if inactive {
@@ -289,7 +331,10 @@ impl Dictionary {
                 continue;
             }
             let Some(field) = self.fields.get(key) else {
-                errors.push(FieldError::new(field_name, "field set names a field that is not in the dictionary"));
+                errors.push(FieldError::new(
+                    field_name,
+                    "field set names a field that is not in the dictionary",
+                ));
                 continue;
             };
             if value.is_null() {
@@ -322,7 +367,9 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
             if let Some(max) = field.max_length {
                 let n = s.chars().count();
                 if n > max as usize {
-                    return Err(format!("value is {n} characters long; the maximum is {max}"));
+                    return Err(format!(
+                        "value is {n} characters long; the maximum is {max}"
+                    ));
                 }
             }
             if let Some(values) = &field.enum_values {
@@ -366,14 +413,23 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
 pub fn validate_field(field: &Field) -> Result<(), CoreError> {
     let mut errors = Vec::new();
     if !is_valid_dictionary_id(&field.id) {
-        errors.push(FieldError::new("id", "must match [A-Za-z][A-Za-z0-9_.]{0,99}"));
+        errors.push(FieldError::new(
+            "id",
+            "must match [A-Za-z][A-Za-z0-9_.]{0,99}",
+        ));
     }
     if field.data_type != DataType::String {
         if field.max_length.is_some() {
-            errors.push(FieldError::new("maxLength", "only string fields have a maximum length"));
+            errors.push(FieldError::new(
+                "maxLength",
+                "only string fields have a maximum length",
+            ));
         }
         if field.enum_values.is_some() {
-            errors.push(FieldError::new("enumValues", "only string fields have enumerated values"));
+            errors.push(FieldError::new(
+                "enumValues",
+                "only string fields have enumerated values",
+            ));
         }
     }
     if field.max_length == Some(0) {
@@ -383,11 +439,17 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
         let mut seen = HashSet::new();
         for v in values {
             if !seen.insert(v.value.as_str()) {
-                errors.push(FieldError::new("enumValues", format!("'{}' is listed twice", truncate(&v.value, 100))));
+                errors.push(FieldError::new(
+                    "enumValues",
+                    format!("'{}' is listed twice", truncate(&v.value, 100)),
+                ));
             }
             if let Some(max) = field.max_length {
                 if v.value.chars().count() > max as usize {
-                    errors.push(FieldError::new("enumValues", "a value is longer than maxLength"));
+                    errors.push(FieldError::new(
+                        "enumValues",
+                        "a value is longer than maxLength",
+                    ));
                 }
             }
         }
@@ -406,16 +468,25 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
 pub fn validate_fieldset(set: &FieldSet, dictionary: &Dictionary) -> Result<(), CoreError> {
     let mut errors = Vec::new();
     if !is_valid_dictionary_id(&set.id) {
-        errors.push(FieldError::new("id", "must match [A-Za-z][A-Za-z0-9_.]{0,99}"));
+        errors.push(FieldError::new(
+            "id",
+            "must match [A-Za-z][A-Za-z0-9_.]{0,99}",
+        ));
     }
     for f in set.fields.iter().chain(&set.inactive_fields) {
         if dictionary.field(f).is_none() {
-            errors.push(FieldError::new("fields", format!("unknown field '{}'", truncate(f, 100))));
+            errors.push(FieldError::new(
+                "fields",
+                format!("unknown field '{}'", truncate(f, 100)),
+            ));
         }
     }
     for f in &set.inactive_fields {
         if !set.fields.contains(f) {
-            errors.push(FieldError::new("inactiveFields", format!("'{}' is not one of the set's fields", truncate(f, 100))));
+            errors.push(FieldError::new(
+                "inactiveFields",
+                format!("'{}' is not one of the set's fields", truncate(f, 100)),
+            ));
         }
     }
     if set.description.chars().count() > 1024 {
@@ -436,7 +507,9 @@ pub struct DictionaryCache {
 impl DictionaryCache {
     /// A cache for up to `orgs` organizations.
     pub fn new(orgs: usize) -> Self {
-        Self { cache: quick_cache::sync::Cache::new(orgs) }
+        Self {
+            cache: quick_cache::sync::Cache::new(orgs),
+        }
     }
 
     /// The cached dictionary.
@@ -467,7 +540,10 @@ mod tests {
     use serde_json::json;
 
     fn data(pairs: &[(&str, serde_json::Value)]) -> BTreeMap<String, serde_json::Value> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
     }
 
     #[test]
@@ -475,8 +551,14 @@ mod tests {
         let d = Dictionary::new(vec![], vec![]);
         let customer = d.fieldset("cisco.base.customer").map(|s| s.fields.len());
         assert_eq!(customer, Some(14));
-        assert_eq!(d.field("Context_ZIP").map(|f| f.classification), Some(Classification::Pii));
-        assert_eq!(d.field("cccRatingPoints").map(|f| f.data_type), Some(DataType::Integer));
+        assert_eq!(
+            d.field("Context_ZIP").map(|f| f.classification),
+            Some(Classification::Pii)
+        );
+        assert_eq!(
+            d.field("cccRatingPoints").map(|f| f.data_type),
+            Some(DataType::Integer)
+        );
         assert!(d.fields().iter().all(|f| f.searchable && f.base));
     }
 
@@ -485,19 +567,31 @@ mod tests {
         let d = Dictionary::new(vec![], vec![]);
         let sets = vec!["cisco.base.customer".to_owned()];
         let err = d
-            .validate_data(&sets, &data(&[("Context_First_Name", json!(5)), ("Nope", json!("x")), ("Context_Preferred_Language", json!("xx"))]))
+            .validate_data(
+                &sets,
+                &data(&[
+                    ("Context_First_Name", json!(5)),
+                    ("Nope", json!("x")),
+                    ("Context_Preferred_Language", json!("xx")),
+                ]),
+            )
             .err();
         match err {
             Some(CoreError::Validation(errors)) => assert_eq!(errors.len(), 3),
             other => panic!("expected validation error, got {other:?}"),
         }
-        assert!(d.validate_data(&sets, &data(&[("Context_First_Name", json!("Ann"))])).is_ok());
+        assert!(d
+            .validate_data(&sets, &data(&[("Context_First_Name", json!("Ann"))]))
+            .is_ok());
     }
 
     #[test]
     fn dates_are_normalized_and_lengths_enforced() {
         let mut f = base_field("x", DataType::Date, Classification::Unencrypted, "x");
-        assert_eq!(check_value(&f, &json!("2026-01-01T01:00:00+01:00")), Ok(json!("2026-01-01T00:00:00.000Z")));
+        assert_eq!(
+            check_value(&f, &json!("2026-01-01T01:00:00+01:00")),
+            Ok(json!("2026-01-01T00:00:00.000Z"))
+        );
         assert!(check_value(&f, &json!("yesterday")).is_err());
         f.data_type = DataType::String;
         f.max_length = Some(3);

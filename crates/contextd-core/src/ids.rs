@@ -92,7 +92,10 @@ impl FromStr for Partition {
         match s {
             "lab" => Ok(Partition::Lab),
             "production" => Ok(Partition::Production),
-            _ => Err(CoreError::bad_request(format!("unknown partition '{}'", truncate(s, 32)))),
+            _ => Err(CoreError::bad_request(format!(
+                "unknown partition '{}'",
+                truncate(s, 32)
+            ))),
         }
     }
 }

@@ -78,7 +78,10 @@ impl FromStr for Kind {
             "request" => Ok(Kind::Request),
             "activity" | "pod" => Ok(Kind::Activity),
             "detail" => Ok(Kind::Detail),
-            _ => Err(CoreError::bad_request(format!("unknown type '{}'", truncate(s, 32)))),
+            _ => Err(CoreError::bad_request(format!(
+                "unknown type '{}'",
+                truncate(s, 32)
+            ))),
         }
     }
 }

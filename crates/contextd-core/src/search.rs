@@ -74,7 +74,11 @@ pub struct SearchRequest {
 
 /// Encodes a page position as an opaque cursor.
 pub fn encode_cursor(p: &PagePosition) -> String {
-    URL_SAFE_NO_PAD.encode(format!("1:{}:{}", p.time.timestamp_millis(), p.id.0.simple()))
+    URL_SAFE_NO_PAD.encode(format!(
+        "1:{}:{}",
+        p.time.timestamp_millis(),
+        p.id.0.simple()
+    ))
 }
 
 /// Decodes a cursor, refusing anything this server did not issue.
@@ -83,16 +87,25 @@ pub fn decode_cursor(cursor: &str) -> Result<PagePosition, CoreError> {
     let raw = URL_SAFE_NO_PAD.decode(cursor.trim()).map_err(|_| bad())?;
     let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
     let mut parts = text.split(':');
-    let (Some("1"), Some(ms), Some(id), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some("1"), Some(ms), Some(id), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(bad());
     };
     let ms: i64 = ms.parse().map_err(|_| bad())?;
     let time = DateTime::<Utc>::from_timestamp_millis(ms).ok_or_else(bad)?;
     let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
-    Ok(PagePosition { time, id: ObjectId(id) })
+    Ok(PagePosition {
+        time,
+        id: ObjectId(id),
+    })
 }
 
-fn parse_time(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+fn parse_time(
+    field: &str,
+    value: &Option<String>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
     let v = value.as_deref()?;
     match DateTime::parse_from_rfc3339(v.trim()) {
         Ok(t) => Some(t.with_timezone(&Utc)),
@@ -103,7 +116,11 @@ fn parse_time(field: &str, value: &Option<String>, errors: &mut Vec<FieldError>)
     }
 }
 
-fn values(key: &str, raw: &serde_json::Value, errors: &mut Vec<FieldError>) -> Vec<serde_json::Value> {
+fn values(
+    key: &str,
+    raw: &serde_json::Value,
+    errors: &mut Vec<FieldError>,
+) -> Vec<serde_json::Value> {
     let list = match raw {
         serde_json::Value::Array(items) => items.clone(),
         other => vec![other.clone()],
@@ -114,17 +131,28 @@ fn values(key: &str, raw: &serde_json::Value, errors: &mut Vec<FieldError>) -> V
         return Vec::new();
     }
     if list.len() > MAX_VALUES {
-        errors.push(FieldError::new(field, format!("at most {MAX_VALUES} values per key")));
+        errors.push(FieldError::new(
+            field,
+            format!("at most {MAX_VALUES} values per key"),
+        ));
         return Vec::new();
     }
     let mut out = Vec::with_capacity(list.len());
     for v in list {
         match &v {
             serde_json::Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => {
-                errors.push(FieldError::new(field.clone(), format!("values are at most {MAX_VALUE_CHARS} characters")));
+                errors.push(FieldError::new(
+                    field.clone(),
+                    format!("values are at most {MAX_VALUE_CHARS} characters"),
+                ));
             }
-            serde_json::Value::String(_) | serde_json::Value::Number(_) | serde_json::Value::Bool(_) => out.push(v),
-            _ => errors.push(FieldError::new(field.clone(), "values must be strings, numbers or booleans")),
+            serde_json::Value::String(_)
+            | serde_json::Value::Number(_)
+            | serde_json::Value::Bool(_) => out.push(v),
+            _ => errors.push(FieldError::new(
+                field.clone(),
+                "values must be strings, numbers or booleans",
+            )),
         }
     }
     out
@@ -156,7 +184,10 @@ pub fn plan(
 ) -> Result<SearchPlan, CoreError> {
     let mut errors = Vec::new();
     if request.terms.len() > MAX_TERMS {
-        errors.push(FieldError::new("terms", format!("at most {MAX_TERMS} keys")));
+        errors.push(FieldError::new(
+            "terms",
+            format!("at most {MAX_TERMS} keys"),
+        ));
     }
     let mut conditions = Vec::new();
     for (key, raw) in &request.terms {
@@ -167,7 +198,10 @@ pub fn plan(
                 .filter_map(|v| match ObjectId::parse(&as_text(v)) {
                     Ok(id) => Some(id),
                     Err(_) => {
-                        errors.push(FieldError::new(field_name.clone(), "values must be object ids"));
+                        errors.push(FieldError::new(
+                            field_name.clone(),
+                            "values must be object ids",
+                        ));
                         None
                     }
                 })
@@ -177,8 +211,16 @@ pub fn plan(
             "id" => Condition::Ids(ids(&mut errors)),
             "customerId" => Condition::CustomerIds(ids(&mut errors)),
             "parentId" => Condition::ParentIds(ids(&mut errors)),
-            "tags" => Condition::Tokens(vals.iter().map(|v| indexer.tag(&as_text(v).to_lowercase())).collect()),
-            "contributor" => Condition::Tokens(vals.iter().map(|v| indexer.contributor(&as_text(v))).collect()),
+            "tags" => Condition::Tokens(
+                vals.iter()
+                    .map(|v| indexer.tag(&as_text(v).to_lowercase()))
+                    .collect(),
+            ),
+            "contributor" => Condition::Tokens(
+                vals.iter()
+                    .map(|v| indexer.contributor(&as_text(v)))
+                    .collect(),
+            ),
             "state" => Condition::States(
                 vals.iter()
                     .filter_map(|v| match as_text(v).to_lowercase().parse::<State>() {
@@ -211,16 +253,25 @@ pub fn plan(
                     continue;
                 }
                 if field.classification.is_sealed() && access == SealedAccess::Withheld {
-                    errors.push(FieldError::new(field_name, "field is withheld from this credential"));
+                    errors.push(FieldError::new(
+                        field_name,
+                        "field is withheld from this credential",
+                    ));
                     continue;
                 }
                 let mut tokens = Vec::with_capacity(vals.len());
                 for v in &vals {
                     // Query values arrive as text; coerce them to the field's type first.
                     let typed = coerce(field.data_type, v);
-                    match check_value(&Field::relaxed(field), &typed).ok().and_then(|n| normalize(field_id, &n)) {
+                    match check_value(&Field::relaxed(field), &typed)
+                        .ok()
+                        .and_then(|n| normalize(field_id, &n))
+                    {
                         Some(n) => tokens.push(indexer.value(field_id, &n)),
-                        None => errors.push(FieldError::new(field_name.clone(), "value does not fit the field's type")),
+                        None => errors.push(FieldError::new(
+                            field_name.clone(),
+                            "value does not fit the field's type",
+                        )),
                     }
                 }
                 Condition::Tokens(tokens)
@@ -232,17 +283,27 @@ pub fn plan(
     for f in &request.not_exists {
         match dictionary.field(f) {
             Some(_) => not_exists.push(indexer.present(f)),
-            None => errors.push(FieldError::new("notExists", format!("unknown field '{}'", truncate(f, 100)))),
+            None => errors.push(FieldError::new(
+                "notExists",
+                format!("unknown field '{}'", truncate(f, 100)),
+            )),
         }
     }
     let created_from = parse_time("createdFrom", &request.created_from, &mut errors);
     let created_to = parse_time("createdTo", &request.created_to, &mut errors);
     let updated_from = parse_time("updatedFrom", &request.updated_from, &mut errors);
     let updated_to = parse_time("updatedTo", &request.updated_to, &mut errors);
-    let (max, default) = if request.summary { (MAX_SUMMARY, MAX_SUMMARY) } else { (MAX_LIMIT, DEFAULT_LIMIT) };
+    let (max, default) = if request.summary {
+        (MAX_SUMMARY, MAX_SUMMARY)
+    } else {
+        (MAX_LIMIT, DEFAULT_LIMIT)
+    };
     let limit = request.limit.unwrap_or(default);
     if limit == 0 || limit > max {
-        errors.push(FieldError::new("limit", format!("must be between 1 and {max}")));
+        errors.push(FieldError::new(
+            "limit",
+            format!("must be between 1 and {max}"),
+        ));
     }
     let after = match request.cursor.as_deref() {
         Some(c) => match decode_cursor(c) {
@@ -277,7 +338,11 @@ impl Field {
     /// The same field without length and enum limits: a search value need not be a valid
     /// value to be looked for, only of the right type.
     fn relaxed(field: &Field) -> Field {
-        Field { max_length: None, enum_values: None, ..field.clone() }
+        Field {
+            max_length: None,
+            enum_values: None,
+            ..field.clone()
+        }
     }
 }
 
@@ -287,7 +352,10 @@ fn coerce(data_type: DataType, v: &serde_json::Value) -> serde_json::Value {
     };
     let s = s.trim();
     match data_type {
-        DataType::Integer | DataType::Long => s.parse::<i64>().map(serde_json::Value::from).unwrap_or_else(|_| v.clone()),
+        DataType::Integer | DataType::Long => s
+            .parse::<i64>()
+            .map(serde_json::Value::from)
+            .unwrap_or_else(|_| v.clone()),
         DataType::Double => s
             .parse::<f64>()
             .ok()
@@ -309,9 +377,17 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_forgeries() {
-        let p = PagePosition { time: crate::time::from_millis(1_700_000_000_123), id: ObjectId::new() };
+        let p = PagePosition {
+            time: crate::time::from_millis(1_700_000_000_123),
+            id: ObjectId::new(),
+        };
         assert_eq!(decode_cursor(&encode_cursor(&p)).ok(), Some(p));
-        for bad in ["", "!!!", "MTpub3RhbnVtYmVyOng", &URL_SAFE_NO_PAD.encode("2:1:abc")] {
+        for bad in [
+            "",
+            "!!!",
+            "MTpub3RhbnVtYmVyOng",
+            &URL_SAFE_NO_PAD.encode("2:1:abc"),
+        ] {
             assert!(decode_cursor(bad).is_err(), "{bad}");
         }
     }

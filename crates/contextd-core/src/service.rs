@@ -19,8 +19,8 @@ use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
 use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
 use crate::search::{self, SealedAccess, SearchRequest};
 use crate::store::{
-    deletes_allowed, ApiKeyRecord, FlushJob, ObjectWrite, OrgRecord, PagePosition, ParentCheck, Store, StoreError,
-    StoredObject, TimelineQuery, Token,
+    deletes_allowed, ApiKeyRecord, FlushJob, ObjectWrite, OrgRecord, PagePosition, ParentCheck,
+    Store, StoreError, StoredObject, TimelineQuery, Token,
 };
 use crate::time::now_ms;
 
@@ -42,7 +42,10 @@ pub struct ContextConfig {
 
 impl Default for ContextConfig {
     fn default() -> Self {
-        Self { request_autoclose: chrono::Duration::days(5), cached_customer_keys: 100_000 }
+        Self {
+            request_autoclose: chrono::Duration::days(5),
+            cached_customer_keys: 100_000,
+        }
     }
 }
 
@@ -151,7 +154,13 @@ pub struct FlushStatus {
 
 impl From<FlushJob> for FlushStatus {
     fn from(j: FlushJob) -> Self {
-        Self { id: j.id, kind: j.kind, completed: j.completed, flushed: j.flushed, message: j.message }
+        Self {
+            id: j.id,
+            kind: j.kind,
+            completed: j.completed,
+            flushed: j.flushed,
+            message: j.message,
+        }
     }
 }
 
@@ -181,7 +190,9 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("backend", &self.store.backend()).finish()
+        f.debug_struct("Context")
+            .field("backend", &self.store.backend())
+            .finish()
     }
 }
 
@@ -222,7 +233,12 @@ fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 impl Context {
     /// A service over a data store and a key store.
     pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ContextConfig) -> Self {
-        Self { store, keys, dictionaries: DictionaryCache::new(4096), config }
+        Self {
+            store,
+            keys,
+            dictionaries: DictionaryCache::new(4096),
+            config,
+        }
     }
 
     /// The data store (for status checks).
@@ -243,25 +259,53 @@ impl Context {
     // ----- organizations and credentials -----
 
     /// Creates an organization with admin keys for both partitions and connector credentials.
-    pub async fn create_org(&self, name: &str, service_url: &str) -> Result<OrgBootstrap, CoreError> {
+    pub async fn create_org(
+        &self,
+        name: &str,
+        service_url: &str,
+    ) -> Result<OrgBootstrap, CoreError> {
         let valid = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            return Err(CoreError::field("name", "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'"));
+            return Err(CoreError::field(
+                "name",
+                "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'",
+            ));
         }
-        let org = OrgRecord { id: OrgId::new(), name: name.to_owned(), created: now_ms() };
+        let org = OrgRecord {
+            id: OrgId::new(),
+            name: name.to_owned(),
+            created: now_ms(),
+        };
         self.store.create_org(&org).await.map_err(|e| match e {
-            StoreError::AlreadyExists => CoreError::Conflict(format!("an organization named '{name}' exists")),
+            StoreError::AlreadyExists => {
+                CoreError::Conflict(format!("an organization named '{name}' exists"))
+            }
             e => e.into(),
         })?;
         let mut admin = Vec::new();
         let mut machine = Vec::new();
         for partition in Partition::ALL {
-            let scope = Scope { org: org.id, partition };
+            let scope = Scope {
+                org: org.id,
+                partition,
+            };
             self.keys.ensure_partition(scope).await?;
-            admin.push(self.create_api_key(scope, &format!("{partition} admin"), Role::Admin, None).await?);
-            let (id, token) = self.create_api_key(scope, &format!("{partition} connector"), Role::Machine, None).await?;
+            admin.push(
+                self.create_api_key(scope, &format!("{partition} admin"), Role::Admin, None)
+                    .await?,
+            );
+            let (id, token) = self
+                .create_api_key(
+                    scope,
+                    &format!("{partition} connector"),
+                    Role::Machine,
+                    None,
+                )
+                .await?;
             machine.push((id, token));
         }
         let credentials = |i: usize| serde_json::json!({"clientId": machine[i].0.to_string(), "clientSecret": machine[i].1});
@@ -319,7 +363,12 @@ impl Context {
         {
             return Err(denied());
         }
-        Ok(Principal { id: key.id, scope: key.scope, role: key.role, kind: PrincipalKind::ApiKey })
+        Ok(Principal {
+            id: key.id,
+            scope: key.scope,
+            role: key.role,
+            kind: PrincipalKind::ApiKey,
+        })
     }
 
     // ----- dictionary -----
@@ -329,14 +378,23 @@ impl Context {
         if let Some(d) = self.dictionaries.get(org) {
             return Ok(d);
         }
-        let d = Arc::new(Dictionary::new(self.store.fields(org).await?, self.store.fieldsets(org).await?));
+        let d = Arc::new(Dictionary::new(
+            self.store.fields(org).await?,
+            self.store.fieldsets(org).await?,
+        ));
         self.dictionaries.insert(org, d.clone());
         Ok(d)
     }
 
     /// Every field, base and custom.
     pub async fn list_fields(&self, actor: &Principal) -> Result<Vec<Field>, CoreError> {
-        Ok(self.dictionary(actor.scope.org).await?.fields().into_iter().cloned().collect())
+        Ok(self
+            .dictionary(actor.scope.org)
+            .await?
+            .fields()
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// One field.
@@ -348,7 +406,11 @@ impl Context {
             .ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))
     }
 
-    async fn in_use(&self, org: OrgId, token: impl Fn(&crate::crypto::Indexer) -> Token) -> Result<bool, CoreError> {
+    async fn in_use(
+        &self,
+        org: OrgId,
+        token: impl Fn(&crate::crypto::Indexer) -> Token,
+    ) -> Result<bool, CoreError> {
         let mut tokens = Vec::new();
         for partition in Partition::ALL {
             tokens.push(token(&self.keys.indexer(Scope { org, partition }).await?));
@@ -357,7 +419,12 @@ impl Context {
     }
 
     /// Creates (`existing = false`) or replaces a custom field.
-    pub async fn put_field(&self, actor: &Principal, mut field: Field, path_id: Option<&str>) -> Result<Field, CoreError> {
+    pub async fn put_field(
+        &self,
+        actor: &Principal,
+        mut field: Field,
+        path_id: Option<&str>,
+    ) -> Result<Field, CoreError> {
         actor.require(&[Role::Admin])?;
         let org = actor.scope.org;
         if let Some(id) = path_id {
@@ -370,10 +437,15 @@ impl Context {
         let dict = self.dictionary(org).await?;
         let current = dict.field(&field.id);
         if current.is_some_and(|f| f.base) {
-            return Err(CoreError::Forbidden(format!("'{}' is a built-in field and read-only", field.id)));
+            return Err(CoreError::Forbidden(format!(
+                "'{}' is a built-in field and read-only",
+                field.id
+            )));
         }
         match (path_id, current) {
-            (None, Some(_)) => return Err(CoreError::Conflict(format!("field '{}' exists", field.id))),
+            (None, Some(_)) => {
+                return Err(CoreError::Conflict(format!("field '{}' exists", field.id)))
+            }
             (Some(_), None) => return Err(CoreError::NotFound(format!("no field '{}'", field.id))),
             (Some(_), Some(old)) => {
                 if (old.data_type != field.data_type || old.classification != field.classification)
@@ -390,7 +462,9 @@ impl Context {
         let result = self.store.put_field(org, &field, path_id.is_none()).await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
-            StoreError::AlreadyExists => CoreError::Conflict(format!("field '{}' exists", field.id)),
+            StoreError::AlreadyExists => {
+                CoreError::Conflict(format!("field '{}' exists", field.id))
+            }
             StoreError::NotFound => CoreError::NotFound(format!("no field '{}'", field.id)),
             e => e.into(),
         })?;
@@ -402,15 +476,28 @@ impl Context {
         actor.require(&[Role::Admin])?;
         let org = actor.scope.org;
         let dict = self.dictionary(org).await?;
-        let field = dict.field(id).ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))?;
+        let field = dict
+            .field(id)
+            .ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))?;
         if field.base {
-            return Err(CoreError::Forbidden(format!("'{id}' is a built-in field and read-only")));
+            return Err(CoreError::Forbidden(format!(
+                "'{id}' is a built-in field and read-only"
+            )));
         }
-        if let Some(set) = dict.fieldsets().into_iter().find(|s| s.fields.iter().any(|f| f == id)) {
-            return Err(CoreError::Conflict(format!("field '{id}' belongs to field set '{}'", set.id)));
+        if let Some(set) = dict
+            .fieldsets()
+            .into_iter()
+            .find(|s| s.fields.iter().any(|f| f == id))
+        {
+            return Err(CoreError::Conflict(format!(
+                "field '{id}' belongs to field set '{}'",
+                set.id
+            )));
         }
         if self.in_use(org, |ix| ix.present(id)).await? {
-            return Err(CoreError::Conflict(format!("field '{id}' is used by stored data")));
+            return Err(CoreError::Conflict(format!(
+                "field '{id}' is used by stored data"
+            )));
         }
         let result = self.store.delete_field(org, id).await;
         self.dictionaries.invalidate(org);
@@ -422,7 +509,13 @@ impl Context {
 
     /// Every field set, base and custom.
     pub async fn list_fieldsets(&self, actor: &Principal) -> Result<Vec<FieldSet>, CoreError> {
-        Ok(self.dictionary(actor.scope.org).await?.fieldsets().into_iter().cloned().collect())
+        Ok(self
+            .dictionary(actor.scope.org)
+            .await?
+            .fieldsets()
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// One field set.
@@ -435,7 +528,12 @@ impl Context {
     }
 
     /// Creates or replaces a custom field set.
-    pub async fn put_fieldset(&self, actor: &Principal, mut set: FieldSet, path_id: Option<&str>) -> Result<FieldSet, CoreError> {
+    pub async fn put_fieldset(
+        &self,
+        actor: &Principal,
+        mut set: FieldSet,
+        path_id: Option<&str>,
+    ) -> Result<FieldSet, CoreError> {
         actor.require(&[Role::Admin])?;
         let org = actor.scope.org;
         if let Some(id) = path_id {
@@ -448,16 +546,28 @@ impl Context {
         dictionary::validate_fieldset(&set, &dict)?;
         match (path_id, dict.fieldset(&set.id)) {
             (_, Some(s)) if s.base => {
-                return Err(CoreError::Forbidden(format!("'{}' is a built-in field set and read-only", set.id)))
+                return Err(CoreError::Forbidden(format!(
+                    "'{}' is a built-in field set and read-only",
+                    set.id
+                )))
             }
-            (None, Some(_)) => return Err(CoreError::Conflict(format!("field set '{}' exists", set.id))),
-            (Some(_), None) => return Err(CoreError::NotFound(format!("no field set '{}'", set.id))),
+            (None, Some(_)) => {
+                return Err(CoreError::Conflict(format!(
+                    "field set '{}' exists",
+                    set.id
+                )))
+            }
+            (Some(_), None) => {
+                return Err(CoreError::NotFound(format!("no field set '{}'", set.id)))
+            }
             _ => {}
         }
         let result = self.store.put_fieldset(org, &set, path_id.is_none()).await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
-            StoreError::AlreadyExists => CoreError::Conflict(format!("field set '{}' exists", set.id)),
+            StoreError::AlreadyExists => {
+                CoreError::Conflict(format!("field set '{}' exists", set.id))
+            }
             StoreError::NotFound => CoreError::NotFound(format!("no field set '{}'", set.id)),
             e => e.into(),
         })?;
@@ -469,12 +579,18 @@ impl Context {
         actor.require(&[Role::Admin])?;
         let org = actor.scope.org;
         let dict = self.dictionary(org).await?;
-        let set = dict.fieldset(id).ok_or_else(|| CoreError::NotFound(format!("no field set '{}'", truncate(id, 100))))?;
+        let set = dict
+            .fieldset(id)
+            .ok_or_else(|| CoreError::NotFound(format!("no field set '{}'", truncate(id, 100))))?;
         if set.base {
-            return Err(CoreError::Forbidden(format!("'{id}' is a built-in field set and read-only")));
+            return Err(CoreError::Forbidden(format!(
+                "'{id}' is a built-in field set and read-only"
+            )));
         }
         if self.in_use(org, |ix| ix.fieldset(id)).await? {
-            return Err(CoreError::Conflict(format!("field set '{id}' is used by stored objects")));
+            return Err(CoreError::Conflict(format!(
+                "field set '{id}' is used by stored objects"
+            )));
         }
         let result = self.store.delete_fieldset(org, id).await;
         self.dictionaries.invalidate(org);
@@ -491,7 +607,12 @@ impl Context {
     }
 
     /// Reads a stored object of the expected kind.
-    async fn load(&self, scope: Scope, kind: Kind, id: ObjectId) -> Result<StoredObject, CoreError> {
+    async fn load(
+        &self,
+        scope: Scope,
+        kind: Kind,
+        id: ObjectId,
+    ) -> Result<StoredObject, CoreError> {
         match self.store.object(scope, id).await? {
             Some(o) if o.kind == kind => Ok(o),
             _ => Err(not_found(kind, id)),
@@ -499,7 +620,10 @@ impl Context {
     }
 
     fn effective_state(&self, o: &StoredObject) -> State {
-        if o.kind == Kind::Request && o.state == State::Active && o.touched < self.autoclose_cutoff() {
+        if o.kind == Kind::Request
+            && o.state == State::Active
+            && o.touched < self.autoclose_cutoff()
+        {
             State::Closed
         } else {
             o.state
@@ -521,8 +645,9 @@ impl Context {
                 let keys = self.keys.object_keys(o.scope, o.customer_id).await?;
                 for (name, sealed) in &o.sealed {
                     let plain = keys.open(o.id, name, sealed)?;
-                    let value = serde_json::from_slice(&plain)
-                        .map_err(|_| CoreError::Keys(format!("a value of object {} is corrupt", o.id)))?;
+                    let value = serde_json::from_slice(&plain).map_err(|_| {
+                        CoreError::Keys(format!("a value of object {} is corrupt", o.id))
+                    })?;
                     data.insert(name.clone(), value);
                 }
             }
@@ -547,7 +672,13 @@ impl Context {
     }
 
     /// Seals, indexes and writes a draft; returns the object as the client sees it.
-    async fn persist(&self, actor: &Principal, draft: Draft, expected_version: Option<i64>, new_customer_key: Option<ObjectKeys>) -> Result<ContextObject, CoreError> {
+    async fn persist(
+        &self,
+        actor: &Principal,
+        draft: Draft,
+        expected_version: Option<i64>,
+        new_customer_key: Option<ObjectKeys>,
+    ) -> Result<ContextObject, CoreError> {
         let scope = actor.scope;
         let object = draft.object;
         let dict = self.dictionary(scope.org).await?;
@@ -561,7 +692,9 @@ impl Context {
         let mut tokens = Vec::with_capacity(object.data.len() * 2 + object.tags.len() + 4);
         for (name, value) in &object.data {
             // validate_data guarantees every key is a dictionary field.
-            let Some(field) = dict.field(name) else { continue };
+            let Some(field) = dict.field(name) else {
+                continue;
+            };
             tokens.push(indexer.present(name));
             if field.searchable {
                 if let Some(n) = normalize(name, value) {
@@ -569,7 +702,8 @@ impl Context {
                 }
             }
             if field.classification.is_sealed() {
-                let plain = serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
+                let plain =
+                    serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
                 sealed.insert(name.clone(), keys.seal(object.id, name, &plain)?);
             } else {
                 clear.insert(name.clone(), value.clone());
@@ -577,7 +711,12 @@ impl Context {
         }
         tokens.extend(object.fieldsets.iter().map(|s| indexer.fieldset(s)));
         tokens.extend(object.tags.iter().map(|t| indexer.tag(&t.to_lowercase())));
-        tokens.extend(object.contributors.iter().map(|c| indexer.contributor(&c.id)));
+        tokens.extend(
+            object
+                .contributors
+                .iter()
+                .map(|c| indexer.contributor(&c.id)),
+        );
         tokens.sort_unstable();
         tokens.dedup();
         let stored = StoredObject {
@@ -599,10 +738,17 @@ impl Context {
             touched: object.last_updated,
             version: object.version,
         };
-        let write = ObjectWrite { object: stored, tokens, expected_version, parent_check: draft.parent_check };
+        let write = ObjectWrite {
+            object: stored,
+            tokens,
+            expected_version,
+            parent_check: draft.parent_check,
+        };
         self.store.write_object(&write).await.map_err(|e| match e {
             StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
-            StoreError::ParentNotFound => CoreError::field("parentId", "no such parent in this partition"),
+            StoreError::ParentNotFound => {
+                CoreError::field("parentId", "no such parent in this partition")
+            }
             StoreError::VersionConflict { current } => {
                 CoreError::Conflict(format!("version conflict: the stored version is {current}"))
             }
@@ -638,7 +784,10 @@ impl Context {
         match kind {
             Kind::Customer => {
                 if customer_id.is_some() {
-                    errors.push(FieldError::new("customerId", "a customer has no customerId"));
+                    errors.push(FieldError::new(
+                        "customerId",
+                        "a customer has no customerId",
+                    ));
                 }
                 if parent_id.is_some() {
                     errors.push(FieldError::new("parentId", "a customer has no parent"));
@@ -650,29 +799,47 @@ impl Context {
                     errors.push(FieldError::new("parentId", "a request has no parent"));
                 }
                 if customer_id.is_none() {
-                    errors.push(FieldError::new("customerId", "a request needs a customerId"));
+                    errors.push(FieldError::new(
+                        "customerId",
+                        "a request needs a customerId",
+                    ));
                 }
             }
             Kind::Activity => {
                 if media_type.is_none() {
-                    errors.push(FieldError::new("mediaType", "an activity needs a mediaType"));
+                    errors.push(FieldError::new(
+                        "mediaType",
+                        "an activity needs a mediaType",
+                    ));
                 }
             }
             Kind::Detail => {
                 if parent_id.is_none() {
-                    errors.push(FieldError::new("parentId", "a detail needs a parentId (request or activity)"));
+                    errors.push(FieldError::new(
+                        "parentId",
+                        "a detail needs a parentId (request or activity)",
+                    ));
                 }
                 if detail_type.is_none() {
-                    errors.push(FieldError::new("detailType", "a detail needs a detailType (comment or feedback)"));
+                    errors.push(FieldError::new(
+                        "detailType",
+                        "a detail needs a detailType (comment or feedback)",
+                    ));
                 }
                 state = State::Closed;
             }
         }
         if kind != Kind::Activity && media_type.is_some() {
-            errors.push(FieldError::new("mediaType", format!("a {kind} has no mediaType")));
+            errors.push(FieldError::new(
+                "mediaType",
+                format!("a {kind} has no mediaType"),
+            ));
         }
         if kind != Kind::Detail && detail_type.is_some() {
-            errors.push(FieldError::new("detailType", format!("a {kind} has no detailType")));
+            errors.push(FieldError::new(
+                "detailType",
+                format!("a {kind} has no detailType"),
+            ));
         }
         if kind == Kind::Customer && state == State::Closed {
             errors.push(FieldError::new("state", "a customer can't be closed"));
@@ -697,12 +864,23 @@ impl Context {
                 let p = match self.store.object(scope, parent).await? {
                     Some(p) if kind == Kind::Detail || p.kind == Kind::Request => p,
                     Some(_) if kind == Kind::Activity => {
-                        return Err(CoreError::field("parentId", "the parent of an activity must be a request"))
+                        return Err(CoreError::field(
+                            "parentId",
+                            "the parent of an activity must be a request",
+                        ))
                     }
-                    _ => return Err(CoreError::field("parentId", "no such parent in this partition")),
+                    _ => {
+                        return Err(CoreError::field(
+                            "parentId",
+                            "no such parent in this partition",
+                        ))
+                    }
                 };
                 if p.kind == Kind::Customer || p.kind == Kind::Detail {
-                    return Err(CoreError::field("parentId", "the parent of a detail must be a request or an activity"));
+                    return Err(CoreError::field(
+                        "parentId",
+                        "the parent of a detail must be a request or an activity",
+                    ));
                 }
                 if p.kind == Kind::Request && self.effective_state(&p) == State::Closed {
                     return Err(CoreError::Conflict("the parent request is closed".into()));
@@ -710,7 +888,10 @@ impl Context {
                 match (customer_id, p.customer_id) {
                     (None, inherited) => customer_id = inherited,
                     (Some(c), Some(pc)) if c != pc => {
-                        return Err(CoreError::field("customerId", "differs from the parent's customerId"))
+                        return Err(CoreError::field(
+                            "customerId",
+                            "differs from the parent's customerId",
+                        ))
                     }
                     _ => {}
                 }
@@ -726,7 +907,12 @@ impl Context {
                 if existing.is_none_or(|e| e.customer_id != Some(c)) {
                     match self.store.object(scope, c).await? {
                         Some(o) if o.kind == Kind::Customer => {}
-                        _ => return Err(CoreError::field("customerId", "no such customer in this partition")),
+                        _ => {
+                            return Err(CoreError::field(
+                                "customerId",
+                                "no such customer in this partition",
+                            ))
+                        }
                     }
                 }
             }
@@ -758,17 +944,27 @@ impl Context {
             last_updated: existing.map_or(now, |e| now.max(e.last_updated)),
             version,
         };
-        let size = serde_json::to_vec(&object).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(&object)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_OBJECT_BYTES {
             return Err(CoreError::TooLarge(format!(
                 "the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}"
             )));
         }
-        Ok(Draft { object, parent_check })
+        Ok(Draft {
+            object,
+            parent_check,
+        })
     }
 
     /// Creates an object.
-    pub async fn create(&self, actor: &Principal, kind: Kind, input: ObjectInput) -> Result<ContextObject, CoreError> {
+    pub async fn create(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        input: ObjectInput,
+    ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
         let mut errors = Vec::new();
         if let Some(t) = &input.kind {
@@ -782,10 +978,27 @@ impl Context {
         let media_type = parse_opt("mediaType", input.media_type.as_deref(), &mut errors);
         let detail_type = parse_opt("detailType", input.detail_type.as_deref(), &mut errors);
         let draft = self
-            .draft(actor, kind, None, customer_id, parent_id, state, media_type, detail_type, input.fieldsets, input.data, input.tags, errors)
+            .draft(
+                actor,
+                kind,
+                None,
+                customer_id,
+                parent_id,
+                state,
+                media_type,
+                detail_type,
+                input.fieldsets,
+                input.data,
+                input.tags,
+                errors,
+            )
             .await?;
         let customer_key = if kind == Kind::Customer {
-            Some(self.keys.create_customer_key(actor.scope, draft.object.id).await?)
+            Some(
+                self.keys
+                    .create_customer_key(actor.scope, draft.object.id)
+                    .await?,
+            )
         } else {
             None
         };
@@ -793,13 +1006,23 @@ impl Context {
     }
 
     /// Reads an object.
-    pub async fn get(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<ContextObject, CoreError> {
+    pub async fn get(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+    ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
         let o = self.load(actor.scope, kind, id).await?;
         self.reveal(actor, o).await
     }
 
-    async fn current_for_update(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<ContextObject, CoreError> {
+    async fn current_for_update(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+    ) -> Result<ContextObject, CoreError> {
         let stored = self.load(actor.scope, kind, id).await?;
         if kind == Kind::Detail {
             return Err(CoreError::Conflict("details are immutable".into()));
@@ -808,19 +1031,35 @@ impl Context {
             return Err(CoreError::Conflict("the request is closed".into()));
         }
         // Partners can't see sealed values, so they can't carry them over: read as a full reader.
-        let reader = Principal { role: Role::Agent, ..actor.clone() };
+        let reader = Principal {
+            role: Role::Agent,
+            ..actor.clone()
+        };
         self.reveal(&reader, stored).await
     }
 
     /// Replaces an object; `version` (from the body or `If-Match`) must equal the stored one.
-    pub async fn replace(&self, actor: &Principal, kind: Kind, id: ObjectId, input: ObjectInput, if_match: Option<i64>) -> Result<ContextObject, CoreError> {
+    pub async fn replace(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+        input: ObjectInput,
+        if_match: Option<i64>,
+    ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
         let expected = if_match.or(input.version).ok_or_else(|| {
-            CoreError::field("version", "send the version you read (in the body or as If-Match)")
+            CoreError::field(
+                "version",
+                "send the version you read (in the body or as If-Match)",
+            )
         })?;
         let current = self.current_for_update(actor, kind, id).await?;
         if current.version != expected {
-            return Err(CoreError::Conflict(format!("version conflict: the stored version is {}", current.version)));
+            return Err(CoreError::Conflict(format!(
+                "version conflict: the stored version is {}",
+                current.version
+            )));
         }
         let mut errors = Vec::new();
         if let Some(t) = &input.kind {
@@ -844,13 +1083,31 @@ impl Context {
         let mut data = input.data;
         self.keep_withheld(actor, &current, &mut data);
         let draft = self
-            .draft(actor, kind, Some(&current), customer_id, parent_id, state, media_type, detail_type, input.fieldsets, data, input.tags, errors)
+            .draft(
+                actor,
+                kind,
+                Some(&current),
+                customer_id,
+                parent_id,
+                state,
+                media_type,
+                detail_type,
+                input.fieldsets,
+                data,
+                input.tags,
+                errors,
+            )
             .await?;
         self.persist(actor, draft, Some(expected), None).await
     }
 
     /// A partner's write keeps the sealed values it was not shown.
-    fn keep_withheld(&self, actor: &Principal, current: &ContextObject, data: &mut BTreeMap<String, serde_json::Value>) {
+    fn keep_withheld(
+        &self,
+        actor: &Principal,
+        current: &ContextObject,
+        data: &mut BTreeMap<String, serde_json::Value>,
+    ) {
         if actor.role != Role::Partner {
             return;
         }
@@ -863,22 +1120,49 @@ impl Context {
 
     /// Applies a JSON merge patch. Without a version it retries on concurrent writes, so that
     /// no update is lost.
-    pub async fn patch(&self, actor: &Principal, kind: Kind, id: ObjectId, patch: ObjectPatch, if_match: Option<i64>) -> Result<ContextObject, CoreError> {
+    pub async fn patch(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+        patch: ObjectPatch,
+        if_match: Option<i64>,
+    ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
-        const ALLOWED: [&str; 7] = ["data", "tags", "state", "parentId", "customerId", "fieldsets", "version"];
+        const ALLOWED: [&str; 7] = [
+            "data",
+            "tags",
+            "state",
+            "parentId",
+            "customerId",
+            "fieldsets",
+            "version",
+        ];
         if let Some(k) = patch.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-            return Err(CoreError::field(k.clone(), format!("can't be patched; patchable members: {}", ALLOWED.join(", "))));
+            return Err(CoreError::field(
+                k.clone(),
+                format!(
+                    "can't be patched; patchable members: {}",
+                    ALLOWED.join(", ")
+                ),
+            ));
         }
         let body_version = match patch.get("version") {
             None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(v.as_i64().ok_or_else(|| CoreError::field("version", "expected an integer"))?),
+            Some(v) => Some(
+                v.as_i64()
+                    .ok_or_else(|| CoreError::field("version", "expected an integer"))?,
+            ),
         };
         let expected = if_match.or(body_version);
         for _ in 0..PATCH_RETRIES {
             let current = self.current_for_update(actor, kind, id).await?;
             if let Some(v) = expected {
                 if current.version != v {
-                    return Err(CoreError::Conflict(format!("version conflict: the stored version is {}", current.version)));
+                    return Err(CoreError::Conflict(format!(
+                        "version conflict: the stored version is {}",
+                        current.version
+                    )));
                 }
             }
             let mut errors = Vec::new();
@@ -938,36 +1222,77 @@ impl Context {
             };
             self.keep_withheld(actor, &current, &mut data);
             let draft = self
-                .draft(actor, kind, Some(&current), customer_id, parent_id, state, current.media_type, current.detail_type, fieldsets, data, tags, errors)
+                .draft(
+                    actor,
+                    kind,
+                    Some(&current),
+                    customer_id,
+                    parent_id,
+                    state,
+                    current.media_type,
+                    current.detail_type,
+                    fieldsets,
+                    data,
+                    tags,
+                    errors,
+                )
                 .await?;
-            match self.persist(actor, draft, Some(current.version), None).await {
-                Err(CoreError::Conflict(msg)) if expected.is_none() && msg.starts_with("version conflict") => continue,
+            match self
+                .persist(actor, draft, Some(current.version), None)
+                .await
+            {
+                Err(CoreError::Conflict(msg))
+                    if expected.is_none() && msg.starts_with("version conflict") =>
+                {
+                    continue
+                }
                 other => return other,
             }
         }
-        Err(CoreError::Conflict("the object is being changed by many writers; retry".into()))
+        Err(CoreError::Conflict(
+            "the object is being changed by many writers; retry".into(),
+        ))
     }
 
     /// Deletes one object (lab only).
-    pub async fn delete(&self, actor: &Principal, kind: Kind, id: ObjectId) -> Result<(), CoreError> {
+    pub async fn delete(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+    ) -> Result<(), CoreError> {
         Self::require_object_access(actor)?;
         if !deletes_allowed(actor.scope.partition) {
-            return Err(CoreError::Forbidden("deletes are not allowed in the production partition (data retention)".into()));
+            return Err(CoreError::Forbidden(
+                "deletes are not allowed in the production partition (data retention)".into(),
+            ));
         }
         self.load(actor.scope, kind, id).await?;
-        self.store.delete_object(actor.scope, id).await.map_err(|e| match e {
-            StoreError::NotFound => not_found(kind, id),
-            e => e.into(),
-        })
+        self.store
+            .delete_object(actor.scope, id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => not_found(kind, id),
+                e => e.into(),
+            })
     }
 
     /// Searches objects of a kind.
-    pub async fn search(&self, actor: &Principal, kind: Kind, request: &SearchRequest) -> Result<SearchResult, CoreError> {
+    pub async fn search(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        request: &SearchRequest,
+    ) -> Result<SearchResult, CoreError> {
         Self::require_object_access(actor)?;
         let scope = actor.scope;
         let dict = self.dictionary(scope.org).await?;
         let indexer = self.keys.indexer(scope).await?;
-        let access = if actor.role == Role::Partner { SealedAccess::Withheld } else { SealedAccess::Allowed };
+        let access = if actor.role == Role::Partner {
+            SealedAccess::Withheld
+        } else {
+            SealedAccess::Allowed
+        };
         let plan = search::plan(kind, request, &dict, &indexer, access)?;
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
@@ -983,7 +1308,12 @@ impl Context {
         for o in page.items {
             items.push(self.reveal(actor, o).await?);
         }
-        Ok(SearchResult { items: Some(items), ids: None, total: page.total, next_cursor: page.next.as_ref().map(search::encode_cursor) })
+        Ok(SearchResult {
+            items: Some(items),
+            ids: None,
+            total: page.total,
+            next_cursor: page.next.as_ref().map(search::encode_cursor),
+        })
     }
 
     /// A customer's journey, newest first.
@@ -998,26 +1328,43 @@ impl Context {
         Self::require_object_access(actor)?;
         let limit = limit.unwrap_or(search::DEFAULT_LIMIT);
         if limit == 0 || limit > search::MAX_LIMIT {
-            return Err(CoreError::field("limit", format!("must be between 1 and {}", search::MAX_LIMIT)));
+            return Err(CoreError::field(
+                "limit",
+                format!("must be between 1 and {}", search::MAX_LIMIT),
+            ));
         }
         let after: Option<PagePosition> = cursor.map(search::decode_cursor).transpose()?;
         self.load(actor.scope, Kind::Customer, customer).await?;
         let page = self
             .store
-            .timeline(actor.scope, &TimelineQuery { customer_id: customer, media_type, limit, after })
+            .timeline(
+                actor.scope,
+                &TimelineQuery {
+                    customer_id: customer,
+                    media_type,
+                    limit,
+                    after,
+                },
+            )
             .await?;
         let mut items = Vec::with_capacity(page.items.len());
         for o in page.items {
             items.push(self.reveal(actor, o).await?);
         }
-        Ok(TimelinePage { items, total: page.total, next_cursor: page.next.as_ref().map(search::encode_cursor) })
+        Ok(TimelinePage {
+            items,
+            total: page.total,
+            next_cursor: page.next.as_ref().map(search::encode_cursor),
+        })
     }
 
     /// Flushes every object of a kind (lab only); returns the finished job.
     pub async fn flush(&self, actor: &Principal, kind: Kind) -> Result<FlushStatus, CoreError> {
         actor.require(&[Role::Admin, Role::Agent, Role::Machine])?;
         if !deletes_allowed(actor.scope.partition) {
-            return Err(CoreError::Forbidden("flush is not allowed in the production partition (data retention)".into()));
+            return Err(CoreError::Forbidden(
+                "flush is not allowed in the production partition (data retention)".into(),
+            ));
         }
         let mut job = FlushJob {
             id: Uuid::now_v7(),
@@ -1045,7 +1392,11 @@ impl Context {
     }
 
     /// Status of a flush job.
-    pub async fn flush_status(&self, actor: &Principal, id: Uuid) -> Result<FlushStatus, CoreError> {
+    pub async fn flush_status(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+    ) -> Result<FlushStatus, CoreError> {
         Self::require_object_access(actor)?;
         self.store
             .flush_job(actor.scope, id)
@@ -1056,7 +1407,10 @@ impl Context {
 
     /// Closes requests past the auto-close period; run periodically by the server.
     pub async fn close_stale_requests(&self) -> Result<u64, CoreError> {
-        Ok(self.store.close_stale_requests(self.autoclose_cutoff(), now_ms()).await?)
+        Ok(self
+            .store
+            .close_stale_requests(self.autoclose_cutoff(), now_ms())
+            .await?)
     }
 }
 
@@ -1069,7 +1423,10 @@ fn clean_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
     for t in tags {
         let t = t.trim().to_owned();
         if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
-            errors.push(FieldError::new("tags", format!("tags are 1–{MAX_TAG_CHARS} characters")));
+            errors.push(FieldError::new(
+                "tags",
+                format!("tags are 1–{MAX_TAG_CHARS} characters"),
+            ));
         } else if !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
             out.push(t);
         }

@@ -282,7 +282,12 @@ pub trait Store: Send + Sync + 'static {
     /// Custom field sets of the org.
     async fn fieldsets(&self, org: OrgId) -> Result<Vec<FieldSet>, StoreError>;
     /// Inserts or replaces a field set, as `put_field`.
-    async fn put_fieldset(&self, org: OrgId, set: &FieldSet, create: bool) -> Result<(), StoreError>;
+    async fn put_fieldset(
+        &self,
+        org: OrgId,
+        set: &FieldSet,
+        create: bool,
+    ) -> Result<(), StoreError>;
     /// Deletes a field set; `NotFound` if absent.
     async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError>;
     /// Whether any object of the org (either partition) carries any of these tokens.
@@ -301,9 +306,14 @@ pub trait Store: Send + Sync + 'static {
     /// Searches, returning ids only.
     async fn search_ids(&self, scope: Scope, plan: &SearchPlan) -> Result<IdPage, StoreError>;
     /// A customer's journey, newest `created` first.
-    async fn timeline(&self, scope: Scope, query: &TimelineQuery) -> Result<ObjectPage, StoreError>;
+    async fn timeline(&self, scope: Scope, query: &TimelineQuery)
+        -> Result<ObjectPage, StoreError>;
     /// Closes every active request (all orgs) untouched since before `cutoff`; returns how many.
-    async fn close_stale_requests(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64, StoreError>;
+    async fn close_stale_requests(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Deletes every object of a kind in scope; returns how many.
     async fn flush(&self, scope: Scope, kind: Kind) -> Result<u64, StoreError>;
     /// Inserts or replaces a flush job's status.
@@ -339,11 +349,21 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Sets the blind-index key; `AlreadyExists` if one is set (first writer wins).
     async fn insert_index_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError>;
     /// A customer's own data key.
-    async fn customer_key(&self, scope: Scope, customer: ObjectId) -> Result<Option<WrappedKey>, StoreError>;
+    async fn customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<Option<WrappedKey>, StoreError>;
     /// Stores a customer's key; `AlreadyExists` if one is set.
-    async fn insert_customer_key(&self, scope: Scope, customer: ObjectId, key: &WrappedKey) -> Result<(), StoreError>;
+    async fn insert_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        key: &WrappedKey,
+    ) -> Result<(), StoreError>;
     /// Destroys a customer's key (crypto-shredding); `NotFound` if absent.
-    async fn delete_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError>;
+    async fn delete_customer_key(&self, scope: Scope, customer: ObjectId)
+        -> Result<(), StoreError>;
 }
 
 /// Whether a partition allows deletes and flushes.
@@ -395,7 +415,10 @@ mod tests {
 
     #[test]
     fn sealed_encoding_round_trips_and_rejects_garbage() {
-        let m = BTreeMap::from([("a".to_owned(), vec![1, 2, 3]), ("Context_ZIP".to_owned(), vec![])]);
+        let m = BTreeMap::from([
+            ("a".to_owned(), vec![1, 2, 3]),
+            ("Context_ZIP".to_owned(), vec![]),
+        ]);
         assert_eq!(decode_sealed(&encode_sealed(&m)).ok(), Some(m));
         assert!(decode_sealed(&[0, 5, b'a']).is_err());
     }

@@ -9,7 +9,9 @@ pub fn now_ms() -> DateTime<Utc> {
 
 /// A timestamp from milliseconds since the Unix epoch (clamped to the representable range).
 pub fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .unwrap_or(DateTime::<Utc>::UNIX_EPOCH)
 }
 
 /// Formats as `2026-11-21T08:00:00.123Z`.

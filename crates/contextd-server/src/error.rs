@@ -37,7 +37,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status, a stable code and a detail.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), errors: Vec::new() }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     /// 400.
@@ -52,7 +57,11 @@ impl ApiError {
 
     /// 405.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "this method is not allowed on this resource")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "this method is not allowed on this resource",
+        )
     }
 
     /// The response status.
@@ -74,13 +83,20 @@ impl From<CoreError> for ApiError {
             CoreError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too-large"),
             CoreError::Keys(_) => (S::INTERNAL_SERVER_ERROR, "keys"),
             CoreError::Store(StoreError::NotFound) => (S::NOT_FOUND, "not-found"),
-            CoreError::Store(StoreError::VersionConflict { .. } | StoreError::AlreadyExists) => (S::CONFLICT, "conflict"),
+            CoreError::Store(StoreError::VersionConflict { .. } | StoreError::AlreadyExists) => {
+                (S::CONFLICT, "conflict")
+            }
             CoreError::Store(StoreError::ParentClosed) => (S::CONFLICT, "conflict"),
             CoreError::Store(StoreError::ParentNotFound) => (S::BAD_REQUEST, "validation"),
             CoreError::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
         };
         match e {
-            CoreError::Validation(errors) => Self { status, code, detail: "the request has invalid fields".into(), errors },
+            CoreError::Validation(errors) => Self {
+                status,
+                code,
+                detail: "the request has invalid fields".into(),
+                errors,
+            },
             CoreError::Keys(msg) => {
                 tracing::error!(error = %msg, "key failure");
                 Self::new(status, code, "encryption keys are unavailable")
@@ -102,7 +118,11 @@ impl From<JsonRejection> for ApiError {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
             _ => "malformed-json",
         };
-        let status = if status == StatusCode::UNPROCESSABLE_ENTITY { StatusCode::BAD_REQUEST } else { status };
+        let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+            StatusCode::BAD_REQUEST
+        } else {
+            status
+        };
         Self::new(status, code, r.body_text())
     }
 }
@@ -131,7 +151,10 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

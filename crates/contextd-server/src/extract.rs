@@ -37,7 +37,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(Self(v))
     }
 }
@@ -48,7 +49,10 @@ pub struct Auth(pub Principal);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers)
             .ok_or_else(|| CoreError::Unauthorized("send Authorization: Bearer <token>".into()))?;
         let principal = state.context.authenticate(token).await?;
@@ -68,7 +72,11 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
-    let text = v.to_str().map_err(|_| ApiError::bad_request("If-Match must be a version"))?;
+    let text = v
+        .to_str()
+        .map_err(|_| ApiError::bad_request("If-Match must be a version"))?;
     let text = text.trim().trim_start_matches("W/").trim_matches('"');
-    text.parse::<i64>().map(Some).map_err(|_| ApiError::bad_request("If-Match must be an object version"))
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| ApiError::bad_request("If-Match must be an object version"))
 }

@@ -48,7 +48,10 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { body_limit: 1024 * 1024, autoclose_sweep: Duration::from_secs(60) }
+        Self {
+            body_limit: 1024 * 1024,
+            autoclose_sweep: Duration::from_secs(60),
+        }
     }
 }
 
@@ -56,7 +59,12 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a handler panicked");
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response()
 }
 
 /// Builds the router with every route and middleware.
@@ -71,15 +79,25 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/ping", get(system::ping))
         .route("/v1/status", get(system::status))
         .route("/v1/openapi.json", get(system::openapi))
-        .route("/v1/fields", get(dictionary::list_fields).post(dictionary::create_field))
+        .route(
+            "/v1/fields",
+            get(dictionary::list_fields).post(dictionary::create_field),
+        )
         .route(
             "/v1/fields/{id}",
-            get(dictionary::get_field).put(dictionary::put_field).delete(dictionary::delete_field),
+            get(dictionary::get_field)
+                .put(dictionary::put_field)
+                .delete(dictionary::delete_field),
         )
-        .route("/v1/fieldsets", get(dictionary::list_fieldsets).post(dictionary::create_fieldset))
+        .route(
+            "/v1/fieldsets",
+            get(dictionary::list_fieldsets).post(dictionary::create_fieldset),
+        )
         .route(
             "/v1/fieldsets/{id}",
-            get(dictionary::get_fieldset).put(dictionary::put_fieldset).delete(dictionary::delete_fieldset),
+            get(dictionary::get_fieldset)
+                .put(dictionary::put_fieldset)
+                .delete(dictionary::delete_fieldset),
         )
         .route("/v1/flush/{id}", get(objects::flush_status))
         .route("/v1/customers/{id}/timeline", get(objects::timeline))
@@ -88,7 +106,10 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/{kind}/flush", post(objects::flush))
         .route(
             "/v1/{kind}/{id}",
-            get(objects::get).put(objects::replace).patch(objects::patch).delete(objects::delete),
+            get(objects::get)
+                .put(objects::replace)
+                .patch(objects::patch)
+                .delete(objects::delete),
         )
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -107,10 +128,15 @@ pub async fn serve(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState { context: context.clone(), started: Instant::now() };
+    let state = AppState {
+        context: context.clone(),
+        started: Instant::now(),
+    };
     let sweeper = tokio::spawn(sweep_stale_requests(context, config.autoclose_sweep));
     let app = router(state, &config);
-    let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
     sweeper.abort();
     result
 }

@@ -14,29 +14,75 @@ use crate::fixtures::*;
 /// Orgs: unique names, lookup by name, count.
 pub async fn check_orgs(store: &dyn Store) {
     let before = store.count_orgs().await.expect("count_orgs");
-    let org = OrgRecord { id: OrgId::new(), name: format!("Acme Motorcycles {}", Uuid::new_v4()), created: now() };
+    let org = OrgRecord {
+        id: OrgId::new(),
+        name: format!("Acme Motorcycles {}", Uuid::new_v4()),
+        created: now(),
+    };
     store.create_org(&org).await.expect("create_org");
-    assert_eq!(store.org_by_name(&org.name).await.expect("org_by_name"), Some(org.clone()), "an org reads back by name");
-    let taken = OrgRecord { id: OrgId::new(), ..org.clone() };
-    assert_err(store.create_org(&taken).await, StoreError::AlreadyExists, "an org name already taken");
-    assert_eq!(store.org_by_name(&org.name).await.expect("org_by_name"), Some(org.clone()), "the first org keeps its name");
-    assert_eq!(store.org_by_name(&format!("{} ", org.name)).await.expect("org_by_name"), None, "names match exactly");
-    assert_eq!(store.org_by_name(&Uuid::new_v4().to_string()).await.expect("org_by_name"), None);
-    let second = OrgRecord { id: OrgId::new(), name: format!("Other {}", Uuid::new_v4()), created: at(now(), 1) };
+    assert_eq!(
+        store.org_by_name(&org.name).await.expect("org_by_name"),
+        Some(org.clone()),
+        "an org reads back by name"
+    );
+    let taken = OrgRecord {
+        id: OrgId::new(),
+        ..org.clone()
+    };
+    assert_err(
+        store.create_org(&taken).await,
+        StoreError::AlreadyExists,
+        "an org name already taken",
+    );
+    assert_eq!(
+        store.org_by_name(&org.name).await.expect("org_by_name"),
+        Some(org.clone()),
+        "the first org keeps its name"
+    );
+    assert_eq!(
+        store
+            .org_by_name(&format!("{} ", org.name))
+            .await
+            .expect("org_by_name"),
+        None,
+        "names match exactly"
+    );
+    assert_eq!(
+        store
+            .org_by_name(&Uuid::new_v4().to_string())
+            .await
+            .expect("org_by_name"),
+        None
+    );
+    let second = OrgRecord {
+        id: OrgId::new(),
+        name: format!("Other {}", Uuid::new_v4()),
+        created: at(now(), 1),
+    };
     store.create_org(&second).await.expect("create_org");
     // Other checks may create orgs concurrently in a shared database, hence `>=`.
     let after = store.count_orgs().await.expect("count_orgs");
-    assert!(after >= before + 2, "count_orgs counts new orgs ({before} then {after})");
+    assert!(
+        after >= before + 2,
+        "count_orgs counts new orgs ({before} then {after})"
+    );
 }
 
 /// API keys: stored as given, read back by id from any org, ids unique.
 pub async fn check_api_keys(store: &dyn Store) {
-    let org = OrgRecord { id: OrgId::new(), name: format!("keys {}", Uuid::new_v4()), created: now() };
+    let org = OrgRecord {
+        id: OrgId::new(),
+        name: format!("keys {}", Uuid::new_v4()),
+        created: now(),
+    };
     store.create_org(&org).await.expect("create_org");
     let t = now();
     let plain = ApiKeyRecord {
         id: Uuid::new_v4(),
-        scope: Scope { org: org.id, partition: Partition::Lab },
+        scope: Scope {
+            org: org.id,
+            partition: Partition::Lab,
+        },
         name: "IVR connector".into(),
         role: Role::Machine,
         secret_hash: [7; 32],
@@ -46,7 +92,10 @@ pub async fn check_api_keys(store: &dyn Store) {
     };
     let full = ApiKeyRecord {
         id: Uuid::new_v4(),
-        scope: Scope { org: org.id, partition: Partition::Production },
+        scope: Scope {
+            org: org.id,
+            partition: Partition::Production,
+        },
         name: "Ägent déšk".into(),
         role: Role::Partner,
         secret_hash: std::array::from_fn(|i| i as u8),
@@ -56,12 +105,32 @@ pub async fn check_api_keys(store: &dyn Store) {
     };
     for key in [&plain, &full] {
         store.insert_api_key(key).await.expect("insert_api_key");
-        assert_eq!(store.api_key(key.id).await.expect("api_key").as_ref(), Some(key), "an API key reads back unchanged");
+        assert_eq!(
+            store.api_key(key.id).await.expect("api_key").as_ref(),
+            Some(key),
+            "an API key reads back unchanged"
+        );
     }
-    let clash = ApiKeyRecord { role: Role::Admin, secret_hash: [9; 32], ..plain.clone() };
-    assert_err(store.insert_api_key(&clash).await, StoreError::AlreadyExists, "an API key id already used");
-    assert_eq!(store.api_key(plain.id).await.expect("api_key"), Some(plain), "the first key stands");
-    assert_eq!(store.api_key(Uuid::new_v4()).await.expect("api_key"), None, "an unknown key id");
+    let clash = ApiKeyRecord {
+        role: Role::Admin,
+        secret_hash: [9; 32],
+        ..plain.clone()
+    };
+    assert_err(
+        store.insert_api_key(&clash).await,
+        StoreError::AlreadyExists,
+        "an API key id already used",
+    );
+    assert_eq!(
+        store.api_key(plain.id).await.expect("api_key"),
+        Some(plain),
+        "the first key stands"
+    );
+    assert_eq!(
+        store.api_key(Uuid::new_v4()).await.expect("api_key"),
+        None,
+        "an unknown key id"
+    );
 }
 
 fn field(id: &str, description: &str) -> Field {
@@ -92,57 +161,161 @@ fn fieldset(id: &str, fields: &[&str]) -> FieldSet {
 pub async fn check_dictionary(store: &dyn Store) {
     let org = OrgId::new();
     let other = OrgId::new();
-    assert!(store.fields(org).await.expect("fields").is_empty(), "a new org has no custom fields");
-    assert!(store.fieldsets(org).await.expect("fieldsets").is_empty(), "a new org has no custom field sets");
+    assert!(
+        store.fields(org).await.expect("fields").is_empty(),
+        "a new org has no custom fields"
+    );
+    assert!(
+        store.fieldsets(org).await.expect("fieldsets").is_empty(),
+        "a new org has no custom field sets"
+    );
 
     // Sorted by id as bytes ("B" < "a"), the order of Rust's String.
-    let (b, upper, a) = (field("b_field", "b"), field("B_upper", "B"), field("a_field", "a"));
+    let (b, upper, a) = (
+        field("b_field", "b"),
+        field("B_upper", "B"),
+        field("a_field", "a"),
+    );
     for f in [&b, &upper, &a] {
-        store.put_field(org, f, true).await.expect("put_field create");
+        store
+            .put_field(org, f, true)
+            .await
+            .expect("put_field create");
     }
-    assert_eq!(store.fields(org).await.expect("fields"), vec![upper.clone(), a.clone(), b.clone()], "fields sorted by id");
-    assert_err(store.put_field(org, &field("a_field", "clash"), true).await, StoreError::AlreadyExists, "creating an existing field");
-    assert_err(store.put_field(org, &field("missing", "x"), false).await, StoreError::NotFound, "replacing an absent field");
+    assert_eq!(
+        store.fields(org).await.expect("fields"),
+        vec![upper.clone(), a.clone(), b.clone()],
+        "fields sorted by id"
+    );
+    assert_err(
+        store.put_field(org, &field("a_field", "clash"), true).await,
+        StoreError::AlreadyExists,
+        "creating an existing field",
+    );
+    assert_err(
+        store.put_field(org, &field("missing", "x"), false).await,
+        StoreError::NotFound,
+        "replacing an absent field",
+    );
     let mut replaced = a.clone();
     replaced.description = "replaced".into();
     replaced.data_type = DataType::String;
     replaced.classification = Classification::Unencrypted;
     replaced.max_length = None;
     replaced.enum_values = Some(vec![
-        EnumValue { value: "gold".into(), active: true },
-        EnumValue { value: "tin".into(), active: false },
+        EnumValue {
+            value: "gold".into(),
+            active: true,
+        },
+        EnumValue {
+            value: "tin".into(),
+            active: false,
+        },
     ]);
-    replaced.translations.insert("fr_FR".into(), "Étiquette".into());
-    store.put_field(org, &replaced, false).await.expect("put_field replace");
-    assert_eq!(store.fields(org).await.expect("fields"), vec![upper.clone(), replaced.clone(), b.clone()], "a replaced field reads back");
-    assert!(store.fields(other).await.expect("fields").is_empty(), "fields belong to one org");
-    store.put_field(other, &field("a_field", "theirs"), true).await.expect("the same id in another org");
-    assert_eq!(store.fields(org).await.expect("fields")[1], replaced, "another org's field of the same id is separate");
+    replaced
+        .translations
+        .insert("fr_FR".into(), "Étiquette".into());
+    store
+        .put_field(org, &replaced, false)
+        .await
+        .expect("put_field replace");
+    assert_eq!(
+        store.fields(org).await.expect("fields"),
+        vec![upper.clone(), replaced.clone(), b.clone()],
+        "a replaced field reads back"
+    );
+    assert!(
+        store.fields(other).await.expect("fields").is_empty(),
+        "fields belong to one org"
+    );
+    store
+        .put_field(other, &field("a_field", "theirs"), true)
+        .await
+        .expect("the same id in another org");
+    assert_eq!(
+        store.fields(org).await.expect("fields")[1],
+        replaced,
+        "another org's field of the same id is separate"
+    );
 
-    let (s2, s1) = (fieldset("set.two", &["b_field"]), fieldset("Set.one", &["a_field", "B_upper"]));
-    store.put_fieldset(org, &s2, true).await.expect("put_fieldset");
-    store.put_fieldset(org, &s1, true).await.expect("put_fieldset");
+    let (s2, s1) = (
+        fieldset("set.two", &["b_field"]),
+        fieldset("Set.one", &["a_field", "B_upper"]),
+    );
+    store
+        .put_fieldset(org, &s2, true)
+        .await
+        .expect("put_fieldset");
+    store
+        .put_fieldset(org, &s1, true)
+        .await
+        .expect("put_fieldset");
     // A field set may share an id with a field: separate namespaces.
     let same_id = fieldset("a_field", &["a_field"]);
-    store.put_fieldset(org, &same_id, true).await.expect("put_fieldset");
-    assert_eq!(store.fieldsets(org).await.expect("fieldsets"), vec![s1.clone(), same_id.clone(), s2.clone()]);
-    assert_err(store.put_fieldset(org, &s1, true).await, StoreError::AlreadyExists, "creating an existing field set");
-    assert_err(store.put_fieldset(org, &fieldset("nope", &[]), false).await, StoreError::NotFound, "replacing an absent field set");
+    store
+        .put_fieldset(org, &same_id, true)
+        .await
+        .expect("put_fieldset");
+    assert_eq!(
+        store.fieldsets(org).await.expect("fieldsets"),
+        vec![s1.clone(), same_id.clone(), s2.clone()]
+    );
+    assert_err(
+        store.put_fieldset(org, &s1, true).await,
+        StoreError::AlreadyExists,
+        "creating an existing field set",
+    );
+    assert_err(
+        store.put_fieldset(org, &fieldset("nope", &[]), false).await,
+        StoreError::NotFound,
+        "replacing an absent field set",
+    );
     let mut s1b = s1.clone();
     s1b.inactive_fields = vec!["B_upper".into()];
     s1b.description = "changed".into();
-    store.put_fieldset(org, &s1b, false).await.expect("put_fieldset replace");
-    assert!(store.fieldsets(other).await.expect("fieldsets").is_empty(), "field sets belong to one org");
+    store
+        .put_fieldset(org, &s1b, false)
+        .await
+        .expect("put_fieldset replace");
+    assert!(
+        store.fieldsets(other).await.expect("fieldsets").is_empty(),
+        "field sets belong to one org"
+    );
 
-    store.delete_field(org, "a_field").await.expect("delete_field");
+    store
+        .delete_field(org, "a_field")
+        .await
+        .expect("delete_field");
     assert_eq!(store.fields(org).await.expect("fields"), vec![upper, b]);
-    assert_err(store.delete_field(org, "a_field").await, StoreError::NotFound, "deleting an absent field");
-    assert_eq!(store.fields(other).await.expect("fields").len(), 1, "deleting leaves other orgs alone");
-    assert_eq!(store.fieldsets(org).await.expect("fieldsets"), vec![s1b, same_id, s2.clone()], "deleting a field leaves field sets alone");
-    store.delete_fieldset(org, "Set.one").await.expect("delete_fieldset");
-    store.delete_fieldset(org, "a_field").await.expect("delete_fieldset");
+    assert_err(
+        store.delete_field(org, "a_field").await,
+        StoreError::NotFound,
+        "deleting an absent field",
+    );
+    assert_eq!(
+        store.fields(other).await.expect("fields").len(),
+        1,
+        "deleting leaves other orgs alone"
+    );
+    assert_eq!(
+        store.fieldsets(org).await.expect("fieldsets"),
+        vec![s1b, same_id, s2.clone()],
+        "deleting a field leaves field sets alone"
+    );
+    store
+        .delete_fieldset(org, "Set.one")
+        .await
+        .expect("delete_fieldset");
+    store
+        .delete_fieldset(org, "a_field")
+        .await
+        .expect("delete_fieldset");
     assert_eq!(store.fieldsets(org).await.expect("fieldsets"), vec![s2]);
-    assert_err(store.delete_fieldset(org, "Set.one").await, StoreError::NotFound, "deleting an absent field set");
+    assert_err(
+        store.delete_fieldset(org, "Set.one").await,
+        StoreError::NotFound,
+        "deleting an absent field set",
+    );
 }
 
 /// Flush jobs: upsert, read in scope.
@@ -158,15 +331,41 @@ pub async fn check_flush_jobs(store: &dyn Store) {
         created: now(),
     };
     store.put_flush_job(&job).await.expect("put_flush_job");
-    assert_eq!(store.flush_job(s, job.id).await.expect("flush_job"), Some(job.clone()), "a flush job reads back");
+    assert_eq!(
+        store.flush_job(s, job.id).await.expect("flush_job"),
+        Some(job.clone()),
+        "a flush job reads back"
+    );
     job.completed = true;
     job.flushed = 4_000_000_000;
     job.message = "flushed 4000000000 activities".into();
-    store.put_flush_job(&job).await.expect("put_flush_job replace");
-    assert_eq!(store.flush_job(s, job.id).await.expect("flush_job"), Some(job.clone()), "put_flush_job replaces");
-    assert_eq!(store.flush_job(s, Uuid::new_v4()).await.expect("flush_job"), None, "an unknown job");
-    assert_eq!(store.flush_job(other_partition(s), job.id).await.expect("flush_job"), None, "jobs belong to one partition");
-    assert_eq!(store.flush_job(lab(), job.id).await.expect("flush_job"), None, "jobs belong to one org");
+    store
+        .put_flush_job(&job)
+        .await
+        .expect("put_flush_job replace");
+    assert_eq!(
+        store.flush_job(s, job.id).await.expect("flush_job"),
+        Some(job.clone()),
+        "put_flush_job replaces"
+    );
+    assert_eq!(
+        store.flush_job(s, Uuid::new_v4()).await.expect("flush_job"),
+        None,
+        "an unknown job"
+    );
+    assert_eq!(
+        store
+            .flush_job(other_partition(s), job.id)
+            .await
+            .expect("flush_job"),
+        None,
+        "jobs belong to one partition"
+    );
+    assert_eq!(
+        store.flush_job(lab(), job.id).await.expect("flush_job"),
+        None,
+        "jobs belong to one org"
+    );
 }
 
 /// `any_token_in_use`: either partition of the org, no other org.
@@ -174,13 +373,29 @@ pub async fn check_any_token_in_use(store: &dyn Store) {
     let s = lab();
     let (in_lab, in_prod, elsewhere) = (token(), token(), token());
     insert(store, &object(s, Kind::Customer, now()), &[in_lab]).await;
-    insert(store, &object(other_partition(s), Kind::Activity, now()), &[in_prod]).await;
+    insert(
+        store,
+        &object(other_partition(s), Kind::Activity, now()),
+        &[in_prod],
+    )
+    .await;
     insert(store, &object(lab(), Kind::Customer, now()), &[elsewhere]).await;
-    let used = |tokens: Vec<_>| async move { store.any_token_in_use(s.org, &tokens).await.expect("any_token_in_use") };
+    let used = |tokens: Vec<_>| async move {
+        store
+            .any_token_in_use(s.org, &tokens)
+            .await
+            .expect("any_token_in_use")
+    };
     assert!(used(vec![in_lab]).await, "a token of the lab partition");
-    assert!(used(vec![in_prod]).await, "a token of the production partition");
+    assert!(
+        used(vec![in_prod]).await,
+        "a token of the production partition"
+    );
     assert!(used(vec![token(), in_prod]).await, "any of several tokens");
-    assert!(!used(vec![elsewhere]).await, "another org's token is not in use here");
+    assert!(
+        !used(vec![elsewhere]).await,
+        "another org's token is not in use here"
+    );
     assert!(!used(vec![token(), token()]).await, "unknown tokens");
     assert!(!used(vec![]).await, "no tokens");
 }

@@ -10,13 +10,17 @@ use chrono::{DateTime, Duration, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Contributor, ContributorType, DetailType, Kind, MediaType, State};
 use contextd_core::store::{
-    Condition, ObjectWrite, PagePosition, ParentCheck, SearchPlan, Store, StoreError, StoredObject, Token,
+    Condition, ObjectWrite, PagePosition, ParentCheck, SearchPlan, Store, StoreError, StoredObject,
+    Token,
 };
 use uuid::Uuid;
 
 /// The lab partition of a new, random org.
 pub fn lab() -> Scope {
-    Scope { org: OrgId::new(), partition: Partition::Lab }
+    Scope {
+        org: OrgId::new(),
+        partition: Partition::Lab,
+    }
 }
 
 /// The same org's other partition.
@@ -25,7 +29,10 @@ pub fn other_partition(scope: Scope) -> Scope {
         Partition::Lab => Partition::Production,
         Partition::Production => Partition::Lab,
     };
-    Scope { org: scope.org, partition }
+    Scope {
+        org: scope.org,
+        partition,
+    }
 }
 
 /// The current time, whole milliseconds (what every backend stores).
@@ -76,7 +83,10 @@ pub fn rich_object(scope: Scope, kind: Kind, t: DateTime<Utc>) -> StoredObject {
     o.parent_id = Some(ObjectId::new());
     o.fieldsets = vec!["cisco.base.pod".into(), "custom.set".into()];
     o.clear = BTreeMap::from([
-        ("Context_POD_Activity_Link".to_owned(), serde_json::json!("https://example.test/a?b=c")),
+        (
+            "Context_POD_Activity_Link".to_owned(),
+            serde_json::json!("https://example.test/a?b=c"),
+        ),
         ("points".to_owned(), serde_json::json!(7)),
         ("ratio".to_owned(), serde_json::json!(0.25)),
         ("visible".to_owned(), serde_json::json!(true)),
@@ -89,8 +99,14 @@ pub fn rich_object(scope: Scope, kind: Kind, t: DateTime<Utc>) -> StoredObject {
     ]);
     o.tags = vec!["vip".into(), "motorbike".into(), "vip2".into()];
     o.contributors = vec![
-        Contributor { id: "agent-7".into(), kind: ContributorType::User },
-        Contributor { id: Uuid::new_v4().to_string(), kind: ContributorType::Machine },
+        Contributor {
+            id: "agent-7".into(),
+            kind: ContributorType::User,
+        },
+        Contributor {
+            id: Uuid::new_v4().to_string(),
+            kind: ContributorType::Machine,
+        },
     ];
     o.version = 3;
     o
@@ -98,18 +114,35 @@ pub fn rich_object(scope: Scope, kind: Kind, t: DateTime<Utc>) -> StoredObject {
 
 /// An insert of `object` with `tokens`.
 pub fn insert_write(object: &StoredObject, tokens: &[Token]) -> ObjectWrite {
-    ObjectWrite { object: object.clone(), tokens: tokens.to_vec(), expected_version: None, parent_check: None }
+    ObjectWrite {
+        object: object.clone(),
+        tokens: tokens.to_vec(),
+        expected_version: None,
+        parent_check: None,
+    }
 }
 
 /// An update of `object` expecting the stored version `expected`.
 pub fn update_write(object: &StoredObject, tokens: &[Token], expected: i64) -> ObjectWrite {
-    ObjectWrite { expected_version: Some(expected), ..insert_write(object, tokens) }
+    ObjectWrite {
+        expected_version: Some(expected),
+        ..insert_write(object, tokens)
+    }
 }
 
 /// A write of `object` under a parent check.
-pub fn child_write(object: &StoredObject, parent: ObjectId, must_be_request: bool, active_since: DateTime<Utc>) -> ObjectWrite {
+pub fn child_write(
+    object: &StoredObject,
+    parent: ObjectId,
+    must_be_request: bool,
+    active_since: DateTime<Utc>,
+) -> ObjectWrite {
     ObjectWrite {
-        parent_check: Some(ParentCheck { id: parent, must_be_request, active_since }),
+        parent_check: Some(ParentCheck {
+            id: parent,
+            must_be_request,
+            active_since,
+        }),
         ..insert_write(object, &[])
     }
 }
@@ -137,7 +170,10 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         | (Err(StoreError::AlreadyExists), StoreError::AlreadyExists)
         | (Err(StoreError::ParentNotFound), StoreError::ParentNotFound)
         | (Err(StoreError::ParentClosed), StoreError::ParentClosed) => {}
-        (Err(StoreError::VersionConflict { current: a }), StoreError::VersionConflict { current: b }) if a == b => {}
+        (
+            Err(StoreError::VersionConflict { current: a }),
+            StoreError::VersionConflict { current: b },
+        ) if a == b => {}
         _ => panic!("{what}: expected Err({expected:?}), got {result:?}"),
     }
 }
@@ -160,7 +196,11 @@ pub fn plan(kind: Kind) -> SearchPlan {
 
 /// `plan(kind)` with these conditions.
 pub fn plan_with(kind: Kind, match_all: bool, conditions: Vec<Condition>) -> SearchPlan {
-    SearchPlan { match_all, conditions, ..plan(kind) }
+    SearchPlan {
+        match_all,
+        conditions,
+        ..plan(kind)
+    }
 }
 
 /// One page as seen by both `search` and `search_ids`, which must agree.
@@ -177,15 +217,35 @@ pub struct Found {
 /// Runs `plan` through `search` and `search_ids`, checks they agree and that every object
 /// returned is in `scope` and of the plan's kind.
 pub async fn search(store: &dyn Store, scope: Scope, plan: &SearchPlan) -> Found {
-    let page = store.search(scope, plan).await.unwrap_or_else(|e| panic!("search {plan:?} failed: {e}"));
-    let ids = store.search_ids(scope, plan).await.unwrap_or_else(|e| panic!("search_ids {plan:?} failed: {e}"));
+    let page = store
+        .search(scope, plan)
+        .await
+        .unwrap_or_else(|e| panic!("search {plan:?} failed: {e}"));
+    let ids = store
+        .search_ids(scope, plan)
+        .await
+        .unwrap_or_else(|e| panic!("search_ids {plan:?} failed: {e}"));
     for o in &page.items {
         assert_eq!(o.scope, scope, "search returned an object of another scope");
-        assert_eq!(o.kind, plan.kind, "search returned an object of another kind");
+        assert_eq!(
+            o.kind, plan.kind,
+            "search returned an object of another kind"
+        );
     }
-    let found = Found { ids: page.items.iter().map(|o| o.id).collect(), total: page.total, next: page.next };
-    let found_ids = Found { ids: ids.ids, total: ids.total, next: ids.next };
-    assert_eq!(found, found_ids, "search and search_ids disagree on {plan:?}");
+    let found = Found {
+        ids: page.items.iter().map(|o| o.id).collect(),
+        total: page.total,
+        next: page.next,
+    };
+    let found_ids = Found {
+        ids: ids.ids,
+        total: ids.total,
+        next: ids.next,
+    };
+    assert_eq!(
+        found, found_ids,
+        "search and search_ids disagree on {plan:?}"
+    );
     found
 }
 

@@ -28,14 +28,39 @@ pub async fn check_scope_isolation(store: &dyn Store) {
         copies.push(o);
     }
     for (scope, copy) in scopes.iter().zip(&copies) {
-        assert_eq!(&read(store, *scope, id).await, copy, "each scope reads its own object");
-        let found = search(store, *scope, &plan_with(Kind::Activity, true, vec![Condition::Tokens(vec![shared])])).await;
-        assert_eq!((found.ids, found.total), (vec![id], 1), "search sees one scope only");
+        assert_eq!(
+            &read(store, *scope, id).await,
+            copy,
+            "each scope reads its own object"
+        );
+        let found = search(
+            store,
+            *scope,
+            &plan_with(Kind::Activity, true, vec![Condition::Tokens(vec![shared])]),
+        )
+        .await;
+        assert_eq!(
+            (found.ids, found.total),
+            (vec![id], 1),
+            "search sees one scope only"
+        );
         let page = store
-            .timeline(*scope, &TimelineQuery { customer_id: customer, media_type: None, limit: 10, after: None })
+            .timeline(
+                *scope,
+                &TimelineQuery {
+                    customer_id: customer,
+                    media_type: None,
+                    limit: 10,
+                    after: None,
+                },
+            )
             .await
             .expect("timeline");
-        assert_eq!((page.items, page.total), (vec![copy.clone()], 1), "timeline sees one scope only");
+        assert_eq!(
+            (page.items, page.total),
+            (vec![copy.clone()], 1),
+            "timeline sees one scope only"
+        );
     }
 
     // An object in one scope only.
@@ -43,26 +68,62 @@ pub async fn check_scope_isolation(store: &dyn Store) {
     let only_token = token();
     insert(store, &only, &[only_token]).await;
     for scope in [a_prod, b_lab] {
-        assert_eq!(store.object(scope, only.id).await.expect("object"), None, "object() of another scope");
-        assert_eq!(search(store, scope, &plan(Kind::Customer)).await.total, 0, "search of another scope");
+        assert_eq!(
+            store.object(scope, only.id).await.expect("object"),
+            None,
+            "object() of another scope"
+        );
+        assert_eq!(
+            search(store, scope, &plan(Kind::Customer)).await.total,
+            0,
+            "search of another scope"
+        );
         let by_id = plan_with(Kind::Customer, true, vec![Condition::Ids(vec![only.id])]);
-        assert_eq!(search(store, scope, &by_id).await.total, 0, "search by id in another scope");
+        assert_eq!(
+            search(store, scope, &by_id).await.total,
+            0,
+            "search by id in another scope"
+        );
         let mut moved = only.clone();
         moved.scope = scope;
         moved.version = 2;
-        assert_err(store.write_object(&update_write(&moved, &[], 1)).await, StoreError::NotFound, "update from another scope");
-        assert_err(store.delete_object(scope, only.id).await, StoreError::NotFound, "delete from another scope");
+        assert_err(
+            store.write_object(&update_write(&moved, &[], 1)).await,
+            StoreError::NotFound,
+            "update from another scope",
+        );
+        assert_err(
+            store.delete_object(scope, only.id).await,
+            StoreError::NotFound,
+            "delete from another scope",
+        );
         let mut child = object(scope, Kind::Detail, t);
         child.parent_id = Some(only.id);
         assert_err(
-            store.write_object(&child_write(&child, only.id, false, t)).await,
+            store
+                .write_object(&child_write(&child, only.id, false, t))
+                .await,
             StoreError::ParentNotFound,
             "a parent in another scope",
         );
-        assert_eq!(store.flush(scope, Kind::Customer).await.expect("flush"), 0, "flush of another scope");
+        assert_eq!(
+            store.flush(scope, Kind::Customer).await.expect("flush"),
+            0,
+            "flush of another scope"
+        );
     }
-    assert_eq!(read(store, a_lab, only.id).await, only, "nothing done from other scopes touched the object");
-    assert!(!store.any_token_in_use(b_lab.org, &[only_token]).await.expect("any_token_in_use"), "tokens of another org");
+    assert_eq!(
+        read(store, a_lab, only.id).await,
+        only,
+        "nothing done from other scopes touched the object"
+    );
+    assert!(
+        !store
+            .any_token_in_use(b_lab.org, &[only_token])
+            .await
+            .expect("any_token_in_use"),
+        "tokens of another org"
+    );
 
     // Deleting, updating and flushing in one scope leave the copies in the others.
     store.delete_object(a_prod, id).await.expect("delete");
@@ -71,10 +132,30 @@ pub async fn check_scope_isolation(store: &dyn Store) {
     let mut updated = copies[0].clone();
     updated.version = 2;
     updated.tags = vec!["updated".into()];
-    store.write_object(&update_write(&updated, &[], 1)).await.expect("update");
-    assert_eq!(read(store, b_lab, id).await, copies[2], "an update touches one scope");
-    let found = search(store, b_lab, &plan_with(Kind::Activity, true, vec![Condition::Tokens(vec![shared])])).await;
-    assert_eq!(found.ids, vec![id], "an update replaces tokens in its own scope only");
+    store
+        .write_object(&update_write(&updated, &[], 1))
+        .await
+        .expect("update");
+    assert_eq!(
+        read(store, b_lab, id).await,
+        copies[2],
+        "an update touches one scope"
+    );
+    let found = search(
+        store,
+        b_lab,
+        &plan_with(Kind::Activity, true, vec![Condition::Tokens(vec![shared])]),
+    )
+    .await;
+    assert_eq!(
+        found.ids,
+        vec![id],
+        "an update replaces tokens in its own scope only"
+    );
     assert_eq!(store.flush(b_lab, Kind::Activity).await.expect("flush"), 1);
-    assert_eq!(read(store, a_lab, id).await, updated, "a flush touches one scope");
+    assert_eq!(
+        read(store, a_lab, id).await,
+        updated,
+        "a flush touches one scope"
+    );
 }

@@ -16,12 +16,14 @@ mod search;
 
 use contextd_core::store::{KeyStore, Store};
 
-pub use admin::{check_any_token_in_use, check_api_keys, check_dictionary, check_flush_jobs, check_orgs};
+pub use admin::{
+    check_any_token_in_use, check_api_keys, check_dictionary, check_flush_jobs, check_orgs,
+};
 pub use isolation::check_scope_isolation;
 pub use keys::check_key_store;
 pub use objects::{
-    check_close_stale_requests, check_concurrent_writes, check_flush, check_object_crud, check_parent_rules,
-    check_versions,
+    check_close_stale_requests, check_concurrent_writes, check_flush, check_object_crud,
+    check_parent_rules, check_versions,
 };
 pub use search::{check_paging, check_search_semantics, check_timeline};
 

@@ -2,7 +2,9 @@
 
 use contextd_core::ids::ObjectId;
 use contextd_core::object::{Kind, MediaType, State};
-use contextd_core::store::{Condition, PagePosition, SearchPlan, Store, StoredObject, TimelineQuery, Token};
+use contextd_core::store::{
+    Condition, PagePosition, SearchPlan, Store, StoredObject, TimelineQuery, Token,
+};
 use uuid::Uuid;
 
 use crate::fixtures::*;
@@ -38,45 +40,105 @@ pub async fn check_search_semantics(store: &dyn Store) {
     insert(store, &a4, &[ta, tp]).await;
     // Same tokens on objects of another kind and another scope: never returned.
     insert(store, &object(s, Kind::Customer, t), &[ta, tb, tc]).await;
-    insert(store, &object(other_partition(s), Kind::Activity, t), &[ta, tb, tc]).await;
+    insert(
+        store,
+        &object(other_partition(s), Kind::Activity, t),
+        &[ta, tb, tc],
+    )
+    .await;
 
     let ids = |v: &[&StoredObject]| v.iter().map(|o| o.id).collect::<Vec<_>>();
     let all = |conditions| plan_with(Kind::Activity, true, conditions);
     let any = |conditions| plan_with(Kind::Activity, false, conditions);
     let cases: Vec<(&str, SearchPlan, Vec<ObjectId>)> = vec![
-        ("no condition: every object of the kind", plan(Kind::Activity), ids(&[&a2, &a4, &a3, &a1])),
-        ("one token", all(vec![Condition::Tokens(vec![ta])]), ids(&[&a4, &a1])),
-        ("tokens of one condition are OR-ed", all(vec![Condition::Tokens(vec![ta, tc])]), ids(&[&a4, &a3, &a1])),
-        ("an unknown token", all(vec![Condition::Tokens(vec![token()])]), vec![]),
+        (
+            "no condition: every object of the kind",
+            plan(Kind::Activity),
+            ids(&[&a2, &a4, &a3, &a1]),
+        ),
+        (
+            "one token",
+            all(vec![Condition::Tokens(vec![ta])]),
+            ids(&[&a4, &a1]),
+        ),
+        (
+            "tokens of one condition are OR-ed",
+            all(vec![Condition::Tokens(vec![ta, tc])]),
+            ids(&[&a4, &a3, &a1]),
+        ),
+        (
+            "an unknown token",
+            all(vec![Condition::Tokens(vec![token()])]),
+            vec![],
+        ),
         (
             "match all",
-            all(vec![Condition::Tokens(vec![tb]), Condition::States(vec![State::Closed])]),
+            all(vec![
+                Condition::Tokens(vec![tb]),
+                Condition::States(vec![State::Closed]),
+            ]),
             ids(&[&a2]),
         ),
         (
             "match any",
-            any(vec![Condition::Tokens(vec![tc]), Condition::MediaTypes(vec![MediaType::Voice])]),
+            any(vec![
+                Condition::Tokens(vec![tc]),
+                Condition::MediaTypes(vec![MediaType::Voice]),
+            ]),
             ids(&[&a2, &a4, &a3]),
         ),
         (
             "customer and media type",
-            all(vec![Condition::CustomerIds(vec![cust_x]), Condition::MediaTypes(vec![MediaType::Chat])]),
+            all(vec![
+                Condition::CustomerIds(vec![cust_x]),
+                Condition::MediaTypes(vec![MediaType::Chat]),
+            ]),
             ids(&[&a1]),
         ),
-        ("customers OR-ed", all(vec![Condition::CustomerIds(vec![cust_y, cust_x])]), ids(&[&a2, &a3, &a1])),
-        ("parents", all(vec![Condition::ParentIds(vec![p1, p2])]), ids(&[&a2, &a1])),
-        ("ids", all(vec![Condition::Ids(vec![a3.id, a1.id, ObjectId::new()])]), ids(&[&a3, &a1])),
-        ("states", all(vec![Condition::States(vec![State::Active])]), ids(&[&a4, &a1])),
-        ("both states", all(vec![Condition::States(vec![State::Active, State::Closed])]), ids(&[&a2, &a4, &a3, &a1])),
+        (
+            "customers OR-ed",
+            all(vec![Condition::CustomerIds(vec![cust_y, cust_x])]),
+            ids(&[&a2, &a3, &a1]),
+        ),
+        (
+            "parents",
+            all(vec![Condition::ParentIds(vec![p1, p2])]),
+            ids(&[&a2, &a1]),
+        ),
+        (
+            "ids",
+            all(vec![Condition::Ids(vec![a3.id, a1.id, ObjectId::new()])]),
+            ids(&[&a3, &a1]),
+        ),
+        (
+            "states",
+            all(vec![Condition::States(vec![State::Active])]),
+            ids(&[&a4, &a1]),
+        ),
+        (
+            "both states",
+            all(vec![Condition::States(vec![State::Active, State::Closed])]),
+            ids(&[&a2, &a4, &a3, &a1]),
+        ),
         (
             "ids and tokens",
-            all(vec![Condition::Ids(vec![a1.id, a2.id]), Condition::Tokens(vec![ta])]),
+            all(vec![
+                Condition::Ids(vec![a1.id, a2.id]),
+                Condition::Tokens(vec![ta]),
+            ]),
             ids(&[&a1]),
         ),
-        ("match any with one condition", any(vec![Condition::Tokens(vec![tb])]), ids(&[&a2, &a1])),
+        (
+            "match any with one condition",
+            any(vec![Condition::Tokens(vec![tb])]),
+            ids(&[&a2, &a1]),
+        ),
         (
             "an empty condition matches nothing under match all",
-            all(vec![Condition::Tokens(vec![]), Condition::States(vec![State::Active])]),
+            all(vec![
+                Condition::Tokens(vec![]),
+                Condition::States(vec![State::Active]),
+            ]),
             vec![],
         ),
         (
@@ -84,40 +146,82 @@ pub async fn check_search_semantics(store: &dyn Store) {
             any(vec![Condition::Ids(vec![]), Condition::Ids(vec![a3.id])]),
             ids(&[&a3]),
         ),
-        ("not_exists", SearchPlan { not_exists: vec![tp], ..plan(Kind::Activity) }, ids(&[&a2, &a3, &a1])),
+        (
+            "not_exists",
+            SearchPlan {
+                not_exists: vec![tp],
+                ..plan(Kind::Activity)
+            },
+            ids(&[&a2, &a3, &a1]),
+        ),
         (
             "not_exists with conditions",
-            SearchPlan { not_exists: vec![tp, tc], ..all(vec![Condition::Tokens(vec![ta, tc])]) },
+            SearchPlan {
+                not_exists: vec![tp, tc],
+                ..all(vec![Condition::Tokens(vec![ta, tc])])
+            },
             ids(&[&a1]),
         ),
         (
             "created bounds are inclusive",
-            SearchPlan { created_from: Some(at(t, 2)), created_to: Some(at(t, 3)), ..plan(Kind::Activity) },
+            SearchPlan {
+                created_from: Some(at(t, 2)),
+                created_to: Some(at(t, 3)),
+                ..plan(Kind::Activity)
+            },
             ids(&[&a2, &a3]),
         ),
-        ("updated_from", SearchPlan { updated_from: Some(at(t, 4)), ..plan(Kind::Activity) }, ids(&[&a2, &a4])),
-        ("updated_to", SearchPlan { updated_to: Some(at(t, 3)), ..plan(Kind::Activity) }, ids(&[&a3, &a1])),
+        (
+            "updated_from",
+            SearchPlan {
+                updated_from: Some(at(t, 4)),
+                ..plan(Kind::Activity)
+            },
+            ids(&[&a2, &a4]),
+        ),
+        (
+            "updated_to",
+            SearchPlan {
+                updated_to: Some(at(t, 3)),
+                ..plan(Kind::Activity)
+            },
+            ids(&[&a3, &a1]),
+        ),
         (
             "updated bounds on one instant",
-            SearchPlan { updated_from: Some(at(t, 5)), updated_to: Some(at(t, 5)), ..plan(Kind::Activity) },
+            SearchPlan {
+                updated_from: Some(at(t, 5)),
+                updated_to: Some(at(t, 5)),
+                ..plan(Kind::Activity)
+            },
             ids(&[&a2]),
         ),
         (
             "date bounds are AND-ed under match any",
             SearchPlan {
                 created_to: Some(at(t, 3)),
-                ..any(vec![Condition::Tokens(vec![tc]), Condition::States(vec![State::Active])])
+                ..any(vec![
+                    Condition::Tokens(vec![tc]),
+                    Condition::States(vec![State::Active]),
+                ])
             },
             ids(&[&a3, &a1]),
         ),
         (
             "many values",
-            all(vec![Condition::Ids((0..300).map(|_| ObjectId::new()).chain([a4.id]).collect())]),
+            all(vec![Condition::Ids(
+                (0..300).map(|_| ObjectId::new()).chain([a4.id]).collect(),
+            )]),
             ids(&[&a4]),
         ),
         (
             "many tokens",
-            all(vec![Condition::Tokens((0..299).map(|_| token()).chain([tc]).collect::<Vec<Token>>())]),
+            all(vec![Condition::Tokens(
+                (0..299)
+                    .map(|_| token())
+                    .chain([tc])
+                    .collect::<Vec<Token>>(),
+            )]),
             ids(&[&a3]),
         ),
     ];
@@ -128,8 +232,17 @@ pub async fn check_search_semantics(store: &dyn Store) {
         assert_eq!(found.next, None, "{what}: one page, no next");
     }
 
-    let found = search(store, s, &plan_with(Kind::Customer, true, vec![Condition::Tokens(vec![ta])])).await;
-    assert_eq!(found.ids.len(), 1, "only objects of the plan's kind are returned");
+    let found = search(
+        store,
+        s,
+        &plan_with(Kind::Customer, true, vec![Condition::Tokens(vec![ta])]),
+    )
+    .await;
+    assert_eq!(
+        found.ids.len(),
+        1,
+        "only objects of the plan's kind are returned"
+    );
 }
 
 /// Pages: order with ties, `after` strictly after, `total` over all pages, `next` only when
@@ -152,48 +265,142 @@ pub async fn check_paging(store: &dyn Store) {
     let expected = by_updated(&refs);
     let position = |id: ObjectId| {
         let o = objects.iter().find(|o| o.id == id).expect("known id");
-        PagePosition { time: o.last_updated, id }
+        PagePosition {
+            time: o.last_updated,
+            id,
+        }
     };
 
     let mut seen = Vec::new();
     let mut after = None;
     for (page, size) in [(1, 10), (2, 10), (3, 5)] {
-        let found = search(store, s, &SearchPlan { limit: 10, after, ..plan(Kind::Customer) }).await;
+        let found = search(
+            store,
+            s,
+            &SearchPlan {
+                limit: 10,
+                after,
+                ..plan(Kind::Customer)
+            },
+        )
+        .await;
         assert_eq!(found.ids.len(), size, "page {page} size");
-        assert_eq!(found.total, 25, "page {page}: total counts every match, whatever the page");
+        assert_eq!(
+            found.total, 25,
+            "page {page}: total counts every match, whatever the page"
+        );
         let last = *found.ids.last().expect("non-empty page");
         if page < 3 {
-            assert_eq!(found.next, Some(position(last)), "page {page}: next is the last item's position");
+            assert_eq!(
+                found.next,
+                Some(position(last)),
+                "page {page}: next is the last item's position"
+            );
         } else {
             assert_eq!(found.next, None, "the last page has no next");
         }
         seen.extend(found.ids);
         after = found.next;
     }
-    assert_eq!(seen, expected, "pages in order: newest last_updated first, then id descending");
+    assert_eq!(
+        seen, expected,
+        "pages in order: newest last_updated first, then id descending"
+    );
 
-    let found = search(store, s, &SearchPlan { limit: 25, ..plan(Kind::Customer) }).await;
-    assert_eq!((found.ids.len(), found.next), (25, None), "a page that holds exactly every match has no next");
-    let found = search(store, s, &SearchPlan { limit: 24, ..plan(Kind::Customer) }).await;
+    let found = search(
+        store,
+        s,
+        &SearchPlan {
+            limit: 25,
+            ..plan(Kind::Customer)
+        },
+    )
+    .await;
+    assert_eq!(
+        (found.ids.len(), found.next),
+        (25, None),
+        "a page that holds exactly every match has no next"
+    );
+    let found = search(
+        store,
+        s,
+        &SearchPlan {
+            limit: 24,
+            ..plan(Kind::Customer)
+        },
+    )
+    .await;
     assert_eq!(found.next, Some(position(expected[23])));
 
     // `after` may be any position, not only an item's; it is strict.
-    let cut = PagePosition { time: at(t, 3), id: ObjectId(Uuid::max()) };
-    let found = search(store, s, &SearchPlan { after: Some(cut), ..plan(Kind::Customer) }).await;
-    let tail: Vec<_> = expected.iter().copied().filter(|id| position(*id).time <= at(t, 3)).collect();
+    let cut = PagePosition {
+        time: at(t, 3),
+        id: ObjectId(Uuid::max()),
+    };
+    let found = search(
+        store,
+        s,
+        &SearchPlan {
+            after: Some(cut),
+            ..plan(Kind::Customer)
+        },
+    )
+    .await;
+    let tail: Vec<_> = expected
+        .iter()
+        .copied()
+        .filter(|id| position(*id).time <= at(t, 3))
+        .collect();
     assert_eq!(found.ids, tail, "after a position between items");
     assert_eq!(found.total, 25, "total ignores after");
-    let found = search(store, s, &SearchPlan { after: Some(position(expected[4])), ..plan(Kind::Customer) }).await;
-    assert_eq!(found.ids, expected[5..].to_vec(), "the item at the after position is excluded");
-    let found = search(store, s, &SearchPlan { after: Some(position(expected[24])), ..plan(Kind::Customer) }).await;
-    assert_eq!((found.ids.len(), found.total, found.next), (0, 25, None), "after the last item");
+    let found = search(
+        store,
+        s,
+        &SearchPlan {
+            after: Some(position(expected[4])),
+            ..plan(Kind::Customer)
+        },
+    )
+    .await;
+    assert_eq!(
+        found.ids,
+        expected[5..].to_vec(),
+        "the item at the after position is excluded"
+    );
+    let found = search(
+        store,
+        s,
+        &SearchPlan {
+            after: Some(position(expected[24])),
+            ..plan(Kind::Customer)
+        },
+    )
+    .await;
+    assert_eq!(
+        (found.ids.len(), found.total, found.next),
+        (0, 25, None),
+        "after the last item"
+    );
 
     // Paging a filtered search.
-    let matching: Vec<ObjectId> = expected.iter().copied().filter(|id| objects.iter().position(|o| o.id == *id).is_some_and(|i| i % 2 == 0)).collect();
+    let matching: Vec<ObjectId> = expected
+        .iter()
+        .copied()
+        .filter(|id| {
+            objects
+                .iter()
+                .position(|o| o.id == *id)
+                .is_some_and(|i| i % 2 == 0)
+        })
+        .collect();
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let plan = SearchPlan { limit: 5, after, ..plan_with(Kind::Customer, true, vec![Condition::Tokens(vec![shared])]) };
+        let plan = SearchPlan {
+            limit: 5,
+            after,
+            ..plan_with(Kind::Customer, true, vec![Condition::Tokens(vec![shared])])
+        };
         let found = search(store, s, &plan).await;
         assert_eq!(found.total, 13, "total of a filtered search");
         seen.extend(found.ids);
@@ -202,7 +409,10 @@ pub async fn check_paging(store: &dyn Store) {
             None => break,
         }
     }
-    assert_eq!(seen, matching, "a filtered search pages through every match once");
+    assert_eq!(
+        seen, matching,
+        "a filtered search pages through every match once"
+    );
 }
 
 /// A customer's requests, activities and details, newest `created` first.
@@ -243,40 +453,98 @@ pub async fn check_timeline(store: &dyn Store) {
     odd.customer_id = Some(customer.id);
     insert(store, &odd, &[]).await;
 
-    let query = |media_type, limit, after| TimelineQuery { customer_id: customer.id, media_type, limit, after };
+    let query = |media_type, limit, after| TimelineQuery {
+        customer_id: customer.id,
+        media_type,
+        limit,
+        after,
+    };
     let expected = by_created(&mine);
-    let page = store.timeline(s, &query(None, 100, None)).await.expect("timeline");
+    let page = store
+        .timeline(s, &query(None, 100, None))
+        .await
+        .expect("timeline");
     let mut expected_objects: Vec<StoredObject> = mine.iter().map(|o| (*o).clone()).collect();
     expected_objects.sort_by(|a, b| (b.created, b.id).cmp(&(a.created, a.id)));
-    assert_eq!(page.items, expected_objects, "requests, activities and details of the customer, newest created first");
+    assert_eq!(
+        page.items, expected_objects,
+        "requests, activities and details of the customer, newest created first"
+    );
     assert_eq!((page.total, page.next), (6, None));
 
-    let chat = store.timeline(s, &query(Some(MediaType::Chat), 100, None)).await.expect("timeline");
+    let chat = store
+        .timeline(s, &query(Some(MediaType::Chat), 100, None))
+        .await
+        .expect("timeline");
     let chats = by_created(&[&a1, &a3, &a4]);
-    assert_eq!(chat.items.iter().map(|o| o.id).collect::<Vec<_>>(), chats, "a media type keeps only those activities");
+    assert_eq!(
+        chat.items.iter().map(|o| o.id).collect::<Vec<_>>(),
+        chats,
+        "a media type keeps only those activities"
+    );
     assert_eq!(chat.total, 3);
-    let none = store.timeline(s, &query(Some(MediaType::Email), 100, None)).await.expect("timeline");
+    let none = store
+        .timeline(s, &query(Some(MediaType::Email), 100, None))
+        .await
+        .expect("timeline");
     assert_eq!((none.items.len(), none.total, none.next), (0, 0, None));
 
     let mut seen = Vec::new();
     let mut after = None;
     for page_no in 1..=3 {
-        let page = store.timeline(s, &query(None, 2, after)).await.expect("timeline");
-        assert_eq!(page.total, 6, "timeline page {page_no}: total counts every match");
+        let page = store
+            .timeline(s, &query(None, 2, after))
+            .await
+            .expect("timeline");
+        assert_eq!(
+            page.total, 6,
+            "timeline page {page_no}: total counts every match"
+        );
         let last = page.items.last().expect("non-empty page");
-        let position = PagePosition { time: last.created, id: last.id };
-        assert_eq!(page.next, (page_no < 3).then_some(position), "timeline page {page_no}: next is (created, id) of the last item");
+        let position = PagePosition {
+            time: last.created,
+            id: last.id,
+        };
+        assert_eq!(
+            page.next,
+            (page_no < 3).then_some(position),
+            "timeline page {page_no}: next is (created, id) of the last item"
+        );
         seen.extend(page.items.iter().map(|o| o.id));
         after = page.next;
     }
     assert_eq!(seen, expected, "timeline pages in order");
 
-    let page = store.timeline(s, &query(Some(MediaType::Chat), 1, None)).await.expect("timeline");
+    let page = store
+        .timeline(s, &query(Some(MediaType::Chat), 1, None))
+        .await
+        .expect("timeline");
     assert_eq!(page.total, 3);
-    let page = store.timeline(s, &query(Some(MediaType::Chat), 5, page.next)).await.expect("timeline");
-    assert_eq!(page.items.iter().map(|o| o.id).collect::<Vec<_>>(), chats[1..].to_vec(), "filtered timeline paging");
+    let page = store
+        .timeline(s, &query(Some(MediaType::Chat), 5, page.next))
+        .await
+        .expect("timeline");
+    assert_eq!(
+        page.items.iter().map(|o| o.id).collect::<Vec<_>>(),
+        chats[1..].to_vec(),
+        "filtered timeline paging"
+    );
 
-    let empty = store.timeline(s, &TimelineQuery { customer_id: ObjectId::new(), media_type: None, limit: 10, after: None }).await;
+    let empty = store
+        .timeline(
+            s,
+            &TimelineQuery {
+                customer_id: ObjectId::new(),
+                media_type: None,
+                limit: 10,
+                after: None,
+            },
+        )
+        .await;
     let empty = empty.expect("timeline");
-    assert_eq!((empty.items.len(), empty.total), (0, 0), "an unknown customer has an empty timeline");
+    assert_eq!(
+        (empty.items.len(), empty.total),
+        (0, 0),
+        "an unknown customer has an empty timeline"
+    );
 }

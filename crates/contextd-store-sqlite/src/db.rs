@@ -59,12 +59,19 @@ impl Db {
     /// Opens (creating if needed) the file, applies pending migrations and starts the writer.
     pub(crate) fn open(path: &Path, profile: &Profile) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| StoreError::Backend(format!("cannot create {}: {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Backend(format!("cannot create {}: {e}", parent.display()))
+            })?;
         }
         let mut conn = Connection::open(path).db()?;
         conn.busy_timeout(BUSY_TIMEOUT).db()?;
-        let mode: String = conn.query_row(&format!("PRAGMA journal_mode={}", profile.journal_mode), [], |r| r.get(0)).db()?;
+        let mode: String = conn
+            .query_row(
+                &format!("PRAGMA journal_mode={}", profile.journal_mode),
+                [],
+                |r| r.get(0),
+            )
+            .db()?;
         if !mode.eq_ignore_ascii_case(profile.journal_mode) {
             tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
         }
@@ -82,11 +89,17 @@ impl Db {
         migrate(&mut conn, profile)?;
 
         let manager = SqliteConnectionManager::file(path)
-            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
             .with_init(|c| {
                 c.busy_timeout(BUSY_TIMEOUT)?;
                 c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                c.execute_batch("PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;")
+                c.execute_batch(
+                    "PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-8192;",
+                )
             });
         let readers = Pool::builder()
             .max_size(READERS)
@@ -115,7 +128,9 @@ impl Db {
     {
         let pool = self.readers.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(|e| StoreError::Backend(format!("sqlite reader pool: {e}")))?;
+            let mut conn = pool
+                .get()
+                .map_err(|e| StoreError::Backend(format!("sqlite reader pool: {e}")))?;
             work(&mut conn)
         })
         .await
@@ -127,7 +142,12 @@ impl Db {
         if !self.writer.is_running() {
             return Err(StoreError::Backend("the SQLite writer has stopped".into()));
         }
-        self.read(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).db().map(|_| ())).await
+        self.read(|c| {
+            c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .db()
+                .map(|_| ())
+        })
+        .await
     }
 }
 
@@ -142,9 +162,19 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
          );",
     )
     .db()?;
-    let newest_known = profile.migrations.iter().map(|m| m.version).max().unwrap_or(0);
-    let newest_applied: i64 =
-        conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0)).db()?;
+    let newest_known = profile
+        .migrations
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0);
+    let newest_applied: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
     if newest_applied > newest_known {
         return Err(StoreError::Backend(format!(
             "the {} database has schema version {newest_applied}, newer than this contextd knows ({newest_known})",
@@ -152,11 +182,15 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
         )));
     }
     for migration in profile.migrations {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .db()?;
         let applied: bool = tx
-            .query_row("SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)", [migration.version], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
+                [migration.version],
+                |r| r.get(0),
+            )
             .db()?;
         if applied {
             continue;
@@ -168,7 +202,11 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
         )
         .db()?;
         tx.commit().db()?;
-        tracing::info!(db = profile.name, version = migration.version, "applied migration");
+        tracing::info!(
+            db = profile.name,
+            version = migration.version,
+            "applied migration"
+        );
     }
     Ok(())
 }
@@ -180,7 +218,10 @@ pub(crate) fn corrupt(what: &str) -> StoreError {
 
 /// Reads a 16-byte id column.
 pub(crate) fn uuid_col(v: ValueRef<'_>, what: &str) -> Result<Uuid, StoreError> {
-    v.as_blob().ok().and_then(|b| Uuid::from_slice(b).ok()).ok_or_else(|| corrupt(what))
+    v.as_blob()
+        .ok()
+        .and_then(|b| Uuid::from_slice(b).ok())
+        .ok_or_else(|| corrupt(what))
 }
 
 /// Reads a nullable 16-byte id column.
@@ -217,11 +258,19 @@ pub(crate) fn time_col(v: ValueRef<'_>, what: &str) -> Result<DateTime<Utc>, Sto
 }
 
 /// A nullable stored time.
-pub(crate) fn opt_time_col(v: ValueRef<'_>, what: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-    v.as_i64_or_null().map(|o| o.map(contextd_core::time::from_millis)).map_err(|_| corrupt(what))
+pub(crate) fn opt_time_col(
+    v: ValueRef<'_>,
+    what: &str,
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.as_i64_or_null()
+        .map(|o| o.map(contextd_core::time::from_millis))
+        .map_err(|_| corrupt(what))
 }
 
 /// Parses a stored enum name.
-pub(crate) fn parse_col<T: std::str::FromStr>(v: ValueRef<'_>, what: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_col<T: std::str::FromStr>(
+    v: ValueRef<'_>,
+    what: &str,
+) -> Result<T, StoreError> {
     text_col(v, what)?.parse().map_err(|_| corrupt(what))
 }

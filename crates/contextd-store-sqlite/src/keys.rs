@@ -9,13 +9,21 @@ use rusqlite::{params, Connection, Row};
 
 use crate::db::{corrupt, int_col, Db, DbResultExt, Migration, Profile};
 
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: include_str!("../migrations/keys/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/keys/0001_init.sql"),
+}];
 
 /// The key store keeps a rollback journal rather than a WAL, with `secure_delete`: a
 /// shredded customer key is overwritten in the database file at commit, and the journal that
 /// held its old page is deleted with the transaction, instead of lingering in a WAL until
 /// the next checkpoint. Key writes are rare, so the journal mode costs nothing that matters.
-const PROFILE: Profile = Profile { name: "keys", journal_mode: "DELETE", secure_delete: true, migrations: MIGRATIONS };
+const PROFILE: Profile = Profile {
+    name: "keys",
+    journal_mode: "DELETE",
+    secure_delete: true,
+    migrations: MIGRATIONS,
+};
 
 /// The key store in its own SQLite file: wrapped data, index and customer keys.
 pub struct SqliteKeyStore {
@@ -26,7 +34,9 @@ impl SqliteKeyStore {
     /// Opens the file (creating it and its parent directories if missing) and applies
     /// pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: Db::open(path, &PROFILE)? })
+        Ok(Self {
+            db: Db::open(path, &PROFILE)?,
+        })
     }
 
     /// The backend's name: `sqlite`.
@@ -42,7 +52,12 @@ fn key_from_row(r: &Row<'_>) -> Result<WrappedKey, StoreError> {
     Ok(WrappedKey {
         version: u32_col(0, "version")?,
         wrapped_by: u32_col(1, "wrapped_by")?,
-        bytes: r.get_ref(2).db()?.as_blob().map_err(|_| corrupt("bytes"))?.to_vec(),
+        bytes: r
+            .get_ref(2)
+            .db()?
+            .as_blob()
+            .map_err(|_| corrupt("bytes"))?
+            .to_vec(),
     })
 }
 
@@ -51,14 +66,22 @@ fn scope_params(scope: Scope) -> ([u8; 16], &'static str) {
 }
 
 /// Runs an insert that ends in `ON CONFLICT DO NOTHING`: no row inserted means the key exists.
-fn insert_once(tx: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<(), StoreError> {
+fn insert_once(
+    tx: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<(), StoreError> {
     match tx.prepare_cached(sql).db()?.execute(params).db()? {
         0 => Err(StoreError::AlreadyExists),
         _ => Ok(()),
     }
 }
 
-fn read_keys(c: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<WrappedKey>, StoreError> {
+fn read_keys(
+    c: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<WrappedKey>, StoreError> {
     let mut stmt = c.prepare_cached(sql).db()?;
     let mut rows = stmt.query(params).db()?;
     let mut out = Vec::new();
@@ -132,7 +155,11 @@ impl KeyStore for SqliteKeyStore {
             .await
     }
 
-    async fn customer_key(&self, scope: Scope, customer: ObjectId) -> Result<Option<WrappedKey>, StoreError> {
+    async fn customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<Option<WrappedKey>, StoreError> {
         let (org, partition) = scope_params(scope);
         let customer = customer.0.into_bytes();
         self.db
@@ -148,7 +175,12 @@ impl KeyStore for SqliteKeyStore {
             .await
     }
 
-    async fn insert_customer_key(&self, scope: Scope, customer: ObjectId, key: &WrappedKey) -> Result<(), StoreError> {
+    async fn insert_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        key: &WrappedKey,
+    ) -> Result<(), StoreError> {
         let (org, partition) = scope_params(scope);
         let customer = customer.0.into_bytes();
         let key = key.clone();
@@ -164,7 +196,11 @@ impl KeyStore for SqliteKeyStore {
             .await
     }
 
-    async fn delete_customer_key(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {
+    async fn delete_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<(), StoreError> {
         let (org, partition) = scope_params(scope);
         let customer = customer.0.into_bytes();
         self.db

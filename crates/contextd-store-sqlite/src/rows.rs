@@ -8,10 +8,13 @@ use contextd_core::store::{decode_sealed, encode_sealed, StoreError, StoredObjec
 use rusqlite::Row;
 use serde::{Deserialize, Serialize};
 
-use crate::db::{corrupt, int_col, ms, opt_text_col, opt_uuid_col, parse_col, time_col, uuid_col, DbResultExt};
+use crate::db::{
+    corrupt, int_col, ms, opt_text_col, opt_uuid_col, parse_col, time_col, uuid_col, DbResultExt,
+};
 
 /// The columns [`object_from_row`] reads, in order, for a table aliased `o`.
-pub(crate) const OBJECT_COLUMNS: &str = "o.id, o.kind, o.customer_id, o.parent_id, o.state, o.media_type, \
+pub(crate) const OBJECT_COLUMNS: &str =
+    "o.id, o.kind, o.customer_id, o.parent_id, o.state, o.media_type, \
      o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed";
 
 #[derive(Serialize)]
@@ -86,9 +89,19 @@ impl ObjectRow {
 
 /// Reads a row selected with [`OBJECT_COLUMNS`].
 pub(crate) fn object_from_row(scope: Scope, row: &Row<'_>) -> Result<StoredObject, StoreError> {
-    let body: Body = serde_json::from_slice(row.get_ref(11).db()?.as_bytes().map_err(|_| corrupt("body"))?)
-        .map_err(|_| corrupt("body"))?;
-    let sealed = decode_sealed(row.get_ref(12).db()?.as_blob().map_err(|_| corrupt("sealed"))?)?;
+    let body: Body = serde_json::from_slice(
+        row.get_ref(11)
+            .db()?
+            .as_bytes()
+            .map_err(|_| corrupt("body"))?,
+    )
+    .map_err(|_| corrupt("body"))?;
+    let sealed = decode_sealed(
+        row.get_ref(12)
+            .db()?
+            .as_blob()
+            .map_err(|_| corrupt("sealed"))?,
+    )?;
     Ok(StoredObject {
         id: ObjectId(uuid_col(row.get_ref(0).db()?, "id")?),
         scope,

@@ -30,10 +30,15 @@ pub(crate) struct Statement {
 
 impl Filter {
     fn new(scope: Scope, order_column: &'static str) -> Self {
-        let mut f = Self { clause: String::with_capacity(256), params: Vec::with_capacity(8), order_column };
+        let mut f = Self {
+            clause: String::with_capacity(256),
+            params: Vec::with_capacity(8),
+            order_column,
+        };
         f.clause.push_str("o.org_id = ? AND o.partition = ?");
         f.params.push(Value::Blob(scope.org.0.as_bytes().to_vec()));
-        f.params.push(Value::Text(scope.partition.as_str().to_owned()));
+        f.params
+            .push(Value::Text(scope.partition.as_str().to_owned()));
         f
     }
 
@@ -88,7 +93,9 @@ impl Filter {
 
     fn condition(&mut self, condition: &Condition) -> Result<(), StoreError> {
         fn ids(v: &[contextd_core::ids::ObjectId]) -> Vec<Value> {
-            v.iter().map(|id| Value::Blob(id.0.as_bytes().to_vec())).collect()
+            v.iter()
+                .map(|id| Value::Blob(id.0.as_bytes().to_vec()))
+                .collect()
         }
         match condition {
             Condition::Tokens(tokens) => {
@@ -109,11 +116,19 @@ impl Filter {
             }
             Condition::States(v) => {
                 self.push("o.state IN ");
-                self.bind_list(v.iter().map(|s| Value::Text(s.as_str().to_owned())).collect())
+                self.bind_list(
+                    v.iter()
+                        .map(|s| Value::Text(s.as_str().to_owned()))
+                        .collect(),
+                )
             }
             Condition::MediaTypes(v) => {
                 self.push("o.media_type IN ");
-                self.bind_list(v.iter().map(|m| Value::Text(m.as_str().to_owned())).collect())
+                self.bind_list(
+                    v.iter()
+                        .map(|m| Value::Text(m.as_str().to_owned()))
+                        .collect(),
+                )
             }
         }
     }
@@ -123,7 +138,8 @@ impl Filter {
     pub(crate) fn search(scope: Scope, plan: &SearchPlan) -> Result<Option<Self>, StoreError> {
         let conditions: Vec<&Condition> = plan.conditions.iter().filter(|c| !is_empty(c)).collect();
         if !plan.conditions.is_empty()
-            && (conditions.is_empty() || (plan.match_all && conditions.len() < plan.conditions.len()))
+            && (conditions.is_empty()
+                || (plan.match_all && conditions.len() < plan.conditions.len()))
         {
             return Ok(None);
         }
@@ -180,11 +196,19 @@ impl Filter {
 
     /// Counts every match.
     pub(crate) fn count(&self) -> Statement {
-        Statement { sql: format!("SELECT count(*) FROM objects o WHERE {}", self.clause), params: self.params.clone() }
+        Statement {
+            sql: format!("SELECT count(*) FROM objects o WHERE {}", self.clause),
+            params: self.params.clone(),
+        }
     }
 
     /// One page of `columns`, newest first, strictly after `after`, at most `limit` rows.
-    pub(crate) fn page(&self, columns: &str, after: Option<PagePosition>, limit: usize) -> Statement {
+    pub(crate) fn page(
+        &self,
+        columns: &str,
+        after: Option<PagePosition>,
+        limit: usize,
+    ) -> Statement {
         let order = self.order_column;
         let mut params = self.params.clone();
         let mut sql = format!("SELECT {columns} FROM objects o WHERE {}", self.clause);

@@ -9,8 +9,8 @@ use contextd_core::dictionary::{Field, FieldSet};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Kind, State};
 use contextd_core::store::{
-    ApiKeyRecord, FlushJob, IdPage, ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, Store,
-    StoreError, StoredObject, TimelineQuery, Token,
+    ApiKeyRecord, FlushJob, IdPage, ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck,
+    SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
@@ -18,14 +18,23 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::{
-    corrupt, int_col, ms, opt_time_col, parse_col, text_col, time_col, uuid_col, Db, DbResultExt, Migration, Profile,
+    corrupt, int_col, ms, opt_time_col, parse_col, text_col, time_col, uuid_col, Db, DbResultExt,
+    Migration, Profile,
 };
 use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS};
 use crate::search::Filter;
 
-const MIGRATIONS: &[Migration] = &[Migration { version: 1, sql: include_str!("../migrations/data/0001_init.sql") }];
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/data/0001_init.sql"),
+}];
 
-const PROFILE: Profile = Profile { name: "data", journal_mode: "WAL", secure_delete: false, migrations: MIGRATIONS };
+const PROFILE: Profile = Profile {
+    name: "data",
+    journal_mode: "WAL",
+    secure_delete: false,
+    migrations: MIGRATIONS,
+};
 
 /// The data database in one SQLite file (WAL mode): objects, tokens, dictionary, orgs,
 /// API keys and flush jobs. Writes are group-committed by one writer thread; reads run on a
@@ -38,7 +47,9 @@ impl SqliteStore {
     /// Opens the file (creating it and its parent directories if missing) and applies
     /// pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Ok(Self { db: Db::open(path, &PROFILE)? })
+        Ok(Self {
+            db: Db::open(path, &PROFILE)?,
+        })
     }
 
     /// The backend's name: `sqlite`.
@@ -52,7 +63,8 @@ fn blob(id: Uuid) -> [u8; 16] {
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Backend(format!("cannot encode definition: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("cannot encode definition: {e}")))
 }
 
 fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
@@ -60,7 +72,12 @@ fn from_json<T: DeserializeOwned>(text: &str) -> Result<T, StoreError> {
 }
 
 /// Inserts or updates the object with its tokens, checking the parent first.
-fn write_object(tx: &Transaction<'_>, row: &ObjectRow, tokens: &[[u8; 16]], write: WriteMode) -> Result<(), StoreError> {
+fn write_object(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    tokens: &[[u8; 16]],
+    write: WriteMode,
+) -> Result<(), StoreError> {
     let parent_rowid = match write.parent_check {
         Some(check) => check_parent(tx, row, &check)?,
         None => None,
@@ -103,7 +120,9 @@ fn write_object(tx: &Transaction<'_>, row: &ObjectRow, tokens: &[[u8; 16]], writ
                 )
                 .db()?;
             for token in tokens {
-                insert.execute(params![row.org, row.partition, token, row.id]).db()?;
+                insert
+                    .execute(params![row.org, row.partition, token, row.id])
+                    .db()?;
             }
         }
         Some(expected) => {
@@ -167,7 +186,11 @@ struct WriteMode {
 
 /// Applies the parent rules; returns the rowid of a parent request whose `touched` the write
 /// must refresh.
-fn check_parent(tx: &Transaction<'_>, row: &ObjectRow, check: &ParentCheck) -> Result<Option<i64>, StoreError> {
+fn check_parent(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    check: &ParentCheck,
+) -> Result<Option<i64>, StoreError> {
     let parent = tx
         .prepare_cached("SELECT rowid, kind, state, touched FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3")
         .db()?
@@ -181,7 +204,11 @@ fn check_parent(tx: &Transaction<'_>, row: &ObjectRow, check: &ParentCheck) -> R
     };
     let is_request = kind == Kind::Request.as_str();
     if !is_request {
-        return if check.must_be_request { Err(StoreError::ParentNotFound) } else { Ok(None) };
+        return if check.must_be_request {
+            Err(StoreError::ParentNotFound)
+        } else {
+            Ok(None)
+        };
     }
     if state != State::Active.as_str() || touched < ms(&check.active_since) {
         return Err(StoreError::ParentClosed);
@@ -190,16 +217,28 @@ fn check_parent(tx: &Transaction<'_>, row: &ObjectRow, check: &ParentCheck) -> R
 }
 
 /// Makes the object's token set equal to `tokens`, touching only the rows that change.
-fn replace_tokens(tx: &Transaction<'_>, row: &ObjectRow, tokens: &[[u8; 16]]) -> Result<(), StoreError> {
+fn replace_tokens(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    tokens: &[[u8; 16]],
+) -> Result<(), StoreError> {
     let wanted: BTreeSet<[u8; 16]> = tokens.iter().copied().collect();
     let mut existing = BTreeSet::new();
     {
         let mut stmt = tx
-            .prepare_cached("SELECT token FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id = ?3")
+            .prepare_cached(
+                "SELECT token FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id = ?3",
+            )
             .db()?;
         let mut rows = stmt.query(params![row.org, row.partition, row.id]).db()?;
         while let Some(r) = rows.next().db()? {
-            let token: [u8; 16] = r.get_ref(0).db()?.as_blob().ok().and_then(|b| b.try_into().ok()).ok_or_else(|| corrupt("token"))?;
+            let token: [u8; 16] = r
+                .get_ref(0)
+                .db()?
+                .as_blob()
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| corrupt("token"))?;
             existing.insert(token);
         }
     }
@@ -207,13 +246,19 @@ fn replace_tokens(tx: &Transaction<'_>, row: &ObjectRow, tokens: &[[u8; 16]]) ->
         .prepare_cached("DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND token = ?3 AND object_id = ?4")
         .db()?;
     for token in existing.difference(&wanted) {
-        delete.execute(params![row.org, row.partition, token, row.id]).db()?;
+        delete
+            .execute(params![row.org, row.partition, token, row.id])
+            .db()?;
     }
     let mut insert = tx
-        .prepare_cached("INSERT INTO tokens (org_id, partition, token, object_id) VALUES (?1, ?2, ?3, ?4)")
+        .prepare_cached(
+            "INSERT INTO tokens (org_id, partition, token, object_id) VALUES (?1, ?2, ?3, ?4)",
+        )
         .db()?;
     for token in wanted.difference(&existing) {
-        insert.execute(params![row.org, row.partition, token, row.id]).db()?;
+        insert
+            .execute(params![row.org, row.partition, token, row.id])
+            .db()?;
     }
     Ok(())
 }
@@ -251,7 +296,11 @@ fn page<T>(
             .db()?;
         u64::try_from(n).map_err(|_| corrupt("count"))?
     };
-    let next = if more { items.last().map(|(_, p)| *p) } else { None };
+    let next = if more {
+        items.last().map(|(_, p)| *p)
+    } else {
+        None
+    };
     tx.commit().db()?;
     Ok((items.into_iter().map(|(t, _)| t).collect(), total, next))
 }
@@ -261,7 +310,12 @@ fn token_blobs(tokens: &[Token]) -> Vec<[u8; 16]> {
 }
 
 fn api_key_from_row(r: &Row<'_>) -> Result<ApiKeyRecord, StoreError> {
-    let hash = r.get_ref(5).db()?.as_blob().ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+    let hash = r
+        .get_ref(5)
+        .db()?
+        .as_blob()
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok());
     Ok(ApiKeyRecord {
         id: uuid_col(r.get_ref(0).db()?, "id")?,
         scope: Scope {
@@ -278,7 +332,11 @@ fn api_key_from_row(r: &Row<'_>) -> Result<ApiKeyRecord, StoreError> {
 }
 
 /// Reads the definitions of one dictionary table, sorted by id.
-fn definitions<T: DeserializeOwned>(conn: &Connection, sql: &str, org: [u8; 16]) -> Result<Vec<T>, StoreError> {
+fn definitions<T: DeserializeOwned>(
+    conn: &Connection,
+    sql: &str,
+    org: [u8; 16],
+) -> Result<Vec<T>, StoreError> {
     let mut stmt = conn.prepare_cached(sql).db()?;
     let mut rows = stmt.query([org]).db()?;
     let mut out = Vec::new();
@@ -307,7 +365,11 @@ fn put_definition(
             "UPDATE fieldsets SET definition = ?3 WHERE org_id = ?1 AND id = ?2",
         ),
     };
-    let changed = tx.prepare_cached(if create { insert } else { update }).db()?.execute(params![org, id, definition]).db()?;
+    let changed = tx
+        .prepare_cached(if create { insert } else { update })
+        .db()?
+        .execute(params![org, id, definition])
+        .db()?;
     match (changed, create) {
         (0, true) => Err(StoreError::AlreadyExists),
         (0, false) => Err(StoreError::NotFound),
@@ -321,12 +383,22 @@ enum Table {
     FieldSets,
 }
 
-fn delete_definition(tx: &Transaction<'_>, table: Table, org: [u8; 16], id: &str) -> Result<(), StoreError> {
+fn delete_definition(
+    tx: &Transaction<'_>,
+    table: Table,
+    org: [u8; 16],
+    id: &str,
+) -> Result<(), StoreError> {
     let sql = match table {
         Table::Fields => "DELETE FROM fields WHERE org_id = ?1 AND id = ?2",
         Table::FieldSets => "DELETE FROM fieldsets WHERE org_id = ?1 AND id = ?2",
     };
-    match tx.prepare_cached(sql).db()?.execute(params![org, id]).db()? {
+    match tx
+        .prepare_cached(sql)
+        .db()?
+        .execute(params![org, id])
+        .db()?
+    {
         0 => Err(StoreError::NotFound),
         _ => Ok(()),
     }
@@ -364,7 +436,9 @@ impl Store for SqliteStore {
         let name = name.to_owned();
         self.db
             .read(move |c| {
-                let mut stmt = c.prepare_cached("SELECT id, name, created FROM orgs WHERE name = ?1").db()?;
+                let mut stmt = c
+                    .prepare_cached("SELECT id, name, created FROM orgs WHERE name = ?1")
+                    .db()?;
                 let mut rows = stmt.query([&name]).db()?;
                 let Some(r) = rows.next().db()? else {
                     return Ok(None);
@@ -381,7 +455,11 @@ impl Store for SqliteStore {
     async fn count_orgs(&self) -> Result<u64, StoreError> {
         self.db
             .read(|c| {
-                let n: i64 = c.prepare_cached("SELECT count(*) FROM orgs").db()?.query_row([], |r| r.get(0)).db()?;
+                let n: i64 = c
+                    .prepare_cached("SELECT count(*) FROM orgs")
+                    .db()?
+                    .query_row([], |r| r.get(0))
+                    .db()?;
                 u64::try_from(n).map_err(|_| corrupt("count"))
             })
             .await
@@ -436,34 +514,63 @@ impl Store for SqliteStore {
 
     async fn fields(&self, org: OrgId) -> Result<Vec<Field>, StoreError> {
         self.db
-            .read(move |c| definitions(c, "SELECT definition FROM fields WHERE org_id = ?1 ORDER BY id", blob(org.0)))
+            .read(move |c| {
+                definitions(
+                    c,
+                    "SELECT definition FROM fields WHERE org_id = ?1 ORDER BY id",
+                    blob(org.0),
+                )
+            })
             .await
     }
 
     async fn put_field(&self, org: OrgId, field: &Field, create: bool) -> Result<(), StoreError> {
         let (id, definition) = (field.id.clone(), to_json(field)?);
-        self.db.write(move |tx| put_definition(tx, Table::Fields, blob(org.0), &id, &definition, create)).await
+        self.db
+            .write(move |tx| {
+                put_definition(tx, Table::Fields, blob(org.0), &id, &definition, create)
+            })
+            .await
     }
 
     async fn delete_field(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.db.write(move |tx| delete_definition(tx, Table::Fields, blob(org.0), &id)).await
+        self.db
+            .write(move |tx| delete_definition(tx, Table::Fields, blob(org.0), &id))
+            .await
     }
 
     async fn fieldsets(&self, org: OrgId) -> Result<Vec<FieldSet>, StoreError> {
         self.db
-            .read(move |c| definitions(c, "SELECT definition FROM fieldsets WHERE org_id = ?1 ORDER BY id", blob(org.0)))
+            .read(move |c| {
+                definitions(
+                    c,
+                    "SELECT definition FROM fieldsets WHERE org_id = ?1 ORDER BY id",
+                    blob(org.0),
+                )
+            })
             .await
     }
 
-    async fn put_fieldset(&self, org: OrgId, set: &FieldSet, create: bool) -> Result<(), StoreError> {
+    async fn put_fieldset(
+        &self,
+        org: OrgId,
+        set: &FieldSet,
+        create: bool,
+    ) -> Result<(), StoreError> {
         let (id, definition) = (set.id.clone(), to_json(set)?);
-        self.db.write(move |tx| put_definition(tx, Table::FieldSets, blob(org.0), &id, &definition, create)).await
+        self.db
+            .write(move |tx| {
+                put_definition(tx, Table::FieldSets, blob(org.0), &id, &definition, create)
+            })
+            .await
     }
 
     async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
         let id = id.to_owned();
-        self.db.write(move |tx| delete_definition(tx, Table::FieldSets, blob(org.0), &id)).await
+        self.db
+            .write(move |tx| delete_definition(tx, Table::FieldSets, blob(org.0), &id))
+            .await
     }
 
     async fn any_token_in_use(&self, org: OrgId, tokens: &[Token]) -> Result<bool, StoreError> {
@@ -480,7 +587,10 @@ impl Store for SqliteStore {
                     )
                     .db()?;
                 for token in &tokens {
-                    if stmt.query_row(params![blob(org.0), token], |r| r.get::<_, bool>(0)).db()? {
+                    if stmt
+                        .query_row(params![blob(org.0), token], |r| r.get::<_, bool>(0))
+                        .db()?
+                    {
                         return Ok(true);
                     }
                 }
@@ -492,8 +602,13 @@ impl Store for SqliteStore {
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError> {
         let row = ObjectRow::new(&write.object)?;
         let tokens = token_blobs(&write.tokens);
-        let mode = WriteMode { expected_version: write.expected_version, parent_check: write.parent_check };
-        self.db.write(move |tx| write_object(tx, &row, &tokens, mode)).await
+        let mode = WriteMode {
+            expected_version: write.expected_version,
+            parent_check: write.parent_check,
+        };
+        self.db
+            .write(move |tx| write_object(tx, &row, &tokens, mode))
+            .await
     }
 
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError> {
@@ -515,17 +630,21 @@ impl Store for SqliteStore {
         self.db
             .write(move |tx| {
                 let n = tx
-                    .prepare_cached("DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3")
+                    .prepare_cached(
+                        "DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3",
+                    )
                     .db()?
                     .execute(params![org, partition, id])
                     .db()?;
                 if n == 0 {
                     return Err(StoreError::NotFound);
                 }
-                tx.prepare_cached("DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id = ?3")
-                    .db()?
-                    .execute(params![org, partition, id])
-                    .db()?;
+                tx.prepare_cached(
+                    "DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id = ?3",
+                )
+                .db()?
+                .execute(params![org, partition, id])
+                .db()?;
                 Ok(())
             })
             .await
@@ -541,7 +660,10 @@ impl Store for SqliteStore {
             .read(move |c| {
                 page(c, &filter, OBJECT_COLUMNS, after, limit, |r| {
                     let o = object_from_row(scope, r)?;
-                    let position = PagePosition { time: o.last_updated, id: o.id };
+                    let position = PagePosition {
+                        time: o.last_updated,
+                        id: o.id,
+                    };
                     Ok((o, position))
                 })
             })
@@ -559,14 +681,24 @@ impl Store for SqliteStore {
             .read(move |c| {
                 page(c, &filter, "o.id, o.last_updated", after, limit, |r| {
                     let id = ObjectId(uuid_col(r.get_ref(0).db()?, "id")?);
-                    Ok((id, PagePosition { time: time_col(r.get_ref(1).db()?, "last_updated")?, id }))
+                    Ok((
+                        id,
+                        PagePosition {
+                            time: time_col(r.get_ref(1).db()?, "last_updated")?,
+                            id,
+                        },
+                    ))
                 })
             })
             .await?;
         Ok(IdPage { ids, total, next })
     }
 
-    async fn timeline(&self, scope: Scope, query: &TimelineQuery) -> Result<ObjectPage, StoreError> {
+    async fn timeline(
+        &self,
+        scope: Scope,
+        query: &TimelineQuery,
+    ) -> Result<ObjectPage, StoreError> {
         let filter = Filter::timeline(scope, query);
         let (after, limit) = (query.after, query.limit);
         let (items, total, next) = self
@@ -574,7 +706,10 @@ impl Store for SqliteStore {
             .read(move |c| {
                 page(c, &filter, OBJECT_COLUMNS, after, limit, |r| {
                     let o = object_from_row(scope, r)?;
-                    let position = PagePosition { time: o.created, id: o.id };
+                    let position = PagePosition {
+                        time: o.created,
+                        id: o.id,
+                    };
                     Ok((o, position))
                 })
             })
@@ -582,7 +717,11 @@ impl Store for SqliteStore {
         Ok(ObjectPage { items, total, next })
     }
 
-    async fn close_stale_requests(&self, cutoff: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64, StoreError> {
+    async fn close_stale_requests(
+        &self,
+        cutoff: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let (cutoff, now) = (ms(&cutoff), ms(&now));
         self.db
             .write(move |tx| {
@@ -623,7 +762,8 @@ impl Store for SqliteStore {
 
     async fn put_flush_job(&self, job: &FlushJob) -> Result<(), StoreError> {
         let job = job.clone();
-        let flushed = i64::try_from(job.flushed).map_err(|_| StoreError::Backend("flushed count out of range".into()))?;
+        let flushed = i64::try_from(job.flushed)
+            .map_err(|_| StoreError::Backend("flushed count out of range".into()))?;
         self.db
             .write(move |tx| {
                 tx.prepare_cached(
@@ -659,7 +799,13 @@ impl Store for SqliteStore {
                          WHERE org_id = ?1 AND partition = ?2 AND id = ?3",
                     )
                     .db()?;
-                let mut rows = stmt.query(params![blob(scope.org.0), scope.partition.as_str(), blob(id)]).db()?;
+                let mut rows = stmt
+                    .query(params![
+                        blob(scope.org.0),
+                        scope.partition.as_str(),
+                        blob(id)
+                    ])
+                    .db()?;
                 let Some(r) = rows.next().db()? else {
                     return Ok(None);
                 };
@@ -668,7 +814,8 @@ impl Store for SqliteStore {
                     scope,
                     kind: parse_col(r.get_ref(0).db()?, "kind")?,
                     completed: int_col(r.get_ref(1).db()?, "completed")? != 0,
-                    flushed: u64::try_from(int_col(r.get_ref(2).db()?, "flushed")?).map_err(|_| corrupt("flushed"))?,
+                    flushed: u64::try_from(int_col(r.get_ref(2).db()?, "flushed")?)
+                        .map_err(|_| corrupt("flushed"))?,
                     message: text_col(r.get_ref(3).db()?, "message")?.to_owned(),
                     created: time_col(r.get_ref(4).db()?, "created")?,
                 }))

@@ -44,8 +44,12 @@ where
         let Some(work) = self.work.take() else {
             return false;
         };
-        let result = catch_unwind(AssertUnwindSafe(|| work(tx)))
-            .unwrap_or_else(|panic| Err(StoreError::Backend(format!("write job panicked: {}", panic_message(&*panic)))));
+        let result = catch_unwind(AssertUnwindSafe(|| work(tx))).unwrap_or_else(|panic| {
+            Err(StoreError::Backend(format!(
+                "write job panicked: {}",
+                panic_message(&*panic)
+            )))
+        });
         let ok = result.is_ok();
         self.result = Some(result);
         ok
@@ -86,7 +90,10 @@ impl Writer {
             .name(format!("{name}-writer"))
             .spawn(move || run(conn, receiver))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
-        Ok(Self { sender: Some(sender), thread: Some(thread) })
+        Ok(Self {
+            sender: Some(sender),
+            thread: Some(thread),
+        })
     }
 
     /// Runs `work` in the next group-committed transaction and returns its result once the
@@ -98,7 +105,11 @@ impl Writer {
     {
         let sender = self.sender.as_ref().ok_or_else(stopped)?;
         let (reply, answer) = oneshot::channel();
-        let job: Box<dyn AnyJob> = Box::new(TypedJob { work: Some(work), result: None, reply });
+        let job: Box<dyn AnyJob> = Box::new(TypedJob {
+            work: Some(work),
+            result: None,
+            reply,
+        });
         sender.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
@@ -135,7 +146,12 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>) {
             }
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(&mut conn, &mut batch)))
-            .unwrap_or_else(|panic| Err(StoreError::Backend(format!("writer panicked: {}", panic_message(&*panic)))));
+            .unwrap_or_else(|panic| {
+                Err(StoreError::Backend(format!(
+                    "writer panicked: {}",
+                    panic_message(&*panic)
+                )))
+            });
         let error = match outcome {
             Ok(()) => None,
             Err(e) => {
@@ -152,11 +168,16 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>) {
 
 /// Runs every job of the batch in one transaction. An error here fails the whole batch.
 fn run_batch(conn: &mut Connection, batch: &mut [Box<dyn AnyJob>]) -> Result<(), StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).db()?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .db()?;
     for job in batch.iter_mut() {
         tx.prepare_cached("SAVEPOINT job").db()?.execute([]).db()?;
         if !job.run(&tx) {
-            tx.prepare_cached("ROLLBACK TO job").db()?.execute([]).db()?;
+            tx.prepare_cached("ROLLBACK TO job")
+                .db()?
+                .execute([])
+                .db()?;
         }
         tx.prepare_cached("RELEASE job").db()?.execute([]).db()?;
     }
@@ -185,11 +206,16 @@ mod tests {
 
     fn count(path: &std::path::Path) -> i64 {
         let conn = Connection::open(path).expect("open");
-        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).expect("count")
+        conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("count")
     }
 
     fn insert(v: i64) -> impl FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send + 'static {
-        move |tx| tx.execute("INSERT INTO t (v) VALUES (?1)", [v]).map(|_| ()).db()
+        move |tx| {
+            tx.execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .map(|_| ())
+                .db()
+        }
     }
 
     /// Queues `jobs` behind a job that holds the writer busy, so they land in one batch.
@@ -211,7 +237,10 @@ mod tests {
             let w = writer.clone();
             handles.push(tokio::spawn(async move { w.write(job).await }));
         }
-        assert!(blocker.await.expect("join").is_ok(), "the blocking job must commit");
+        assert!(
+            blocker.await.expect("join").is_ok(),
+            "the blocking job must commit"
+        );
         let mut out = Vec::new();
         for h in handles {
             out.push(h.await.expect("join"));
@@ -236,9 +265,16 @@ mod tests {
         )
         .await;
         assert!(results[0].is_ok());
-        assert!(matches!(results[1], Err(StoreError::AlreadyExists)), "the job's own error is returned");
+        assert!(
+            matches!(results[1], Err(StoreError::AlreadyExists)),
+            "the job's own error is returned"
+        );
         assert!(results[2].is_ok());
-        assert_eq!(count(&path), 2, "the failed job's insert is rolled back, the others committed");
+        assert_eq!(
+            count(&path),
+            2,
+            "the failed job's insert is rolled back, the others committed"
+        );
     }
 
     #[tokio::test]
@@ -257,12 +293,17 @@ mod tests {
         )
         .await;
         match &results[0] {
-            Err(StoreError::Backend(msg)) => assert!(msg.contains("boom"), "message names the panic: {msg}"),
+            Err(StoreError::Backend(msg)) => {
+                assert!(msg.contains("boom"), "message names the panic: {msg}")
+            }
             other => panic!("expected a backend error, got {other:?}"),
         }
         assert!(results[1].is_ok());
         assert!(writer.is_running());
-        writer.write(insert(9)).await.expect("the writer still takes jobs");
+        writer
+            .write(insert(9))
+            .await
+            .expect("the writer still takes jobs");
         assert_eq!(count(&path), 2);
     }
 
@@ -275,16 +316,26 @@ mod tests {
             &writer,
             vec![
                 Box::new(insert(1)),
-                Box::new(|tx: &Transaction<'_>| tx.execute("INSERT INTO t (v, p) VALUES (2, 99)", []).map(|_| ()).db()),
+                Box::new(|tx: &Transaction<'_>| {
+                    tx.execute("INSERT INTO t (v, p) VALUES (2, 99)", [])
+                        .map(|_| ())
+                        .db()
+                }),
                 Box::new(insert(3)),
             ],
         )
         .await;
         for (i, r) in results.iter().enumerate() {
-            assert!(matches!(r, Err(StoreError::Backend(_))), "job {i} must see the commit failure, got {r:?}");
+            assert!(
+                matches!(r, Err(StoreError::Backend(_))),
+                "job {i} must see the commit failure, got {r:?}"
+            );
         }
         assert_eq!(count(&path), 0, "nothing of the failed batch is stored");
-        writer.write(insert(4)).await.expect("the next batch commits");
+        writer
+            .write(insert(4))
+            .await
+            .expect("the next batch commits");
         assert_eq!(count(&path), 1);
     }
 }

@@ -12,7 +12,11 @@ use tracing_subscriber::EnvFilter;
 use crate::startup::StorageArgs;
 
 #[derive(Parser)]
-#[command(name = "contextd", version, about = "Omnichannel customer context service")]
+#[command(
+    name = "contextd",
+    version,
+    about = "Omnichannel customer context service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,7 +55,11 @@ enum OrgCommand {
         #[arg(long)]
         json: bool,
         /// The URL clients reach the server at (for connectionData).
-        #[arg(long, env = "CONTEXTD_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long,
+            env = "CONTEXTD_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         public_url: String,
         #[command(flatten)]
         storage: StorageArgs,
@@ -60,7 +68,9 @@ enum OrgCommand {
 
 fn init_logging() {
     let filter = EnvFilter::try_from_env("CONTEXTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if std::env::var("CONTEXTD_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();
     } else {
@@ -72,10 +82,26 @@ fn init_logging() {
 async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
-        Command::Serve { listen, public_url, body_limit, storage } => serve(listen, public_url, body_limit, storage).await,
-        Command::Org { command: OrgCommand::Create { name, json, public_url, storage } } => {
+        Command::Serve {
+            listen,
+            public_url,
+            body_limit,
+            storage,
+        } => serve(listen, public_url, body_limit, storage).await,
+        Command::Org {
+            command:
+                OrgCommand::Create {
+                    name,
+                    json,
+                    public_url,
+                    storage,
+                },
+        } => {
             let context = startup::open_context(&storage)?;
-            let org = context.create_org(&name, &public_url).await.context("cannot create the organization")?;
+            let org = context
+                .create_org(&name, &public_url)
+                .await
+                .context("cannot create the organization")?;
             if json {
                 let out = serde_json::json!({
                     "orgId": org.org_id,
@@ -95,19 +121,31 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(listen: SocketAddr, public_url: Option<String>, body_limit: usize, storage: StorageArgs) -> anyhow::Result<()> {
+async fn serve(
+    listen: SocketAddr,
+    public_url: Option<String>,
+    body_limit: usize,
+    storage: StorageArgs,
+) -> anyhow::Result<()> {
     let context = startup::open_context(&storage)?;
-    let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     let url = public_url.unwrap_or_else(|| format!("http://{local}"));
     if context.is_empty().await? {
         match context.create_org("default", &url).await {
             Ok(org) => {
-                println!("contextd: created organization \"default\" ({}); these tokens are shown once:", org.org_id);
+                println!(
+                    "contextd: created organization \"default\" ({}); these tokens are shown once:",
+                    org.org_id
+                );
                 println!("  lab admin token:        {}", org.lab_admin_token);
                 println!("  production admin token: {}", org.production_admin_token);
                 println!("  connectionData:         {}", org.connection_data);
-                println!("  API:                    {url}/v1 (OpenAPI document: {url}/v1/openapi.json)");
+                println!(
+                    "  API:                    {url}/v1 (OpenAPI document: {url}/v1/openapi.json)"
+                );
                 println!("  agent desktop:          {url}/desktop");
                 println!("  admin console:          {url}/admin");
             }
@@ -117,7 +155,10 @@ async fn serve(listen: SocketAddr, public_url: Option<String>, body_limit: usize
         }
     }
     tracing::info!(%local, backend = context.store().backend(), "contextd listening");
-    let config = ServerConfig { body_limit, ..ServerConfig::default() };
+    let config = ServerConfig {
+        body_limit,
+        ..ServerConfig::default()
+    };
     contextd_server::serve(listener, context, config, shutdown_signal()).await?;
     tracing::info!("contextd stopped");
     Ok(())

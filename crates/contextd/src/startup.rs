@@ -27,13 +27,18 @@ pub struct StorageArgs {
 
 /// Opens both stores and returns the context service.
 pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
     let (store, keys): (Arc<dyn Store>, Arc<dyn KeyStore>) = match args.database_url.as_deref() {
         None => open_sqlite(&args.data_dir.join("contextd.db"), &args.data_dir)?,
-        Some(url) if url.starts_with("sqlite://") => {
-            open_sqlite(Path::new(url.trim_start_matches("sqlite://")), &args.data_dir)?
-        }
+        Some(url) if url.starts_with("sqlite://") => open_sqlite(
+            Path::new(url.trim_start_matches("sqlite://")),
+            &args.data_dir,
+        )?,
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             bail!("the PostgreSQL backend is not built into this binary yet")
         }
@@ -49,10 +54,15 @@ pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
     Ok(Arc::new(Context::new(store, keyring, config)))
 }
 
-fn open_sqlite(data: &Path, data_dir: &Path) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
-    let store = SqliteStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+fn open_sqlite(
+    data: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
+    let store =
+        SqliteStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
     let keys_path = data_dir.join("keys.db");
-    let keys = SqliteKeyStore::open(&keys_path).with_context(|| format!("cannot open {}", keys_path.display()))?;
+    let keys = SqliteKeyStore::open(&keys_path)
+        .with_context(|| format!("cannot open {}", keys_path.display()))?;
     Ok((Arc::new(store), Arc::new(keys)))
 }
 
@@ -64,7 +74,9 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
     }
     let path = data_dir.join("master.key");
     match std::fs::read_to_string(&path) {
-        Ok(text) => MasterKey::parse(&text).with_context(|| format!("{} is invalid", path.display())),
+        Ok(text) => {
+            MasterKey::parse(&text).with_context(|| format!("{} is invalid", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = MasterKey::generate();
             let mut options = std::fs::OpenOptions::new();

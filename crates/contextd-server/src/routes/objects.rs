@@ -65,7 +65,10 @@ pub async fn get(
     Path((segment, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
-    let object = state.context.get(&actor, kind, ObjectId::parse(&id)?).await?;
+    let object = state
+        .context
+        .get(&actor, kind, ObjectId::parse(&id)?)
+        .await?;
     Ok(with_etag(&object, Json(&object).into_response()))
 }
 
@@ -83,7 +86,16 @@ pub async fn replace(
     ApiJson(input): ApiJson<ObjectInput>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
-    let object = state.context.replace(&actor, kind, ObjectId::parse(&id)?, input, if_match(&headers)?).await?;
+    let object = state
+        .context
+        .replace(
+            &actor,
+            kind,
+            ObjectId::parse(&id)?,
+            input,
+            if_match(&headers)?,
+        )
+        .await?;
     Ok(with_etag(&object, Json(&object).into_response()))
 }
 
@@ -101,17 +113,31 @@ pub async fn patch(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if !(content_type.starts_with("application/json") || content_type.starts_with("application/merge-patch+json")) {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !(content_type.starts_with("application/json")
+        || content_type.starts_with("application/merge-patch+json"))
+    {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "send application/merge-patch+json or application/json",
         ));
     }
-    let patch: ObjectPatch =
-        serde_json::from_slice(&body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", e.to_string()))?;
-    let object = state.context.patch(&actor, kind, ObjectId::parse(&id)?, patch, if_match(&headers)?).await?;
+    let patch: ObjectPatch = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", e.to_string()))?;
+    let object = state
+        .context
+        .patch(
+            &actor,
+            kind,
+            ObjectId::parse(&id)?,
+            patch,
+            if_match(&headers)?,
+        )
+        .await?;
     Ok(with_etag(&object, Json(&object).into_response()))
 }
 
@@ -126,7 +152,10 @@ pub async fn delete(
     Path((segment, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let kind = kind(&segment)?;
-    state.context.delete(&actor, kind, ObjectId::parse(&id)?).await?;
+    state
+        .context
+        .delete(&actor, kind, ObjectId::parse(&id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -169,10 +198,20 @@ pub async fn timeline(
     Path(id): Path<String>,
     ApiQuery(params): ApiQuery<TimelineParams>,
 ) -> ApiResult<Json<TimelinePage>> {
-    let media_type = params.media_type.as_deref().map(str::parse::<MediaType>).transpose()?;
+    let media_type = params
+        .media_type
+        .as_deref()
+        .map(str::parse::<MediaType>)
+        .transpose()?;
     let page = state
         .context
-        .timeline(&actor, ObjectId::parse(&id)?, media_type, params.limit, params.cursor.as_deref())
+        .timeline(
+            &actor,
+            ObjectId::parse(&id)?,
+            media_type,
+            params.limit,
+            params.cursor.as_deref(),
+        )
         .await?;
     Ok(Json(page))
 }
@@ -206,6 +245,7 @@ pub async fn flush_status(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Json<FlushStatus>> {
-    let id = uuid::Uuid::try_parse(&id).map_err(|_| ApiError::bad_request("not a valid flush id"))?;
+    let id =
+        uuid::Uuid::try_parse(&id).map_err(|_| ApiError::bad_request("not a valid flush id"))?;
     Ok(Json(state.context.flush_status(&actor, id).await?))
 }

@@ -85,8 +85,18 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
         uptime_seconds: state.started.elapsed().as_secs(),
         partition: actor.scope.partition,
         dependencies: vec![
-            Dependency { name: "storage", backend: store.backend(), reachable: storage_ok, latency_ms: storage_ms },
-            Dependency { name: "keyStore", backend: store.backend(), reachable: keys_ok, latency_ms: keys_ms },
+            Dependency {
+                name: "storage",
+                backend: store.backend(),
+                reachable: storage_ok,
+                latency_ms: storage_ms,
+            },
+            Dependency {
+                name: "keyStore",
+                backend: store.backend(),
+                reachable: keys_ok,
+                latency_ms: keys_ms,
+            },
         ],
     }))
 }

@@ -13,7 +13,10 @@ fn raw_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).expect("read data dir").flatten() {
         if entry.path().is_file() {
-            out.push((entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).expect("read file")));
+            out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).expect("read file"),
+            ));
         }
     }
     out
@@ -44,24 +47,53 @@ async fn sealed_values_never_reach_the_database_files() {
     assert_eq!(back.str("/data/Context_First_Name"), pii_name);
     assert_eq!(back.str("/data/Context_Customer_External_ID"), secret_id);
     // …and searchable by blind index.
-    let found = s.post(t, "/v1/customers/search", json!({"terms": {"Context_Work_Email": [pii_mail.to_uppercase()]}})).await;
+    let found = s
+        .post(
+            t,
+            "/v1/customers/search",
+            json!({"terms": {"Context_Work_Email": [pii_mail.to_uppercase()]}}),
+        )
+        .await;
     assert_eq!(found.at("/total"), 1);
 
     let files = raw_files(s.dir.path());
-    assert!(files.iter().any(|(n, _)| n.ends_with("-wal")), "the WAL is scanned too");
+    assert!(
+        files.iter().any(|(n, _)| n.ends_with("-wal")),
+        "the WAL is scanned too"
+    );
     for (name, bytes) in &files {
-        for secret in [pii_name, pii_mail, "7700 900123", "447700900123", secret_id, secret_note, "XYZZY"] {
-            assert!(!contains(bytes, secret.as_bytes()), "plaintext {secret:?} found in {name}");
-            assert!(!contains(bytes, secret.to_lowercase().as_bytes()), "normalized {secret:?} found in {name}");
+        for secret in [
+            pii_name,
+            pii_mail,
+            "7700 900123",
+            "447700900123",
+            secret_id,
+            secret_note,
+            "XYZZY",
+        ] {
+            assert!(
+                !contains(bytes, secret.as_bytes()),
+                "plaintext {secret:?} found in {name}"
+            );
+            assert!(
+                !contains(bytes, secret.to_lowercase().as_bytes()),
+                "normalized {secret:?} found in {name}"
+            );
         }
     }
-    let data_files: Vec<_> = files.iter().filter(|(n, _)| n.starts_with("contextd.db")).collect();
+    let data_files: Vec<_> = files
+        .iter()
+        .filter(|(n, _)| n.starts_with("contextd.db"))
+        .collect();
     assert!(
         data_files.iter().any(|(_, b)| contains(b, clear_link.as_bytes())),
         "UNENCRYPTED values are stored in the clear (so the scan would see plaintext if it were there)"
     );
     assert!(
-        !files.iter().filter(|(n, _)| n.starts_with("keys.db")).any(|(_, b)| contains(b, clear_link.as_bytes())),
+        !files
+            .iter()
+            .filter(|(n, _)| n.starts_with("keys.db"))
+            .any(|(_, b)| contains(b, clear_link.as_bytes())),
         "the key store holds keys only"
     );
 }

@@ -35,12 +35,32 @@ impl Resp {
     /// Asserts the status and that errors are problem JSON.
     #[track_caller]
     pub fn expect(&self, status: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.body
+        );
         if status >= 400 {
-            let ct = self.headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
-            assert_eq!(ct, "application/problem+json", "errors must be problem JSON");
-            assert_eq!(self.body["status"].as_u64(), Some(u64::from(status)), "problem status member");
-            assert!(self.body["type"].is_string() && self.body["title"].is_string() && self.body["detail"].is_string());
+            let ct = self
+                .headers
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            assert_eq!(
+                ct, "application/problem+json",
+                "errors must be problem JSON"
+            );
+            assert_eq!(
+                self.body["status"].as_u64(),
+                Some(u64::from(status)),
+                "problem status member"
+            );
+            assert!(
+                self.body["type"].is_string()
+                    && self.body["title"].is_string()
+                    && self.body["detail"].is_string()
+            );
         }
         self
     }
@@ -69,15 +89,36 @@ impl TestServer {
         let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("open key store");
         let keyring = Keyring::new(MasterKey::generate(), Arc::new(keys), 1000);
         let context = Arc::new(Context::new(Arc::new(store), keyring, config));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let org = context.create_org("default", &url).await.expect("create org");
+        let org = context
+            .create_org("default", &url)
+            .await
+            .expect("create org");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(contextd_server::serve(listener, context.clone(), server, async {
-            let _ = rx.await;
-        }));
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client");
-        Self { url, dir, context, http, org, shutdown: Some(tx), task: Some(task) }
+        let task = tokio::spawn(contextd_server::serve(
+            listener,
+            context.clone(),
+            server,
+            async {
+                let _ = rx.await;
+            },
+        ));
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .expect("client");
+        Self {
+            url,
+            dir,
+            context,
+            http,
+            org,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
     }
 
     /// The lab admin token of the default org.
@@ -91,7 +132,13 @@ impl TestServer {
     }
 
     /// Sends a request with an optional JSON body and bearer token.
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<&Value>) -> Resp {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Resp {
         let mut req = self.http.request(method, format!("{}{}", self.url, path));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -103,7 +150,14 @@ impl TestServer {
     }
 
     /// Sends a raw body with a content type.
-    pub async fn raw(&self, method: Method, path: &str, token: &str, content_type: &str, body: Vec<u8>) -> Resp {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Resp {
         let req = self
             .http
             .request(method, format!("{}{}", self.url, path))
@@ -117,12 +171,21 @@ impl TestServer {
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.expect("body");
-        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
-        Resp { status, headers, body }
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn post(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.call(Method::POST, path, Some(token), Some(&body)).await
+        self.call(Method::POST, path, Some(token), Some(&body))
+            .await
     }
 
     pub async fn get(&self, token: &str, path: &str) -> Resp {
@@ -134,7 +197,8 @@ impl TestServer {
     }
 
     pub async fn patch(&self, token: &str, path: &str, body: Value) -> Resp {
-        self.call(Method::PATCH, path, Some(token), Some(&body)).await
+        self.call(Method::PATCH, path, Some(token), Some(&body))
+            .await
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Resp {
@@ -143,7 +207,13 @@ impl TestServer {
 
     /// Creates a customer with the given base-fieldset data; returns its id.
     pub async fn customer(&self, token: &str, data: Value) -> String {
-        let r = self.post(token, "/v1/customers", serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": data})).await;
+        let r = self
+            .post(
+                token,
+                "/v1/customers",
+                serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": data}),
+            )
+            .await;
         r.expect(201);
         r.str("/id")
     }

@@ -11,44 +11,83 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_contextd");
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 fn contextd(dir: &std::path::Path) -> Command {
     let mut c = Command::new(BIN);
-    c.env_remove("CONTEXTD_MASTER_KEY").env_remove("CONTEXTD_DATABASE_URL").env("CONTEXTD_DATA_DIR", dir);
+    c.env_remove("CONTEXTD_MASTER_KEY")
+        .env_remove("CONTEXTD_DATABASE_URL")
+        .env("CONTEXTD_DATA_DIR", dir);
     c
 }
 
 #[tokio::test]
 async fn org_create_json_prints_exactly_one_object_with_working_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = contextd(dir.path()).args(["org", "create", "acme", "--json"]).output().expect("run");
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let out = contextd(dir.path())
+        .args(["org", "create", "acme", "--json"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8(out.stdout).expect("utf-8");
     let v: Value = serde_json::from_str(stdout.trim()).expect("exactly one JSON object on stdout");
     let keys: Vec<&String> = v.as_object().expect("object").keys().collect();
     assert_eq!(keys, ["connectionData", "lab", "orgId", "production"]);
-    let lab = v["lab"]["adminToken"].as_str().expect("lab token").to_owned();
-    let prod = v["production"]["adminToken"].as_str().expect("production token").to_owned();
+    let lab = v["lab"]["adminToken"]
+        .as_str()
+        .expect("lab token")
+        .to_owned();
+    let prod = v["production"]["adminToken"]
+        .as_str()
+        .expect("production token")
+        .to_owned();
     assert_ne!(lab, prod);
-    let conn = STANDARD.decode(v["connectionData"].as_str().expect("connectionData")).expect("base64");
+    let conn = STANDARD
+        .decode(v["connectionData"].as_str().expect("connectionData"))
+        .expect("base64");
     let conn: Value = serde_json::from_slice(&conn).expect("connectionData is base64 JSON");
     assert_eq!(conn["orgId"], v["orgId"]);
-    assert!(conn["credentials"]["clientId"].is_string() && conn["credentialsLabMode"]["clientSecret"].is_string());
+    assert!(
+        conn["credentials"]["clientId"].is_string()
+            && conn["credentialsLabMode"]["clientSecret"].is_string()
+    );
 
     // The same name again is refused, with a non-zero exit.
-    let again = contextd(dir.path()).args(["org", "create", "acme", "--json"]).output().expect("run");
+    let again = contextd(dir.path())
+        .args(["org", "create", "acme", "--json"])
+        .output()
+        .expect("run");
     assert!(!again.status.success());
 
     // The tokens work against a server on the same data, each in its own partition.
     let port = free_port();
-    let mut server = contextd(dir.path()).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve");
+    let mut server = contextd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     wait_ready(&http, &base).await;
     for (token, partition) in [(&lab, "lab"), (&prod, "production")] {
-        let status: Value = http.get(format!("{base}/v1/status")).bearer_auth(token).send().await.expect("status").json().await.expect("json");
+        let status: Value = http
+            .get(format!("{base}/v1/status"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("json");
         assert_eq!(status["partition"], partition);
     }
     terminate(&mut server);
@@ -57,7 +96,12 @@ async fn org_create_json_prints_exactly_one_object_with_working_tokens() {
 async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -67,7 +111,10 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -85,18 +132,30 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
 
-    let mut first = contextd(dir.path()).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve");
+    let mut first = contextd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     let mut printed = Vec::new();
     for _ in 0..7 {
         printed.push(lines.next().expect("a line").expect("utf-8"));
     }
     let token = |label: &str| {
-        printed.iter().find_map(|l| l.trim().strip_prefix(label)).map(|t| t.trim().to_owned()).expect(label)
+        printed
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .map(|t| t.trim().to_owned())
+            .expect(label)
     };
     let lab = token("lab admin token:");
     assert!(token("connectionData:").len() > 40);
-    assert!(printed.iter().any(|l| l.contains("/desktop")), "the desktop URL is printed");
+    assert!(
+        printed.iter().any(|l| l.contains("/desktop")),
+        "the desktop URL is printed"
+    );
     wait_ready(&http, &base).await;
     let created = http.post(format!("{base}/v1/customers")).bearer_auth(&lab).json(&serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ola"}})).send().await.expect("create");
     assert_eq!(created.status(), 201);
@@ -106,18 +165,36 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("master.key")).expect("key file").permissions().mode();
+        let mode = std::fs::metadata(dir.path().join("master.key"))
+            .expect("key file")
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "the master key file is private");
     }
 
     // Second start on the same data: no new org, nothing printed, the data and tokens survive.
-    let mut second = contextd(dir.path()).args(["serve", "--listen", &format!("127.0.0.1:{port}")]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("serve");
+    let mut second = contextd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
     wait_ready(&http, &base).await;
-    let found: Value = http.post(format!("{base}/v1/customers/search")).bearer_auth(&lab).json(&serde_json::json!({"terms": {"Context_First_Name": ["ola"]}})).send().await.expect("search").json().await.expect("json");
+    let found: Value = http
+        .post(format!("{base}/v1/customers/search"))
+        .bearer_auth(&lab)
+        .json(&serde_json::json!({"terms": {"Context_First_Name": ["ola"]}}))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(found["total"], 1, "data and keys survive a restart");
     let status = terminate(&mut second);
     assert!(status.success());
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut second.stdout.take().expect("stdout"), &mut rest).expect("read");
+    std::io::Read::read_to_string(&mut second.stdout.take().expect("stdout"), &mut rest)
+        .expect("read");
     assert!(rest.is_empty(), "tokens are printed once only, got: {rest}");
 }

@@ -1,0 +1,270 @@
+//! What is particular to SQLite: files, migrations, reopening, the key store's separate file.
+
+use std::path::Path;
+
+use contextd_core::ids::ObjectId;
+use contextd_core::object::Kind;
+use contextd_core::store::{Condition, KeyStore, OrgRecord, Store, WrappedKey};
+use contextd_store_conformance::fixtures::{
+    insert, lab, now, object, plan_with, read, rich_object, search, token,
+};
+use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
+use rusqlite::Connection;
+
+use crate::TestDb;
+
+fn tables(path: &Path) -> Vec<String> {
+    let conn = Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .expect("prepare");
+    let names = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<Vec<String>, _>>()
+        .expect("rows");
+    names
+}
+
+fn migrations(path: &Path) -> Vec<i64> {
+    let conn = Connection::open(path).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT version FROM schema_migrations ORDER BY version")
+        .expect("prepare");
+    let versions = stmt
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<Vec<i64>, _>>()
+        .expect("rows");
+    versions
+}
+
+/// Whether `needle` occurs in the file or in any of its SQLite side files.
+fn on_disk(path: &Path, needle: &[u8]) -> bool {
+    ["", "-wal", "-journal", "-shm"].iter().any(|suffix| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::fs::read(&p)
+            .map(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or(false)
+    })
+}
+
+#[tokio::test]
+async fn backend_is_sqlite_and_answers_ping() {
+    let db = TestDb::new();
+    assert_eq!(db.store.backend(), "sqlite");
+    assert_eq!(Store::backend(&db.store), "sqlite");
+    assert_eq!(db.keys.backend(), "sqlite");
+    db.store.ping().await.expect("ping");
+    KeyStore::ping(&db.keys).await.expect("ping");
+}
+
+#[tokio::test]
+async fn open_creates_missing_parent_directories() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("a/b/contextd.db");
+    let keys = dir.path().join("c/keys.db");
+    let store = SqliteStore::open(&data).expect("open data");
+    let key_store = SqliteKeyStore::open(&keys).expect("open keys");
+    store.ping().await.expect("ping");
+    key_store.ping().await.expect("ping");
+    assert!(data.is_file() && keys.is_file());
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_reopening_is_idempotent() {
+    let db = TestDb::new();
+    let (data, keys) = (
+        db.dir.path().join("contextd.db"),
+        db.dir.path().join("keys.db"),
+    );
+    for _ in 0..3 {
+        drop(SqliteStore::open(&data).expect("reopen data"));
+        drop(SqliteKeyStore::open(&keys).expect("reopen keys"));
+    }
+    assert_eq!(
+        migrations(&data),
+        vec![1],
+        "each data migration is recorded once"
+    );
+    assert_eq!(
+        migrations(&keys),
+        vec![1],
+        "each key-store migration is recorded once"
+    );
+    let data_tables = tables(&data);
+    for t in [
+        "api_keys",
+        "fields",
+        "fieldsets",
+        "flush_jobs",
+        "objects",
+        "orgs",
+        "schema_migrations",
+        "tokens",
+    ] {
+        assert!(
+            data_tables.contains(&t.to_owned()),
+            "data table {t} exists: {data_tables:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_contextd_is_refused() {
+    let db = TestDb::new();
+    let data = db.dir.path().join("contextd.db");
+    let conn = Connection::open(&data).expect("open");
+    conn.execute(
+        "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)",
+        [],
+    )
+    .expect("insert");
+    drop(conn);
+    assert!(
+        SqliteStore::open(&data).is_err(),
+        "an unknown schema version must not be opened"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("contextd.db");
+    std::fs::write(&path, vec![0x42u8; 8192]).expect("write");
+    assert!(SqliteStore::open(&path).is_err());
+    assert!(SqliteKeyStore::open(&path).is_err());
+}
+
+#[tokio::test]
+async fn data_is_in_wal_mode() {
+    let db = TestDb::new();
+    let conn = Connection::open(db.dir.path().join("contextd.db")).expect("open");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn data_survives_reopening() {
+    let db = TestDb::new();
+    let data = db.dir.path().join("contextd.db");
+    let s = lab();
+    let o = rich_object(s, Kind::Customer, now());
+    let tok = token();
+    insert(&db.store, &o, &[tok]).await;
+    let org = OrgRecord {
+        id: s.org,
+        name: "reopened".into(),
+        created: now(),
+    };
+    db.store.create_org(&org).await.expect("create_org");
+    let key = WrappedKey {
+        version: 1,
+        wrapped_by: 1,
+        bytes: vec![1, 2, 3],
+    };
+    db.keys
+        .insert_index_key(s, &key)
+        .await
+        .expect("insert_index_key");
+    let TestDb { dir, store, keys } = db;
+    drop(store);
+    drop(keys);
+
+    let store = SqliteStore::open(&data).expect("reopen");
+    let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("reopen keys");
+    assert_eq!(read(&store, s, o.id).await, o);
+    let found = search(
+        &store,
+        s,
+        &plan_with(Kind::Customer, true, vec![Condition::Tokens(vec![tok])]),
+    )
+    .await;
+    assert_eq!(found.ids, vec![o.id], "tokens survive reopening");
+    assert_eq!(
+        store.org_by_name("reopened").await.expect("org_by_name"),
+        Some(org)
+    );
+    assert_eq!(keys.index_key(s).await.expect("index_key"), Some(key));
+}
+
+#[tokio::test]
+async fn keys_live_in_their_own_file() {
+    let db = TestDb::new();
+    let (data, keys_path) = (
+        db.dir.path().join("contextd.db"),
+        db.dir.path().join("keys.db"),
+    );
+    let s = lab();
+    let marker: Vec<u8> = b"wrapped-key-marker-0123456789".to_vec();
+    db.keys
+        .insert_data_key(
+            s,
+            &WrappedKey {
+                version: 1,
+                wrapped_by: 1,
+                bytes: marker.clone(),
+            },
+        )
+        .await
+        .expect("insert");
+    insert(&db.store, &object(s, Kind::Customer, now()), &[]).await;
+
+    let data_tables = tables(&data);
+    let key_tables = tables(&keys_path);
+    for t in ["data_keys", "index_keys", "customer_keys"] {
+        assert!(
+            !data_tables.contains(&t.to_owned()),
+            "the data file has no {t}"
+        );
+        assert!(key_tables.contains(&t.to_owned()), "the key file has {t}");
+    }
+    assert!(
+        !key_tables.contains(&"objects".to_owned()),
+        "the key file holds no objects"
+    );
+    assert!(on_disk(&keys_path, &marker), "the key is in the key file");
+    assert!(!on_disk(&data, &marker), "the key is not in the data file");
+}
+
+#[tokio::test]
+async fn a_shredded_customer_key_is_gone_from_disk() {
+    let db = TestDb::new();
+    let keys_path = db.dir.path().join("keys.db");
+    let s = lab();
+    let customer = ObjectId::new();
+    let marker: Vec<u8> = b"customer-key-to-shred-9876543210".to_vec();
+    let key = WrappedKey {
+        version: 1,
+        wrapped_by: 1,
+        bytes: marker.clone(),
+    };
+    db.keys
+        .insert_customer_key(s, customer, &key)
+        .await
+        .expect("insert");
+    // Neighbours on the same page, so the page itself lives on after the delete.
+    for i in 0..20u8 {
+        let other = WrappedKey {
+            version: 1,
+            wrapped_by: 1,
+            bytes: vec![i; 40],
+        };
+        db.keys
+            .insert_customer_key(s, ObjectId::new(), &other)
+            .await
+            .expect("insert");
+    }
+    assert!(on_disk(&keys_path, &marker), "the key was written");
+    db.keys
+        .delete_customer_key(s, customer)
+        .await
+        .expect("delete");
+    assert!(
+        !on_disk(&keys_path, &marker),
+        "no trace of the deleted key in the key store's files"
+    );
+}
