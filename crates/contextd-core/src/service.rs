@@ -1155,6 +1155,17 @@ impl Context {
             ),
         };
         let expected = if_match.or(body_version);
+        if kind == Kind::Customer {
+            if let Some(k) = ["customerId", "parentId"]
+                .into_iter()
+                .find(|k| patch.contains_key(*k))
+            {
+                return Err(CoreError::field(
+                    k,
+                    "a customer has no customerId or parentId",
+                ));
+            }
+        }
         for _ in 0..PATCH_RETRIES {
             let current = self.current_for_update(actor, kind, id).await?;
             if let Some(v) = expected {
@@ -1217,6 +1228,8 @@ impl Context {
             };
             let customer_id = match (kind, text("customerId", &mut errors)) {
                 (Kind::Customer, _) => None,
+                // Moving under another parent moves to that parent's customer.
+                (_, None) if patch.contains_key("parentId") && parent_id.is_some() => None,
                 (_, None) => current.customer_id,
                 (_, Some(s)) => parse_id("customerId", s.as_deref(), &mut errors),
             };

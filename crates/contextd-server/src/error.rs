@@ -1,6 +1,6 @@
 //! Every error leaves the server as RFC 9457 problem JSON, mapped here in one table.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use contextd_core::store::StoreError;
@@ -122,6 +122,18 @@ impl From<JsonRejection> for ApiError {
             StatusCode::BAD_REQUEST
         } else {
             status
+        };
+        Self::new(status, code, r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too-large"
+        } else {
+            "bad-request"
         };
         Self::new(status, code, r.body_text())
     }

@@ -23,7 +23,9 @@ use contextd_core::service::Context;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::LatencyUnit;
+use tracing::Level;
 
 use crate::error::ApiError;
 use crate::routes::{dictionary, objects, system};
@@ -73,7 +75,9 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
         // The path only: query strings can carry search values.
         tracing::info_span!("http", method = %request.method(), path = %request.uri().path(), request_id = %id, org = tracing::field::Empty)
-    });
+    })
+    .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros))
+    .on_failure(DefaultOnFailure::new().level(Level::WARN));
     Router::new()
         .route("/healthz", get(system::healthz))
         .route("/v1/ping", get(system::ping))

@@ -465,7 +465,7 @@ pub async fn check_timeline(store: &dyn Store) {
         .await
         .expect("timeline");
     let mut expected_objects: Vec<StoredObject> = mine.iter().map(|o| (*o).clone()).collect();
-    expected_objects.sort_by(|a, b| (b.created, b.id).cmp(&(a.created, a.id)));
+    expected_objects.sort_by_key(|o| std::cmp::Reverse((o.created, o.id)));
     assert_eq!(
         page.items, expected_objects,
         "requests, activities and details of the customer, newest created first"

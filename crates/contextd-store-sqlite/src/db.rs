@@ -63,30 +63,10 @@ impl Db {
                 StoreError::Backend(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        let mut conn = Connection::open(path).db()?;
-        conn.busy_timeout(BUSY_TIMEOUT).db()?;
-        let mode: String = conn
-            .query_row(
-                &format!("PRAGMA journal_mode={}", profile.journal_mode),
-                [],
-                |r| r.get(0),
-            )
-            .db()?;
-        if !mode.eq_ignore_ascii_case(profile.journal_mode) {
-            tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
-        }
-        conn.execute_batch(
-            "PRAGMA synchronous=FULL;
-             PRAGMA temp_store=MEMORY;
-             PRAGMA cache_size=-32768;
-             PRAGMA journal_size_limit=67108864;",
-        )
-        .db()?;
-        if profile.secure_delete {
-            conn.execute_batch("PRAGMA secure_delete=ON;").db()?;
-        }
-        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        migrate(&mut conn, profile)?;
+        // Migrate on a connection of its own: a connection loads planner statistics when it
+        // opens, so the writer and readers must open after the migrations wrote them.
+        migrate(&mut open_writer(path, profile)?, profile)?;
+        let writer = Writer::start(open_writer(path, profile)?, profile.name)?;
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(
@@ -107,7 +87,6 @@ impl Db {
             .connection_timeout(Duration::from_secs(30))
             .build(manager)
             .map_err(|e| StoreError::Backend(format!("sqlite reader pool: {e}")))?;
-        let writer = Writer::start(conn, profile.name)?;
         Ok(Self { writer, readers })
     }
 
@@ -149,6 +128,35 @@ impl Db {
         })
         .await
     }
+}
+
+/// Opens a read-write connection with the pragmas every writer uses.
+fn open_writer(path: &Path, profile: &Profile) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).db()?;
+    conn.busy_timeout(BUSY_TIMEOUT).db()?;
+    let mode: String = conn
+        .query_row(
+            &format!("PRAGMA journal_mode={}", profile.journal_mode),
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
+    if !mode.eq_ignore_ascii_case(profile.journal_mode) {
+        tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         PRAGMA temp_store=MEMORY;
+         PRAGMA cache_size=-32768;
+         PRAGMA journal_size_limit=67108864;",
+    )
+    .db()?;
+    if profile.secure_delete {
+        conn.execute_batch("PRAGMA secure_delete=ON;").db()?;
+    }
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+
+    Ok(conn)
 }
 
 /// Applies, in order, each migration not yet recorded in `schema_migrations`, each in its own

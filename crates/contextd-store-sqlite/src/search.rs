@@ -18,6 +18,9 @@ pub(crate) const MAX_IN_VALUES: usize = 1024;
 pub(crate) struct Filter {
     clause: String,
     params: Vec<Value>,
+    /// The scope's org and partition, bound again inside token subqueries.
+    org: Value,
+    partition: Value,
     /// `last_updated` (search) or `created` (timeline).
     order_column: &'static str,
 }
@@ -30,15 +33,19 @@ pub(crate) struct Statement {
 
 impl Filter {
     fn new(scope: Scope, order_column: &'static str) -> Self {
+        let org = Value::Blob(scope.org.0.as_bytes().to_vec());
+        let partition = Value::Text(scope.partition.as_str().to_owned());
         let mut f = Self {
             clause: String::with_capacity(256),
             params: Vec::with_capacity(8),
+            org: org.clone(),
+            partition: partition.clone(),
             order_column,
         };
-        f.clause.push_str("o.org_id = ? AND o.partition = ?");
-        f.params.push(Value::Blob(scope.org.0.as_bytes().to_vec()));
-        f.params
-            .push(Value::Text(scope.partition.as_str().to_owned()));
+        f.push("o.org_id = ");
+        f.bind(org);
+        f.push(" AND o.partition = ");
+        f.bind(partition);
         f
     }
 
@@ -79,12 +86,10 @@ impl Filter {
 
     /// `o.id IN (SELECT object_id FROM tokens …)`: objects carrying any of the tokens.
     fn tokens(&mut self, tokens: &[Token]) -> Result<(), StoreError> {
-        let org = self.params[0].clone();
-        let partition = self.params[1].clone();
         self.push("(SELECT t.object_id FROM tokens t WHERE t.org_id = ");
-        self.bind(org);
+        self.bind(self.org.clone());
         self.push(" AND t.partition = ");
-        self.bind(partition);
+        self.bind(self.partition.clone());
         self.push(" AND t.token IN ");
         self.bind_list(tokens.iter().map(|t| Value::Blob(t.0.to_vec())).collect())?;
         self.push(")");
@@ -143,8 +148,22 @@ impl Filter {
         {
             return Ok(None);
         }
+        // Walking `objects_by_kind` in page order spares a sort, which tempts SQLite even when
+        // it means testing every object of the kind — a full scan for a lookup by phone. When
+        // the conditions name few objects (tokens, ids, customers, parents), the unary `+`
+        // takes the kind index out of play so that those drive (the planner statistics in
+        // the first migration do the rest).
+        let selective = if plan.match_all {
+            conditions.iter().any(|c| is_selective(c))
+        } else {
+            !conditions.is_empty() && conditions.iter().all(|c| is_selective(c))
+        };
         let mut f = Self::new(scope, "last_updated");
-        f.push(" AND o.kind = ");
+        f.push(if selective {
+            " AND +o.kind = "
+        } else {
+            " AND o.kind = "
+        });
         f.bind(Value::Text(plan.kind.as_str().to_owned()));
         for (column, op, bound) in [
             ("created", ">=", plan.created_from),
@@ -223,11 +242,199 @@ impl Filter {
     }
 }
 
+/// Whether a condition names few objects through an index of its own.
+fn is_selective(c: &Condition) -> bool {
+    matches!(
+        c,
+        Condition::Tokens(_)
+            | Condition::Ids(_)
+            | Condition::CustomerIds(_)
+            | Condition::ParentIds(_)
+    )
+}
+
 fn is_empty(c: &Condition) -> bool {
     match c {
         Condition::Tokens(v) => v.is_empty(),
         Condition::Ids(v) | Condition::CustomerIds(v) | Condition::ParentIds(v) => v.is_empty(),
         Condition::States(v) => v.is_empty(),
         Condition::MediaTypes(v) => v.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use contextd_core::ids::{ObjectId, OrgId, Partition};
+    use contextd_core::object::{Kind, MediaType, State};
+    use rusqlite::{params_from_iter, Connection};
+
+    use super::*;
+    use crate::rows::OBJECT_COLUMNS;
+
+    fn plan(kind: Kind, match_all: bool, conditions: Vec<Condition>) -> SearchPlan {
+        SearchPlan {
+            kind,
+            match_all,
+            conditions,
+            created_from: None,
+            created_to: None,
+            updated_from: None,
+            updated_to: None,
+            not_exists: Vec::new(),
+            limit: 10,
+            after: None,
+        }
+    }
+
+    fn explain(conn: &Connection, st: &Statement) -> String {
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", st.sql))
+            .expect("prepare");
+        let rows = stmt
+            .query_map(params_from_iter(st.params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .expect("query");
+        rows.collect::<Result<Vec<_>, _>>()
+            .expect("rows")
+            .join("\n")
+    }
+
+    /// Plans are what make lookups flat from 10 K to 10 M objects: a lookup by token, id,
+    /// customer or parent must start from that index, never walk a whole kind; pages must
+    /// start at the cursor, not skip up to it.
+    #[test]
+    fn query_plans_use_the_intended_indexes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.db");
+        drop(crate::SqliteStore::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("open");
+        let scope = Scope {
+            org: OrgId::new(),
+            partition: Partition::Lab,
+        };
+        let t = Token([1; 16]);
+        let after = Some(PagePosition {
+            time: contextd_core::time::now_ms(),
+            id: ObjectId::new(),
+        });
+        let customer = Condition::CustomerIds(vec![ObjectId::new()]);
+        let cases = vec![
+            (
+                "by token",
+                plan(Kind::Customer, true, vec![Condition::Tokens(vec![t, t])]),
+                "objects_by_id",
+            ),
+            (
+                "by token and state",
+                plan(
+                    Kind::Customer,
+                    true,
+                    vec![
+                        Condition::States(vec![State::Active]),
+                        Condition::Tokens(vec![t]),
+                    ],
+                ),
+                "objects_by_id",
+            ),
+            (
+                "by ids",
+                plan(
+                    Kind::Activity,
+                    true,
+                    vec![Condition::Ids(vec![ObjectId::new(); 3])],
+                ),
+                "objects_by_id",
+            ),
+            (
+                "by customer",
+                plan(Kind::Activity, true, vec![customer.clone()]),
+                "objects_by_customer",
+            ),
+            (
+                "by parent",
+                plan(
+                    Kind::Activity,
+                    true,
+                    vec![Condition::ParentIds(vec![ObjectId::new()])],
+                ),
+                "objects_by_parent",
+            ),
+            (
+                "token or customer",
+                plan(
+                    Kind::Activity,
+                    false,
+                    vec![Condition::Tokens(vec![t]), customer.clone()],
+                ),
+                "MULTI-INDEX OR",
+            ),
+            (
+                "everything",
+                plan(Kind::Activity, true, vec![]),
+                "objects_by_kind (org_id=? AND partition=? AND kind=?",
+            ),
+            (
+                "by media type",
+                plan(
+                    Kind::Activity,
+                    true,
+                    vec![Condition::MediaTypes(vec![MediaType::Chat])],
+                ),
+                "objects_by_kind (org_id=? AND partition=? AND kind=?",
+            ),
+        ];
+        for (name, p, index) in cases {
+            let f = Filter::search(scope, &p)
+                .expect("filter")
+                .expect("a plan that can match");
+            for (what, st) in [
+                ("page", f.page(OBJECT_COLUMNS, None, 11)),
+                ("ids", f.page("o.id, o.last_updated", None, 11)),
+                ("count", f.count()),
+            ] {
+                let plan = explain(&conn, &st);
+                assert!(
+                    plan.contains(index),
+                    "{name} ({what}) should use {index}:\n{plan}"
+                );
+                if index != "objects_by_kind (org_id=? AND partition=? AND kind=?" {
+                    assert!(
+                        !plan.contains("objects_by_kind"),
+                        "{name} ({what}) must not walk the kind:\n{plan}"
+                    );
+                }
+            }
+        }
+        let f = Filter::search(scope, &plan(Kind::Activity, true, vec![]))
+            .expect("filter")
+            .expect("some");
+        let plan = explain(&conn, &f.page(OBJECT_COLUMNS, after, 11));
+        assert!(
+            plan.contains("(last_updated,id)<(?,?)"),
+            "a search page starts at its cursor:\n{plan}"
+        );
+
+        let q = TimelineQuery {
+            customer_id: ObjectId::new(),
+            media_type: Some(MediaType::Voice),
+            limit: 10,
+            after,
+        };
+        let plan = explain(
+            &conn,
+            &Filter::timeline(scope, &q).page(OBJECT_COLUMNS, after, 11),
+        );
+        assert!(plan.contains("objects_by_customer (org_id=? AND partition=? AND customer_id=? AND (created,id)<(?,?))"), "{plan}");
+
+        let sweep = Statement {
+            sql: "UPDATE objects SET state = 'closed' WHERE kind = 'request' AND state = 'active' AND touched < ?".into(),
+            params: vec![Value::Integer(0)],
+        };
+        let plan = explain(&conn, &sweep);
+        assert!(
+            plan.contains("objects_active_requests"),
+            "the auto-close sweep reads only active requests:\n{plan}"
+        );
     }
 }

@@ -218,11 +218,10 @@ mod tests {
         }
     }
 
+    type TestJob = Box<dyn FnOnce(&Transaction<'_>) -> Result<(), StoreError> + Send>;
+
     /// Queues `jobs` behind a job that holds the writer busy, so they land in one batch.
-    async fn batch<T: Send + 'static>(
-        writer: &Arc<Writer>,
-        jobs: Vec<Box<dyn FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send>>,
-    ) -> Vec<Result<T, StoreError>> {
+    async fn batch(writer: &Arc<Writer>, jobs: Vec<TestJob>) -> Vec<Result<(), StoreError>> {
         let w = writer.clone();
         let blocker = tokio::spawn(async move {
             w.write(|_| {
@@ -252,7 +251,7 @@ mod tests {
     async fn a_failing_job_rolls_back_only_itself() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (writer, path) = open(&dir);
-        let results = batch::<()>(
+        let results = batch(
             &writer,
             vec![
                 Box::new(insert(1)),
@@ -281,7 +280,7 @@ mod tests {
     async fn a_panicking_job_reports_an_error_and_the_writer_survives() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (writer, path) = open(&dir);
-        let results = batch::<()>(
+        let results = batch(
             &writer,
             vec![
                 Box::new(|tx: &Transaction<'_>| {
@@ -312,7 +311,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let (writer, path) = open(&dir);
         // The deferred foreign key is checked only at COMMIT, so the whole batch fails there.
-        let results = batch::<()>(
+        let results = batch(
             &writer,
             vec![
                 Box::new(insert(1)),

@@ -1,5 +1,6 @@
 //! Context objects: CRUD, search, timeline and lab flush.
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -110,9 +111,10 @@ pub async fn patch(
     Auth(actor): Auth,
     Path((segment, id)): Path<(String, String)>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
+    let body = body?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -3,6 +3,10 @@
 mod support;
 
 mod concurrency;
+mod dictionary;
+mod http;
 mod isolation;
 mod journey;
 mod privacy;
+mod search;
+mod validation;

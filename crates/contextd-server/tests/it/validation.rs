@@ -35,16 +35,28 @@ async fn count(s: &TestServer, token: &str, kind: &str) -> u64 {
 fn error_fields(r: &Resp) -> Vec<String> {
     r.at("/errors")
         .as_array()
-        .map(|errors| errors.iter().filter_map(|e| e["field"].as_str().map(str::to_owned)).collect())
+        .map(|errors| {
+            errors
+                .iter()
+                .filter_map(|e| e["field"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 #[track_caller]
 fn assert_field_error(r: &Resp, field: &str) {
     let fields = error_fields(r);
-    assert!(fields.iter().any(|f| f == field), "expected an error for '{field}', got {fields:?}; body: {}", r.body);
+    assert!(
+        fields.iter().any(|f| f == field),
+        "expected an error for '{field}', got {fields:?}; body: {}",
+        r.body
+    );
     for e in r.at("/errors").as_array().into_iter().flatten() {
-        assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "every field error has a message: {e}");
+        assert!(
+            e["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "every field error has a message: {e}"
+        );
     }
 }
 
@@ -54,7 +66,13 @@ async fn create_field(s: &TestServer, field: Value) {
 }
 
 async fn create_fieldset(s: &TestServer, id: &str, fields: &[&str]) {
-    s.post(s.lab(), "/v1/fieldsets", json!({"id": id, "description": "test set", "fields": fields})).await.expect(201);
+    s.post(
+        s.lab(),
+        "/v1/fieldsets",
+        json!({"id": id, "description": "test set", "fields": fields}),
+    )
+    .await
+    .expect(201);
 }
 
 async fn create_request(s: &TestServer, token: &str, customer: &str) -> String {
@@ -70,8 +88,18 @@ async fn create_request(s: &TestServer, token: &str, customer: &str) -> String {
 }
 
 /// Sends a JSON body with extra headers.
-async fn send_with_headers(s: &TestServer, method: Method, path: &str, headers: &[(&str, &str)], body: &Value) -> Resp {
-    let mut req = s.http.request(method, format!("{}{}", s.url, path)).bearer_auth(s.lab()).json(body);
+async fn send_with_headers(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> Resp {
+    let mut req = s
+        .http
+        .request(method, format!("{}{}", s.url, path))
+        .bearer_auth(s.lab())
+        .json(body);
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
@@ -83,7 +111,9 @@ async fn send_with_headers(s: &TestServer, method: Method, path: &str, headers: 
 #[tokio::test]
 async fn unknown_field_in_data_is_400_and_changes_nothing() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
 
     let r = s
@@ -91,7 +121,11 @@ async fn unknown_field_in_data_is_400_and_changes_nothing() {
         .await;
     r.expect(400);
     assert_field_error(&r, "data.Nope");
-    assert_eq!(count(&s, s.lab(), "customers").await, 1, "the refused create stored nothing");
+    assert_eq!(
+        count(&s, s.lab(), "customers").await,
+        1,
+        "the refused create stored nothing"
+    );
 
     // The same on a replace and on a patch of the existing customer.
     let r = s
@@ -103,24 +137,48 @@ async fn unknown_field_in_data_is_400_and_changes_nothing() {
         .await;
     r.expect(400);
     assert_field_error(&r, "data.Nope");
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Nope": "x"}})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"data": {"Nope": "x"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Nope");
     // A field of the dictionary that is not in the object's field sets is just as unknown here.
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Context_Title": "x"}})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"data": {"Context_Title": "x"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Context_Title");
 
-    assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before, "refused updates changed nothing");
+    assert_eq!(
+        snapshot(&s, s.lab(), "customers", &id).await,
+        before,
+        "refused updates changed nothing"
+    );
 }
 
 #[tokio::test]
 async fn wrong_type_is_400_per_field() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
 
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": 5}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": 5}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Context_First_Name");
 
@@ -148,10 +206,22 @@ async fn wrong_type_is_400_per_field() {
     r.expect(400);
     assert_field_error(&r, "data.cccRatingPoints");
     // A property of the wrong JSON type (tags must be strings).
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["cisco.base.customer"], "tags": [1, 2]})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["cisco.base.customer"], "tags": [1, 2]}),
+        )
+        .await;
     r.expect(400);
 
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Context_First_Name": 42}})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"data": {"Context_First_Name": 42}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Context_First_Name");
 
@@ -166,18 +236,36 @@ async fn over_long_value_is_400() {
     create_field(&s, json!({"id": "Member_Code", "dataType": "string", "classification": "UNENCRYPTED", "searchable": true, "maxLength": 5})).await;
     create_fieldset(&s, "custom.member", &["Member_Code"]).await;
 
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.member"], "data": {"Member_Code": "abcdef"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["custom.member"], "data": {"Member_Code": "abcdef"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Member_Code");
     assert_eq!(count(&s, s.lab(), "customers").await, 0);
 
     // Exactly maxLength characters (not bytes) is fine.
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.member"], "data": {"Member_Code": "äöüßé"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["custom.member"], "data": {"Member_Code": "äöüßé"}}),
+        )
+        .await;
     r.expect(201);
     let id = r.str("/id");
     let before = snapshot(&s, s.lab(), "customers", &id).await;
 
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Member_Code": "123456"}})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"data": {"Member_Code": "123456"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Member_Code");
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
@@ -197,18 +285,42 @@ async fn inactive_enum_value_is_400() {
     .await;
     create_fieldset(&s, "custom.loyalty", &["Loyalty_Tier"]).await;
 
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "bronze"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "bronze"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Loyalty_Tier");
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "platinum"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "platinum"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Loyalty_Tier");
     assert_eq!(count(&s, s.lab(), "customers").await, 0);
 
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "gold"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "gold"}}),
+        )
+        .await;
     r.expect(201);
     let id = r.str("/id");
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Loyalty_Tier": "bronze"}})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"data": {"Loyalty_Tier": "bronze"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "data.Loyalty_Tier");
     let after = snapshot(&s, s.lab(), "customers", &id).await;
@@ -225,17 +337,37 @@ async fn inactive_enum_value_is_400() {
 #[tokio::test]
 async fn unknown_field_set_is_400() {
     let s = TestServer::start().await;
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["no.such.set"], "data": {}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["no.such.set"], "data": {}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "fieldsets");
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["no.such.set"], "data": {"Context_First_Name": "Ann"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["no.such.set"], "data": {"Context_First_Name": "Ann"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "fieldsets");
     assert_eq!(count(&s, s.lab(), "customers").await, 0);
 
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"fieldsets": ["cisco.base.customer", "no.such.set"]})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"fieldsets": ["cisco.base.customer", "no.such.set"]}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "fieldsets");
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
@@ -246,23 +378,79 @@ async fn unknown_field_set_is_400() {
 #[tokio::test]
 async fn malformed_json_is_400() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
 
-    for body in [&b"{\"fieldsets\": ["[..], b"not json", b"", b"{\"data\": {\"Context_First_Name\": \"Ann\"},}", b"[]"] {
-        let r = s.raw(Method::POST, "/v1/customers", s.lab(), "application/json", body.to_vec()).await;
+    for body in [
+        &b"{\"fieldsets\": ["[..],
+        b"not json",
+        b"",
+        b"{\"data\": {\"Context_First_Name\": \"Ann\"},}",
+        b"[]",
+    ] {
+        let r = s
+            .raw(
+                Method::POST,
+                "/v1/customers",
+                s.lab(),
+                "application/json",
+                body.to_vec(),
+            )
+            .await;
         r.expect(400);
-        let r = s.raw(Method::PATCH, &format!("/v1/customers/{id}"), s.lab(), "application/merge-patch+json", body.to_vec()).await;
+        let r = s
+            .raw(
+                Method::PATCH,
+                &format!("/v1/customers/{id}"),
+                s.lab(),
+                "application/merge-patch+json",
+                body.to_vec(),
+            )
+            .await;
         r.expect(400);
-        let r = s.raw(Method::PUT, &format!("/v1/customers/{id}"), s.lab(), "application/json", body.to_vec()).await;
+        let r = s
+            .raw(
+                Method::PUT,
+                &format!("/v1/customers/{id}"),
+                s.lab(),
+                "application/json",
+                body.to_vec(),
+            )
+            .await;
         r.expect(400);
-        let r = s.raw(Method::POST, "/v1/customers/search", s.lab(), "application/json", body.to_vec()).await;
+        let r = s
+            .raw(
+                Method::POST,
+                "/v1/customers/search",
+                s.lab(),
+                "application/json",
+                body.to_vec(),
+            )
+            .await;
         r.expect(400);
-        let r = s.raw(Method::POST, "/v1/fields", s.lab(), "application/json", body.to_vec()).await;
+        let r = s
+            .raw(
+                Method::POST,
+                "/v1/fields",
+                s.lab(),
+                "application/json",
+                body.to_vec(),
+            )
+            .await;
         r.expect(400);
     }
     // Invalid UTF-8 inside a string.
-    let r = s.raw(Method::POST, "/v1/customers", s.lab(), "application/json", b"{\"tags\": [\"\xff\xfe\"]}".to_vec()).await;
+    let r = s
+        .raw(
+            Method::POST,
+            "/v1/customers",
+            s.lab(),
+            "application/json",
+            b"{\"tags\": [\"\xff\xfe\"]}".to_vec(),
+        )
+        .await;
     r.expect(400);
 
     assert_eq!(count(&s, s.lab(), "customers").await, 1);
@@ -276,37 +464,82 @@ async fn unknown_top_level_property_is_400() {
         .post(s.lab(), "/v1/customers", json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ann"}, "bogus": 1}))
         .await;
     r.expect(400);
-    assert!(r.str("/detail").contains("bogus"), "the problem names the unknown property: {}", r.body);
+    assert!(
+        r.str("/detail").contains("bogus"),
+        "the problem names the unknown property: {}",
+        r.body
+    );
     // A typo of a real member is not silently dropped either.
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldset": ["cisco.base.customer"]})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldset": ["cisco.base.customer"]}),
+        )
+        .await;
     r.expect(400);
     assert_eq!(count(&s, s.lab(), "customers").await, 0);
 
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
-    let r = s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"bogus": 1})).await;
+    let r = s
+        .patch(s.lab(), &format!("/v1/customers/{id}"), json!({"bogus": 1}))
+        .await;
     r.expect(400);
     let r = s
-        .put(s.lab(), &format!("/v1/customers/{id}"), json!({"fieldsets": ["cisco.base.customer"], "version": 1, "bogus": true}))
+        .put(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"fieldsets": ["cisco.base.customer"], "version": 1, "bogus": true}),
+        )
         .await;
     r.expect(400);
     // Search and dictionary bodies refuse unknown members too.
-    s.post(s.lab(), "/v1/customers/search", json!({"terms": {}, "bogus": 1})).await.expect(400);
-    s.post(s.lab(), "/v1/fields", json!({"id": "X1", "dataType": "string", "classification": "UNENCRYPTED", "bogus": 1}))
-        .await
-        .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"terms": {}, "bogus": 1}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/fields",
+        json!({"id": "X1", "dataType": "string", "classification": "UNENCRYPTED", "bogus": 1}),
+    )
+    .await
+    .expect(400);
     s.get(s.lab(), "/v1/fields/X1").await.expect(404);
 
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
     assert_eq!(count(&s, s.lab(), "customers").await, 1);
+
+    // The read-only members of an object as read are not unknown: it can be sent back whole.
+    let mut back = before.clone();
+    back["data"]["Context_Last_Name"] = json!("Lee");
+    let r = s.put(s.lab(), &format!("/v1/customers/{id}"), back).await;
+    r.expect(200);
+    assert_eq!(r.at("/version"), 2);
+    assert_eq!(r.at("/created"), &before["created"]);
 }
 
 #[tokio::test]
 async fn wrong_content_type_is_415() {
     let s = TestServer::start().await;
-    let body = serde_json::to_vec(&json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ann"}})).unwrap();
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "application/xml"] {
-        s.raw(Method::POST, "/v1/customers", s.lab(), ct, body.clone()).await.expect(415);
+    let body = serde_json::to_vec(
+        &json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ann"}}),
+    )
+    .unwrap();
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/xml",
+    ] {
+        s.raw(Method::POST, "/v1/customers", s.lab(), ct, body.clone())
+            .await
+            .expect(415);
     }
     // No content type at all.
     let resp = s
@@ -320,39 +553,95 @@ async fn wrong_content_type_is_415() {
     TestServer::read(resp).await.expect(415);
     assert_eq!(count(&s, s.lab(), "customers").await, 0);
 
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     let patch = serde_json::to_vec(&json!({"data": {"Context_First_Name": "Bob"}})).unwrap();
-    s.raw(Method::PATCH, &format!("/v1/customers/{id}"), s.lab(), "text/plain", patch).await.expect(415);
+    s.raw(
+        Method::PATCH,
+        &format!("/v1/customers/{id}"),
+        s.lab(),
+        "text/plain",
+        patch,
+    )
+    .await
+    .expect(415);
     let put = serde_json::to_vec(&json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Bob"}, "version": 1})).unwrap();
-    s.raw(Method::PUT, &format!("/v1/customers/{id}"), s.lab(), "text/plain", put).await.expect(415);
+    s.raw(
+        Method::PUT,
+        &format!("/v1/customers/{id}"),
+        s.lab(),
+        "text/plain",
+        put,
+    )
+    .await
+    .expect(415);
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
 }
 
 #[tokio::test]
 async fn wrong_id_format_in_path_is_400() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
-    for bad in ["not-an-id", "12345", "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeeeX", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"] {
-        s.get(s.lab(), &format!("/v1/customers/{bad}")).await.expect(400);
-        s.patch(s.lab(), &format!("/v1/customers/{bad}"), json!({"data": {"Context_First_Name": "Bob"}})).await.expect(400);
-        s.put(s.lab(), &format!("/v1/customers/{bad}"), json!({"fieldsets": ["cisco.base.customer"], "version": 1}))
+    for bad in [
+        "not-an-id",
+        "12345",
+        "0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeeeX",
+        "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz",
+    ] {
+        s.get(s.lab(), &format!("/v1/customers/{bad}"))
             .await
             .expect(400);
-        s.delete(s.lab(), &format!("/v1/customers/{bad}")).await.expect(400);
-        s.get(s.lab(), &format!("/v1/customers/{bad}/timeline")).await.expect(400);
-        s.get(s.lab(), &format!("/v1/flush/{bad}")).await.expect(400);
+        s.patch(
+            s.lab(),
+            &format!("/v1/customers/{bad}"),
+            json!({"data": {"Context_First_Name": "Bob"}}),
+        )
+        .await
+        .expect(400);
+        s.put(
+            s.lab(),
+            &format!("/v1/customers/{bad}"),
+            json!({"fieldsets": ["cisco.base.customer"], "version": 1}),
+        )
+        .await
+        .expect(400);
+        s.delete(s.lab(), &format!("/v1/customers/{bad}"))
+            .await
+            .expect(400);
+        s.get(s.lab(), &format!("/v1/customers/{bad}/timeline"))
+            .await
+            .expect(400);
+        s.get(s.lab(), &format!("/v1/flush/{bad}"))
+            .await
+            .expect(400);
     }
     // Bad ids in link members are per-field errors.
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": "not-an-id"})).await;
+    let r = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": "not-an-id"}))
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
-    let r = s.post(s.lab(), "/v1/activities", json!({"mediaType": "voice", "parentId": "nope"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"mediaType": "voice", "parentId": "nope"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "parentId");
     // A well-formed id that doesn't exist is 404, not 400.
-    s.get(s.lab(), "/v1/customers/0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee").await.expect(404);
+    s.get(
+        s.lab(),
+        "/v1/customers/0190aaaa-bbbb-7ccc-8ddd-eeeeeeeeeeee",
+    )
+    .await
+    .expect(404);
 
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
     assert_eq!(count(&s, s.lab(), "customers").await, 1);
@@ -365,13 +654,22 @@ async fn wrong_id_format_in_path_is_400() {
 #[tokio::test]
 async fn stale_version_on_put_is_409_in_body_and_if_match() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let path = format!("/v1/customers/{id}");
-    s.patch(s.lab(), &path, json!({"data": {"Context_Last_Name": "Lee"}})).await.expect(200);
+    s.patch(
+        s.lab(),
+        &path,
+        json!({"data": {"Context_Last_Name": "Lee"}}),
+    )
+    .await
+    .expect(200);
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     assert_eq!(before["version"], 2);
 
-    let replacement = json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Stale"}});
+    let replacement =
+        json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Stale"}});
     let mut stale = replacement.clone();
     stale["version"] = json!(1);
     let r = s.put(s.lab(), &path, stale.clone()).await;
@@ -388,32 +686,75 @@ async fn stale_version_on_put_is_409_in_body_and_if_match() {
     // If-Match wins over the body's version.
     let mut body_ok = replacement.clone();
     body_ok["version"] = json!(2);
-    send_with_headers(&s, Method::PUT, &path, &[("if-match", "\"1\"")], &body_ok).await.expect(409);
-    // A malformed If-Match is a 400.
-    send_with_headers(&s, Method::PUT, &path, &[("if-match", "\"abc\"")], &replacement).await.expect(400);
-    // PATCH with a stale version, in the body or as If-Match.
-    s.patch(s.lab(), &path, json!({"data": {"Context_First_Name": "Stale"}, "version": 1})).await.expect(409);
-    send_with_headers(&s, Method::PATCH, &path, &[("if-match", "\"1\"")], &json!({"data": {"Context_First_Name": "Stale"}}))
+    send_with_headers(&s, Method::PUT, &path, &[("if-match", "\"1\"")], &body_ok)
         .await
         .expect(409);
+    // A malformed If-Match is a 400.
+    send_with_headers(
+        &s,
+        Method::PUT,
+        &path,
+        &[("if-match", "\"abc\"")],
+        &replacement,
+    )
+    .await
+    .expect(400);
+    // PATCH with a stale version, in the body or as If-Match.
+    s.patch(
+        s.lab(),
+        &path,
+        json!({"data": {"Context_First_Name": "Stale"}, "version": 1}),
+    )
+    .await
+    .expect(409);
+    send_with_headers(
+        &s,
+        Method::PATCH,
+        &path,
+        &[("if-match", "\"1\"")],
+        &json!({"data": {"Context_First_Name": "Stale"}}),
+    )
+    .await
+    .expect(409);
 
-    assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before, "no stale write went through");
+    assert_eq!(
+        snapshot(&s, s.lab(), "customers", &id).await,
+        before,
+        "no stale write went through"
+    );
 
     // The current version is accepted, as If-Match alone.
-    let r = send_with_headers(&s, Method::PUT, &path, &[("if-match", "\"2\"")], &replacement).await;
+    let r = send_with_headers(
+        &s,
+        Method::PUT,
+        &path,
+        &[("if-match", "\"2\"")],
+        &replacement,
+    )
+    .await;
     r.expect(200);
     assert_eq!(r.at("/version"), 3);
     assert_eq!(r.at("/data/Context_First_Name"), "Stale");
-    assert_eq!(r.at("/data/Context_Last_Name"), &Value::Null, "PUT replaces data");
+    assert_eq!(
+        r.at("/data/Context_Last_Name"),
+        &Value::Null,
+        "PUT replaces data"
+    );
 }
 
 #[tokio::test]
 async fn put_without_version_is_400() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     let r = s
-        .put(s.lab(), &format!("/v1/customers/{id}"), json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Bob"}}))
+        .put(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Bob"}}),
+        )
         .await;
     r.expect(400);
     assert_field_error(&r, "version");
@@ -425,25 +766,89 @@ async fn put_without_version_is_400() {
 #[tokio::test]
 async fn oversize_body_is_413() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     let big = "x".repeat(1024 * 1024 + 100);
-    let body = serde_json::to_vec(&json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_City": big}})).unwrap();
+    let body = serde_json::to_vec(
+        &json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_City": big}}),
+    )
+    .unwrap();
     assert!(body.len() > 1024 * 1024);
 
-    s.raw(Method::POST, "/v1/customers", s.lab(), "application/json", body.clone()).await.expect(413);
-    let patch = serde_json::to_vec(&json!({"data": {"Context_City": "x".repeat(1024 * 1024 + 100)}})).unwrap();
-    s.raw(Method::PATCH, &format!("/v1/customers/{id}"), s.lab(), "application/merge-patch+json", patch).await.expect(413);
-    s.raw(Method::POST, "/v1/customers/search", s.lab(), "application/json", body).await.expect(413);
+    s.raw(
+        Method::POST,
+        "/v1/customers",
+        s.lab(),
+        "application/json",
+        body.clone(),
+    )
+    .await
+    .expect(413);
+    let put = serde_json::to_vec(&json!({"fieldsets": ["cisco.base.customer"], "version": 1, "data": {"Context_City": "x".repeat(1024 * 1024 + 100)}})).unwrap();
+    s.raw(
+        Method::PUT,
+        &format!("/v1/customers/{id}"),
+        s.lab(),
+        "application/json",
+        put,
+    )
+    .await
+    .expect(413);
+    s.raw(
+        Method::POST,
+        "/v1/customers/search",
+        s.lab(),
+        "application/json",
+        body.clone(),
+    )
+    .await
+    .expect(413);
+    s.raw(
+        Method::POST,
+        "/v1/fields",
+        s.lab(),
+        "application/json",
+        body,
+    )
+    .await
+    .expect(413);
 
     assert_eq!(count(&s, s.lab(), "customers").await, 1);
     assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
 }
 
 #[tokio::test]
+async fn oversize_patch_body_is_413() {
+    let s = TestServer::start().await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
+    let before = snapshot(&s, s.lab(), "customers", &id).await;
+    let patch =
+        serde_json::to_vec(&json!({"data": {"Context_City": "x".repeat(1024 * 1024 + 100)}}))
+            .unwrap();
+    for ct in ["application/merge-patch+json", "application/json"] {
+        s.raw(
+            Method::PATCH,
+            &format!("/v1/customers/{id}"),
+            s.lab(),
+            ct,
+            patch.clone(),
+        )
+        .await
+        .expect(413);
+    }
+    assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
+}
+
+#[tokio::test]
 async fn object_over_256_kb_under_body_limit_is_413() {
     let s = TestServer::start().await;
-    let id = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let before = snapshot(&s, s.lab(), "customers", &id).await;
     let big = "y".repeat(300 * 1024);
     let body = json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_City": big}});
@@ -452,11 +857,28 @@ async fn object_over_256_kb_under_body_limit_is_413() {
     s.post(s.lab(), "/v1/customers", body).await.expect(413);
     // Many values that are each small but add up.
     let mut data = serde_json::Map::new();
-    for f in ["Context_City", "Context_State", "Context_Country", "Context_Street_Address_1"] {
+    for f in [
+        "Context_City",
+        "Context_State",
+        "Context_Country",
+        "Context_Street_Address_1",
+    ] {
         data.insert(f.to_owned(), json!("z".repeat(70 * 1024)));
     }
-    s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["cisco.base.customer"], "data": data})).await.expect(413);
-    s.patch(s.lab(), &format!("/v1/customers/{id}"), json!({"data": {"Context_City": "y".repeat(300 * 1024)}})).await.expect(413);
+    s.post(
+        s.lab(),
+        "/v1/customers",
+        json!({"fieldsets": ["cisco.base.customer"], "data": data}),
+    )
+    .await
+    .expect(413);
+    s.patch(
+        s.lab(),
+        &format!("/v1/customers/{id}"),
+        json!({"data": {"Context_City": "y".repeat(300 * 1024)}}),
+    )
+    .await
+    .expect(413);
     s.put(s.lab(), &format!("/v1/customers/{id}"), json!({"fieldsets": ["cisco.base.customer"], "version": 1, "data": {"Context_City": "y".repeat(300 * 1024)}}))
         .await
         .expect(413);
@@ -475,15 +897,35 @@ async fn object_over_256_kb_under_body_limit_is_413() {
 #[tokio::test]
 async fn activity_under_closed_request_is_409() {
     let s = TestServer::start().await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let req = create_request(&s, s.lab(), &c).await;
-    let r = s.patch(s.lab(), &format!("/v1/requests/{req}"), json!({"state": "closed"})).await;
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/requests/{req}"),
+            json!({"state": "closed"}),
+        )
+        .await;
     r.expect(200);
     assert_eq!(r.at("/state"), "closed");
 
-    let r = s.post(s.lab(), "/v1/activities", json!({"parentId": req, "mediaType": "voice"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"parentId": req, "mediaType": "voice"}),
+        )
+        .await;
     r.expect(409);
-    let r = s.post(s.lab(), "/v1/activities", json!({"parentId": req, "customerId": c, "mediaType": "chat"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"parentId": req, "customerId": c, "mediaType": "chat"}),
+        )
+        .await;
     r.expect(409);
     let r = s
         .post(s.lab(), "/v1/details", json!({"parentId": req, "detailType": "comment", "fieldsets": ["cisco.base.comment"], "data": {"Context_Comment": "hi"}}))
@@ -493,27 +935,60 @@ async fn activity_under_closed_request_is_409() {
     assert_eq!(count(&s, s.lab(), "details").await, 0);
 
     // Moving an existing activity under the closed request is refused too.
-    let r = s.post(s.lab(), "/v1/activities", json!({"customerId": c, "mediaType": "sms"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"customerId": c, "mediaType": "sms"}),
+        )
+        .await;
     r.expect(201);
     let act = r.str("/id");
     let before = snapshot(&s, s.lab(), "activities", &act).await;
-    s.patch(s.lab(), &format!("/v1/activities/{act}"), json!({"parentId": req})).await.expect(409);
+    s.patch(
+        s.lab(),
+        &format!("/v1/activities/{act}"),
+        json!({"parentId": req}),
+    )
+    .await
+    .expect(409);
     assert_eq!(snapshot(&s, s.lab(), "activities", &act).await, before);
-    assert_eq!(total(&s, s.lab(), "activities", json!({"terms": {"parentId": [req]}})).await, 0);
+    assert_eq!(
+        total(
+            &s,
+            s.lab(),
+            "activities",
+            json!({"terms": {"parentId": [req]}})
+        )
+        .await,
+        0
+    );
 }
 
 #[tokio::test]
 async fn update_of_closed_request_is_409() {
     let s = TestServer::start().await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let req = create_request(&s, s.lab(), &c).await;
     let path = format!("/v1/requests/{req}");
-    s.patch(s.lab(), &path, json!({"state": "closed"})).await.expect(200);
+    s.patch(s.lab(), &path, json!({"state": "closed"}))
+        .await
+        .expect(200);
     let before = snapshot(&s, s.lab(), "requests", &req).await;
     assert_eq!(before["version"], 2);
 
-    s.patch(s.lab(), &path, json!({"data": {"Context_Title": "changed"}})).await.expect(409);
-    s.patch(s.lab(), &path, json!({"tags": ["late"]})).await.expect(409);
+    s.patch(
+        s.lab(),
+        &path,
+        json!({"data": {"Context_Title": "changed"}}),
+    )
+    .await
+    .expect(409);
+    s.patch(s.lab(), &path, json!({"tags": ["late"]}))
+        .await
+        .expect(409);
     s.put(
         s.lab(),
         &path,
@@ -528,7 +1003,9 @@ async fn update_of_closed_request_is_409() {
 #[tokio::test]
 async fn details_are_immutable() {
     let s = TestServer::start().await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let req = create_request(&s, s.lab(), &c).await;
     let r = s
         .post(
@@ -543,8 +1020,16 @@ async fn details_are_immutable() {
     let path = format!("/v1/details/{id}");
     let before = snapshot(&s, s.lab(), "details", &id).await;
 
-    s.patch(s.lab(), &path, json!({"data": {"Context_Comment": "edited"}})).await.expect(409);
-    s.patch(s.lab(), &path, json!({"tags": ["x"]})).await.expect(409);
+    s.patch(
+        s.lab(),
+        &path,
+        json!({"data": {"Context_Comment": "edited"}}),
+    )
+    .await
+    .expect(409);
+    s.patch(s.lab(), &path, json!({"tags": ["x"]}))
+        .await
+        .expect(409);
     s.put(
         s.lab(),
         &path,
@@ -560,24 +1045,46 @@ async fn details_are_immutable() {
 #[tokio::test]
 async fn delete_and_flush_in_production_are_403() {
     let s = TestServer::start().await;
-    let id = s.customer(s.prod(), json!({"Context_First_Name": "Ann"})).await;
-    let r = s.post(s.prod(), "/v1/activities", json!({"customerId": id, "mediaType": "voice"})).await;
+    let id = s
+        .customer(s.prod(), json!({"Context_First_Name": "Ann"}))
+        .await;
+    let r = s
+        .post(
+            s.prod(),
+            "/v1/activities",
+            json!({"customerId": id, "mediaType": "voice"}),
+        )
+        .await;
     r.expect(201);
     let act = r.str("/id");
 
-    s.delete(s.prod(), &format!("/v1/customers/{id}")).await.expect(403);
-    s.delete(s.prod(), &format!("/v1/activities/{act}")).await.expect(403);
+    s.delete(s.prod(), &format!("/v1/customers/{id}"))
+        .await
+        .expect(403);
+    s.delete(s.prod(), &format!("/v1/activities/{act}"))
+        .await
+        .expect(403);
     for kind in ["customers", "requests", "activities", "details"] {
-        s.post(s.prod(), &format!("/v1/{kind}/flush"), json!({})).await.expect(403);
+        s.post(s.prod(), &format!("/v1/{kind}/flush"), json!({}))
+            .await
+            .expect(403);
     }
-    s.get(s.prod(), &format!("/v1/customers/{id}")).await.expect(200);
-    s.get(s.prod(), &format!("/v1/activities/{act}")).await.expect(200);
+    s.get(s.prod(), &format!("/v1/customers/{id}"))
+        .await
+        .expect(200);
+    s.get(s.prod(), &format!("/v1/activities/{act}"))
+        .await
+        .expect(200);
     assert_eq!(count(&s, s.prod(), "customers").await, 1);
     assert_eq!(count(&s, s.prod(), "activities").await, 1);
 
     // The production object is not reachable from lab, so a lab token can't delete it either.
-    s.delete(s.lab(), &format!("/v1/customers/{id}")).await.expect(404);
-    s.get(s.prod(), &format!("/v1/customers/{id}")).await.expect(200);
+    s.delete(s.lab(), &format!("/v1/customers/{id}"))
+        .await
+        .expect(404);
+    s.get(s.prod(), &format!("/v1/customers/{id}"))
+        .await
+        .expect(200);
 }
 
 // ----- links -----
@@ -585,10 +1092,18 @@ async fn delete_and_flush_in_production_are_403() {
 #[tokio::test]
 async fn request_without_customer_id_is_400() {
     let s = TestServer::start().await;
-    let r = s.post(s.lab(), "/v1/requests", json!({"fieldsets": ["cisco.base.request"], "data": {"Context_Title": "x"}})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/requests",
+            json!({"fieldsets": ["cisco.base.request"], "data": {"Context_Title": "x"}}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": null})).await;
+    let r = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": null}))
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
     assert_eq!(count(&s, s.lab(), "requests").await, 0);
@@ -597,15 +1112,29 @@ async fn request_without_customer_id_is_400() {
 #[tokio::test]
 async fn activity_without_media_type_is_400() {
     let s = TestServer::start().await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let r = s.post(s.lab(), "/v1/activities", json!({"customerId": c, "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "n"}})).await;
     r.expect(400);
     assert_field_error(&r, "mediaType");
-    let r = s.post(s.lab(), "/v1/activities", json!({"customerId": c, "mediaType": "fax"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"customerId": c, "mediaType": "fax"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "mediaType");
     // A mediaType on something that is not an activity.
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": c, "mediaType": "voice"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/requests",
+            json!({"customerId": c, "mediaType": "voice"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "mediaType");
     assert_eq!(count(&s, s.lab(), "activities").await, 0);
@@ -615,29 +1144,61 @@ async fn activity_without_media_type_is_400() {
 #[tokio::test]
 async fn links_to_missing_objects_are_400() {
     let s = TestServer::start().await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let missing = uuid::Uuid::now_v7().to_string();
 
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": missing})).await;
+    let r = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": missing}))
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
     // A customer of the other partition doesn't exist here.
-    let prod_customer = s.customer(s.prod(), json!({"Context_First_Name": "Pat"})).await;
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": prod_customer})).await;
+    let prod_customer = s
+        .customer(s.prod(), json!({"Context_First_Name": "Pat"}))
+        .await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/requests",
+            json!({"customerId": prod_customer}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
     // An id of an object that is not a customer.
     let req = create_request(&s, s.lab(), &c).await;
-    let r = s.post(s.lab(), "/v1/requests", json!({"customerId": req})).await;
+    let r = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": req}))
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
-    let r = s.post(s.lab(), "/v1/activities", json!({"customerId": missing, "mediaType": "voice"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"customerId": missing, "mediaType": "voice"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "customerId");
-    let r = s.post(s.lab(), "/v1/activities", json!({"parentId": missing, "mediaType": "voice"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"parentId": missing, "mediaType": "voice"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "parentId");
-    let r = s.post(s.lab(), "/v1/details", json!({"parentId": missing, "detailType": "comment"})).await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/details",
+            json!({"parentId": missing, "detailType": "comment"}),
+        )
+        .await;
     r.expect(400);
     assert_field_error(&r, "parentId");
 
@@ -648,14 +1209,23 @@ async fn links_to_missing_objects_are_400() {
 
 // ----- injection -----
 
-const NASTY: [&str; 6] = ["' OR 1=1 --", "%", "_", "a\u{0}b", "\u{0}", "Robert'); DROP TABLE objects;--"];
+const NASTY: [&str; 6] = [
+    "' OR 1=1 --",
+    "%",
+    "_",
+    "a\u{0}b",
+    "\u{0}",
+    "Robert'); DROP TABLE objects;--",
+];
 
 #[tokio::test]
 async fn injection_strings_are_stored_and_searched_literally() {
     let s = TestServer::start().await;
     create_field(&s, json!({"id": "Free_Text", "dataType": "string", "classification": "UNENCRYPTED", "searchable": true})).await;
     create_fieldset(&s, "custom.free", &["Free_Text"]).await;
-    let plain = s.customer(s.lab(), json!({"Context_First_Name": "Plain"})).await;
+    let plain = s
+        .customer(s.lab(), json!({"Context_First_Name": "Plain"}))
+        .await;
 
     let mut ids = Vec::new();
     for v in NASTY {
@@ -672,61 +1242,174 @@ async fn injection_strings_are_stored_and_searched_literally() {
     }
     for (v, id) in NASTY.iter().zip(&ids) {
         let o = snapshot(&s, s.lab(), "customers", id).await;
-        assert_eq!(o["data"]["Context_First_Name"], *v, "sealed value round-trips byte for byte");
-        assert_eq!(o["data"]["Free_Text"], *v, "clear value round-trips byte for byte");
+        assert_eq!(
+            o["data"]["Context_First_Name"], *v,
+            "sealed value round-trips byte for byte"
+        );
+        assert_eq!(
+            o["data"]["Free_Text"], *v,
+            "clear value round-trips byte for byte"
+        );
         assert_eq!(o["tags"], json!([format!("t{v}")]));
         for term in ["Context_First_Name", "Free_Text"] {
-            let r = s.post(s.lab(), "/v1/customers/search", json!({"terms": {term: [v]}})).await;
+            let r = s
+                .post(
+                    s.lab(),
+                    "/v1/customers/search",
+                    json!({"terms": {term: [v]}}),
+                )
+                .await;
             r.expect(200);
-            let found: Vec<&str> = r.at("/items").as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
-            assert_eq!(found, vec![id.as_str()], "searching {term} for {v:?} finds exactly that customer");
+            let found: Vec<&str> = r
+                .at("/items")
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                found,
+                vec![id.as_str()],
+                "searching {term} for {v:?} finds exactly that customer"
+            );
             assert_eq!(r.at("/total"), 1);
         }
-        let r = s.post(s.lab(), "/v1/customers/search", json!({"terms": {"tags": [format!("t{v}")]}})).await;
+        let r = s
+            .post(
+                s.lab(),
+                "/v1/customers/search",
+                json!({"terms": {"tags": [format!("t{v}")]}}),
+            )
+            .await;
         r.expect(200);
         assert_eq!(r.at("/total"), 1, "tag {v:?}");
     }
     // Wildcards and always-true fragments match nothing they don't equal.
-    for v in ["%%", "%a%", "__", "' OR '1'='1", "1=1", "*", "Pla%", "P_ain"] {
+    for v in [
+        "%%",
+        "%a%",
+        "__",
+        "' OR '1'='1",
+        "1=1",
+        "*",
+        "Pla%",
+        "P_ain",
+    ] {
         for term in ["Context_First_Name", "Free_Text", "tags"] {
-            let r = s.post(s.lab(), "/v1/customers/search", json!({"terms": {term: [v]}})).await;
+            let r = s
+                .post(
+                    s.lab(),
+                    "/v1/customers/search",
+                    json!({"terms": {term: [v]}}),
+                )
+                .await;
             r.expect(200);
             assert_eq!(r.at("/total"), 0, "{term} = {v:?} matches nothing");
         }
     }
     // Injection in keys, cursors, ids and dates is a 400, never a 5xx.
-    s.post(s.lab(), "/v1/customers/search", json!({"terms": {"x' OR 1=1 --": ["a"]}})).await.expect(400);
-    s.post(s.lab(), "/v1/customers/search", json!({"terms": {"id": ["' OR 1=1 --"]}})).await.expect(400);
-    s.post(s.lab(), "/v1/customers/search", json!({"terms": {"state": ["active' OR 1=1 --"]}})).await.expect(400);
-    s.post(s.lab(), "/v1/customers/search", json!({"cursor": "' OR 1=1 --"})).await.expect(400);
-    s.post(s.lab(), "/v1/customers/search", json!({"createdFrom": "2020' OR 1=1 --"})).await.expect(400);
-    s.post(s.lab(), "/v1/customers/search", json!({"notExists": ["x' OR 1=1 --"]})).await.expect(400);
-    s.get(s.lab(), "/v1/customers/'%20OR%201=1%20--").await.expect(400);
-    s.post(s.lab(), "/v1/fields", json!({"id": "x' OR 1=1 --", "dataType": "string", "classification": "UNENCRYPTED"}))
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"terms": {"x' OR 1=1 --": ["a"]}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"terms": {"id": ["' OR 1=1 --"]}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"terms": {"state": ["active' OR 1=1 --"]}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"cursor": "' OR 1=1 --"}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"createdFrom": "2020' OR 1=1 --"}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/customers/search",
+        json!({"notExists": ["x' OR 1=1 --"]}),
+    )
+    .await
+    .expect(400);
+    s.get(s.lab(), "/v1/customers/'%20OR%201=1%20--")
         .await
         .expect(400);
+    s.post(
+        s.lab(),
+        "/v1/fields",
+        json!({"id": "x' OR 1=1 --", "dataType": "string", "classification": "UNENCRYPTED"}),
+    )
+    .await
+    .expect(400);
 
     // Everything is still there.
-    assert_eq!(count(&s, s.lab(), "customers").await, NASTY.len() as u64 + 1);
-    s.get(s.lab(), &format!("/v1/customers/{plain}")).await.expect(200);
+    assert_eq!(
+        count(&s, s.lab(), "customers").await,
+        NASTY.len() as u64 + 1
+    );
+    s.get(s.lab(), &format!("/v1/customers/{plain}"))
+        .await
+        .expect(200);
 }
 
 // ----- auto-close -----
 
 #[tokio::test]
 async fn request_autocloses_and_then_refuses_children() {
-    let config = ContextConfig { request_autoclose: chrono::Duration::seconds(1), ..Default::default() };
+    let config = ContextConfig {
+        request_autoclose: chrono::Duration::seconds(1),
+        ..Default::default()
+    };
     let s = TestServer::start_with(config, ServerConfig::default()).await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let req = create_request(&s, s.lab(), &c).await;
-    assert_eq!(snapshot(&s, s.lab(), "requests", &req).await["state"], "active");
+    assert_eq!(
+        snapshot(&s, s.lab(), "requests", &req).await["state"],
+        "active"
+    );
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = snapshot(&s, s.lab(), "requests", &req).await;
-    assert_eq!(before["state"], "closed", "an untouched request closes after the auto-close period");
+    assert_eq!(
+        before["state"], "closed",
+        "an untouched request closes after the auto-close period"
+    );
 
-    s.post(s.lab(), "/v1/activities", json!({"parentId": req, "mediaType": "voice"})).await.expect(409);
-    s.patch(s.lab(), &format!("/v1/requests/{req}"), json!({"data": {"Context_Title": "late"}})).await.expect(409);
+    s.post(
+        s.lab(),
+        "/v1/activities",
+        json!({"parentId": req, "mediaType": "voice"}),
+    )
+    .await
+    .expect(409);
+    s.patch(
+        s.lab(),
+        &format!("/v1/requests/{req}"),
+        json!({"data": {"Context_Title": "late"}}),
+    )
+    .await
+    .expect(409);
     assert_eq!(count(&s, s.lab(), "activities").await, 0);
     let after = snapshot(&s, s.lab(), "requests", &req).await;
     assert_eq!(after["version"], before["version"]);
@@ -735,18 +1418,50 @@ async fn request_autocloses_and_then_refuses_children() {
 
 #[tokio::test]
 async fn autoclose_counts_writes_to_activities() {
-    let config = ContextConfig { request_autoclose: chrono::Duration::seconds(2), ..Default::default() };
+    let config = ContextConfig {
+        request_autoclose: chrono::Duration::seconds(2),
+        ..Default::default()
+    };
     let s = TestServer::start_with(config, ServerConfig::default()).await;
-    let c = s.customer(s.lab(), json!({"Context_First_Name": "Ann"})).await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
     let req = create_request(&s, s.lab(), &c).await;
 
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    s.post(s.lab(), "/v1/activities", json!({"parentId": req, "mediaType": "chat"})).await.expect(201);
+    s.post(
+        s.lab(),
+        "/v1/activities",
+        json!({"parentId": req, "mediaType": "chat"}),
+    )
+    .await
+    .expect(201);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     // 2.4 s after its creation, but 1.2 s after its activity: still open.
-    assert_eq!(snapshot(&s, s.lab(), "requests", &req).await["state"], "active");
+    assert_eq!(
+        snapshot(&s, s.lab(), "requests", &req).await["state"],
+        "active"
+    );
     tokio::time::sleep(Duration::from_millis(1900)).await;
-    assert_eq!(snapshot(&s, s.lab(), "requests", &req).await["state"], "closed");
-    s.post(s.lab(), "/v1/activities", json!({"parentId": req, "mediaType": "voice"})).await.expect(409);
-    assert_eq!(total(&s, s.lab(), "activities", json!({"terms": {"parentId": [req]}})).await, 1);
+    assert_eq!(
+        snapshot(&s, s.lab(), "requests", &req).await["state"],
+        "closed"
+    );
+    s.post(
+        s.lab(),
+        "/v1/activities",
+        json!({"parentId": req, "mediaType": "voice"}),
+    )
+    .await
+    .expect(409);
+    assert_eq!(
+        total(
+            &s,
+            s.lab(),
+            "activities",
+            json!({"terms": {"parentId": [req]}})
+        )
+        .await,
+        1
+    );
 }

@@ -8,7 +8,7 @@ macro_rules! store_checks {
     ($($check:ident),+ $(,)?) => {$(
         #[tokio::test]
         async fn $check() {
-            let db = TestDb::new();
+            let db = TestDb::fresh();
             suite::$check(&db.store).await;
         }
     )+};
@@ -34,12 +34,12 @@ store_checks!(
 
 #[tokio::test]
 async fn check_key_store() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     suite::check_key_store(&db.keys).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_database() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     suite::run_all(&db.store, &db.keys).await;
 }

@@ -52,7 +52,7 @@ fn on_disk(path: &Path, needle: &[u8]) -> bool {
 
 #[tokio::test]
 async fn backend_is_sqlite_and_answers_ping() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     assert_eq!(db.store.backend(), "sqlite");
     assert_eq!(Store::backend(&db.store), "sqlite");
     assert_eq!(db.keys.backend(), "sqlite");
@@ -74,7 +74,7 @@ async fn open_creates_missing_parent_directories() {
 
 #[tokio::test]
 async fn migrations_apply_once_and_reopening_is_idempotent() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let (data, keys) = (
         db.dir.path().join("contextd.db"),
         db.dir.path().join("keys.db"),
@@ -113,7 +113,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
 
 #[tokio::test]
 async fn a_database_from_a_newer_contextd_is_refused() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let data = db.dir.path().join("contextd.db");
     let conn = Connection::open(&data).expect("open");
     conn.execute(
@@ -139,7 +139,7 @@ async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
 
 #[tokio::test]
 async fn data_is_in_wal_mode() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let conn = Connection::open(db.dir.path().join("contextd.db")).expect("open");
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -149,7 +149,7 @@ async fn data_is_in_wal_mode() {
 
 #[tokio::test]
 async fn data_survives_reopening() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let data = db.dir.path().join("contextd.db");
     let s = lab();
     let o = rich_object(s, Kind::Customer, now());
@@ -193,7 +193,7 @@ async fn data_survives_reopening() {
 
 #[tokio::test]
 async fn keys_live_in_their_own_file() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let (data, keys_path) = (
         db.dir.path().join("contextd.db"),
         db.dir.path().join("keys.db"),
@@ -232,7 +232,7 @@ async fn keys_live_in_their_own_file() {
 
 #[tokio::test]
 async fn a_shredded_customer_key_is_gone_from_disk() {
-    let db = TestDb::new();
+    let db = TestDb::fresh();
     let keys_path = db.dir.path().join("keys.db");
     let s = lab();
     let customer = ObjectId::new();

@@ -15,7 +15,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    pub fn new() -> Self {
+    pub fn fresh() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("contextd.db")).expect("open data store");
         let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("open key store");

@@ -1,0 +1,464 @@
+//! HTTP behaviour of DESIGN §3: request ids, authentication, problem JSON for unknown routes
+//! and methods, the OpenAPI document, status, lab flush, ETag and Location.
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{Resp, TestServer};
+
+fn header<'a>(r: &'a Resp, name: &str) -> Option<&'a str> {
+    r.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[track_caller]
+fn assert_request_id(r: &Resp) {
+    let id = header(r, "x-request-id")
+        .unwrap_or_else(|| panic!("x-request-id on a {} response", r.status));
+    assert!(!id.trim().is_empty());
+}
+
+#[tokio::test]
+async fn request_id_is_generated_and_echoed() {
+    let s = TestServer::start().await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
+
+    // Generated on every response: success, client errors, unauthenticated, unknown routes.
+    let responses = vec![
+        s.call(Method::GET, "/v1/ping", None, None).await,
+        s.call(Method::GET, "/healthz", None, None).await,
+        s.get(s.lab(), &format!("/v1/customers/{id}")).await,
+        s.post(s.lab(), "/v1/customers", json!({"bogus": 1})).await,
+        s.call(Method::GET, &format!("/v1/customers/{id}"), None, None)
+            .await,
+        s.call(Method::GET, "/no/such/route", None, None).await,
+        s.call(Method::DELETE, "/v1/ping", None, None).await,
+        s.raw(
+            Method::POST,
+            "/v1/customers",
+            s.lab(),
+            "application/json",
+            b"{".to_vec(),
+        )
+        .await,
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &responses {
+        assert_request_id(r);
+        seen.insert(header(r, "x-request-id").unwrap().to_owned());
+    }
+    assert_eq!(seen.len(), responses.len(), "each response gets its own id");
+
+    // Echoed when the client sends one, on success and on error.
+    for (path, token) in [
+        ("/v1/ping", None),
+        (&*format!("/v1/customers/{id}"), Some(s.lab())),
+        ("/v1/customers/nope", Some(s.lab())),
+        ("/v1/status", None),
+    ] {
+        let mut req = s
+            .http
+            .get(format!("{}{}", s.url, path))
+            .header("x-request-id", "trace-abc-123");
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = TestServer::read(req.send().await.expect("sent")).await;
+        assert_eq!(
+            header(&r, "x-request-id"),
+            Some("trace-abc-123"),
+            "{path} echoes the request id ({})",
+            r.status
+        );
+    }
+}
+
+#[tokio::test]
+async fn liveness_needs_no_auth() {
+    let s = TestServer::start().await;
+    for path in ["/v1/ping", "/healthz"] {
+        let r = s.call(Method::GET, path, None, None).await;
+        r.expect(200);
+        assert_eq!(r.at("/status"), "ok");
+    }
+    // A bad token doesn't break them either.
+    s.call(Method::GET, "/v1/ping", Some("garbage"), None)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn missing_or_bad_token_is_401() {
+    let s = TestServer::start().await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
+    let before = s.get(s.lab(), &format!("/v1/customers/{id}")).await.body;
+    let object = format!("/v1/customers/{id}");
+    let calls: Vec<(Method, &str, Option<Value>)> = vec![
+        (Method::GET, &object, None),
+        (
+            Method::PATCH,
+            &object,
+            Some(json!({"data": {"Context_First_Name": "Mallory"}})),
+        ),
+        (
+            Method::PUT,
+            &object,
+            Some(json!({"fieldsets": ["cisco.base.customer"], "version": 1})),
+        ),
+        (Method::DELETE, &object, None),
+        (
+            Method::POST,
+            "/v1/customers",
+            Some(json!({"fieldsets": ["cisco.base.customer"]})),
+        ),
+        (Method::POST, "/v1/customers/search", Some(json!({}))),
+        (Method::POST, "/v1/activities/flush", None),
+        (Method::GET, "/v1/fields", None),
+        (Method::GET, "/v1/status", None),
+    ];
+
+    let real = s.lab().to_owned();
+    let mut wrong_secret = real.clone();
+    let last = wrong_secret.pop().unwrap();
+    wrong_secret.push(if last == 'A' { 'B' } else { 'A' });
+    let bad_tokens: Vec<Option<&str>> = vec![
+        None,
+        Some("garbage"),
+        Some(""),
+        Some(&wrong_secret),
+        Some("ctx_0_0"),
+    ];
+
+    for (method, path, body) in &calls {
+        for token in &bad_tokens {
+            let r = s.call(method.clone(), path, *token, body.as_ref()).await;
+            r.expect(401);
+            assert_eq!(
+                header(&r, "www-authenticate").map(|v| v.split(' ').next().unwrap_or("")),
+                Some("Bearer"),
+                "{method} {path}"
+            );
+        }
+    }
+    // The wrong scheme is no bearer token.
+    let r = TestServer::read(
+        s.http
+            .get(format!("{}{object}", s.url))
+            .header("authorization", format!("Basic {real}"))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    r.expect(401);
+    assert!(header(&r, "www-authenticate").is_some());
+
+    // Nothing changed.
+    assert_eq!(s.get(s.lab(), &object).await.body, before);
+    assert_eq!(
+        s.post(s.lab(), "/v1/customers/search", json!({}))
+            .await
+            .at("/total"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn unknown_route_is_404_and_wrong_method_is_405() {
+    let s = TestServer::start().await;
+    for path in [
+        "/nothing/here",
+        "/v1/customers/a/b/c",
+        "/v2/customers",
+        "/v1/fields/a/b",
+    ] {
+        s.call(Method::GET, path, Some(s.lab()), None)
+            .await
+            .expect(404);
+    }
+    // An unknown kind is no resource either.
+    let some_id = uuid::Uuid::now_v7();
+    s.get(s.lab(), &format!("/v1/widgets/{some_id}"))
+        .await
+        .expect(404);
+    s.post(s.lab(), "/v1/widgets", json!({})).await.expect(404);
+
+    for (method, path) in [
+        (Method::DELETE, "/v1/ping"),
+        (Method::POST, "/healthz"),
+        (Method::PUT, "/v1/fields"),
+        (Method::DELETE, "/v1/fieldsets"),
+        (Method::POST, "/v1/openapi.json"),
+        (Method::PATCH, "/v1/status"),
+    ] {
+        let r = s.call(method.clone(), path, Some(s.lab()), None).await;
+        r.expect(405);
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+        let allow =
+            header(&r, "allow").unwrap_or_else(|| panic!("{method} {path}: a 405 carries Allow"));
+        assert!(
+            allow.contains("GET") || allow.contains("POST"),
+            "{method} {path}: Allow: {allow}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn openapi_document() {
+    let s = TestServer::start().await;
+    let r = s.get(s.lab(), "/v1/openapi.json").await;
+    r.expect(200);
+    assert!(header(&r, "content-type").is_some_and(|c| c.starts_with("application/json")));
+    assert!(
+        r.at("/openapi")
+            .as_str()
+            .is_some_and(|v| v.starts_with('3')),
+        "openapi version: {}",
+        r.at("/openapi")
+    );
+    let paths = r.at("/paths").as_object().expect("paths object");
+    for p in [
+        "/v1/{kind}",
+        "/v1/{kind}/{id}",
+        "/v1/{kind}/search",
+        "/v1/customers/{id}/timeline",
+        "/v1/fields",
+        "/v1/fieldsets",
+        "/v1/status",
+    ] {
+        assert!(
+            paths.contains_key(p),
+            "{p} documented; paths: {:?}",
+            paths.keys().collect::<Vec<_>>()
+        );
+    }
+    assert!(r.at("/paths/~1v1~1{kind}/post").is_object());
+    assert!(r
+        .at("/paths/~1v1~1customers~1{id}~1timeline/get")
+        .is_object());
+    assert!(r.at("/components/securitySchemes/bearer").is_object());
+}
+
+#[tokio::test]
+async fn status_reports_dependencies() {
+    let s = TestServer::start().await;
+    let r = s.get(s.lab(), "/v1/status").await;
+    r.expect(200);
+    assert_eq!(r.at("/status"), "ok");
+    assert_eq!(r.at("/partition"), "lab");
+    assert!(r.at("/version").as_str().is_some_and(|v| !v.is_empty()));
+    assert!(r.at("/uptimeSeconds").is_u64());
+    let deps = r.at("/dependencies").as_array().expect("dependencies");
+    assert_eq!(deps.len(), 2);
+    let names: Vec<&str> = deps.iter().map(|d| d["name"].as_str().unwrap()).collect();
+    assert!(
+        names.contains(&"storage") && names.contains(&"keyStore"),
+        "{names:?}"
+    );
+    for d in deps {
+        assert_eq!(d["reachable"], true, "{d}");
+        assert!(d["latencyMs"].as_f64().is_some_and(|ms| ms >= 0.0), "{d}");
+        assert_eq!(d["backend"], "sqlite", "{d}");
+    }
+    assert_eq!(
+        s.get(s.prod(), "/v1/status").await.at("/partition"),
+        "production"
+    );
+}
+
+#[tokio::test]
+async fn lab_flush_deletes_one_kind() {
+    let s = TestServer::start().await;
+    let c = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
+    let req = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": c}))
+        .await;
+    req.expect(201);
+    let req = req.str("/id");
+    let mut acts = Vec::new();
+    for media in ["voice", "chat", "sms"] {
+        let r = s
+            .post(
+                s.lab(),
+                "/v1/activities",
+                json!({"customerId": c, "parentId": req, "mediaType": media}),
+            )
+            .await;
+        r.expect(201);
+        acts.push(r.str("/id"));
+    }
+    // The production partition's activities are not the lab's to flush.
+    let pc = s
+        .customer(s.prod(), json!({"Context_First_Name": "Pat"}))
+        .await;
+    let r = s
+        .post(
+            s.prod(),
+            "/v1/activities",
+            json!({"customerId": pc, "mediaType": "voice"}),
+        )
+        .await;
+    r.expect(201);
+    let prod_act = r.str("/id");
+
+    let r = s
+        .call(Method::POST, "/v1/activities/flush", Some(s.lab()), None)
+        .await;
+    r.expect(202);
+    let job = r.str("/id");
+    assert!(
+        uuid::Uuid::try_parse(&job).is_ok(),
+        "a flush id: {}",
+        r.body
+    );
+
+    let r = s.get(s.lab(), &format!("/v1/flush/{job}")).await;
+    r.expect(200);
+    assert_eq!(r.at("/completed"), true);
+    assert_eq!(r.at("/flushed"), 3);
+    assert!(r.at("/message").is_string());
+
+    for a in &acts {
+        s.get(s.lab(), &format!("/v1/activities/{a}"))
+            .await
+            .expect(404);
+    }
+    assert_eq!(
+        s.post(s.lab(), "/v1/activities/search", json!({}))
+            .await
+            .at("/total"),
+        0
+    );
+    s.get(s.lab(), &format!("/v1/customers/{c}"))
+        .await
+        .expect(200);
+    s.get(s.lab(), &format!("/v1/requests/{req}"))
+        .await
+        .expect(200);
+    assert_eq!(
+        s.post(s.lab(), "/v1/customers/search", json!({}))
+            .await
+            .at("/total"),
+        1
+    );
+    s.get(s.prod(), &format!("/v1/activities/{prod_act}"))
+        .await
+        .expect(200);
+
+    // Another partition can't read the job; an unknown job is 404.
+    s.get(s.prod(), &format!("/v1/flush/{job}"))
+        .await
+        .expect(404);
+    s.get(s.lab(), &format!("/v1/flush/{}", uuid::Uuid::now_v7()))
+        .await
+        .expect(404);
+}
+
+#[tokio::test]
+async fn etag_and_location() {
+    let s = TestServer::start().await;
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ann"}}),
+        )
+        .await;
+    r.expect(201);
+    let id = r.str("/id");
+    assert!(
+        uuid::Uuid::try_parse(&id).is_ok_and(|u| u.get_version_num() == 7),
+        "a UUIDv7 id: {id}"
+    );
+    assert_eq!(
+        header(&r, "location"),
+        Some(&*format!("/v1/customers/{id}"))
+    );
+    assert_eq!(r.at("/type"), "customer");
+    assert_eq!(r.at("/version"), 1);
+
+    let got = s.get(s.lab(), &format!("/v1/customers/{id}")).await;
+    got.expect(200);
+    assert_eq!(header(&got, "etag"), Some("\"1\""));
+    assert_eq!(got.at("/version"), 1);
+
+    let r = s
+        .patch(
+            s.lab(),
+            &format!("/v1/customers/{id}"),
+            json!({"tags": ["x"]}),
+        )
+        .await;
+    r.expect(200);
+    assert_eq!(r.at("/version"), 2);
+    let got = s.get(s.lab(), &format!("/v1/customers/{id}")).await;
+    assert_eq!(header(&got, "etag"), Some("\"2\""));
+    // The ETag works as If-Match.
+    let etag = header(&got, "etag").unwrap().to_owned();
+    let r = TestServer::read(
+        s.http
+            .put(format!("{}/v1/customers/{id}", s.url))
+            .bearer_auth(s.lab())
+            .header("if-match", &etag)
+            .json(&json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Anne"}}))
+            .send()
+            .await
+            .expect("sent"),
+    )
+    .await;
+    r.expect(200);
+    assert_eq!(header(&r, "etag"), Some("\"3\""));
+
+    // Location for the other kinds, and it resolves.
+    let r = s
+        .post(s.lab(), "/v1/requests", json!({"customerId": id}))
+        .await;
+    r.expect(201);
+    let req = r.str("/id");
+    assert_eq!(
+        header(&r, "location"),
+        Some(&*format!("/v1/requests/{req}"))
+    );
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"parentId": req, "mediaType": "chat"}),
+        )
+        .await;
+    r.expect(201);
+    let act = r.str("/id");
+    assert_eq!(
+        header(&r, "location"),
+        Some(&*format!("/v1/activities/{act}"))
+    );
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/details",
+            json!({"parentId": act, "detailType": "comment"}),
+        )
+        .await;
+    r.expect(201);
+    let det = r.str("/id");
+    let location = header(&r, "location").unwrap().to_owned();
+    assert_eq!(location, format!("/v1/details/{det}"));
+    let got = s.get(s.lab(), &location).await;
+    got.expect(200);
+    assert_eq!(header(&got, "etag"), Some("\"1\""));
+    // The pod alias creates activities.
+    let r = s
+        .post(s.lab(), "/v1/pods", json!({"mediaType": "web"}))
+        .await;
+    r.expect(201);
+    assert_eq!(r.at("/type"), "activity");
+    assert_eq!(
+        header(&r, "location"),
+        Some(&*format!("/v1/activities/{}", r.str("/id")))
+    );
+}
