@@ -437,4 +437,41 @@ mod tests {
             "the auto-close sweep reads only active requests:\n{plan}"
         );
     }
+
+    /// A cached statement must run as compiled, whatever its values: recompiling it per call
+    /// (SQLite's default with STAT4) costs more than the lookup itself.
+    #[test]
+    fn cached_statements_are_not_recompiled_for_new_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("p.db");
+        drop(crate::SqliteStore::open(&path).expect("open"));
+        let conn = Connection::open(&path).expect("open");
+        crate::db::configure_reader(&conn).expect("configure");
+        let scope = Scope {
+            org: OrgId::new(),
+            partition: Partition::Lab,
+        };
+        for i in 0..5u8 {
+            let p = plan(
+                Kind::Customer,
+                true,
+                vec![Condition::Tokens(vec![Token([i; 16])])],
+            );
+            let st = Filter::search(scope, &p)
+                .expect("filter")
+                .expect("some")
+                .page(OBJECT_COLUMNS, None, 11);
+            let mut stmt = conn.prepare_cached(&st.sql).expect("prepare");
+            let mut rows = stmt
+                .query(params_from_iter(st.params.iter()))
+                .expect("query");
+            while rows.next().expect("step").is_some() {}
+            drop(rows);
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "run {i} recompiled the statement"
+            );
+        }
+    }
 }

@@ -263,17 +263,54 @@ fn replace_tokens(
     Ok(())
 }
 
+/// A read transaction over cached `BEGIN`/`COMMIT` statements (rusqlite's `Transaction`
+/// parses them on every call), ended on drop so that no connection goes back to the pool
+/// holding a snapshot.
+struct ReadTransaction<'c>(&'c Connection);
+
+impl<'c> ReadTransaction<'c> {
+    fn begin(conn: &'c Connection) -> Result<Self, StoreError> {
+        if !conn.is_autocommit() {
+            // Left open by a failed COMMIT on an earlier use of this pooled connection.
+            conn.prepare_cached("ROLLBACK").db()?.execute([]).db()?;
+        }
+        conn.prepare_cached("BEGIN").db()?.execute([]).db()?;
+        Ok(Self(conn))
+    }
+}
+
+impl std::ops::Deref for ReadTransaction<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.0
+    }
+}
+
+impl Drop for ReadTransaction<'_> {
+    fn drop(&mut self) {
+        if !self.0.is_autocommit() {
+            if let Err(e) = self
+                .0
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+            {
+                tracing::warn!(error = %e, "ending a SQLite read transaction failed");
+            }
+        }
+    }
+}
+
 /// Runs a page query and, only when the page does not tell it, the count query, in one read
 /// transaction so that both see the same snapshot.
 fn page<T>(
-    conn: &mut Connection,
+    conn: &Connection,
     filter: &Filter,
     columns: &str,
     after: Option<PagePosition>,
     limit: usize,
     map: impl Fn(&Row<'_>) -> Result<(T, PagePosition), StoreError>,
 ) -> Result<(Vec<T>, u64, Option<PagePosition>), StoreError> {
-    let tx = conn.transaction().db()?;
+    let tx = ReadTransaction::begin(conn)?;
     let statement = filter.page(columns, after, limit.saturating_add(1));
     let mut items = Vec::with_capacity(limit.min(256) + 1);
     {
@@ -301,7 +338,7 @@ fn page<T>(
     } else {
         None
     };
-    tx.commit().db()?;
+    drop(tx);
     Ok((items.into_iter().map(|(t, _)| t).collect(), total, next))
 }
 
