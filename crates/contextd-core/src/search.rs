@@ -181,6 +181,7 @@ pub fn plan(
     dictionary: &Dictionary,
     indexer: &Indexer,
     access: SealedAccess,
+    active_since: DateTime<Utc>,
 ) -> Result<SearchPlan, CoreError> {
     let mut errors = Vec::new();
     if request.terms.len() > MAX_TERMS {
@@ -221,8 +222,10 @@ pub fn plan(
                     .map(|v| indexer.contributor(&as_text(v)))
                     .collect(),
             ),
-            "state" => Condition::States(
-                vals.iter()
+            "state" => Condition::States {
+                active_since,
+                states: vals
+                    .iter()
                     .filter_map(|v| match as_text(v).to_lowercase().parse::<State>() {
                         Ok(s) => Some(s),
                         Err(e) => {
@@ -231,7 +234,7 @@ pub fn plan(
                         }
                     })
                     .collect(),
-            ),
+            },
             "mediaType" => Condition::MediaTypes(
                 vals.iter()
                     .filter_map(|v| match as_text(v).to_lowercase().parse::<MediaType>() {

@@ -1306,7 +1306,14 @@ impl Context {
         } else {
             SealedAccess::Allowed
         };
-        let plan = search::plan(kind, request, &dict, &indexer, access)?;
+        let plan = search::plan(
+            kind,
+            request,
+            &dict,
+            &indexer,
+            access,
+            self.autoclose_cutoff(),
+        )?;
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
             return Ok(SearchResult {

@@ -131,8 +131,14 @@ pub enum Condition {
     CustomerIds(Vec<ObjectId>),
     /// Its parent is one of these.
     ParentIds(Vec<ObjectId>),
-    /// Its stored state is one of these.
-    States(Vec<State>),
+    /// Its state is one of these, where an active request untouched since before
+    /// `active_since` (the auto-close cutoff) counts as closed.
+    States {
+        /// Wanted states.
+        states: Vec<State>,
+        /// The auto-close cutoff.
+        active_since: DateTime<Utc>,
+    },
     /// Its media type is one of these.
     MediaTypes(Vec<MediaType>),
 }

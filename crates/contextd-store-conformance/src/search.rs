@@ -75,7 +75,10 @@ pub async fn check_search_semantics(store: &dyn Store) {
             "match all",
             all(vec![
                 Condition::Tokens(vec![tb]),
-                Condition::States(vec![State::Closed]),
+                Condition::States {
+                    states: vec![State::Closed],
+                    active_since: contextd_core::time::from_millis(0),
+                },
             ]),
             ids(&[&a2]),
         ),
@@ -112,12 +115,18 @@ pub async fn check_search_semantics(store: &dyn Store) {
         ),
         (
             "states",
-            all(vec![Condition::States(vec![State::Active])]),
+            all(vec![Condition::States {
+                states: vec![State::Active],
+                active_since: contextd_core::time::from_millis(0),
+            }]),
             ids(&[&a4, &a1]),
         ),
         (
             "both states",
-            all(vec![Condition::States(vec![State::Active, State::Closed])]),
+            all(vec![Condition::States {
+                states: vec![State::Active, State::Closed],
+                active_since: contextd_core::time::from_millis(0),
+            }]),
             ids(&[&a2, &a4, &a3, &a1]),
         ),
         (
@@ -137,7 +146,10 @@ pub async fn check_search_semantics(store: &dyn Store) {
             "an empty condition matches nothing under match all",
             all(vec![
                 Condition::Tokens(vec![]),
-                Condition::States(vec![State::Active]),
+                Condition::States {
+                    states: vec![State::Active],
+                    active_since: contextd_core::time::from_millis(0),
+                },
             ]),
             vec![],
         ),
@@ -202,7 +214,10 @@ pub async fn check_search_semantics(store: &dyn Store) {
                 created_to: Some(at(t, 3)),
                 ..any(vec![
                     Condition::Tokens(vec![tc]),
-                    Condition::States(vec![State::Active]),
+                    Condition::States {
+                        states: vec![State::Active],
+                        active_since: contextd_core::time::from_millis(0),
+                    },
                 ])
             },
             ids(&[&a3, &a1]),

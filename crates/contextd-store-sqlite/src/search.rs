@@ -6,6 +6,7 @@
 //! statement cache keeps hitting.
 
 use contextd_core::ids::Scope;
+use contextd_core::object::State;
 use contextd_core::store::{Condition, PagePosition, SearchPlan, StoreError, TimelineQuery, Token};
 use rusqlite::types::Value;
 
@@ -119,13 +120,36 @@ impl Filter {
                 self.push("o.parent_id IN ");
                 self.bind_list(ids(v))
             }
-            Condition::States(v) => {
-                self.push("o.state IN ");
-                self.bind_list(
-                    v.iter()
-                        .map(|s| Value::Text(s.as_str().to_owned()))
-                        .collect(),
-                )
+            Condition::States {
+                states,
+                active_since,
+            } => {
+                let cutoff = Value::Integer(ms(active_since));
+                self.push("(");
+                let mut first = true;
+                for state in [State::Active, State::Closed] {
+                    if !states.contains(&state) {
+                        continue;
+                    }
+                    if !first {
+                        self.push(" OR ");
+                    }
+                    first = false;
+                    if state == State::Active {
+                        self.push("(o.state = 'active' AND (o.kind <> 'request' OR o.touched >= ");
+                        self.bind(cutoff.clone());
+                        self.push("))");
+                    } else {
+                        self.push("(o.state = 'closed' OR (o.kind = 'request' AND o.touched < ");
+                        self.bind(cutoff.clone());
+                        self.push("))");
+                    }
+                }
+                if first {
+                    self.push("0");
+                }
+                self.push(")");
+                Ok(())
             }
             Condition::MediaTypes(v) => {
                 self.push("o.media_type IN ");
@@ -257,7 +281,7 @@ fn is_empty(c: &Condition) -> bool {
     match c {
         Condition::Tokens(v) => v.is_empty(),
         Condition::Ids(v) | Condition::CustomerIds(v) | Condition::ParentIds(v) => v.is_empty(),
-        Condition::States(v) => v.is_empty(),
+        Condition::States { states, .. } => states.is_empty(),
         Condition::MediaTypes(v) => v.is_empty(),
     }
 }
@@ -265,7 +289,7 @@ fn is_empty(c: &Condition) -> bool {
 #[cfg(test)]
 mod tests {
     use contextd_core::ids::{ObjectId, OrgId, Partition};
-    use contextd_core::object::{Kind, MediaType, State};
+    use contextd_core::object::{Kind, MediaType};
     use rusqlite::{params_from_iter, Connection};
 
     use super::*;
@@ -331,7 +355,10 @@ mod tests {
                     Kind::Customer,
                     true,
                     vec![
-                        Condition::States(vec![State::Active]),
+                        Condition::States {
+                            states: vec![State::Active],
+                            active_since: contextd_core::time::now_ms(),
+                        },
                         Condition::Tokens(vec![t]),
                     ],
                 ),
