@@ -85,6 +85,8 @@ pub struct Principal {
     pub role: Role,
     /// Key or user.
     pub kind: PrincipalKind,
+    /// A partner holding an unexpired, unrevoked grant (resolved at authentication).
+    pub granted: bool,
 }
 
 impl Principal {
@@ -100,6 +102,11 @@ impl Principal {
             id: self.id.to_string(),
             kind,
         }
+    }
+
+    /// Whether ENCRYPTED and PII values are shown to (and searchable by) this principal.
+    pub fn sees_sealed(&self) -> bool {
+        self.role != Role::Partner || self.granted
     }
 
     /// Refuses unless the principal has one of `roles`.
@@ -148,6 +155,13 @@ pub fn mint_token() -> NewToken {
         id,
         secret_hash,
     }
+}
+
+/// 256 random bits, URL-safe base64 (session secrets, CSRF tokens).
+pub fn random_secret() -> String {
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    URL_SAFE_NO_PAD.encode(secret)
 }
 
 /// Splits a presented token into its key id and secret part, or refuses it.

@@ -7,6 +7,8 @@
 //! that all backends and all APIs share it. Plaintext of ENCRYPTED and PII values never
 //! leaves this crate towards a store.
 
+pub mod access;
+pub mod audit;
 pub mod auth;
 pub mod crypto;
 pub mod dictionary;

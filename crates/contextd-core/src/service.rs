@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::audit::AuditLog;
 use crate::auth::{self, Principal, PrincipalKind, Role};
 use crate::crypto::{normalize, Keyring, ObjectKeys};
 use crate::dictionary::{self, Dictionary, DictionaryCache, Field, FieldSet};
@@ -182,10 +183,11 @@ pub struct OrgBootstrap {
 
 /// The context service. Cheap to share (`Arc`).
 pub struct Context {
-    store: Arc<dyn Store>,
-    keys: Keyring,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Keyring,
     dictionaries: DictionaryCache,
     config: ContextConfig,
+    pub(crate) audit: AuditLog,
 }
 
 impl std::fmt::Debug for Context {
@@ -233,11 +235,13 @@ fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 impl Context {
     /// A service over a data store and a key store.
     pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ContextConfig) -> Self {
+        let audit = AuditLog::start(store.clone());
         Self {
             store,
             keys,
             dictionaries: DictionaryCache::new(4096),
             config,
+            audit,
         }
     }
 
@@ -363,12 +367,14 @@ impl Context {
         {
             return Err(denied());
         }
-        Ok(Principal {
+        self.with_grant(Principal {
             id: key.id,
             scope: key.scope,
             role: key.role,
             kind: PrincipalKind::ApiKey,
+            granted: false,
         })
+        .await
     }
 
     // ----- dictionary -----
@@ -468,6 +474,20 @@ impl Context {
             StoreError::NotFound => CoreError::NotFound(format!("no field '{}'", field.id)),
             e => e.into(),
         })?;
+        let action = if path_id.is_none() {
+            "field.create"
+        } else {
+            "field.update"
+        };
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            action,
+            Some((None, field.id.clone())),
+            vec![],
+            String::new(),
+        )
+        .await;
         Ok(field)
     }
 
@@ -504,7 +524,17 @@ impl Context {
         result.map_err(|e| match e {
             StoreError::NotFound => CoreError::NotFound(format!("no field '{id}'")),
             e => e.into(),
-        })
+        })?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "field.delete",
+            Some((None, id.to_owned())),
+            vec![],
+            String::new(),
+        )
+        .await;
+        Ok(())
     }
 
     /// Every field set, base and custom.
@@ -571,6 +601,20 @@ impl Context {
             StoreError::NotFound => CoreError::NotFound(format!("no field set '{}'", set.id)),
             e => e.into(),
         })?;
+        let action = if path_id.is_none() {
+            "fieldset.create"
+        } else {
+            "fieldset.update"
+        };
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            action,
+            Some((None, set.id.clone())),
+            vec![],
+            String::new(),
+        )
+        .await;
         Ok(set)
     }
 
@@ -597,7 +641,17 @@ impl Context {
         result.map_err(|e| match e {
             StoreError::NotFound => CoreError::NotFound(format!("no field set '{id}'")),
             e => e.into(),
-        })
+        })?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "fieldset.delete",
+            Some((None, id.to_owned())),
+            vec![],
+            String::new(),
+        )
+        .await;
+        Ok(())
     }
 
     // ----- objects -----
@@ -632,11 +686,22 @@ impl Context {
 
     /// Decrypts a stored object for a caller (partners see sealed values withheld).
     async fn reveal(&self, actor: &Principal, o: StoredObject) -> Result<ContextObject, CoreError> {
+        self.reveal_as(actor, o, true).await
+    }
+
+    /// Decrypts for the caller; `audited` is false only for reads the caller is not shown
+    /// (the read-modify-write of an update).
+    async fn reveal_as(
+        &self,
+        actor: &Principal,
+        o: StoredObject,
+        audited: bool,
+    ) -> Result<ContextObject, CoreError> {
         let state = self.effective_state(&o);
         let mut data = o.clear;
         let mut withheld = Vec::new();
         if !o.sealed.is_empty() {
-            if actor.role == Role::Partner {
+            if !actor.sees_sealed() {
                 for name in o.sealed.keys() {
                     data.insert(name.clone(), serde_json::Value::Null);
                     withheld.push(name.clone());
@@ -649,6 +714,17 @@ impl Context {
                         CoreError::Keys(format!("a value of object {} is corrupt", o.id))
                     })?;
                     data.insert(name.clone(), value);
+                }
+                if audited {
+                    self.audit_action(
+                        Some(actor),
+                        o.scope,
+                        "pii.read",
+                        Some((Some(o.kind), o.id.to_string())),
+                        o.sealed.keys().cloned().collect(),
+                        String::new(),
+                    )
+                    .await;
                 }
             }
         }
@@ -755,6 +831,13 @@ impl Context {
             StoreError::NotFound => not_found(object.kind, object.id),
             e => e.into(),
         })?;
+        let mut object = object;
+        if !actor.sees_sealed() {
+            for name in write.object.sealed.keys() {
+                object.data.insert(name.clone(), serde_json::Value::Null);
+                object.withheld.push(name.clone());
+            }
+        }
         Ok(object)
     }
 
@@ -1032,10 +1115,10 @@ impl Context {
         }
         // Partners can't see sealed values, so they can't carry them over: read as a full reader.
         let reader = Principal {
-            role: Role::Agent,
+            granted: true,
             ..actor.clone()
         };
-        self.reveal(&reader, stored).await
+        self.reveal_as(&reader, stored, false).await
     }
 
     /// Replaces an object; `version` (from the body or `If-Match`) must equal the stored one.
@@ -1108,7 +1191,7 @@ impl Context {
         current: &ContextObject,
         data: &mut BTreeMap<String, serde_json::Value>,
     ) {
-        if actor.role != Role::Partner {
+        if actor.sees_sealed() {
             return;
         }
         for (k, v) in &current.data {
@@ -1301,10 +1384,10 @@ impl Context {
         let scope = actor.scope;
         let dict = self.dictionary(scope.org).await?;
         let indexer = self.keys.indexer(scope).await?;
-        let access = if actor.role == Role::Partner {
-            SealedAccess::Withheld
-        } else {
+        let access = if actor.sees_sealed() {
             SealedAccess::Allowed
+        } else {
+            SealedAccess::Withheld
         };
         let plan = search::plan(
             kind,
@@ -1314,6 +1397,23 @@ impl Context {
             access,
             self.autoclose_cutoff(),
         )?;
+        let sealed_keys: Vec<String> = request
+            .terms
+            .keys()
+            .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
+            .cloned()
+            .collect();
+        if !sealed_keys.is_empty() {
+            self.audit_action(
+                Some(actor),
+                scope,
+                "pii.search",
+                Some((Some(kind), String::new())),
+                sealed_keys,
+                String::new(),
+            )
+            .await;
+        }
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
             return Ok(SearchResult {
@@ -1408,6 +1508,15 @@ impl Context {
             }
         }
         self.store.put_flush_job(&job).await?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "flush",
+            Some((Some(kind), job.id.to_string())),
+            vec![],
+            job.message.clone(),
+        )
+        .await;
         Ok(job.into())
     }
 

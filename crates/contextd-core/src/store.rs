@@ -235,6 +235,109 @@ pub struct ApiKeyRecord {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
+/// A person who signs in with name and password (Argon2id hash).
+#[derive(Clone, Debug, PartialEq)]
+pub struct UserRecord {
+    /// User id.
+    pub id: Uuid,
+    /// Org and partition the user belongs to.
+    pub scope: Scope,
+    /// Sign-in name, unique in its scope.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Disabled users can't sign in.
+    pub disabled: bool,
+}
+
+/// A sign-in session of the web pages; only the SHA-256 of the session secret is stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionRecord {
+    /// SHA-256 of the session cookie's secret.
+    pub secret_hash: [u8; 32],
+    /// The user.
+    pub user_id: Uuid,
+    /// The user's scope.
+    pub scope: Scope,
+    /// The user's role at sign-in.
+    pub role: Role,
+    /// SHA-256 of the CSRF token that must accompany unsafe requests.
+    pub csrf_hash: [u8; 32],
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Revocation (sign-out) time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// An admin's grant letting a partner principal see ENCRYPTED and PII values until it expires.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GrantRecord {
+    /// Grant id.
+    pub id: Uuid,
+    /// Scope of the grant (the partner's).
+    pub scope: Scope,
+    /// The partner's key or user id.
+    pub principal: Uuid,
+    /// Who granted it.
+    pub granted_by: Uuid,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+    /// Revocation time.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// One audit-log entry: who did what to which object and fields — never the values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// Entry id (UUIDv7: time-ordered).
+    pub id: Uuid,
+    /// Scope.
+    pub scope: Scope,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Acting principal (key or user id), if known.
+    pub actor: Option<Uuid>,
+    /// Its role, if known.
+    pub actor_role: Option<Role>,
+    /// What happened (`pii.read`, `pii.search`, `key.create`, `signin.failed`, …).
+    pub action: String,
+    /// The object kind, if any.
+    pub object_kind: Option<Kind>,
+    /// The object or resource id, if any.
+    pub object_id: Option<String>,
+    /// Field ids involved.
+    pub fields: Vec<String>,
+    /// Extra non-sensitive detail (a name, a role).
+    pub detail: String,
+}
+
+/// Filters of the audit log; newest first.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only this actor.
+    pub actor: Option<Uuid>,
+    /// Only this object or resource.
+    pub object_id: Option<String>,
+    /// At or after.
+    pub from: Option<DateTime<Utc>>,
+    /// At or before.
+    pub to: Option<DateTime<Utc>>,
+    /// Page size.
+    pub limit: usize,
+    /// Entries older than this id.
+    pub before: Option<Uuid>,
+}
+
 /// A lab flush job.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FlushJob {
@@ -326,6 +429,63 @@ pub trait Store: Send + Sync + 'static {
     async fn put_flush_job(&self, job: &FlushJob) -> Result<(), StoreError>;
     /// Reads a flush job in scope.
     async fn flush_job(&self, scope: Scope, id: Uuid) -> Result<Option<FlushJob>, StoreError>;
+
+    // People, sessions, grants and audit.
+
+    /// Lists the API keys of a scope (hashes included; callers must not show them).
+    async fn api_keys(&self, scope: Scope) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Revokes an API key of the scope at `at`; `NotFound` if absent or already revoked.
+    async fn revoke_api_key(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Creates a user; `AlreadyExists` if the name is taken in the scope.
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// A user by name within a scope.
+    async fn user_by_name(
+        &self,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<UserRecord>, StoreError>;
+    /// A user by id (any scope).
+    async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
+    /// The users of a scope, by name.
+    async fn users(&self, scope: Scope) -> Result<Vec<UserRecord>, StoreError>;
+    /// Stores a new session.
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError>;
+    /// A session by the hash of its secret.
+    async fn session(&self, secret_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError>;
+    /// Revokes a session; `NotFound` if absent.
+    async fn revoke_session(
+        &self,
+        secret_hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Stores a grant.
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError>;
+    /// Whether the principal holds a grant in scope that is unrevoked and unexpired at `now`.
+    async fn has_active_grant(
+        &self,
+        scope: Scope,
+        principal: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Revokes a grant of the scope; `NotFound` if absent or already revoked.
+    async fn revoke_grant(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// Appends audit entries (one transaction).
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Reads the audit log of a scope, newest first.
+    async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Deletes a customer and every object whose `customer_id` is it (with their tokens), in
+    /// one transaction; returns how many objects were deleted. `NotFound` if the customer is absent.
+    async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError>;
 }
 
 /// Partition keys as stored in the key store: wrapped, never in the clear.

@@ -32,6 +32,7 @@ pub struct ApiError {
     code: &'static str,
     detail: String,
     errors: Vec<FieldError>,
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -42,6 +43,7 @@ impl ApiError {
             code,
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -96,6 +98,7 @@ impl From<CoreError> for ApiError {
                 code,
                 detail: "the request has invalid fields".into(),
                 errors,
+                retry_after: None,
             },
             CoreError::Keys(msg) => {
                 tracing::error!(error = %msg, "key failure");
@@ -153,11 +156,15 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let detail = match self.retry_after {
+            Some(secs) if self.detail.is_empty() => format!("too many requests; retry in {secs} s"),
+            _ => self.detail,
+        };
         let problem = Problem {
             kind: format!("urn:contextd:problem:{}", self.code),
             title: self.status.canonical_reason().unwrap_or("Error").to_owned(),
             status: self.status.as_u16(),
-            detail: self.detail,
+            detail,
             errors: self.errors,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
@@ -167,10 +174,27 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
+    }
+}
+
+impl From<crate::limits::TooMany> for ApiError {
+    fn from(t: crate::limits::TooMany) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate-limited",
+            detail: String::new(),
+            errors: Vec::new(),
+            retry_after: Some(t.seconds()),
+        }
     }
 }
 

@@ -1,8 +1,9 @@
-//! Extractors that turn every rejection into problem JSON.
+//! Extractors that turn every rejection into problem JSON, and authentication.
 
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use contextd_core::auth::Principal;
 use contextd_core::CoreError;
 use serde::de::DeserializeOwned;
@@ -10,20 +11,60 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::AppState;
 
-/// A JSON body; malformed JSON, unknown fields, wrong types and oversize bodies become 4xx problems.
+/// Name of the web session cookie.
+pub const SESSION_COOKIE: &str = "contextd_session";
+/// Header carrying the session's CSRF token on unsafe requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// A JSON body; malformed JSON, unknown fields, wrong types, excessive nesting and oversize
+/// bodies become 4xx problems.
 pub struct ApiJson<T>(pub T);
 
-impl<S, T> FromRequest<S> for ApiJson<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase())
+        .is_some_and(|m| {
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(Self(v))
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "expected a body with content-type application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Self(parse_json(&bytes, state.limits.json_depth)?))
     }
+}
+
+/// Parses a JSON body under the nesting limit.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
+    if crate::limits::json_depth_exceeds(bytes, max_depth) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!("JSON nested deeper than {max_depth} levels"),
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed-json",
+            format!("invalid JSON body: {e}"),
+        )
+    })
 }
 
 /// Query parameters, with problem JSON on error.
@@ -43,7 +84,8 @@ where
     }
 }
 
-/// The authenticated caller (`Authorization: Bearer <token>`).
+/// The authenticated caller: `Authorization: Bearer <token>`, or the web session cookie
+/// (then unsafe methods must carry `x-csrf-token`). Counts against the caller's rate limit.
 pub struct Auth(pub Principal);
 
 impl FromRequestParts<AppState> for Auth {
@@ -53,9 +95,24 @@ impl FromRequestParts<AppState> for Auth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(&parts.headers)
-            .ok_or_else(|| CoreError::Unauthorized("send Authorization: Bearer <token>".into()))?;
-        let principal = state.context.authenticate(token).await?;
+        let principal = if let Some(token) = bearer(&parts.headers) {
+            state.context.authenticate(token).await?
+        } else if let Some(secret) = session_cookie(&parts.headers) {
+            let unsafe_method = !parts.method.is_safe();
+            let csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+            state
+                .context
+                .authenticate_session(secret, csrf, unsafe_method)
+                .await?
+        } else {
+            return Err(CoreError::Unauthorized(
+                "send Authorization: Bearer <token> or sign in".into(),
+            )
+            .into());
+        };
+        if let Err(too_many) = state.limits.credential(principal.id) {
+            return Err(ApiError::from(too_many));
+        }
         tracing::Span::current().record("org", tracing::field::display(principal.scope.org));
         Ok(Self(principal))
     }
@@ -65,6 +122,18 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The session cookie's value, if sent.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value)
 }
 
 /// Parses `If-Match` (`"3"`, `W/"3"` or `3`) into a version.

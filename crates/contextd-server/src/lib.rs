@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod openapi;
 pub mod routes;
 
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use contextd_core::service::Context;
 use tokio::net::TcpListener;
@@ -28,7 +29,7 @@ use tower_http::LatencyUnit;
 use tracing::Level;
 
 use crate::error::ApiError;
-use crate::routes::{dictionary, objects, system};
+use crate::routes::{access, dictionary, objects, system};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -37,6 +38,10 @@ pub struct AppState {
     pub context: Arc<Context>,
     /// Start time, for uptime.
     pub started: Instant,
+    /// Rate limiters and input limits.
+    pub limits: Arc<limits::Limits>,
+    /// Mark session cookies `Secure` (served over TLS).
+    pub cookie_secure: bool,
 }
 
 /// Server settings.
@@ -46,6 +51,18 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// How often to close requests past their auto-close period.
     pub autoclose_sweep: Duration,
+    /// Largest total size of request headers, bytes (larger: 431).
+    pub header_limit: usize,
+    /// Deepest JSON nesting accepted in a body.
+    pub json_depth_limit: usize,
+    /// Requests per second per credential (0: unlimited); above it: 429 with `Retry-After`.
+    pub rate_limit_per_second: u32,
+    /// Burst allowance of the per-credential limit.
+    pub rate_limit_burst: u32,
+    /// Sign-in attempts per minute per account (0: unlimited).
+    pub sign_in_per_minute: u32,
+    /// Mark session cookies `Secure` (set when serving HTTPS).
+    pub cookie_secure: bool,
 }
 
 impl Default for ServerConfig {
@@ -53,6 +70,12 @@ impl Default for ServerConfig {
         Self {
             body_limit: 1024 * 1024,
             autoclose_sweep: Duration::from_secs(60),
+            header_limit: 16 * 1024,
+            json_depth_limit: 32,
+            rate_limit_per_second: 20_000,
+            rate_limit_burst: 40_000,
+            sign_in_per_minute: 10,
+            cookie_secure: false,
         }
     }
 }
@@ -103,6 +126,22 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
                 .put(dictionary::put_fieldset)
                 .delete(dictionary::delete_fieldset),
         )
+        .route(
+            "/v1/users",
+            get(access::list_users).post(access::create_user),
+        )
+        .route("/v1/sessions", post(access::sign_in))
+        .route(
+            "/v1/sessions/current",
+            get(access::whoami).delete(access::sign_out),
+        )
+        .route("/v1/keys", get(access::list_keys).post(access::create_key))
+        .route("/v1/keys/{id}", delete(access::revoke_key))
+        .route("/v1/grants", post(access::create_grant))
+        .route("/v1/grants/{id}", delete(access::revoke_grant))
+        .route("/v1/audit", get(access::audit))
+        .route("/v1/customers/{id}/erase", post(access::erase))
+        .route("/v1/customers/{id}/export", get(access::export))
         .route("/v1/flush/{id}", get(objects::flush_status))
         .route("/v1/customers/{id}/timeline", get(objects::timeline))
         .route("/v1/{kind}", post(objects::create))
@@ -118,11 +157,37 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            header_limit,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Refuses requests whose headers add up to more than the limit (431).
+async fn header_limit(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let size: usize = request
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > state.limits.header_bytes {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers-too-large",
+            format!("request headers exceed {} bytes", state.limits.header_bytes),
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests.
@@ -135,6 +200,8 @@ pub async fn serve(
     let state = AppState {
         context: context.clone(),
         started: Instant::now(),
+        limits: Arc::new(limits::Limits::new(&config)),
+        cookie_secure: config.cookie_secure,
     };
     let sweeper = tokio::spawn(sweep_stale_requests(context, config.autoclose_sweep));
     let app = router(state, &config);

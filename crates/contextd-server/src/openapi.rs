@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{dictionary, objects, system};
+use crate::routes::{access, dictionary, objects, system};
 
 struct BearerAuth;
 
@@ -27,6 +27,9 @@ impl Modify for BearerAuth {
         dictionary::list_fields, dictionary::create_field, dictionary::get_field, dictionary::put_field,
         dictionary::delete_field, dictionary::list_fieldsets, dictionary::create_fieldset,
         dictionary::get_fieldset, dictionary::put_fieldset, dictionary::delete_fieldset,
+        access::create_user, access::list_users, access::sign_in, access::sign_out, access::whoami,
+        access::create_key, access::list_keys, access::revoke_key, access::create_grant, access::revoke_grant,
+        access::audit, access::erase, access::export,
         system::ping, system::healthz, system::status, system::openapi,
     ),
     components(schemas(
@@ -34,13 +37,14 @@ impl Modify for BearerAuth {
         contextd_core::object::DetailType, contextd_core::object::State, contextd_core::object::ContributorType,
         contextd_core::FieldError, contextd_core::dictionary::EnumValue,
         contextd_core::dictionary::DataType, contextd_core::dictionary::Classification,
-        contextd_core::search::Match,
+        contextd_core::search::Match, contextd_core::auth::Role,
         crate::error::Problem,
     )),
     modifiers(&BearerAuth),
     tags(
         (name = "objects", description = "Customers, requests, activities and details"),
         (name = "dictionary", description = "Fields and field sets"),
+        (name = "access", description = "Users, sessions, API keys, partner grants, audit, erase and export"),
         (name = "system", description = "Health, status and this document"),
     )
 )]

@@ -10,6 +10,7 @@
 //! blind-index tokens the core hands it — and it holds SQL for SQLite only; business rules
 //! live in `contextd-core`.
 
+mod access;
 mod db;
 mod keys;
 mod rows;

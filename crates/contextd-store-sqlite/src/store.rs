@@ -9,14 +9,16 @@ use contextd_core::dictionary::{Field, FieldSet};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Kind, State};
 use contextd_core::store::{
-    ApiKeyRecord, FlushJob, IdPage, ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck,
-    SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
+    ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage, ObjectWrite,
+    OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store, StoreError,
+    StoredObject, TimelineQuery, Token, UserRecord,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::access;
 use crate::db::{
     corrupt, int_col, ms, opt_time_col, parse_col, text_col, time_col, uuid_col, Db, DbResultExt,
     Migration, Profile,
@@ -24,10 +26,16 @@ use crate::db::{
 use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS};
 use crate::search::Filter;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/data/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/data/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/data/0002_access.sql"),
+    },
+];
 
 const PROFILE: Profile = Profile {
     name: "data",
@@ -857,6 +865,130 @@ impl Store for SqliteStore {
                     created: time_col(r.get_ref(4).db()?, "created")?,
                 }))
             })
+            .await
+    }
+
+    async fn api_keys(&self, scope: Scope) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at
+                         FROM api_keys WHERE org_id = ?1 AND partition = ?2 ORDER BY id",
+                    )
+                    .db()?;
+                let mut rows = stmt.query(params![blob(scope.org.0), scope.partition.as_str()]).db()?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().db()? {
+                    out.push(api_key_from_row(r)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn revoke_api_key(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::revoke(tx, "api_keys", scope, id, at))
+            .await
+    }
+
+    async fn insert_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let user = user.clone();
+        self.db
+            .write(move |tx| access::insert_user(tx, &user))
+            .await
+    }
+
+    async fn user_by_name(
+        &self,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let name = name.to_owned();
+        self.db
+            .read(move |c| access::user_by_name(c, scope, &name))
+            .await
+    }
+
+    async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        self.db.read(move |c| access::user(c, id)).await
+    }
+
+    async fn users(&self, scope: Scope) -> Result<Vec<UserRecord>, StoreError> {
+        self.db.read(move |c| access::users(c, scope)).await
+    }
+
+    async fn insert_session(&self, session: &SessionRecord) -> Result<(), StoreError> {
+        let session = session.clone();
+        self.db
+            .write(move |tx| access::insert_session(tx, &session))
+            .await
+    }
+
+    async fn session(&self, secret_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+        self.db.read(move |c| access::session(c, secret_hash)).await
+    }
+
+    async fn revoke_session(
+        &self,
+        secret_hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::revoke_session(tx, secret_hash, at))
+            .await
+    }
+
+    async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {
+        let grant = grant.clone();
+        self.db
+            .write(move |tx| access::insert_grant(tx, &grant))
+            .await
+    }
+
+    async fn has_active_grant(
+        &self,
+        scope: Scope,
+        principal: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .read(move |c| access::has_active_grant(c, scope, principal, now))
+            .await
+    }
+
+    async fn revoke_grant(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::revoke(tx, "grants", scope, id, at))
+            .await
+    }
+
+    async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        let entries = entries.to_vec();
+        self.db
+            .write(move |tx| access::append_audit(tx, &entries))
+            .await
+    }
+
+    async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let query = query.clone();
+        self.db.read(move |c| access::audit(c, scope, &query)).await
+    }
+
+    async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
+        self.db
+            .write(move |tx| access::erase_customer(tx, scope, customer))
             .await
     }
 }

@@ -1,0 +1,689 @@
+//! People and credentials (§5): users with Argon2id passwords, web sessions, API keys,
+//! partner grants, the audit log, and the privacy operations erase and export.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{self, Principal, PrincipalKind, Role};
+use crate::error::CoreError;
+use crate::ids::{truncate, ObjectId, Partition, Scope};
+use crate::object::{ContextObject, Kind};
+use crate::service::Context;
+use crate::store::{AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord};
+use crate::time::now_ms;
+
+/// Shortest accepted password.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// Lifetime of a web session.
+pub const SESSION_HOURS: i64 = 12;
+
+/// `POST /v1/users` body.
+#[derive(Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    /// Sign-in name (1–64 characters, unique in the partition).
+    pub name: String,
+    /// `admin`, `agent` or `partner`.
+    pub role: Role,
+    /// At least 12 characters.
+    pub password: String,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user as shown to admins.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    /// User id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Sign-in name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Created.
+    #[serde(with = "crate::time::rfc3339_ms")]
+    pub created: DateTime<Utc>,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(u: &UserRecord) -> Self {
+        Self {
+            id: u.id,
+            name: u.name.clone(),
+            role: u.role,
+            created: u.created,
+        }
+    }
+}
+
+/// `POST /v1/keys` body.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewKey {
+    /// Display name.
+    pub name: String,
+    /// Role granted to the key.
+    pub role: Role,
+    /// Optional expiry (RFC 3339).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// An API key as listed (never its secret).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyView {
+    /// Key id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Created.
+    #[serde(with = "crate::time::rfc3339_ms")]
+    pub created: DateTime<Utc>,
+    /// Expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Revoked?
+    pub revoked: bool,
+    /// The token: only in the answer to its creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `POST /v1/grants` body.
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewGrant {
+    /// The partner's key or user id.
+    #[schema(value_type = String, format = Uuid)]
+    pub principal: Uuid,
+    /// When the grant lapses (RFC 3339, in the future).
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A new session: the cookie secret and the CSRF token, both shown once.
+#[derive(Clone)]
+pub struct NewSession {
+    /// Cookie value.
+    pub secret: String,
+    /// Value of the `x-csrf-token` header unsafe requests must carry.
+    pub csrf: String,
+    /// The user.
+    pub user: UserView,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewSession")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One audit entry as returned by `GET /v1/audit`.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditView {
+    /// Entry id (time-ordered).
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// When.
+    #[serde(with = "crate::time::rfc3339_ms")]
+    pub at: DateTime<Utc>,
+    /// Who.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub actor: Option<Uuid>,
+    /// Their role.
+    pub actor_role: Option<Role>,
+    /// What.
+    pub action: String,
+    /// Object kind.
+    pub object_type: Option<Kind>,
+    /// Object or resource id.
+    pub object_id: Option<String>,
+    /// Field ids involved (never values).
+    pub fields: Vec<String>,
+    /// Extra detail.
+    pub detail: String,
+}
+
+/// A page of the audit log.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditPage {
+    /// Entries, newest first.
+    pub items: Vec<AuditView>,
+    /// Cursor of the next (older) page.
+    pub next_cursor: Option<String>,
+}
+
+/// Everything held about one customer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomerExport {
+    /// The customer.
+    pub customer: ContextObject,
+    /// Every request, activity and detail linked to it, newest first.
+    pub objects: Vec<ContextObject>,
+    /// When the export was made.
+    #[serde(with = "crate::time::rfc3339_ms")]
+    pub exported_at: DateTime<Utc>,
+}
+
+fn hash_password(password: &str) -> Result<String, CoreError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| CoreError::bad_request(format!("cannot hash the password: {e}")))
+}
+
+fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A valid Argon2id hash of a random password, verified against when the user does not exist
+/// so that unknown names cost as much time as wrong passwords.
+fn decoy_hash() -> &'static str {
+    static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DECOY.get_or_init(|| hash_password(&Uuid::new_v4().to_string()).unwrap_or_default())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, CoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| CoreError::Keys(format!("worker failed: {e}")))
+}
+
+fn valid_name(name: &str) -> bool {
+    let n = name.chars().count();
+    (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
+}
+
+impl Context {
+    /// Records an audit entry for an action of `actor`.
+    pub(crate) async fn audit_action(
+        &self,
+        actor: Option<&Principal>,
+        scope: Scope,
+        action: &str,
+        object: Option<(Option<Kind>, String)>,
+        fields: Vec<String>,
+        detail: String,
+    ) {
+        let (object_kind, object_id) = match object {
+            Some((k, id)) => (k, Some(id)),
+            None => (None, None),
+        };
+        self.audit
+            .record(AuditEntry {
+                id: Uuid::now_v7(),
+                scope,
+                at: now_ms(),
+                actor: actor.map(|a| a.id),
+                actor_role: actor.map(|a| a.role),
+                action: action.to_owned(),
+                object_kind,
+                object_id,
+                fields,
+                detail,
+            })
+            .await;
+    }
+
+    /// Resolves a principal's partner grant (partners only).
+    pub(crate) async fn with_grant(&self, mut p: Principal) -> Result<Principal, CoreError> {
+        if p.role == Role::Partner {
+            p.granted = self
+                .store
+                .has_active_grant(p.scope, p.id, Utc::now())
+                .await?;
+        }
+        Ok(p)
+    }
+
+    /// Creates a user (admin).
+    pub async fn create_user(
+        &self,
+        actor: &Principal,
+        new: NewUser,
+    ) -> Result<UserView, CoreError> {
+        actor.require(&[Role::Admin])?;
+        if !valid_name(&new.name) {
+            return Err(CoreError::field(
+                "name",
+                "1–64 characters, no control characters or surrounding spaces",
+            ));
+        }
+        if new.role == Role::Machine {
+            return Err(CoreError::field(
+                "role",
+                "people are admin, agent or partner; machines use API keys",
+            ));
+        }
+        if new.password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(CoreError::field(
+                "password",
+                format!("at least {MIN_PASSWORD_CHARS} characters"),
+            ));
+        }
+        let password = new.password.clone();
+        let password_hash = blocking(move || hash_password(&password)).await??;
+        let user = UserRecord {
+            id: Uuid::now_v7(),
+            scope: actor.scope,
+            name: new.name.clone(),
+            role: new.role,
+            password_hash,
+            created: now_ms(),
+            disabled: false,
+        };
+        self.store.insert_user(&user).await.map_err(|e| match e {
+            StoreError::AlreadyExists => {
+                CoreError::Conflict(format!("a user named '{}' exists", truncate(&new.name, 64)))
+            }
+            e => e.into(),
+        })?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "user.create",
+            Some((None, user.id.to_string())),
+            vec![],
+            format!("role={}", user.role),
+        )
+        .await;
+        Ok((&user).into())
+    }
+
+    /// Lists the users of the caller's partition (admin).
+    pub async fn list_users(&self, actor: &Principal) -> Result<Vec<UserView>, CoreError> {
+        actor.require(&[Role::Admin])?;
+        Ok(self
+            .store
+            .users(actor.scope)
+            .await?
+            .iter()
+            .map(UserView::from)
+            .collect())
+    }
+
+    /// Signs a user in; failures are audited and indistinguishable from each other.
+    pub async fn sign_in(
+        &self,
+        org: &str,
+        partition: Partition,
+        name: &str,
+        password: &str,
+    ) -> Result<NewSession, CoreError> {
+        let denied = || CoreError::Unauthorized("wrong organization, name or password".into());
+        let org = self.store.org_by_name(org).await?;
+        let scope = org.as_ref().map(|o| Scope {
+            org: o.id,
+            partition,
+        });
+        let user = match scope {
+            Some(scope) => self.store.user_by_name(scope, name).await?,
+            None => None,
+        };
+        let phc = user
+            .as_ref()
+            .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+        let pw = password.to_owned();
+        let ok = blocking(move || verify_password(&pw, &phc)).await?;
+        let Some(user) = user.filter(|u| ok && !u.disabled) else {
+            if let Some(scope) = scope {
+                self.audit_action(
+                    None,
+                    scope,
+                    "signin.failed",
+                    None,
+                    vec![],
+                    format!("name={}", truncate(name, 64)),
+                )
+                .await;
+            }
+            return Err(denied());
+        };
+        let secret = auth::random_secret();
+        let csrf = auth::random_secret();
+        let now = now_ms();
+        let session = SessionRecord {
+            secret_hash: auth::hash_secret(&secret),
+            user_id: user.id,
+            scope: user.scope,
+            role: user.role,
+            csrf_hash: auth::hash_secret(&csrf),
+            created: now,
+            expires_at: now + chrono::Duration::hours(SESSION_HOURS),
+            revoked_at: None,
+        };
+        self.store.insert_session(&session).await?;
+        Ok(NewSession {
+            secret,
+            csrf,
+            user: (&user).into(),
+            expires_at: session.expires_at,
+        })
+    }
+
+    /// Resolves a session cookie; unsafe requests must also carry the session's CSRF token.
+    pub async fn authenticate_session(
+        &self,
+        secret: &str,
+        csrf: Option<&str>,
+        unsafe_method: bool,
+    ) -> Result<Principal, CoreError> {
+        let denied = || CoreError::Unauthorized("the session has expired or was signed out".into());
+        let s = self
+            .store
+            .session(auth::hash_secret(secret))
+            .await?
+            .ok_or_else(denied)?;
+        if s.revoked_at.is_some() || s.expires_at <= Utc::now() {
+            return Err(denied());
+        }
+        if unsafe_method && !csrf.is_some_and(|c| auth::secret_matches(c, &s.csrf_hash)) {
+            return Err(CoreError::Forbidden(
+                "missing or wrong x-csrf-token header".into(),
+            ));
+        }
+        match self.store.user(s.user_id).await? {
+            Some(u) if !u.disabled => {}
+            _ => return Err(denied()),
+        }
+        self.with_grant(Principal {
+            id: s.user_id,
+            scope: s.scope,
+            role: s.role,
+            kind: PrincipalKind::User,
+            granted: false,
+        })
+        .await
+    }
+
+    /// Signs a session out at once.
+    pub async fn sign_out(&self, secret: &str) -> Result<(), CoreError> {
+        match self
+            .store
+            .revoke_session(auth::hash_secret(secret), now_ms())
+            .await
+        {
+            Ok(()) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Creates an API key (admin); the token is in the answer only.
+    pub async fn create_key(&self, actor: &Principal, new: NewKey) -> Result<KeyView, CoreError> {
+        actor.require(&[Role::Admin])?;
+        if !valid_name(&new.name) {
+            return Err(CoreError::field(
+                "name",
+                "1–64 characters, no control characters or surrounding spaces",
+            ));
+        }
+        if new.expires_at.is_some_and(|t| t <= Utc::now()) {
+            return Err(CoreError::field("expiresAt", "must be in the future"));
+        }
+        let (id, token) = self
+            .create_api_key(actor.scope, &new.name, new.role, new.expires_at)
+            .await?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "key.create",
+            Some((None, id.to_string())),
+            vec![],
+            format!("role={}", new.role),
+        )
+        .await;
+        Ok(KeyView {
+            id,
+            name: new.name,
+            role: new.role,
+            created: now_ms(),
+            expires_at: new.expires_at,
+            revoked: false,
+            token: Some(token),
+        })
+    }
+
+    /// Lists the partition's API keys (admin).
+    pub async fn list_keys(&self, actor: &Principal) -> Result<Vec<KeyView>, CoreError> {
+        actor.require(&[Role::Admin])?;
+        Ok(self
+            .store
+            .api_keys(actor.scope)
+            .await?
+            .into_iter()
+            .map(|k| KeyView {
+                id: k.id,
+                name: k.name,
+                role: k.role,
+                created: k.created,
+                expires_at: k.expires_at,
+                revoked: k.revoked_at.is_some(),
+                token: None,
+            })
+            .collect())
+    }
+
+    /// Revokes an API key (admin); effective at once.
+    pub async fn revoke_key(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin])?;
+        self.store
+            .revoke_api_key(actor.scope, id, now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => CoreError::NotFound(format!("no active key {id}")),
+                e => e.into(),
+            })?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "key.revoke",
+            Some((None, id.to_string())),
+            vec![],
+            String::new(),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Grants a partner principal access to sealed values until `expires_at` (admin).
+    pub async fn create_grant(&self, actor: &Principal, new: NewGrant) -> Result<Uuid, CoreError> {
+        actor.require(&[Role::Admin])?;
+        if new.expires_at <= Utc::now() {
+            return Err(CoreError::field("expiresAt", "must be in the future"));
+        }
+        let partner = match self.store.api_key(new.principal).await? {
+            Some(k) => k.scope == actor.scope && k.role == Role::Partner,
+            None => self
+                .store
+                .user(new.principal)
+                .await?
+                .is_some_and(|u| u.scope == actor.scope && u.role == Role::Partner),
+        };
+        if !partner {
+            return Err(CoreError::field(
+                "principal",
+                "not a partner key or user of this partition",
+            ));
+        }
+        let grant = GrantRecord {
+            id: Uuid::now_v7(),
+            scope: actor.scope,
+            principal: new.principal,
+            granted_by: actor.id,
+            created: now_ms(),
+            expires_at: new.expires_at,
+            revoked_at: None,
+        };
+        self.store.insert_grant(&grant).await?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "grant.create",
+            Some((None, grant.id.to_string())),
+            vec![],
+            format!("principal={}", new.principal),
+        )
+        .await;
+        Ok(grant.id)
+    }
+
+    /// Revokes a grant (admin); effective at once.
+    pub async fn revoke_grant(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin])?;
+        self.store
+            .revoke_grant(actor.scope, id, now_ms())
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => CoreError::NotFound(format!("no active grant {id}")),
+                e => e.into(),
+            })?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "grant.revoke",
+            Some((None, id.to_string())),
+            vec![],
+            String::new(),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Reads the audit log (admin).
+    pub async fn read_audit(
+        &self,
+        actor: &Principal,
+        mut query: AuditQuery,
+        cursor: Option<&str>,
+    ) -> Result<AuditPage, CoreError> {
+        actor.require(&[Role::Admin])?;
+        if query.limit == 0 || query.limit > crate::search::MAX_LIMIT {
+            return Err(CoreError::field(
+                "limit",
+                format!("must be between 1 and {}", crate::search::MAX_LIMIT),
+            ));
+        }
+        if let Some(c) = cursor {
+            query.before =
+                Some(Uuid::try_parse(c).map_err(|_| CoreError::field("cursor", "invalid cursor"))?);
+        }
+        self.audit.flush().await;
+        let entries = self.store.audit(actor.scope, &query).await?;
+        let next_cursor = (entries.len() == query.limit)
+            .then(|| entries.last().map(|e| e.id.to_string()))
+            .flatten();
+        Ok(AuditPage {
+            items: entries
+                .into_iter()
+                .map(|e| AuditView {
+                    id: e.id,
+                    at: e.at,
+                    actor: e.actor,
+                    actor_role: e.actor_role,
+                    action: e.action,
+                    object_type: e.object_kind,
+                    object_id: e.object_id,
+                    fields: e.fields,
+                    detail: e.detail,
+                })
+                .collect(),
+            next_cursor,
+        })
+    }
+
+    /// Erases a customer and everything linked to it, and destroys the customer's key so that
+    /// copies in backups can't be decrypted (admin; allowed in production).
+    pub async fn erase_customer(&self, actor: &Principal, id: ObjectId) -> Result<u64, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let n = self
+            .store
+            .erase_customer(actor.scope, id)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound => CoreError::NotFound(format!("no customer with id {id}")),
+                e => e.into(),
+            })?;
+        self.keys.destroy_customer_key(actor.scope, id).await?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "customer.erase",
+            Some((Some(Kind::Customer), id.to_string())),
+            vec![],
+            format!("objects={n}"),
+        )
+        .await;
+        Ok(n)
+    }
+
+    /// Everything held about a customer (admin).
+    pub async fn export_customer(
+        &self,
+        actor: &Principal,
+        id: ObjectId,
+    ) -> Result<CustomerExport, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let customer = self.get(actor, Kind::Customer, id).await?;
+        let mut objects = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .timeline(
+                    actor,
+                    id,
+                    None,
+                    Some(crate::search::MAX_LIMIT),
+                    cursor.as_deref(),
+                )
+                .await?;
+            objects.extend(page.items);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "customer.export",
+            Some((Some(Kind::Customer), id.to_string())),
+            vec![],
+            format!("objects={}", objects.len()),
+        )
+        .await;
+        Ok(CustomerExport {
+            customer,
+            objects,
+            exported_at: now_ms(),
+        })
+    }
+}

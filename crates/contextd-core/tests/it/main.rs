@@ -1,0 +1,13 @@
+//! Hostile-input suite of the core (issue 7; DESIGN §5 "Bad input"): property tests over the
+//! JSON decoders, field validation, search-term parsing, cursor decoding and id/key/token
+//! parsing. Pure core, no I/O: the keyring runs over an in-memory key store.
+//!
+//! `PROPTEST_CASES=N` runs N cases per property instead of the default.
+
+mod support;
+
+mod cursor;
+mod decode;
+mod ids;
+mod search;
+mod validation;

@@ -1,0 +1,314 @@
+//! People and credentials: users, sign-in sessions, API keys, partner grants, the audit log,
+//! and the customer privacy operations (erase, export).
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use contextd_core::access::{
+    AuditPage, CustomerExport, KeyView, NewGrant, NewKey, NewUser, UserView,
+};
+use contextd_core::auth::Role;
+use contextd_core::ids::Partition;
+use contextd_core::store::AuditQuery;
+use contextd_core::ObjectId;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult, Problem};
+use crate::extract::{session_cookie, ApiJson, ApiQuery, Auth, SESSION_COOKIE};
+use crate::AppState;
+
+fn uuid(id: &str, what: &str) -> ApiResult<Uuid> {
+    Uuid::try_parse(id).map_err(|_| ApiError::bad_request(format!("not a valid {what} id")))
+}
+
+/// Create a user (admin).
+#[utoipa::path(post, path = "/v1/users", tag = "access", request_body = NewUser,
+    responses((status = 201, body = UserView), (status = 409, body = Problem)), security(("bearer" = [])))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(new): ApiJson<NewUser>,
+) -> ApiResult<Response> {
+    let user = state.context.create_user(&actor, new).await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+/// List the partition's users (admin).
+#[utoipa::path(get, path = "/v1/users", tag = "access", responses((status = 200, body = Vec<UserView>)), security(("bearer" = [])))]
+pub async fn list_users(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<Vec<UserView>>> {
+    Ok(Json(state.context.list_users(&actor).await?))
+}
+
+/// `POST /v1/sessions` body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignIn {
+    /// Organization name (default `default`).
+    #[serde(default = "default_org")]
+    pub org: String,
+    /// `lab` or `production` (default).
+    #[serde(default = "default_partition")]
+    #[schema(value_type = String)]
+    pub partition: Partition,
+    /// User name.
+    pub name: String,
+    /// Password.
+    pub password: String,
+}
+
+fn default_org() -> String {
+    "default".into()
+}
+
+fn default_partition() -> Partition {
+    Partition::Production
+}
+
+/// The signed-in session.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionView {
+    /// The user.
+    pub user: UserView,
+    /// Send this in `x-csrf-token` on every unsafe request made with the cookie.
+    pub csrf_token: String,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Sign in with name and password; sets the `contextd_session` cookie (HttpOnly, SameSite=Strict).
+#[utoipa::path(post, path = "/v1/sessions", tag = "access", request_body = SignIn,
+    responses((status = 201, body = SessionView), (status = 401, body = Problem), (status = 429, body = Problem)))]
+pub async fn sign_in(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SignIn>,
+) -> ApiResult<Response> {
+    let account = format!(
+        "{}/{}/{}",
+        body.org,
+        body.partition,
+        body.name.to_lowercase()
+    );
+    state.limits.sign_in(&account)?;
+    let session = state
+        .context
+        .sign_in(&body.org, body.partition, &body.name, &body.password)
+        .await?;
+    let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
+    let secure = if state.cookie_secure { "; Secure" } else { "" };
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
+        session.secret
+    );
+    let view = SessionView {
+        user: session.user,
+        csrf_token: session.csrf,
+        expires_at: session.expires_at,
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// Sign out: the session is revoked server-side at once.
+#[utoipa::path(delete, path = "/v1/sessions/current", tag = "access", responses((status = 204)))]
+pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
+    if let Some(secret) = session_cookie(&headers) {
+        state.context.sign_out(secret).await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    let clear = format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    if let Ok(v) = HeaderValue::from_str(&clear) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// Who the caller is.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhoAmI {
+    /// Key or user id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Role.
+    pub role: Role,
+    /// Partition.
+    #[schema(value_type = String)]
+    pub partition: Partition,
+    /// Organization id.
+    pub org_id: String,
+}
+
+/// The caller's identity (key or session).
+#[utoipa::path(get, path = "/v1/sessions/current", tag = "access", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
+pub async fn whoami(Auth(actor): Auth) -> Json<WhoAmI> {
+    Json(WhoAmI {
+        id: actor.id,
+        role: actor.role,
+        partition: actor.scope.partition,
+        org_id: actor.scope.org.to_string(),
+    })
+}
+
+/// Create an API key (admin); the token is shown in this answer only.
+#[utoipa::path(post, path = "/v1/keys", tag = "access", request_body = NewKey,
+    responses((status = 201, body = KeyView)), security(("bearer" = [])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(new): ApiJson<NewKey>,
+) -> ApiResult<Response> {
+    let key = state.context.create_key(&actor, new).await?;
+    Ok((StatusCode::CREATED, Json(key)).into_response())
+}
+
+/// List the partition's API keys (admin; no secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "access", responses((status = 200, body = Vec<KeyView>)), security(("bearer" = [])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<Json<Vec<KeyView>>> {
+    Ok(Json(state.context.list_keys(&actor).await?))
+}
+
+/// Revoke an API key (admin); effective at once.
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state.context.revoke_key(&actor, uuid(&id, "key")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer to a grant.
+#[derive(Serialize, ToSchema)]
+pub struct GrantCreated {
+    /// Grant id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+}
+
+/// Let a partner principal see ENCRYPTED and PII values until `expiresAt` (admin).
+#[utoipa::path(post, path = "/v1/grants", tag = "access", request_body = NewGrant,
+    responses((status = 201, body = GrantCreated)), security(("bearer" = [])))]
+pub async fn create_grant(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiJson(new): ApiJson<NewGrant>,
+) -> ApiResult<Response> {
+    let id = state.context.create_grant(&actor, new).await?;
+    Ok((StatusCode::CREATED, Json(GrantCreated { id })).into_response())
+}
+
+/// Revoke a grant (admin); effective at once.
+#[utoipa::path(delete, path = "/v1/grants/{id}", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn revoke_grant(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    state
+        .context
+        .revoke_grant(&actor, uuid(&id, "grant")?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Audit-log filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditParams {
+    /// Only this action (`pii.read`, `pii.search`, `key.create`, `signin.failed`, …).
+    action: Option<String>,
+    /// Only this actor (key or user id).
+    actor: Option<String>,
+    /// Only this object or resource id.
+    object_id: Option<String>,
+    /// At or after (RFC 3339).
+    from: Option<DateTime<Utc>>,
+    /// At or before (RFC 3339).
+    to: Option<DateTime<Utc>>,
+    /// Page size (1–200, default 50).
+    limit: Option<usize>,
+    /// From a previous page's `nextCursor`.
+    cursor: Option<String>,
+}
+
+/// Read the audit log, newest first (admin). The log is append-only: there is no way to
+/// change or delete entries through the API.
+#[utoipa::path(get, path = "/v1/audit", tag = "access", params(AuditParams),
+    responses((status = 200, body = AuditPage)), security(("bearer" = [])))]
+pub async fn audit(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiQuery(p): ApiQuery<AuditParams>,
+) -> ApiResult<Json<AuditPage>> {
+    let query = AuditQuery {
+        action: p.action,
+        actor: p.actor.as_deref().map(|a| uuid(a, "actor")).transpose()?,
+        object_id: p.object_id,
+        from: p.from,
+        to: p.to,
+        limit: p.limit.unwrap_or(50),
+        before: None,
+    };
+    Ok(Json(
+        state
+            .context
+            .read_audit(&actor, query, p.cursor.as_deref())
+            .await?,
+    ))
+}
+
+/// Answer to an erase.
+#[derive(Serialize, ToSchema)]
+pub struct Erased {
+    /// Objects removed (the customer and everything linked to it).
+    pub erased: u64,
+}
+
+/// Right to be forgotten: remove the customer and everything linked to it, and destroy the
+/// customer's key so that copies in backups can't be read (admin; allowed in production).
+#[utoipa::path(post, path = "/v1/customers/{id}/erase", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = Erased), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn erase(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Erased>> {
+    let erased = state
+        .context
+        .erase_customer(&actor, ObjectId::parse(&id)?)
+        .await?;
+    Ok(Json(Erased { erased }))
+}
+
+/// Everything held about a customer (admin).
+#[utoipa::path(get, path = "/v1/customers/{id}/export", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = CustomerExport), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn export(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Json<CustomerExport>> {
+    Ok(Json(
+        state
+            .context
+            .export_customer(&actor, ObjectId::parse(&id)?)
+            .await?,
+    ))
+}

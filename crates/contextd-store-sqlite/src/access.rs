@@ -1,0 +1,387 @@
+//! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
+//! `Store` methods of DESIGN §5.
+
+use chrono::{DateTime, Utc};
+use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
+use contextd_core::store::{
+    AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord,
+};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
+use uuid::Uuid;
+
+use crate::db::{
+    corrupt, int_col, ms, opt_text_col, opt_time_col, opt_uuid_col, parse_col, text_col, time_col,
+    uuid_col, DbResultExt,
+};
+
+fn hash_col(r: &Row<'_>, i: usize, what: &str) -> Result<[u8; 32], StoreError> {
+    r.get_ref(i)
+        .db()?
+        .as_blob()
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b).ok())
+        .ok_or_else(|| corrupt(what))
+}
+
+fn scope_cols(r: &Row<'_>, org: usize) -> Result<Scope, StoreError> {
+    Ok(Scope {
+        org: OrgId(uuid_col(r.get_ref(org).db()?, "org_id")?),
+        partition: parse_col::<Partition>(r.get_ref(org + 1).db()?, "partition")?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, org_id, partition, name, role, password_hash, created, disabled";
+
+fn user_from_row(r: &Row<'_>) -> Result<UserRecord, StoreError> {
+    Ok(UserRecord {
+        id: uuid_col(r.get_ref(0).db()?, "id")?,
+        scope: scope_cols(r, 1)?,
+        name: text_col(r.get_ref(3).db()?, "name")?.to_owned(),
+        role: parse_col(r.get_ref(4).db()?, "role")?,
+        password_hash: text_col(r.get_ref(5).db()?, "password_hash")?.to_owned(),
+        created: time_col(r.get_ref(6).db()?, "created")?,
+        disabled: int_col(r.get_ref(7).db()?, "disabled")? != 0,
+    })
+}
+
+pub(crate) fn insert_user(tx: &Transaction<'_>, u: &UserRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO users (id, org_id, partition, name, role, password_hash, created, disabled)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            u.id.as_bytes(),
+            u.scope.org.0.as_bytes(),
+            u.scope.partition.as_str(),
+            u.name,
+            u.role.as_str(),
+            u.password_hash,
+            ms(&u.created),
+            u.disabled,
+        ])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn user_by_name(
+    c: &Connection,
+    scope: Scope,
+    name: &str,
+) -> Result<Option<UserRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = ?1 AND partition = ?2 AND name = ?3"
+        ))
+        .db()?;
+    let mut rows = stmt
+        .query(params![
+            scope.org.0.as_bytes(),
+            scope.partition.as_str(),
+            name
+        ])
+        .db()?;
+    rows.next().db()?.map(user_from_row).transpose()
+}
+
+pub(crate) fn user(c: &Connection, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?1"))
+        .db()?;
+    let mut rows = stmt.query([id.as_bytes()]).db()?;
+    rows.next().db()?.map(user_from_row).transpose()
+}
+
+pub(crate) fn users(c: &Connection, scope: Scope) -> Result<Vec<UserRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = ?1 AND partition = ?2 ORDER BY name"
+        ))
+        .db()?;
+    let mut rows = stmt
+        .query(params![scope.org.0.as_bytes(), scope.partition.as_str()])
+        .db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        out.push(user_from_row(r)?);
+    }
+    Ok(out)
+}
+
+pub(crate) fn insert_session(tx: &Transaction<'_>, s: &SessionRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO sessions (secret_hash, user_id, org_id, partition, role, csrf_hash, created, expires_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            s.secret_hash,
+            s.user_id.as_bytes(),
+            s.scope.org.0.as_bytes(),
+            s.scope.partition.as_str(),
+            s.role.as_str(),
+            s.csrf_hash,
+            ms(&s.created),
+            ms(&s.expires_at),
+            s.revoked_at.as_ref().map(ms),
+        ])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn session(c: &Connection, hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT secret_hash, user_id, org_id, partition, role, csrf_hash, created, expires_at, revoked_at
+             FROM sessions WHERE secret_hash = ?1",
+        )
+        .db()?;
+    let mut rows = stmt.query([hash]).db()?;
+    let Some(r) = rows.next().db()? else {
+        return Ok(None);
+    };
+    Ok(Some(SessionRecord {
+        secret_hash: hash_col(r, 0, "secret_hash")?,
+        user_id: uuid_col(r.get_ref(1).db()?, "user_id")?,
+        scope: scope_cols(r, 2)?,
+        role: parse_col(r.get_ref(4).db()?, "role")?,
+        csrf_hash: hash_col(r, 5, "csrf_hash")?,
+        created: time_col(r.get_ref(6).db()?, "created")?,
+        expires_at: time_col(r.get_ref(7).db()?, "expires_at")?,
+        revoked_at: opt_time_col(r.get_ref(8).db()?, "revoked_at")?,
+    }))
+}
+
+pub(crate) fn revoke_session(
+    tx: &Transaction<'_>,
+    hash: [u8; 32],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?2 WHERE secret_hash = ?1 AND revoked_at IS NULL",
+        )
+        .db()?
+        .execute(params![hash, ms(&at)])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn insert_grant(tx: &Transaction<'_>, g: &GrantRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO grants (id, org_id, partition, principal, granted_by, created, expires_at, revoked_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            g.id.as_bytes(),
+            g.scope.org.0.as_bytes(),
+            g.scope.partition.as_str(),
+            g.principal.as_bytes(),
+            g.granted_by.as_bytes(),
+            ms(&g.created),
+            ms(&g.expires_at),
+            g.revoked_at.as_ref().map(ms),
+        ])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn has_active_grant(
+    c: &Connection,
+    scope: Scope,
+    principal: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM grants WHERE org_id = ?1 AND partition = ?2 AND principal = ?3
+                 AND revoked_at IS NULL AND expires_at > ?4)",
+        )
+        .db()?;
+    let found: i64 = stmt
+        .query_row(
+            params![
+                scope.org.0.as_bytes(),
+                scope.partition.as_str(),
+                principal.as_bytes(),
+                ms(&now)
+            ],
+            |r| r.get(0),
+        )
+        .db()?;
+    Ok(found != 0)
+}
+
+pub(crate) fn revoke(
+    tx: &Transaction<'_>,
+    table: &str,
+    scope: Scope,
+    id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "UPDATE {table} SET revoked_at = ?4 WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND revoked_at IS NULL"
+    );
+    let n = tx
+        .prepare_cached(&sql)
+        .db()?
+        .execute(params![
+            scope.org.0.as_bytes(),
+            scope.partition.as_str(),
+            id.as_bytes(),
+            ms(&at)
+        ])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn append_audit(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit (id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields, detail)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .db()?;
+    for e in entries {
+        let fields =
+            serde_json::to_string(&e.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
+        stmt.execute(params![
+            e.id.as_bytes(),
+            e.scope.org.0.as_bytes(),
+            e.scope.partition.as_str(),
+            ms(&e.at),
+            e.actor.as_ref().map(|a| a.as_bytes().to_vec()),
+            e.actor_role.map(|r| r.as_str()),
+            e.action,
+            e.object_kind.map(|k| k.as_str()),
+            e.object_id,
+            fields,
+            e.detail,
+        ])
+        .db()?;
+    }
+    Ok(())
+}
+
+pub(crate) fn audit(
+    c: &Connection,
+    scope: Scope,
+    q: &AuditQuery,
+) -> Result<Vec<AuditEntry>, StoreError> {
+    let mut sql = String::from(
+        "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields, detail
+         FROM audit WHERE org_id = ? AND partition = ?",
+    );
+    let mut values: Vec<Value> = vec![
+        Value::Blob(scope.org.0.as_bytes().to_vec()),
+        Value::Text(scope.partition.as_str().to_owned()),
+    ];
+    let mut and = |clause: &str, v: Value| {
+        sql.push_str(clause);
+        values.push(v);
+    };
+    if let Some(a) = &q.action {
+        and(" AND action = ?", Value::Text(a.clone()));
+    }
+    if let Some(a) = q.actor {
+        and(" AND actor = ?", Value::Blob(a.as_bytes().to_vec()));
+    }
+    if let Some(o) = &q.object_id {
+        and(" AND object_id = ?", Value::Text(o.clone()));
+    }
+    if let Some(t) = q.from {
+        and(" AND at >= ?", Value::Integer(ms(&t)));
+    }
+    if let Some(t) = q.to {
+        and(" AND at <= ?", Value::Integer(ms(&t)));
+    }
+    if let Some(b) = q.before {
+        and(" AND id < ?", Value::Blob(b.as_bytes().to_vec()));
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    values.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+    let mut stmt = c.prepare_cached(&sql).db()?;
+    let mut rows = stmt.query(params_from_iter(values)).db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        let fields: Vec<String> = serde_json::from_str(text_col(r.get_ref(9).db()?, "fields")?)
+            .map_err(|_| corrupt("fields"))?;
+        out.push(AuditEntry {
+            id: uuid_col(r.get_ref(0).db()?, "id")?,
+            scope: scope_cols(r, 1)?,
+            at: time_col(r.get_ref(3).db()?, "at")?,
+            actor: opt_uuid_col(r.get_ref(4).db()?, "actor")?,
+            actor_role: opt_text_col(r.get_ref(5).db()?, "actor_role")?
+                .map(|s| s.parse().map_err(|_| corrupt("actor_role")))
+                .transpose()?,
+            action: text_col(r.get_ref(6).db()?, "action")?.to_owned(),
+            object_kind: opt_text_col(r.get_ref(7).db()?, "object_kind")?
+                .map(|s| s.parse().map_err(|_| corrupt("object_kind")))
+                .transpose()?,
+            object_id: opt_text_col(r.get_ref(8).db()?, "object_id")?.map(str::to_owned),
+            fields,
+            detail: text_col(r.get_ref(10).db()?, "detail")?.to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn erase_customer(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    customer: ObjectId,
+) -> Result<u64, StoreError> {
+    let (org, partition, id) = (
+        scope.org.0.as_bytes().to_vec(),
+        scope.partition.as_str(),
+        customer.0.as_bytes().to_vec(),
+    );
+    let exists: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND kind = 'customer'",
+        )
+        .db()?
+        .query_row(params![org, partition, id], |r| r.get(0))
+        .db()?;
+    if exists == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.prepare_cached(
+        "DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id IN
+             (SELECT id FROM objects WHERE org_id = ?1 AND partition = ?2 AND (id = ?3 OR customer_id = ?3))",
+    )
+    .db()?
+    .execute(params![org, partition, id])
+    .db()?;
+    let n = tx
+        .prepare_cached("DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND (id = ?3 OR customer_id = ?3)")
+        .db()?
+        .execute(params![org, partition, id])
+        .db()?;
+    Ok(n as u64)
+}
