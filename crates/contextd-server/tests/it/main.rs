@@ -2,6 +2,7 @@
 
 mod support;
 
+mod access;
 mod concurrency;
 mod dictionary;
 mod http;

@@ -74,6 +74,8 @@ pub struct TestServer {
     pub http: reqwest::Client,
     /// The `default` org's tokens.
     pub org: OrgBootstrap,
+    /// The master key the server runs with.
+    pub master: MasterKey,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -87,7 +89,8 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("contextd.db")).expect("open data store");
         let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("open key store");
-        let keyring = Keyring::new(MasterKey::generate(), Arc::new(keys), 1000);
+        let master = MasterKey::generate();
+        let keyring = Keyring::new(master.clone(), Arc::new(keys), 1000);
         let context = Arc::new(Context::new(Arc::new(store), keyring, config));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -116,6 +119,7 @@ impl TestServer {
             context,
             http,
             org,
+            master,
             shutdown: Some(tx),
             task: Some(task),
         }
