@@ -144,7 +144,14 @@ pub enum KeyRef {
 struct PartitionKeys {
     data: Vec<(u32, KeyBytes)>,
     index: KeyBytes,
+    /// Which KEK wraps these keys: [`OPERATOR_KEK`] or [`ORG_KEK`].
+    kek_kind: u32,
 }
+
+/// `WrappedKey::wrapped_by` of partition keys wrapped by the operator's master key.
+pub const OPERATOR_KEK: u32 = 0;
+/// `WrappedKey::wrapped_by` of partition keys wrapped by the organization's own KEK.
+pub const ORG_KEK: u32 = 1;
 
 impl PartitionKeys {
     fn current(&self) -> Option<&(u32, KeyBytes)> {
@@ -216,6 +223,15 @@ impl ObjectKeys {
         open_raw(key, body, &aad).ok_or_else(bad)
     }
 
+    /// The data-key version values are sealed under, when it is the partition's key (objects
+    /// without a customer); `None` for customer keys.
+    pub fn partition_version(&self) -> Option<u32> {
+        match self.customer {
+            Some(_) => None,
+            None => self.partition.current().map(|(v, _)| *v),
+        }
+    }
+
     /// Which key a sealed value names.
     pub fn key_ref(sealed: &[u8]) -> Option<KeyRef> {
         match sealed.first() {
@@ -283,6 +299,7 @@ fn keys_err(e: StoreError) -> CoreError {
 /// Unwraps and caches keys; creates partition keys on first use.
 pub struct Keyring {
     kek: MasterKey,
+    org_keks: std::collections::HashMap<crate::ids::OrgId, MasterKey>,
     store: Arc<dyn KeyStore>,
     partitions: quick_cache::sync::Cache<Scope, Arc<PartitionKeys>>,
     customers: quick_cache::sync::Cache<(Scope, ObjectId), Arc<KeyBytes>>,
@@ -299,15 +316,164 @@ impl Keyring {
     pub fn new(kek: MasterKey, store: Arc<dyn KeyStore>, cached_customers: usize) -> Self {
         Self {
             kek,
+            org_keks: std::collections::HashMap::new(),
             store,
             partitions: quick_cache::sync::Cache::new(1024),
             customers: quick_cache::sync::Cache::new(cached_customers.max(16)),
         }
     }
 
+    /// Loads organizations' own key-encryption keys (bring your own key).
+    pub fn with_org_keks(
+        mut self,
+        keks: impl IntoIterator<Item = (crate::ids::OrgId, MasterKey)>,
+    ) -> Self {
+        self.org_keks.extend(keks);
+        self
+    }
+
     /// The key store, for status checks.
     pub fn store(&self) -> &Arc<dyn KeyStore> {
         &self.store
+    }
+
+    fn kek_for(&self, scope: Scope, kind: u32) -> Result<&KeyBytes, CoreError> {
+        match kind {
+            OPERATOR_KEK => Ok(&self.kek.0),
+            ORG_KEK => self.org_keks.get(&scope.org).map(|k| &k.0).ok_or_else(|| {
+                CoreError::Keys(format!(
+                    "organization {} uses its own key-encryption key, which is not loaded",
+                    scope.org
+                ))
+            }),
+            other => Err(CoreError::Keys(format!(
+                "unknown key-encryption key kind {other}"
+            ))),
+        }
+    }
+
+    /// Forgets cached partition keys so that the next use reloads them (after a rotation made
+    /// by another process).
+    pub fn refresh(&self) {
+        self.partitions.clear();
+    }
+
+    /// The current data-key version of a partition.
+    pub async fn current_version(&self, scope: Scope) -> Result<u32, CoreError> {
+        let p = self.partition(scope).await?;
+        p.current()
+            .map(|(v, _)| *v)
+            .ok_or_else(|| CoreError::Keys("no data key".into()))
+    }
+
+    /// Adds a new data-key version; new writes use it from now on. Returns the version.
+    pub async fn rotate(&self, scope: Scope) -> Result<u32, CoreError> {
+        self.partitions.remove(&scope);
+        let p = self.partition(scope).await?;
+        let next = p.current().map_or(1, |(v, _)| v + 1);
+        let kek = self.kek_for(scope, p.kek_kind)?;
+        let wrapped = WrappedKey {
+            version: next,
+            wrapped_by: p.kek_kind,
+            bytes: seal_raw(
+                kek,
+                &KeyBytes::generate().0,
+                &wrap_aad("data", scope, next, None),
+            ),
+        };
+        let result = self.store.insert_data_key(scope, &wrapped).await;
+        self.partitions.remove(&scope);
+        match result {
+            Ok(()) => Ok(next),
+            Err(StoreError::AlreadyExists) => Err(CoreError::Conflict(
+                "another rotation added this version; retry".into(),
+            )),
+            Err(e) => Err(keys_err(e)),
+        }
+    }
+
+    /// Re-wraps every partition key of an org under the org's own KEK (bring your own key):
+    /// afterwards the operator's master key alone no longer opens that org's data.
+    pub async fn adopt_org_kek(
+        &self,
+        org: crate::ids::OrgId,
+        org_kek: &MasterKey,
+    ) -> Result<(), CoreError> {
+        for partition in crate::ids::Partition::ALL {
+            let scope = Scope { org, partition };
+            self.partitions.remove(&scope);
+            let p = self.partition(scope).await?;
+            let index = WrappedKey {
+                version: 1,
+                wrapped_by: ORG_KEK,
+                bytes: seal_raw(&org_kek.0, &p.index.0, &wrap_aad("index", scope, 1, None)),
+            };
+            let data: Vec<WrappedKey> = p
+                .data
+                .iter()
+                .map(|(v, k)| WrappedKey {
+                    version: *v,
+                    wrapped_by: ORG_KEK,
+                    bytes: seal_raw(&org_kek.0, &k.0, &wrap_aad("data", scope, *v, None)),
+                })
+                .collect();
+            self.store
+                .replace_partition_keys(scope, &data, &index)
+                .await
+                .map_err(keys_err)?;
+            self.partitions.remove(&scope);
+        }
+        Ok(())
+    }
+
+    /// Re-wraps up to `limit` customer keys still wrapped by an older data-key version;
+    /// returns how many were done.
+    pub async fn rewrap_customer_keys(
+        &self,
+        scope: Scope,
+        limit: usize,
+    ) -> Result<usize, CoreError> {
+        let p = self.partition(scope).await?;
+        let Some((current, ckey)) = p.current() else {
+            return Ok(0);
+        };
+        let old = self
+            .store
+            .customer_keys_wrapped_before(scope, *current, limit)
+            .await
+            .map_err(keys_err)?;
+        let n = old.len();
+        for (customer, wrapped) in old {
+            let pkey = p.version(wrapped.wrapped_by).ok_or_else(|| {
+                CoreError::Keys("customer key wrapped by an unknown data key version".into())
+            })?;
+            let key = open_raw(
+                pkey,
+                &wrapped.bytes,
+                &wrap_aad("customer", scope, wrapped.wrapped_by, Some(customer)),
+            )
+            .ok_or_else(|| {
+                CoreError::Keys(format!("cannot unwrap the key of customer {customer}"))
+            })?;
+            let rewrapped = WrappedKey {
+                version: 0,
+                wrapped_by: *current,
+                bytes: seal_raw(
+                    ckey,
+                    &key,
+                    &wrap_aad("customer", scope, *current, Some(customer)),
+                ),
+            };
+            match self
+                .store
+                .replace_customer_key(scope, customer, &rewrapped)
+                .await
+            {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(keys_err(e)),
+            }
+        }
+        Ok(n)
     }
 
     async fn partition(&self, scope: Scope) -> Result<Arc<PartitionKeys>, CoreError> {
@@ -336,23 +502,28 @@ impl Keyring {
         if wrapped.is_empty() {
             return Ok(None);
         }
-        let kek = &self.kek.0;
         let unwrap = |purpose: &str, w: &WrappedKey| {
+            let kek = self.kek_for(scope, w.wrapped_by)?;
             open_raw(kek, &w.bytes, &wrap_aad(purpose, scope, w.version, None))
                 .and_then(|b| KeyBytes::from_slice(&b))
                 .ok_or_else(|| {
                     CoreError::Keys(format!(
-                        "cannot unwrap the {purpose} key of {}/{}: wrong master key?",
+                        "cannot unwrap the {purpose} key of {}/{}: wrong key-encryption key?",
                         scope.org, scope.partition
                     ))
                 })
         };
+        let kek_kind = index.wrapped_by;
         let index = unwrap("index", &index)?;
         let data = wrapped
             .iter()
             .map(|w| Ok((w.version, unwrap("data", w)?)))
             .collect::<Result<_, CoreError>>()?;
-        Ok(Some(PartitionKeys { data, index }))
+        Ok(Some(PartitionKeys {
+            data,
+            index,
+            kek_kind,
+        }))
     }
 
     async fn create_partition(&self, scope: Scope) -> Result<(), CoreError> {
@@ -523,6 +694,7 @@ mod tests {
             PartitionKeys {
                 data: vec![(1, KeyBytes::generate())],
                 index: KeyBytes::generate(),
+                kek_kind: OPERATOR_KEK,
             },
             scope,
         )

@@ -84,6 +84,9 @@ pub struct StoredObject {
     pub touched: DateTime<Utc>,
     /// Write counter.
     pub version: i64,
+    /// The partition data-key version its sealed values use (objects without a customer);
+    /// 0 when they use the customer's key or there are none. Drives re-encryption after rotation.
+    pub key_version: u32,
 }
 
 /// A write of one object with its blind-index tokens.
@@ -483,6 +486,26 @@ pub trait Store: Send + Sync + 'static {
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
     /// Reads the audit log of a scope, newest first.
     async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
+    /// Up to `limit` objects whose `key_version` is between 1 and `below - 1` (sealed under an
+    /// older partition data key), any order.
+    async fn objects_to_reseal(
+        &self,
+        scope: Scope,
+        below: u32,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError>;
+    /// How many objects [`Store::objects_to_reseal`] would return without a limit.
+    async fn count_objects_to_reseal(&self, scope: Scope, below: u32) -> Result<u64, StoreError>;
+    /// Replaces an object's sealed values and `key_version` without changing its version or
+    /// times (re-encryption is not a client write); `VersionConflict` if the object changed.
+    async fn reseal_object(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        expected_version: i64,
+        sealed: &BTreeMap<String, Vec<u8>>,
+        key_version: u32,
+    ) -> Result<(), StoreError>;
     /// Deletes a customer and every object whose `customer_id` is it (with their tokens), in
     /// one transaction; returns how many objects were deleted. `NotFound` if the customer is absent.
     async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError>;
@@ -530,6 +553,36 @@ pub trait KeyStore: Send + Sync + 'static {
     /// Destroys a customer's key (crypto-shredding); `NotFound` if absent.
     async fn delete_customer_key(&self, scope: Scope, customer: ObjectId)
         -> Result<(), StoreError>;
+    /// Up to `limit` customer keys wrapped by a data-key version below `version`.
+    async fn customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, WrappedKey)>, StoreError>;
+    /// How many customer keys are wrapped by a data-key version below `version`.
+    async fn count_customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+    ) -> Result<u64, StoreError>;
+    /// Replaces a customer's wrapped key (re-wrapping); `NotFound` if absent (erased meanwhile).
+    async fn replace_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        key: &WrappedKey,
+    ) -> Result<(), StoreError>;
+    /// Replaces all of a partition's wrapped data keys and its index key in one transaction
+    /// (re-wrapping under another key-encryption key).
+    async fn replace_partition_keys(
+        &self,
+        scope: Scope,
+        data: &[WrappedKey],
+        index: &WrappedKey,
+    ) -> Result<(), StoreError>;
+    /// Every scope that has keys.
+    async fn scopes(&self) -> Result<Vec<Scope>, StoreError>;
 }
 
 /// Whether a partition allows deletes and flushes.

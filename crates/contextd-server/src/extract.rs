@@ -149,3 +149,20 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<i64>, ApiError> {
         .map(Some)
         .map_err(|_| ApiError::bad_request("If-Match must be an object version"))
 }
+
+/// Path parameters, with problem JSON on error (e.g. a segment that is not UTF-8).
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(Self(v))
+    }
+}

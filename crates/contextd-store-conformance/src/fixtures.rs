@@ -71,6 +71,7 @@ pub fn object(scope: Scope, kind: Kind, t: DateTime<Utc>) -> StoredObject {
         last_updated: t,
         touched: t,
         version: 1,
+        key_version: 0,
     }
 }
 
@@ -92,6 +93,7 @@ pub fn rich_object(scope: Scope, kind: Kind, t: DateTime<Utc>) -> StoredObject {
         ("visible".to_owned(), serde_json::json!(true)),
         ("unicode".to_owned(), serde_json::json!("Zoë — 東京 ✓")),
     ]);
+    o.key_version = 3;
     o.sealed = BTreeMap::from([
         ("Context_Notes".to_owned(), vec![0, 1, 2, 255, 254, 0]),
         ("Context_POD_Source_Phone".to_owned(), (0..=255u8).collect()),

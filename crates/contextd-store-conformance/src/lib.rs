@@ -12,6 +12,7 @@ pub mod fixtures;
 mod isolation;
 mod keys;
 mod objects;
+mod people;
 mod search;
 
 use contextd_core::store::{KeyStore, Store};
@@ -24,6 +25,10 @@ pub use keys::check_key_store;
 pub use objects::{
     check_close_stale_requests, check_concurrent_writes, check_flush, check_object_crud,
     check_parent_rules, check_versions,
+};
+pub use people::{
+    check_audit, check_erase_customer, check_grants, check_key_rewrap, check_reseal,
+    check_sessions, check_users,
 };
 pub use search::{check_paging, check_search_semantics, check_timeline};
 
@@ -44,5 +49,12 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_dictionary(store).await;
     check_flush_jobs(store).await;
     check_any_token_in_use(store).await;
+    check_users(store).await;
+    check_sessions(store).await;
+    check_grants(store).await;
+    check_audit(store).await;
+    check_erase_customer(store).await;
+    check_reseal(store).await;
     check_key_store(keys).await;
+    check_key_rewrap(keys).await;
 }

@@ -3,11 +3,11 @@
 use std::path::Path;
 
 use async_trait::async_trait;
-use contextd_core::ids::{ObjectId, Scope};
+use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{KeyStore, StoreError, WrappedKey};
 use rusqlite::{params, Connection, Row};
 
-use crate::db::{corrupt, int_col, Db, DbResultExt, Migration, Profile};
+use crate::db::{corrupt, int_col, parse_col, uuid_col, Db, DbResultExt, Migration, Profile};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -217,6 +217,143 @@ impl KeyStore for SqliteKeyStore {
                 } else {
                     Ok(())
                 }
+            })
+            .await
+    }
+
+    async fn customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, WrappedKey)>, StoreError> {
+        let (org, partition) = scope_params(scope);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT version, wrapped_by, bytes, customer_id FROM customer_keys
+                         WHERE org_id = ?1 AND partition = ?2 AND wrapped_by < ?3 LIMIT ?4",
+                    )
+                    .db()?;
+                let mut rows = stmt.query(params![org, partition, version, limit]).db()?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().db()? {
+                    let id = uuid_col(r.get_ref(3).db()?, "customer_id")?;
+                    out.push((ObjectId(id), key_from_row(r)?));
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn count_customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+    ) -> Result<u64, StoreError> {
+        let (org, partition) = scope_params(scope);
+        self.db
+            .read(move |c| {
+                let n: i64 = c
+                    .prepare_cached(
+                        "SELECT count(*) FROM customer_keys WHERE org_id = ?1 AND partition = ?2 AND wrapped_by < ?3",
+                    )
+                    .db()?
+                    .query_row(params![org, partition, version], |r| r.get(0))
+                    .db()?;
+                Ok(n.max(0) as u64)
+            })
+            .await
+    }
+
+    async fn replace_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        key: &WrappedKey,
+    ) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let (customer, key) = (customer.0.into_bytes(), key.clone());
+        self.db
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE customer_keys SET version = ?4, wrapped_by = ?5, bytes = ?6
+                         WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+                    )
+                    .db()?
+                    .execute(params![
+                        org,
+                        partition,
+                        customer,
+                        key.version,
+                        key.wrapped_by,
+                        key.bytes
+                    ])
+                    .db()?;
+                if n == 0 {
+                    Err(StoreError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+
+    async fn replace_partition_keys(
+        &self,
+        scope: Scope,
+        data: &[WrappedKey],
+        index: &WrappedKey,
+    ) -> Result<(), StoreError> {
+        let (org, partition) = scope_params(scope);
+        let (data, index) = (data.to_vec(), index.clone());
+        self.db
+            .write(move |tx| {
+                tx.prepare_cached("DELETE FROM data_keys WHERE org_id = ?1 AND partition = ?2")
+                    .db()?
+                    .execute(params![org, partition])
+                    .db()?;
+                for k in &data {
+                    tx.prepare_cached(
+                        "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .db()?
+                    .execute(params![org, partition, k.version, k.wrapped_by, k.bytes])
+                    .db()?;
+                }
+                tx.prepare_cached(
+                    "INSERT INTO index_keys (org_id, partition, version, wrapped_by, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (org_id, partition) DO UPDATE SET version = excluded.version,
+                         wrapped_by = excluded.wrapped_by, bytes = excluded.bytes",
+                )
+                .db()?
+                .execute(params![org, partition, index.version, index.wrapped_by, index.bytes])
+                .db()?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn scopes(&self) -> Result<Vec<Scope>, StoreError> {
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT org_id, partition FROM index_keys ORDER BY org_id, partition",
+                    )
+                    .db()?;
+                let mut rows = stmt.query([]).db()?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().db()? {
+                    out.push(Scope {
+                        org: OrgId(uuid_col(r.get_ref(0).db()?, "org_id")?),
+                        partition: parse_col::<Partition>(r.get_ref(1).db()?, "partition")?,
+                    });
+                }
+                Ok(out)
             })
             .await
     }

@@ -15,7 +15,7 @@ use crate::db::{
 /// The columns [`object_from_row`] reads, in order, for a table aliased `o`.
 pub(crate) const OBJECT_COLUMNS: &str =
     "o.id, o.kind, o.customer_id, o.parent_id, o.state, o.media_type, \
-     o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed";
+     o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed, o.key_version";
 
 #[derive(Serialize)]
 struct BodyRef<'a> {
@@ -55,6 +55,7 @@ pub(crate) struct ObjectRow {
     pub version: i64,
     pub body: String,
     pub sealed: Vec<u8>,
+    pub key_version: i64,
 }
 
 impl ObjectRow {
@@ -83,6 +84,7 @@ impl ObjectRow {
             version: o.version,
             body,
             sealed: encode_sealed(&o.sealed),
+            key_version: i64::from(o.key_version),
         })
     }
 }
@@ -124,5 +126,7 @@ pub(crate) fn object_from_row(scope: Scope, row: &Row<'_>) -> Result<StoredObjec
         last_updated: time_col(row.get_ref(8).db()?, "last_updated")?,
         touched: time_col(row.get_ref(9).db()?, "touched")?,
         version: int_col(row.get_ref(10).db()?, "version")?,
+        key_version: u32::try_from(int_col(row.get_ref(13).db()?, "key_version")?)
+            .map_err(|_| corrupt("key_version"))?,
     })
 }

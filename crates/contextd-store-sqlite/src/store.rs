@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the data database.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use async_trait::async_trait;
@@ -9,9 +9,9 @@ use contextd_core::dictionary::{Field, FieldSet};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Kind, State};
 use contextd_core::store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage, ObjectWrite,
-    OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store, StoreError,
-    StoredObject, TimelineQuery, Token, UserRecord,
+    encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage,
+    ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store,
+    StoreError, StoredObject, TimelineQuery, Token, UserRecord,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
@@ -34,6 +34,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 2,
         sql: include_str!("../migrations/data/0002_access.sql"),
+    },
+    Migration {
+        version: 3,
+        sql: include_str!("../migrations/data/0003_key_versions.sql"),
     },
 ];
 
@@ -95,8 +99,8 @@ fn write_object(
             let inserted = tx
                 .prepare_cached(
                     "INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
-                         detail_type, created, last_updated, touched, version, body, sealed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                         detail_type, created, last_updated, touched, version, body, sealed, key_version)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                      ON CONFLICT DO NOTHING",
                 )
                 .db()?
@@ -116,6 +120,7 @@ fn write_object(
                     row.version,
                     row.body,
                     row.sealed,
+                    row.key_version,
                 ])
                 .db()?;
             if inserted == 0 {
@@ -139,7 +144,7 @@ fn write_object(
                 .prepare_cached(
                     "UPDATE objects SET kind = ?4, customer_id = ?5, parent_id = ?6, state = ?7, media_type = ?8,
                          detail_type = ?9, created = ?10, last_updated = ?11, touched = max(touched, ?12),
-                         version = ?13, body = ?14, sealed = ?15
+                         version = ?13, body = ?14, sealed = ?15, key_version = ?17
                      WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?16",
                 )
                 .db()?
@@ -160,6 +165,7 @@ fn write_object(
                     row.body,
                     row.sealed,
                     expected,
+                    row.key_version,
                 ])
                 .db()?;
             if updated == 0 {
@@ -989,6 +995,84 @@ impl Store for SqliteStore {
     async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
         self.db
             .write(move |tx| access::erase_customer(tx, scope, customer))
+            .await
+    }
+
+    async fn objects_to_reseal(
+        &self,
+        scope: Scope,
+        below: u32,
+        limit: usize,
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {OBJECT_COLUMNS} FROM objects o
+                         WHERE o.org_id = ?1 AND o.partition = ?2 AND o.key_version > 0 AND o.key_version < ?3
+                         LIMIT ?4"
+                    ))
+                    .db()?;
+                let mut rows = stmt
+                    .query(params![blob(scope.org.0), scope.partition.as_str(), below, limit])
+                    .db()?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().db()? {
+                    out.push(object_from_row(scope, r)?);
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    async fn count_objects_to_reseal(&self, scope: Scope, below: u32) -> Result<u64, StoreError> {
+        self.db
+            .read(move |c| {
+                let n: i64 = c
+                    .prepare_cached(
+                        "SELECT count(*) FROM objects
+                         WHERE org_id = ?1 AND partition = ?2 AND key_version > 0 AND key_version < ?3",
+                    )
+                    .db()?
+                    .query_row(params![blob(scope.org.0), scope.partition.as_str(), below], |r| r.get(0))
+                    .db()?;
+                Ok(n.max(0) as u64)
+            })
+            .await
+    }
+
+    async fn reseal_object(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        expected_version: i64,
+        sealed: &BTreeMap<String, Vec<u8>>,
+        key_version: u32,
+    ) -> Result<(), StoreError> {
+        let sealed = encode_sealed(sealed);
+        self.db
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "UPDATE objects SET sealed = ?5, key_version = ?6
+                         WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?4",
+                    )
+                    .db()?
+                    .execute(params![
+                        blob(scope.org.0),
+                        scope.partition.as_str(),
+                        blob(id.0),
+                        expected_version,
+                        sealed,
+                        key_version
+                    ])
+                    .db()?;
+                if n == 0 {
+                    return Err(StoreError::VersionConflict { current: -1 });
+                }
+                Ok(())
+            })
             .await
     }
 }

@@ -1,7 +1,7 @@
 //! People and credentials: users, sign-in sessions, API keys, partner grants, the audit log,
 //! and the customer privacy operations (erase, export).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{session_cookie, ApiJson, ApiQuery, Auth, SESSION_COOKIE};
+use crate::extract::{session_cookie, ApiJson, ApiPath, ApiQuery, Auth, SESSION_COOKIE};
 use crate::AppState;
 
 fn uuid(id: &str, what: &str) -> ApiResult<Uuid> {
@@ -187,7 +187,7 @@ pub async fn list_keys(
 pub async fn revoke_key(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.context.revoke_key(&actor, uuid(&id, "key")?).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -219,7 +219,7 @@ pub async fn create_grant(
 pub async fn revoke_grant(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state
         .context
@@ -288,7 +288,7 @@ pub struct Erased {
 pub async fn erase(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Erased>> {
     let erased = state
         .context
@@ -303,7 +303,7 @@ pub async fn erase(
 pub async fn export(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<CustomerExport>> {
     Ok(Json(
         state

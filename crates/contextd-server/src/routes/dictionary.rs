@@ -1,13 +1,13 @@
 //! The dictionary: fields and field sets.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use contextd_core::dictionary::{Field, FieldSet};
 
 use crate::error::{ApiResult, Problem};
-use crate::extract::{ApiJson, Auth};
+use crate::extract::{ApiJson, ApiPath, Auth};
 use crate::AppState;
 
 fn created<T: serde::Serialize>(location: String, body: &T) -> Response {
@@ -46,7 +46,7 @@ pub async fn create_field(
 pub async fn get_field(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Field>> {
     Ok(Json(state.context.get_field(&actor, &id).await?))
 }
@@ -57,7 +57,7 @@ pub async fn get_field(
 pub async fn put_field(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(field): ApiJson<Field>,
 ) -> ApiResult<Json<Field>> {
     Ok(Json(
@@ -71,7 +71,7 @@ pub async fn put_field(
 pub async fn delete_field(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.context.delete_field(&actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -105,7 +105,7 @@ pub async fn create_fieldset(
 pub async fn get_fieldset(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FieldSet>> {
     Ok(Json(state.context.get_fieldset(&actor, &id).await?))
 }
@@ -116,7 +116,7 @@ pub async fn get_fieldset(
 pub async fn put_fieldset(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(set): ApiJson<FieldSet>,
 ) -> ApiResult<Json<FieldSet>> {
     Ok(Json(
@@ -130,7 +130,7 @@ pub async fn put_fieldset(
 pub async fn delete_fieldset(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     state.context.delete_fieldset(&actor, &id).await?;
     Ok(StatusCode::NO_CONTENT)

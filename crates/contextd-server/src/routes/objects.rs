@@ -1,7 +1,7 @@
 //! Context objects: CRUD, search, timeline and lab flush.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{if_match, ApiJson, ApiQuery, Auth};
+use crate::extract::{if_match, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::AppState;
 
 fn kind(segment: &str) -> ApiResult<Kind> {
@@ -42,7 +42,7 @@ fn with_etag(object: &ContextObject, mut response: Response) -> Response {
 pub async fn create(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(segment): Path<String>,
+    ApiPath(segment): ApiPath<String>,
     ApiJson(input): ApiJson<ObjectInput>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
@@ -63,7 +63,7 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((segment, id)): Path<(String, String)>,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
     let object = state
@@ -82,7 +82,7 @@ pub async fn get(
 pub async fn replace(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((segment, id)): Path<(String, String)>,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     ApiJson(input): ApiJson<ObjectInput>,
 ) -> ApiResult<Response> {
@@ -109,7 +109,7 @@ pub async fn replace(
 pub async fn patch(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((segment, id)): Path<(String, String)>,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
@@ -151,7 +151,7 @@ pub async fn patch(
 pub async fn delete(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path((segment, id)): Path<(String, String)>,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let kind = kind(&segment)?;
     state
@@ -170,7 +170,7 @@ pub async fn delete(
 pub async fn search(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(segment): Path<String>,
+    ApiPath(segment): ApiPath<String>,
     ApiJson(request): ApiJson<SearchRequest>,
 ) -> ApiResult<Json<SearchResult>> {
     let kind = kind(&segment)?;
@@ -197,7 +197,7 @@ pub struct TimelineParams {
 pub async fn timeline(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<TimelineParams>,
 ) -> ApiResult<Json<TimelinePage>> {
     let media_type = params
@@ -226,7 +226,7 @@ pub async fn timeline(
 pub async fn flush(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(segment): Path<String>,
+    ApiPath(segment): ApiPath<String>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
     let status = state.context.flush(&actor, kind).await?;
@@ -245,7 +245,7 @@ pub async fn flush(
 pub async fn flush_status(
     State(state): State<AppState>,
     Auth(actor): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<FlushStatus>> {
     let id =
         uuid::Uuid::try_parse(&id).map_err(|_| ApiError::bad_request("not a valid flush id"))?;

@@ -30,12 +30,24 @@ store_checks!(
     check_dictionary,
     check_flush_jobs,
     check_any_token_in_use,
+    check_users,
+    check_sessions,
+    check_grants,
+    check_audit,
+    check_erase_customer,
+    check_reseal,
 );
 
 #[tokio::test]
 async fn check_key_store() {
     let db = TestDb::fresh();
     suite::check_key_store(&db.keys).await;
+}
+
+#[tokio::test]
+async fn check_key_rewrap() {
+    let db = TestDb::fresh();
+    suite::check_key_rewrap(&db.keys).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

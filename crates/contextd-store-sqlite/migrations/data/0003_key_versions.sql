@@ -1,0 +1,5 @@
+-- contextd data database, schema 3: which partition data-key version seals an object's values
+-- (0: the customer's own key, or nothing sealed), so that re-encryption after a key rotation
+-- finds what is left to do.
+ALTER TABLE objects ADD COLUMN key_version INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX objects_to_reseal ON objects (org_id, partition, key_version) WHERE key_version > 0;
