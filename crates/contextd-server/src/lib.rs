@@ -42,6 +42,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// Mark session cookies `Secure` (served over TLS).
     pub cookie_secure: bool,
+    /// Wakes the background re-encryption job.
+    pub reencrypt: Arc<tokio::sync::Notify>,
 }
 
 /// Server settings.
@@ -63,6 +65,8 @@ pub struct ServerConfig {
     pub sign_in_per_minute: u32,
     /// Mark session cookies `Secure` (set when serving HTTPS).
     pub cookie_secure: bool,
+    /// How often the re-encryption job looks for work besides being woken by a rotation.
+    pub reencrypt_every: Duration,
 }
 
 impl Default for ServerConfig {
@@ -76,6 +80,7 @@ impl Default for ServerConfig {
             rate_limit_burst: 40_000,
             sign_in_per_minute: 10,
             cookie_secure: false,
+            reencrypt_every: Duration::from_secs(30),
         }
     }
 }
@@ -142,6 +147,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route("/v1/audit", get(access::audit))
         .route("/v1/customers/{id}/erase", post(access::erase))
         .route("/v1/customers/{id}/export", get(access::export))
+        .route("/v1/encryption/rotate", post(system::rotate))
         .route("/v1/flush/{id}", get(objects::flush_status))
         .route("/v1/customers/{id}/timeline", get(objects::timeline))
         .route("/v1/{kind}", post(objects::create))
@@ -202,14 +208,33 @@ pub async fn serve(
         started: Instant::now(),
         limits: Arc::new(limits::Limits::new(&config)),
         cookie_secure: config.cookie_secure,
+        reencrypt: Arc::new(tokio::sync::Notify::new()),
     };
-    let sweeper = tokio::spawn(sweep_stale_requests(context, config.autoclose_sweep));
+    let sweeper = tokio::spawn(sweep_stale_requests(context.clone(), config.autoclose_sweep));
+    let reencryptor = tokio::spawn(reencrypt(context, state.reencrypt.clone(), config.reencrypt_every));
     let app = router(state, &config);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    reencryptor.abort();
     result
+}
+
+/// The re-encryption job: runs at start (resuming an interrupted rotation), when woken by a
+/// rotation, and periodically (to pick up rotations made by other processes).
+async fn reencrypt(context: Arc<Context>, wake: Arc<tokio::sync::Notify>, every: Duration) {
+    loop {
+        match context.reencrypt_all(256).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(items = n, "re-encrypted under the current data keys"),
+            Err(e) => tracing::warn!(error = %e, "re-encryption failed; will retry"),
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = tokio::time::sleep(every) => {}
+        }
+    }
 }
 
 async fn sweep_stale_requests(context: Arc<Context>, every: Duration) {

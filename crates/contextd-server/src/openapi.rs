@@ -30,7 +30,7 @@ impl Modify for BearerAuth {
         access::create_user, access::list_users, access::sign_in, access::sign_out, access::whoami,
         access::create_key, access::list_keys, access::revoke_key, access::create_grant, access::revoke_grant,
         access::audit, access::erase, access::export,
-        system::ping, system::healthz, system::status, system::openapi,
+        system::ping, system::healthz, system::status, system::rotate, system::openapi,
     ),
     components(schemas(
         contextd_core::ContextObject, contextd_core::object::Contributor, contextd_core::object::MediaType,

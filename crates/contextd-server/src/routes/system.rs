@@ -60,6 +60,8 @@ pub struct Status {
     pub partition: Partition,
     /// Dependencies.
     pub dependencies: Vec<Dependency>,
+    /// Data-key version and re-encryption progress of the caller's partition.
+    pub encryption: Option<contextd_core::service::EncryptionStatus>,
 }
 
 /// Serviceability: overall status and each dependency.
@@ -79,7 +81,9 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
         (false, false) => "down",
         _ => "degraded",
     };
+    let encryption = state.context.encryption_status(actor.scope).await.ok();
     Ok(Json(Status {
+        encryption,
         status,
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: state.started.elapsed().as_secs(),
@@ -105,4 +109,14 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "system", responses((status = 200, description = "OpenAPI 3.1 document")))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::ApiDoc::openapi())
+}
+
+/// Add a data-key version to the caller's partition (admin). New writes use it at once; a
+/// background job re-encrypts older values, with progress in `/v1/status`.
+#[utoipa::path(post, path = "/v1/encryption/rotate", tag = "system",
+    responses((status = 202, body = contextd_core::service::EncryptionStatus)), security(("bearer" = [])))]
+pub async fn rotate(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<(axum::http::StatusCode, Json<contextd_core::service::EncryptionStatus>)> {
+    let status = state.context.rotate_data_key(&actor).await?;
+    state.reencrypt.notify_one();
+    Ok((axum::http::StatusCode::ACCEPTED, Json(status)))
 }

@@ -5,6 +5,8 @@ mod support;
 mod access;
 mod concurrency;
 mod dictionary;
+mod encryption;
+mod hostile;
 mod http;
 mod isolation;
 mod journey;
