@@ -32,9 +32,8 @@ enum Command {
         /// The URL clients reach this server at (for connectionData); default http://LISTEN.
         #[arg(long, env = "CONTEXTD_PUBLIC_URL")]
         public_url: Option<String>,
-        /// Largest request body, bytes.
-        #[arg(long, env = "CONTEXTD_BODY_LIMIT", default_value_t = 1024 * 1024)]
-        body_limit: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -42,6 +41,68 @@ enum Command {
     Org {
         #[command(subcommand)]
         command: OrgCommand,
+    },
+    /// Manage encryption keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// Abuse limits of the server.
+#[derive(Clone, Debug, clap::Args)]
+struct LimitArgs {
+    /// Largest request body, bytes (413 above).
+    #[arg(long, env = "CONTEXTD_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    body_limit: usize,
+    /// Largest total size of request headers, bytes (431 above).
+    #[arg(long, env = "CONTEXTD_HEADER_LIMIT", default_value_t = 16 * 1024)]
+    header_limit: usize,
+    /// Deepest JSON nesting accepted in a body.
+    #[arg(long, env = "CONTEXTD_JSON_DEPTH", default_value_t = 32)]
+    json_depth: usize,
+    /// Requests per second per credential (0: unlimited; 429 with Retry-After above).
+    #[arg(long, env = "CONTEXTD_RATE_LIMIT", default_value_t = 20_000)]
+    rate_limit: u32,
+    /// Burst allowance of the per-credential rate limit.
+    #[arg(long, env = "CONTEXTD_RATE_BURST", default_value_t = 40_000)]
+    rate_burst: u32,
+    /// Sign-in attempts per minute per account (0: unlimited).
+    #[arg(long, env = "CONTEXTD_SIGNIN_PER_MINUTE", default_value_t = 10)]
+    sign_in_per_minute: u32,
+    /// Mark session cookies Secure (set this when clients reach the server over HTTPS).
+    #[arg(long, env = "CONTEXTD_COOKIE_SECURE")]
+    cookie_secure: bool,
+}
+
+impl LimitArgs {
+    fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            body_limit: self.body_limit,
+            header_limit: self.header_limit,
+            json_depth_limit: self.json_depth,
+            rate_limit_per_second: self.rate_limit,
+            rate_limit_burst: self.rate_burst,
+            sign_in_per_minute: self.sign_in_per_minute,
+            cookie_secure: self.cookie_secure,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a data-key version to an organization's partition; a running server re-encrypts
+    /// older values in the background (progress in /v1/status).
+    Rotate {
+        /// Organization name.
+        #[arg(long, default_value = "default")]
+        org: String,
+        /// `lab` or `production`.
+        #[arg(long)]
+        partition: contextd_core::Partition,
+        #[command(flatten)]
+        storage: StorageArgs,
     },
 }
 
@@ -61,6 +122,17 @@ enum OrgCommand {
             default_value = "http://127.0.0.1:8080"
         )]
         public_url: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Bring your own key: re-wrap an organization's keys under its own key-encryption key.
+    /// Afterwards the server needs `--org-kek NAME=PATH` to read that organization's data.
+    SetKek {
+        /// Organization name.
+        name: String,
+        /// File holding the organization's key (64 hex digits or base64 of 32 bytes).
+        #[arg(long)]
+        kek_file: std::path::PathBuf,
         #[command(flatten)]
         storage: StorageArgs,
     },
@@ -85,9 +157,50 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve {
             listen,
             public_url,
-            body_limit,
+            limits,
             storage,
-        } => serve(listen, public_url, body_limit, storage).await,
+        } => serve(listen, public_url, limits.server_config(), storage).await,
+        Command::Keys {
+            command:
+                KeysCommand::Rotate {
+                    org,
+                    partition,
+                    storage,
+                },
+        } => {
+            let context = startup::open_context(&storage).await?;
+            let org_record = context
+                .store()
+                .org_by_name(&org)
+                .await?
+                .with_context(|| format!("no organization named '{org}'"))?;
+            let scope = contextd_core::Scope {
+                org: org_record.id,
+                partition,
+            };
+            let version = context.keyring().rotate(scope).await?;
+            println!("{org}/{partition}: data key version {version}; running servers re-encrypt older values in the background");
+            Ok(())
+        }
+        Command::Org {
+            command:
+                OrgCommand::SetKek {
+                    name,
+                    kek_file,
+                    storage,
+                },
+        } => {
+            let context = startup::open_context(&storage).await?;
+            let org = context
+                .store()
+                .org_by_name(&name)
+                .await?
+                .with_context(|| format!("no organization named '{name}'"))?;
+            let kek = startup::read_key_file(&kek_file)?;
+            context.keyring().adopt_org_kek(org.id, &kek).await?;
+            println!("{name}: keys re-wrapped under the organization's own key; start servers with --org-kek {name}=PATH");
+            Ok(())
+        }
         Command::Org {
             command:
                 OrgCommand::Create {
@@ -97,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
                     storage,
                 },
         } => {
-            let context = startup::open_context(&storage)?;
+            let context = startup::open_context(&storage).await?;
             let org = context
                 .create_org(&name, &public_url)
                 .await
@@ -124,10 +237,10 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(
     listen: SocketAddr,
     public_url: Option<String>,
-    body_limit: usize,
+    config: ServerConfig,
     storage: StorageArgs,
 ) -> anyhow::Result<()> {
-    let context = startup::open_context(&storage)?;
+    let context = startup::open_context(&storage).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -155,10 +268,6 @@ async fn serve(
         }
     }
     tracing::info!(%local, backend = context.store().backend(), "contextd listening");
-    let config = ServerConfig {
-        body_limit,
-        ..ServerConfig::default()
-    };
     contextd_server::serve(listener, context, config, shutdown_signal()).await?;
     tracing::info!("contextd stopped");
     Ok(())

@@ -9,6 +9,7 @@ use anyhow::{bail, Context as _};
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig};
 use contextd_core::store::{KeyStore, Store};
+use contextd_store_postgres::{PgKeyStore, PgStore};
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 
 /// Where data lives.
@@ -23,10 +24,14 @@ pub struct StorageArgs {
     /// Requests with no write to them or their activities for this long are closed.
     #[arg(long, env = "CONTEXTD_REQUEST_AUTOCLOSE", default_value = "5days", value_parser = humantime::parse_duration)]
     pub request_autoclose: std::time::Duration,
+    /// Organizations' own key-encryption keys, `ORG_NAME=PATH` (repeatable, or comma-separated
+    /// in the environment); an org that brought its own key is unreadable without it.
+    #[arg(long = "org-kek", env = "CONTEXTD_ORG_KEKS", value_delimiter = ',')]
+    pub org_keks: Vec<String>,
 }
 
 /// Opens both stores and returns the context service.
-pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
+pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
     std::fs::create_dir_all(&args.data_dir).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -40,7 +45,7 @@ pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
             &args.data_dir,
         )?,
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            bail!("the PostgreSQL backend is not built into this binary yet")
+            open_postgres(url).await?
         }
         Some(_) => bail!("unsupported database URL: use sqlite://PATH or postgres://…"),
     };
@@ -50,8 +55,26 @@ pub fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
             .context("request auto-close period is too long")?,
         ..ContextConfig::default()
     };
-    let keyring = Keyring::new(master, keys, config.cached_customer_keys);
+    let mut org_keks = Vec::new();
+    for spec in &args.org_keks {
+        let (name, path) = spec
+            .split_once('=')
+            .context("--org-kek takes ORG_NAME=PATH")?;
+        let org = store
+            .org_by_name(name)
+            .await?
+            .with_context(|| format!("--org-kek names an unknown organization '{name}'"))?;
+        org_keks.push((org.id, read_key_file(Path::new(path))?));
+    }
+    let keyring = Keyring::new(master, keys, config.cached_customer_keys).with_org_keks(org_keks);
     Ok(Arc::new(Context::new(store, keyring, config)))
+}
+
+/// Reads a key file (64 hex digits or base64 of 32 bytes).
+pub fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    MasterKey::parse(&text).with_context(|| format!("{} is not a valid key", path.display()))
 }
 
 fn open_sqlite(
@@ -63,6 +86,18 @@ fn open_sqlite(
     let keys_path = data_dir.join("keys.db");
     let keys = SqliteKeyStore::open(&keys_path)
         .with_context(|| format!("cannot open {}", keys_path.display()))?;
+    Ok((Arc::new(store), Arc::new(keys)))
+}
+
+/// The data in schema `contextd` and the key store in schema `contextd_keys` of one
+/// database. Instances sharing the database must share the master key too.
+async fn open_postgres(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
+    let store = PgStore::connect(url)
+        .await
+        .context("cannot open the PostgreSQL data store")?;
+    let keys = PgKeyStore::connect(url)
+        .await
+        .context("cannot open the PostgreSQL key store")?;
     Ok((Arc::new(store), Arc::new(keys)))
 }
 

@@ -8,6 +8,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
+mod postgres;
+
 const BIN: &str = env!("CARGO_BIN_EXE_contextd");
 
 fn free_port() -> u16 {
@@ -197,4 +199,109 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
     std::io::Read::read_to_string(&mut second.stdout.take().expect("stdout"), &mut rest)
         .expect("read");
     assert!(rest.is_empty(), "tokens are printed once only, got: {rest}");
+}
+
+#[tokio::test]
+async fn keys_rotate_and_bring_your_own_key_from_the_command_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = contextd(dir.path())
+        .args(["org", "create", "acme", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let lab = v["lab"]["adminToken"].as_str().expect("token").to_owned();
+    let http = reqwest::Client::new();
+    let start = |extra: &[&str]| {
+        let port = free_port();
+        let mut args = vec![
+            "serve".to_owned(),
+            "--listen".to_owned(),
+            format!("127.0.0.1:{port}"),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let child = contextd(dir.path())
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
+        (child, format!("http://127.0.0.1:{port}"))
+    };
+
+    let (mut server, base) = start(&[]);
+    wait_ready(&http, &base).await;
+    let created: Value = http
+        .post(format!("{base}/v1/customers"))
+        .bearer_auth(&lab)
+        .json(&serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Kira"}}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let path = format!("/v1/customers/{}", created["id"].as_str().expect("id"));
+    terminate(&mut server);
+
+    let rotate = contextd(dir.path())
+        .args(["keys", "rotate", "--org", "acme", "--partition", "lab"])
+        .output()
+        .expect("rotate");
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    assert!(String::from_utf8_lossy(&rotate.stdout).contains("version 2"));
+
+    let kek = dir.path().join("acme.kek");
+    std::fs::write(&kek, "ab".repeat(32)).expect("write kek");
+    let set = contextd(dir.path())
+        .args(["org", "set-kek", "acme", "--kek-file"])
+        .arg(&kek)
+        .output()
+        .expect("set-kek");
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+
+    // Without the org's key the server can't read the org's data…
+    let (mut server, base) = start(&[]);
+    wait_ready(&http, &base).await;
+    let denied = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(&lab)
+        .send()
+        .await
+        .expect("get");
+    assert!(denied.status().is_server_error(), "got {}", denied.status());
+    terminate(&mut server);
+    // …with it, it can, and the rotated key version is in use.
+    let spec = format!("acme={}", kek.display());
+    let (mut server, base) = start(&["--org-kek", &spec]);
+    wait_ready(&http, &base).await;
+    let read: Value = http
+        .get(format!("{base}{path}"))
+        .bearer_auth(&lab)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(read["data"]["Context_First_Name"], "Kira");
+    let status: Value = http
+        .get(format!("{base}/v1/status"))
+        .bearer_auth(&lab)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["encryption"]["dataKeyVersion"], 2);
+    assert!(terminate(&mut server).success());
 }

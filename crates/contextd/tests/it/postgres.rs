@@ -1,0 +1,241 @@
+//! Issue item 3: several contextd instances on one PostgreSQL database. Runs when
+//! `CONTEXTD_TEST_POSTGRES_URL` names a server whose role may create databases; each run uses
+//! a fresh database, `contextd_test_<random>`, dropped at the end whether the test passed or not.
+
+use std::process::{Child, Stdio};
+
+use serde_json::{json, Value};
+use tokio_postgres::NoTls;
+
+use crate::{contextd, free_port, terminate, wait_ready};
+
+const URL_VAR: &str = "CONTEXTD_TEST_POSTGRES_URL";
+
+/// `url` with its database replaced by `name` (URL form: `postgres://…/db?…`).
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{name}", &base[..path]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Runs one statement on the server `url` names, on a runtime of its own (so that it can run
+/// from `Drop`, inside or outside the test's runtime).
+fn admin(url: &str, sql: &str) -> Result<(), String> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client.batch_execute(&sql).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "the admin thread panicked".to_owned())?
+}
+
+/// A fresh database, dropped (connections and all) on drop.
+struct TestDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    fn create(admin_url: String) -> Self {
+        let name = format!("contextd_test_{}", uuid::Uuid::new_v4().simple());
+        admin(&admin_url, &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        Self {
+            url: with_database(&admin_url, &name),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = admin(&self.admin_url, &sql) {
+            eprintln!("could not drop test database {}: {e}", self.name);
+        }
+    }
+}
+
+/// A `contextd serve` that is stopped (SIGTERM) when dropped, also when an assertion fails.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(dir: &std::path::Path, url: &str, master_key: &str) -> Self {
+        let port = free_port();
+        let child = contextd(dir)
+            .env("CONTEXTD_MASTER_KEY", master_key)
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database-url",
+                url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn stop(mut self) -> std::process::ExitStatus {
+        let status = terminate(&mut self.child);
+        std::mem::forget(self);
+        status
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn create_customer(
+    http: &reqwest::Client,
+    server: &Server,
+    token: &str,
+    name: &str,
+) -> String {
+    let created = http
+        .post(format!("{}/v1/customers", server.base))
+        .bearer_auth(token)
+        .json(&json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": name}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(
+        created.status(),
+        201,
+        "create a customer via {}",
+        server.base
+    );
+    let body: Value = created.json().await.expect("json");
+    body["id"].as_str().expect("id").to_owned()
+}
+
+/// Searches by first name and reads the customer back, through `server`.
+async fn find_and_read(http: &reqwest::Client, server: &Server, token: &str, name: &str, id: &str) {
+    let found: Value = http
+        .post(format!("{}/v1/customers/search", server.base))
+        .bearer_auth(token)
+        .json(&json!({"terms": {"Context_First_Name": [name.to_lowercase()]}}))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        found["total"], 1,
+        "{name} is found via {}: {found}",
+        server.base
+    );
+    assert_eq!(found["items"][0]["id"], id);
+    let read = http
+        .get(format!("{}/v1/customers/{id}", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("read");
+    assert_eq!(read.status(), 200, "{name} is readable via {}", server.base);
+    let body: Value = read.json().await.expect("json");
+    assert_eq!(
+        body["data"]["Context_First_Name"], name,
+        "decrypted via {}",
+        server.base
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_postgres_database() {
+    let Ok(admin_url) = std::env::var(URL_VAR) else {
+        eprintln!("PostgreSQL tests skipped: {URL_VAR} is not set");
+        return;
+    };
+    let database = TestDatabase::create(admin_url);
+    let master_key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let (dir_a, dir_b, dir_cli) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+
+    let out = contextd(dir_cli.path())
+        .env("CONTEXTD_MASTER_KEY", &master_key)
+        .args([
+            "org",
+            "create",
+            "acme",
+            "--json",
+            "--database-url",
+            &database.url,
+        ])
+        .output()
+        .expect("org create");
+    assert!(
+        out.status.success(),
+        "org create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let org: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    let token = org["lab"]["adminToken"]
+        .as_str()
+        .expect("lab token")
+        .to_owned();
+
+    let a = Server::start(dir_a.path(), &database.url, &master_key);
+    let b = Server::start(dir_b.path(), &database.url, &master_key);
+    let http = reqwest::Client::new();
+    wait_ready(&http, &a.base).await;
+    wait_ready(&http, &b.base).await;
+
+    let ola = create_customer(&http, &a, &token, "Ola").await;
+    find_and_read(&http, &b, &token, "Ola", &ola).await;
+    let kari = create_customer(&http, &b, &token, "Kari").await;
+    find_and_read(&http, &a, &token, "Kari", &kari).await;
+    find_and_read(&http, &a, &token, "Ola", &ola).await;
+
+    assert!(a.stop().success(), "instance A exits cleanly on SIGTERM");
+    assert!(b.stop().success(), "instance B exits cleanly on SIGTERM");
+    assert!(
+        !dir_a.path().join("master.key").exists() && !dir_b.path().join("master.key").exists(),
+        "with CONTEXTD_MASTER_KEY set no key file is written"
+    );
+}
