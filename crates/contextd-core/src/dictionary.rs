@@ -499,9 +499,14 @@ pub fn validate_fieldset(set: &FieldSet, dictionary: &Dictionary) -> Result<(), 
     }
 }
 
-/// Per-org dictionaries, cached; invalidated when an admin changes the dictionary.
+/// How long a cached dictionary is trusted: changes made through another instance sharing
+/// the database are seen within this time (changes made here invalidate at once).
+pub const DICTIONARY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Per-org dictionaries, cached for [`DICTIONARY_TTL`]; invalidated when an admin changes the
+/// dictionary through this instance.
 pub struct DictionaryCache {
-    cache: quick_cache::sync::Cache<crate::ids::OrgId, Arc<Dictionary>>,
+    cache: quick_cache::sync::Cache<crate::ids::OrgId, (std::time::Instant, Arc<Dictionary>)>,
 }
 
 impl DictionaryCache {
@@ -512,14 +517,18 @@ impl DictionaryCache {
         }
     }
 
-    /// The cached dictionary.
+    /// The cached dictionary, if fresh.
     pub fn get(&self, org: crate::ids::OrgId) -> Option<Arc<Dictionary>> {
-        self.cache.get(&org)
+        self.cache
+            .get(&org)
+            .filter(|(at, _)| at.elapsed() < DICTIONARY_TTL)
+            .map(|(_, d)| d)
     }
 
     /// Caches a dictionary.
     pub fn insert(&self, org: crate::ids::OrgId, dictionary: Arc<Dictionary>) {
-        self.cache.insert(org, dictionary);
+        self.cache
+            .insert(org, (std::time::Instant::now(), dictionary));
     }
 
     /// Drops an org's entry.
