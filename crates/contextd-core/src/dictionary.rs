@@ -402,9 +402,14 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
             let J::String(s) = value else {
                 return Err("expected an RFC 3339 date-time string".into());
             };
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| J::String(crate::time::format(&t.with_timezone(&chrono::Utc))))
-                .map_err(|_| "expected an RFC 3339 date-time string".into())
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| "expected an RFC 3339 date-time string".to_owned())?
+                .with_timezone(&chrono::Utc);
+            // In UTC the year must still be one RFC 3339 can write (0000–9999).
+            if !(0..=9999).contains(&chrono::Datelike::year(&t)) {
+                return Err("the date is outside the years 0000–9999 in UTC".into());
+            }
+            Ok(J::String(crate::time::format(&t)))
         }
     }
 }

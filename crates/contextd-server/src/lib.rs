@@ -210,8 +210,15 @@ pub async fn serve(
         cookie_secure: config.cookie_secure,
         reencrypt: Arc::new(tokio::sync::Notify::new()),
     };
-    let sweeper = tokio::spawn(sweep_stale_requests(context.clone(), config.autoclose_sweep));
-    let reencryptor = tokio::spawn(reencrypt(context, state.reencrypt.clone(), config.reencrypt_every));
+    let sweeper = tokio::spawn(sweep_stale_requests(
+        context.clone(),
+        config.autoclose_sweep,
+    ));
+    let reencryptor = tokio::spawn(reencrypt(
+        context,
+        state.reencrypt.clone(),
+        config.reencrypt_every,
+    ));
     let app = router(state, &config);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::support::{config, hostile_string};
 
 /// A page position anywhere in chrono's range, with any id.
-pub fn position() -> impl Strategy<Value = PagePosition> {
+pub fn position() -> BoxedStrategy<PagePosition> {
     let min = DateTime::<Utc>::MIN_UTC.timestamp_millis();
     let max = DateTime::<Utc>::MAX_UTC.timestamp_millis();
     (
@@ -24,10 +24,11 @@ pub fn position() -> impl Strategy<Value = PagePosition> {
             time: DateTime::<Utc>::from_timestamp_millis(ms).expect("in range"),
             id: ObjectId(Uuid::from_u128(id)),
         })
+        .boxed()
 }
 
 /// Text shaped like the cursor payload (`1:<ms>:<uuid>`) with every part bent.
-fn forged_payload() -> impl Strategy<Value = String> {
+fn forged_payload() -> BoxedStrategy<String> {
     (
         prop_oneof![
             Just("1".to_owned()),
@@ -58,10 +59,11 @@ fn forged_payload() -> impl Strategy<Value = String> {
             Some(e) => format!("{v}:{ms}:{id}:{e}"),
             None => format!("{v}:{ms}:{id}"),
         })
+        .boxed()
 }
 
 /// Cursor text: issued, forged in every base64 flavour, or any string at all.
-pub fn cursor_text() -> impl Strategy<Value = String> {
+pub fn cursor_text() -> BoxedStrategy<String> {
     prop_oneof![
         2 => position().prop_map(|p| encode_cursor(&p)),
         2 => forged_payload().prop_map(|t| URL_SAFE_NO_PAD.encode(t)),
@@ -71,10 +73,11 @@ pub fn cursor_text() -> impl Strategy<Value = String> {
         1 => (position(), "[ \t\n]{0,2}").prop_map(|(p, ws)| format!("{ws}{}{ws}", encode_cursor(&p))),
         2 => hostile_string(),
     ]
+    .boxed()
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn decoding_any_text_never_panics_and_refuses_with_a_400(text in cursor_text()) {

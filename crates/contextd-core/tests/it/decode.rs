@@ -46,7 +46,7 @@ fn check_plan_error<T: std::fmt::Debug>(r: Result<T, CoreError>) {
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn arbitrary_bodies_never_panic_the_decoders(bytes in hostile_body()) {

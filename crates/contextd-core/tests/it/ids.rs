@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::support::{config, hostile_string, json_leaf};
 
 /// Id-like text: UUIDs in every notation, bent, or anything.
-fn id_text() -> impl Strategy<Value = String> {
+fn id_text() -> BoxedStrategy<String> {
     prop_oneof![
         any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).to_string()),
         any::<u128>().prop_map(|n| format!(" {} ", uuid::Uuid::from_u128(n).simple())),
@@ -20,10 +20,11 @@ fn id_text() -> impl Strategy<Value = String> {
         "[A-Za-z][A-Za-z0-9_.]{0,110}",
         hostile_string(),
     ]
+    .boxed()
 }
 
 /// Key-like text: hex and base64 of the right and wrong lengths.
-fn key_text() -> impl Strategy<Value = String> {
+fn key_text() -> BoxedStrategy<String> {
     use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
     use base64::Engine;
     prop_oneof![
@@ -35,10 +36,11 @@ fn key_text() -> impl Strategy<Value = String> {
         "[0-9a-fé€🙂]{30,64}",
         hostile_string(),
     ]
+    .boxed()
 }
 
 /// Token-like text: `ctxd_<id>_<secret>` with every part bent.
-fn token_text() -> impl Strategy<Value = String> {
+fn token_text() -> BoxedStrategy<String> {
     prop_oneof![
         (any::<u128>(), "[A-Za-z0-9_\\-]{0,140}")
             .prop_map(|(n, s)| format!("ctxd_{}_{s}", uuid::Uuid::from_u128(n).simple())),
@@ -46,10 +48,11 @@ fn token_text() -> impl Strategy<Value = String> {
         hostile_string().prop_map(|s| format!("ctxd_{s}")),
         hostile_string(),
     ]
+    .boxed()
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn object_ids_parse_without_panic(text in id_text()) {

@@ -29,7 +29,7 @@ const SPECIAL_KEYS: [&str; 7] = [
     "contributor",
 ];
 
-fn term_key() -> impl Strategy<Value = String> {
+fn term_key() -> BoxedStrategy<String> {
     let mut pool: Vec<String> = SPECIAL_KEYS.map(str::to_owned).to_vec();
     pool.extend(base_field_ids());
     pool.extend(
@@ -45,11 +45,11 @@ fn term_key() -> impl Strategy<Value = String> {
         ]
         .map(str::to_owned),
     );
-    prop_oneof![4 => prop::sample::select(pool), 1 => hostile_string()]
+    prop_oneof![4 => prop::sample::select(pool), 1 => hostile_string()].boxed()
 }
 
 /// One search value: plausible for some key, or hostile.
-fn term_scalar() -> impl Strategy<Value = Value> {
+fn term_scalar() -> BoxedStrategy<Value> {
     prop_oneof![
         3 => json_leaf(),
         1 => any::<u128>().prop_map(|n| json!(uuid::Uuid::from_u128(n).to_string())),
@@ -62,37 +62,47 @@ fn term_scalar() -> impl Strategy<Value = Value> {
         .prop_map(|s| json!(s)),
         1 => date_text().prop_map(Value::String),
     ]
+    .boxed()
 }
 
-fn term_values() -> impl Strategy<Value = Value> {
+fn term_values() -> BoxedStrategy<Value> {
     prop_oneof![
         4 => term_scalar(),
         4 => prop::collection::vec(term_scalar(), 0..6).prop_map(Value::Array),
         1 => prop::collection::vec(term_scalar(), 250..262).prop_map(Value::Array),
         1 => json_value(),
     ]
+    .boxed()
 }
 
-fn limit() -> impl Strategy<Value = Option<usize>> {
+fn limit() -> BoxedStrategy<Option<usize>> {
     prop::option::of(prop_oneof![
         0usize..=3,
         (MAX_LIMIT - 2)..=(MAX_LIMIT + 2),
         (MAX_SUMMARY - 2)..=(MAX_SUMMARY + 2),
         any::<usize>(),
     ])
+    .boxed()
 }
 
-fn time_text() -> impl Strategy<Value = Option<String>> {
-    prop::option::of(prop_oneof![date_text(), hostile_string()])
+fn time_text() -> BoxedStrategy<Option<String>> {
+    prop::option::of(prop_oneof![date_text(), hostile_string()]).boxed()
 }
 
 /// Any search request, most of its parts plausible, some hostile.
-pub fn search_request() -> impl Strategy<Value = SearchRequest> {
+pub fn search_request() -> BoxedStrategy<SearchRequest> {
     (
         any::<bool>(),
         prop_oneof![
             8 => prop::collection::btree_map(term_key(), term_values(), 0..6),
-            1 => prop::collection::btree_map(term_key(), term_scalar(), 30..40),
+            // Around the 32-key limit.
+            1 => (prop::collection::btree_map(term_key(), term_scalar(), 0..6), 26usize..36)
+                .prop_map(|(mut terms, n)| {
+                    for i in 0..n {
+                        terms.insert(format!("tags{i}"), json!("x"));
+                    }
+                    terms
+                }),
         ],
         (time_text(), time_text(), time_text(), time_text()),
         prop::collection::vec(term_key(), 0..4),
@@ -116,10 +126,11 @@ pub fn search_request() -> impl Strategy<Value = SearchRequest> {
                 }
             },
         )
+        .boxed()
 }
 
-fn kind() -> impl Strategy<Value = Kind> {
-    prop::sample::select(Kind::ALL.to_vec())
+fn kind() -> BoxedStrategy<Kind> {
+    prop::sample::select(Kind::ALL.to_vec()).boxed()
 }
 
 fn plan(
@@ -196,7 +207,7 @@ fn check_plan(
 }
 
 proptest! {
-    #![proptest_config(config(256))]
+    #![proptest_config(config(1024))]
 
     #[test]
     fn plan_never_panics_and_refuses_only_with_400(
@@ -302,4 +313,44 @@ fn every_special_key_with_hostile_values_is_a_400() {
         ..SearchRequest::default()
     };
     assert!(plan(Kind::Customer, &request, &dictionary, SealedAccess::Allowed).is_ok());
+}
+
+#[test]
+fn more_than_32_valid_keys_are_refused() {
+    use contextd_core::dictionary::DataType;
+    let dictionary = Dictionary::new(vec![], vec![]);
+    let id = ObjectId::new().to_string();
+    let mut terms: BTreeMap<String, Value> = BTreeMap::from([
+        ("id".to_owned(), json!(id)),
+        ("customerId".to_owned(), json!(id)),
+        ("parentId".to_owned(), json!(id)),
+        ("tags".to_owned(), json!("x")),
+        ("contributor".to_owned(), json!("x")),
+        ("state".to_owned(), json!("active")),
+        ("mediaType".to_owned(), json!("voice")),
+    ]);
+    for f in dictionary.fields() {
+        let v = match f.data_type {
+            DataType::Boolean => json!(true),
+            DataType::Integer | DataType::Long => json!(5),
+            _ => json!("x"),
+        };
+        terms.insert(f.id.clone(), v);
+    }
+    assert!(terms.len() > MAX_TERMS, "{} keys", terms.len());
+    while terms.len() > MAX_TERMS + 1 {
+        terms.pop_last();
+    }
+    let mut request = SearchRequest {
+        terms,
+        ..SearchRequest::default()
+    };
+    let r = plan(Kind::Customer, &request, &dictionary, SealedAccess::Allowed);
+    assert!(
+        matches!(&r, Err(CoreError::Validation(e)) if e.iter().any(|e| e.field == "terms")),
+        "{r:?}"
+    );
+    request.terms.pop_last();
+    let r = plan(Kind::Customer, &request, &dictionary, SealedAccess::Allowed);
+    assert!(r.is_ok(), "{r:?}");
 }

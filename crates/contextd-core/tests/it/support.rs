@@ -123,6 +123,68 @@ impl KeyStore for MemKeyStore {
             .map(|_| ())
             .ok_or(StoreError::NotFound)
     }
+
+    async fn customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+        limit: usize,
+    ) -> Result<Vec<(ObjectId, WrappedKey)>, StoreError> {
+        Ok(lock(&self.customers)
+            .iter()
+            .filter(|((s, _), k)| *s == scope && k.wrapped_by < version)
+            .take(limit)
+            .map(|((_, c), k)| (*c, k.clone()))
+            .collect())
+    }
+
+    async fn count_customer_keys_wrapped_before(
+        &self,
+        scope: Scope,
+        version: u32,
+    ) -> Result<u64, StoreError> {
+        let n = lock(&self.customers)
+            .iter()
+            .filter(|((s, _), k)| *s == scope && k.wrapped_by < version)
+            .count();
+        Ok(n as u64)
+    }
+
+    async fn replace_customer_key(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        key: &WrappedKey,
+    ) -> Result<(), StoreError> {
+        match lock(&self.customers).get_mut(&(scope, customer)) {
+            Some(k) => {
+                *k = key.clone();
+                Ok(())
+            }
+            None => Err(StoreError::NotFound),
+        }
+    }
+
+    async fn replace_partition_keys(
+        &self,
+        scope: Scope,
+        data: &[WrappedKey],
+        index: &WrappedKey,
+    ) -> Result<(), StoreError> {
+        lock(&self.data).insert(scope, data.to_vec());
+        lock(&self.index).insert(scope, index.clone());
+        Ok(())
+    }
+
+    async fn scopes(&self) -> Result<Vec<Scope>, StoreError> {
+        let mut scopes: Vec<Scope> = lock(&self.data).keys().copied().collect();
+        for s in lock(&self.index).keys() {
+            if !scopes.contains(s) {
+                scopes.push(*s);
+            }
+        }
+        Ok(scopes)
+    }
 }
 
 /// The blind indexer of one lab partition over an in-memory key store (built once).
@@ -154,7 +216,7 @@ pub fn base_fieldset_ids() -> Vec<String> {
 
 /// Strings that hurt: any Unicode scalar (NULs and other controls included), lone combining
 /// marks, RTL overrides, long runs, whitespace-only, SQL and JSON metacharacters.
-pub fn hostile_string() -> impl Strategy<Value = String> {
+pub fn hostile_string() -> BoxedStrategy<String> {
     prop_oneof![
         4 => any::<String>(),
         4 => prop::collection::vec(any::<char>(), 0..48).prop_map(String::from_iter),
@@ -189,10 +251,11 @@ pub fn hostile_string() -> impl Strategy<Value = String> {
         1 => (any::<char>(), 1000usize..1100).prop_map(|(c, n)| c.to_string().repeat(n)),
         1 => (any::<char>(), 4000usize..4200).prop_map(|(c, n)| c.to_string().repeat(n)),
     ]
+    .boxed()
 }
 
 /// Numbers at and beyond every boundary the validators care about.
-pub fn hostile_number() -> impl Strategy<Value = Number> {
+pub fn hostile_number() -> BoxedStrategy<Number> {
     prop_oneof![
         any::<i64>().prop_map(Number::from),
         any::<u64>().prop_map(Number::from),
@@ -212,31 +275,35 @@ pub fn hostile_number() -> impl Strategy<Value = Number> {
         prop::sample::select(vec![f64::MAX, f64::MIN, f64::EPSILON, -0.0, 1e300, 5.0])
             .prop_filter_map("finite", Number::from_f64),
     ]
+    .boxed()
 }
 
 /// A JSON leaf.
-pub fn json_leaf() -> impl Strategy<Value = Value> {
+pub fn json_leaf() -> BoxedStrategy<Value> {
     prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         hostile_number().prop_map(Value::Number),
         hostile_string().prop_map(Value::String),
     ]
+    .boxed()
 }
 
 /// Any JSON value of bounded depth (≤ 5 levels) and size (≤ 64 nodes).
-pub fn json_value() -> impl Strategy<Value = Value> {
-    json_leaf().prop_recursive(5, 64, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
-            prop::collection::vec((json_key(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
-        ]
-    })
+pub fn json_value() -> BoxedStrategy<Value> {
+    json_leaf()
+        .prop_recursive(5, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::vec((json_key(), inner), 0..8)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+        .boxed()
 }
 
 /// Object keys: mostly hostile strings, sometimes the names the decoders know.
-pub fn json_key() -> impl Strategy<Value = String> {
+pub fn json_key() -> BoxedStrategy<String> {
     prop_oneof![
         2 => hostile_string(),
         1 => prop::sample::select(vec![
@@ -249,11 +316,12 @@ pub fn json_key() -> impl Strategy<Value = String> {
         ])
         .prop_map(str::to_owned),
     ]
+    .boxed()
 }
 
 /// JSON *text* a `Value` can't express: numbers beyond every machine type, nesting past
 /// serde_json's recursion limit, truncated documents, duplicate keys, BOMs, invalid escapes.
-pub fn hostile_json_text() -> impl Strategy<Value = Vec<u8>> {
+pub fn hostile_json_text() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         (1usize..3000).prop_map(|n| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes()),
         (1usize..3000).prop_map(|n| "{\"data\":".repeat(n).into_bytes()),
@@ -317,11 +385,12 @@ pub fn hostile_json_text() -> impl Strategy<Value = Vec<u8>> {
         ])
         .prop_map(|s| s.as_bytes().to_vec()),
     ]
+    .boxed()
 }
 
 /// Raw request bodies: JSON values, hostile JSON text, arbitrary bytes, and JSON values with
 /// one byte flipped or cut short.
-pub fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
+pub fn hostile_body() -> BoxedStrategy<Vec<u8>> {
     prop_oneof![
         3 => json_value().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
         2 => hostile_json_text(),
@@ -340,4 +409,5 @@ pub fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
             bytes[..at].to_vec()
         }),
     ]
+    .boxed()
 }

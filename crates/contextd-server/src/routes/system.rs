@@ -115,7 +115,13 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// background job re-encrypts older values, with progress in `/v1/status`.
 #[utoipa::path(post, path = "/v1/encryption/rotate", tag = "system",
     responses((status = 202, body = contextd_core::service::EncryptionStatus)), security(("bearer" = [])))]
-pub async fn rotate(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<(axum::http::StatusCode, Json<contextd_core::service::EncryptionStatus>)> {
+pub async fn rotate(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<(
+    axum::http::StatusCode,
+    Json<contextd_core::service::EncryptionStatus>,
+)> {
     let status = state.context.rotate_data_key(&actor).await?;
     state.reencrypt.notify_one();
     Ok((axum::http::StatusCode::ACCEPTED, Json(status)))

@@ -12,17 +12,27 @@ use serde_json::json;
 
 use crate::support::TestServer;
 
-fn context_on(dir: &std::path::Path, master: &MasterKey, org_keks: Vec<(contextd_core::OrgId, MasterKey)>) -> (Context, Arc<SqliteStore>) {
+fn context_on(
+    dir: &std::path::Path,
+    master: &MasterKey,
+    org_keks: Vec<(contextd_core::OrgId, MasterKey)>,
+) -> (Context, Arc<SqliteStore>) {
     let store = Arc::new(SqliteStore::open(&dir.join("contextd.db")).expect("open data"));
     let keys = SqliteKeyStore::open(&dir.join("keys.db")).expect("open keys");
     let keyring = Keyring::new(master.clone(), Arc::new(keys), 100).with_org_keks(org_keks);
-    (Context::new(store.clone(), keyring, ContextConfig::default()), store)
+    (
+        Context::new(store.clone(), keyring, ContextConfig::default()),
+        store,
+    )
 }
 
 fn admin(s: &TestServer) -> Principal {
     Principal {
         id: uuid::Uuid::now_v7(),
-        scope: Scope { org: s.org.org_id, partition: Partition::Lab },
+        scope: Scope {
+            org: s.org.org_id,
+            partition: Partition::Lab,
+        },
         role: Role::Admin,
         kind: PrincipalKind::ApiKey,
         granted: false,
@@ -33,7 +43,12 @@ fn admin(s: &TestServer) -> Principal {
 async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let s = TestServer::start().await;
     let t = s.lab();
-    let customer = s.customer(t, json!({"Context_First_Name": "Rota", "Context_Mobile_Phone": "5550009999"})).await;
+    let customer = s
+        .customer(
+            t,
+            json!({"Context_First_Name": "Rota", "Context_Mobile_Phone": "5550009999"}),
+        )
+        .await;
     let mut loose = Vec::new();
     for i in 0..5 {
         let r = s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": format!("note {i}")}})).await;
@@ -43,24 +58,51 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let before = s.get(t, "/v1/status").await;
     assert_eq!(before.at("/encryption/dataKeyVersion"), 1);
 
-    s.post(s.prod(), "/v1/encryption/rotate", json!({})).await.expect(202);
+    s.post(s.prod(), "/v1/encryption/rotate", json!({}))
+        .await
+        .expect(202);
     let rotated = s.post(t, "/v1/encryption/rotate", json!({})).await;
     rotated.expect(202);
     assert_eq!(rotated.at("/dataKeyVersion"), 2);
 
     // Reads keep working whatever the job has done so far; new writes use version 2.
-    assert_eq!(s.get(t, &format!("/v1/customers/{customer}")).await.str("/data/Context_First_Name"), "Rota");
-    assert_eq!(s.get(t, &format!("/v1/activities/{}", loose[0])).await.str("/data/Context_Notes"), "note 0");
+    assert_eq!(
+        s.get(t, &format!("/v1/customers/{customer}"))
+            .await
+            .str("/data/Context_First_Name"),
+        "Rota"
+    );
+    assert_eq!(
+        s.get(t, &format!("/v1/activities/{}", loose[0]))
+            .await
+            .str("/data/Context_Notes"),
+        "note 0"
+    );
     let fresh = s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "fresh"}})).await.str("/id");
     let scope = admin(&s).scope;
-    let stored = s.context.store().object(scope, ObjectId::parse(&fresh).expect("id")).await.expect("read").expect("exists");
-    assert_eq!(stored.key_version, 2, "new writes seal under the new version");
+    let stored = s
+        .context
+        .store()
+        .object(scope, ObjectId::parse(&fresh).expect("id"))
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        stored.key_version, 2,
+        "new writes seal under the new version"
+    );
 
     // The background job finishes; progress reaches zero in /v1/status.
     let mut pending = u64::MAX;
     for _ in 0..100 {
         let st = s.get(t, "/v1/status").await;
-        pending = st.at("/encryption/pendingObjects").as_u64().unwrap_or(u64::MAX) + st.at("/encryption/pendingCustomerKeys").as_u64().unwrap_or(u64::MAX);
+        pending = st
+            .at("/encryption/pendingObjects")
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            + st.at("/encryption/pendingCustomerKeys")
+                .as_u64()
+                .unwrap_or(u64::MAX);
         if pending == 0 {
             assert_eq!(st.str("/encryption/state"), "idle");
             break;
@@ -69,12 +111,29 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     }
     assert_eq!(pending, 0, "re-encryption completes");
     for id in &loose {
-        let o = s.context.store().object(scope, ObjectId::parse(id).expect("id")).await.expect("read").expect("exists");
+        let o = s
+            .context
+            .store()
+            .object(scope, ObjectId::parse(id).expect("id"))
+            .await
+            .expect("read")
+            .expect("exists");
         assert_eq!(o.key_version, 2, "old values re-sealed under version 2");
         assert_eq!(o.version, 1, "re-encryption is not a client write");
     }
-    assert_eq!(s.get(t, &format!("/v1/customers/{customer}")).await.str("/data/Context_Mobile_Phone"), "5550009999");
-    let by_phone = s.post(t, "/v1/customers/search", json!({"terms": {"Context_Mobile_Phone": "555-000-9999"}})).await;
+    assert_eq!(
+        s.get(t, &format!("/v1/customers/{customer}"))
+            .await
+            .str("/data/Context_Mobile_Phone"),
+        "5550009999"
+    );
+    let by_phone = s
+        .post(
+            t,
+            "/v1/customers/search",
+            json!({"terms": {"Context_Mobile_Phone": "555-000-9999"}}),
+        )
+        .await;
     assert_eq!(by_phone.at("/total"), 1, "blind indexes survive rotation");
 
     // Interrupted rotation: rotate again, re-encrypt a single item, "restart" on the same files.
@@ -86,28 +145,48 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let (restarted, _) = context_on(s.dir.path(), &s.master, vec![]);
     let mid = restarted.encryption_status(scope).await.expect("status");
     assert_eq!(mid.data_key_version, 3);
-    assert!(mid.pending_objects + mid.pending_customer_keys > 0, "work is left after the interruption");
+    assert!(
+        mid.pending_objects + mid.pending_customer_keys > 0,
+        "work is left after the interruption"
+    );
     for id in &loose {
-        let o = restarted.get(&a, Kind::Activity, ObjectId::parse(id).expect("id")).await.expect("readable mid-rotation");
-        assert!(o.data["Context_Notes"].as_str().is_some_and(|n| n.starts_with("note")));
+        let o = restarted
+            .get(&a, Kind::Activity, ObjectId::parse(id).expect("id"))
+            .await
+            .expect("readable mid-rotation");
+        assert!(o.data["Context_Notes"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("note")));
     }
     restarted.reencrypt_all(2).await.expect("resume");
     let done = restarted.encryption_status(scope).await.expect("status");
-    assert_eq!((done.pending_objects, done.pending_customer_keys, done.state), (0, 0, "idle"));
-    let c = restarted.get(&a, Kind::Customer, ObjectId::parse(&customer).expect("id")).await.expect("customer");
+    assert_eq!(
+        (done.pending_objects, done.pending_customer_keys, done.state),
+        (0, 0, "idle")
+    );
+    let c = restarted
+        .get(&a, Kind::Customer, ObjectId::parse(&customer).expect("id"))
+        .await
+        .expect("customer");
     assert_eq!(c.data["Context_First_Name"], "Rota");
 }
 
 #[tokio::test]
 async fn an_org_with_its_own_kek_is_unreadable_with_the_master_key_alone() {
     let s = TestServer::start().await;
-    let customer = s.customer(s.lab(), json!({"Context_First_Name": "Byok"})).await;
+    let customer = s
+        .customer(s.lab(), json!({"Context_First_Name": "Byok"}))
+        .await;
     let id = ObjectId::parse(&customer).expect("id");
     let a = admin(&s);
     let org_kek = MasterKey::generate();
 
     let (operator, _) = context_on(s.dir.path(), &s.master, vec![]);
-    operator.keyring().adopt_org_kek(s.org.org_id, &org_kek).await.expect("adopt");
+    operator
+        .keyring()
+        .adopt_org_kek(s.org.org_id, &org_kek)
+        .await
+        .expect("adopt");
     drop(operator);
 
     let (master_only, _) = context_on(s.dir.path(), &s.master, vec![]);
@@ -115,11 +194,28 @@ async fn an_org_with_its_own_kek_is_unreadable_with_the_master_key_alone() {
         Err(CoreError::Keys(msg)) => assert!(msg.contains("own key-encryption key"), "{msg}"),
         other => panic!("the operator's key alone must not open the org's data: {other:?}"),
     }
-    let (wrong, _) = context_on(s.dir.path(), &s.master, vec![(s.org.org_id, MasterKey::generate())]);
-    assert!(matches!(wrong.get(&a, Kind::Customer, id).await, Err(CoreError::Keys(_))), "a wrong org key opens nothing");
+    let (wrong, _) = context_on(
+        s.dir.path(),
+        &s.master,
+        vec![(s.org.org_id, MasterKey::generate())],
+    );
+    assert!(
+        matches!(
+            wrong.get(&a, Kind::Customer, id).await,
+            Err(CoreError::Keys(_))
+        ),
+        "a wrong org key opens nothing"
+    );
 
-    let (with_org_key, _) = context_on(s.dir.path(), &s.master, vec![(s.org.org_id, org_kek.clone())]);
-    let c = with_org_key.get(&a, Kind::Customer, id).await.expect("readable with the org's key");
+    let (with_org_key, _) = context_on(
+        s.dir.path(),
+        &s.master,
+        vec![(s.org.org_id, org_kek.clone())],
+    );
+    let c = with_org_key
+        .get(&a, Kind::Customer, id)
+        .await
+        .expect("readable with the org's key");
     assert_eq!(c.data["Context_First_Name"], "Byok");
     // Rotation keeps using the org's key.
     with_org_key.rotate_data_key(&a).await.expect("rotate");
