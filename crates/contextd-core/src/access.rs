@@ -249,7 +249,8 @@ impl Context {
                 object_kind,
                 object_id,
                 fields,
-                detail,
+                // Details quote client text (a sign-in name): keep it printable.
+                detail: detail.chars().filter(|c| !c.is_control()).collect(),
             })
             .await;
     }
@@ -340,6 +341,9 @@ impl Context {
         password: &str,
     ) -> Result<NewSession, CoreError> {
         let denied = || CoreError::Unauthorized("wrong organization, name or password".into());
+        if [org, name].iter().any(|t| t.contains('\0')) {
+            return Err(denied());
+        }
         let org = self.store.org_by_name(org).await?;
         let scope = org.as_ref().map(|o| Scope {
             org: o.id,
@@ -586,6 +590,15 @@ impl Context {
         cursor: Option<&str>,
     ) -> Result<AuditPage, CoreError> {
         actor.require(&[Role::Admin])?;
+        if [&query.action, &query.object_id]
+            .into_iter()
+            .flatten()
+            .any(|t| t.contains('\0'))
+        {
+            return Err(CoreError::bad_request(
+                "filters may not contain NUL characters",
+            ));
+        }
         if query.limit == 0 || query.limit > crate::search::MAX_LIMIT {
             return Err(CoreError::field(
                 "limit",

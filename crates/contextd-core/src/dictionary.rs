@@ -364,6 +364,9 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
             let J::String(s) = value else {
                 return Err("expected a string".into());
             };
+            if s.contains('\0') {
+                return Err("text may not contain NUL characters".into());
+            }
             if let Some(max) = field.max_length {
                 let n = s.chars().count();
                 if n > max as usize {
@@ -462,6 +465,16 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
     if field.description.chars().count() > 1024 {
         errors.push(FieldError::new("description", "at most 1024 characters"));
     }
+    let texts = std::iter::once(&field.description)
+        .chain(field.translations.keys())
+        .chain(field.translations.values())
+        .chain(field.enum_values.iter().flatten().map(|e| &e.value));
+    if texts.into_iter().any(|t| t.contains('\0')) {
+        errors.push(FieldError::new(
+            "description",
+            "text may not contain NUL characters",
+        ));
+    }
     if errors.is_empty() {
         Ok(())
     } else {
@@ -493,6 +506,12 @@ pub fn validate_fieldset(set: &FieldSet, dictionary: &Dictionary) -> Result<(), 
                 format!("'{}' is not one of the set's fields", truncate(f, 100)),
             ));
         }
+    }
+    if set.description.contains('\0') {
+        errors.push(FieldError::new(
+            "description",
+            "text may not contain NUL characters",
+        ));
     }
     if set.description.chars().count() > 1024 {
         errors.push(FieldError::new("description", "at most 1024 characters"));

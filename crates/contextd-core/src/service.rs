@@ -1557,10 +1557,10 @@ fn clean_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
     let mut out: Vec<String> = Vec::with_capacity(tags.len());
     for t in tags {
         let t = t.trim().to_owned();
-        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS {
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.contains('\0') {
             errors.push(FieldError::new(
                 "tags",
-                format!("tags are 1–{MAX_TAG_CHARS} characters"),
+                format!("tags are 1–{MAX_TAG_CHARS} characters, without NUL"),
             ));
         } else if !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
             out.push(t);

@@ -258,6 +258,107 @@ pub async fn check_search_semantics(store: &dyn Store) {
         1,
         "only objects of the plan's kind are returned"
     );
+
+    check_state_cutoff(store).await;
+}
+
+/// `Condition::States` applies the auto-close cutoff: an active request untouched since
+/// before `active_since` is closed to a search, whether or not the sweep has closed it yet;
+/// one touched at or after it is active; objects of other kinds keep their stored state.
+async fn check_state_cutoff(store: &dyn Store) {
+    let s = lab();
+    let t = now();
+    let cutoff = at(t, -1_000);
+    let request = |touched: i64, state: State| {
+        let mut o = object(s, Kind::Request, at(t, -5_000));
+        o.touched = at(t, touched);
+        o.state = state;
+        o
+    };
+    let stale = request(-1_001, State::Active);
+    let edge = request(-1_000, State::Active);
+    let fresh = request(0, State::Active);
+    let closed = request(0, State::Closed);
+    let mut old_activity = object(s, Kind::Activity, at(t, -5_000));
+    old_activity.touched = at(t, -5_000);
+    for o in [&stale, &edge, &fresh, &closed, &old_activity] {
+        insert(store, o, &[]).await;
+    }
+    let states = |kind, states: Vec<State>| {
+        plan_with(
+            kind,
+            true,
+            vec![Condition::States {
+                states,
+                active_since: cutoff,
+            }],
+        )
+    };
+    let mut active = vec![edge.id, fresh.id];
+    active.sort_by(|a, b| b.cmp(a));
+    let mut closed_ids = vec![stale.id, closed.id];
+    closed_ids.sort_by(|a, b| b.cmp(a));
+    // All requests share last_updated, so the order is by id descending.
+    let cases = vec![
+        (
+            "a stale active request is not active",
+            states(Kind::Request, vec![State::Active]),
+            active.clone(),
+        ),
+        (
+            "a stale active request is closed",
+            states(Kind::Request, vec![State::Closed]),
+            closed_ids.clone(),
+        ),
+        (
+            "both states: every request once",
+            states(Kind::Request, vec![State::Active, State::Closed]),
+            {
+                let mut all = vec![stale.id, edge.id, fresh.id, closed.id];
+                all.sort_by(|a, b| b.cmp(a));
+                all
+            },
+        ),
+        (
+            "other kinds keep their stored state",
+            states(Kind::Activity, vec![State::Active]),
+            vec![old_activity.id],
+        ),
+        (
+            "an old active activity is not closed",
+            states(Kind::Activity, vec![State::Closed]),
+            vec![],
+        ),
+        (
+            "the cutoff under match any",
+            plan_with(
+                Kind::Request,
+                false,
+                vec![
+                    Condition::Ids(vec![closed.id]),
+                    Condition::States {
+                        states: vec![State::Active],
+                        active_since: cutoff,
+                    },
+                ],
+            ),
+            {
+                let mut v = vec![edge.id, fresh.id, closed.id];
+                v.sort_by(|a, b| b.cmp(a));
+                v
+            },
+        ),
+    ];
+    for (what, plan, expected) in cases {
+        let found = search(store, s, &plan).await;
+        assert_eq!(found.ids, expected, "{what}");
+        assert_eq!(found.total, expected.len() as u64, "{what}: total");
+    }
+    assert_eq!(
+        read(store, s, stale.id).await,
+        stale,
+        "searching closes nothing: the stored state is the sweep's to change"
+    );
 }
 
 /// Pages: order with ties, `after` strictly after, `total` over all pages, `next` only when

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use contextd_core::store::StoreError;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement};
@@ -66,11 +68,7 @@ impl From<Failure> for StoreError {
 /// PostgreSQL's DETAIL lines quote row values, which must not reach logs or clients.
 pub(crate) fn db_error(e: &tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(db) => StoreError::Backend(format!(
-            "postgres {}: {}",
-            db.code().code(),
-            db.message()
-        )),
+        Some(db) => StoreError::Backend(format!("postgres {}: {}", db.code().code(), db.message())),
         None => StoreError::Backend(format!("postgres: {e}")),
     }
 }
@@ -107,8 +105,14 @@ pub(crate) fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
 }
 
 /// Parses a stored enum name.
-pub(crate) fn parse_col<T: std::str::FromStr>(row: &Row, i: usize, what: &str) -> Result<T, Failure> {
-    col::<&str>(row, i, what)?.parse().map_err(|_| corrupt(what))
+pub(crate) fn parse_col<T: std::str::FromStr>(
+    row: &Row,
+    i: usize,
+    what: &str,
+) -> Result<T, Failure> {
+    col::<&str>(row, i, what)?
+        .parse()
+        .map_err(|_| corrupt(what))
 }
 
 /// Parses a nullable stored enum name.
@@ -166,7 +170,11 @@ pub(crate) struct Db {
 
 impl Db {
     /// Connects to `url`, creates `schema` if missing and applies pending migrations.
-    pub(crate) async fn connect(url: &str, schema: &str, profile: &Profile) -> Result<Self, StoreError> {
+    pub(crate) async fn connect(
+        url: &str,
+        schema: &str,
+        profile: &Profile,
+    ) -> Result<Self, StoreError> {
         check_schema_name(schema)?;
         let (mut config, tls) = tls::parse(url)?;
         // Unqualified names resolve in our schema only; every connection starts that way.
@@ -226,7 +234,10 @@ impl Db {
     /// Checks the database answers.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(|e| db_error(&e))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|e| db_error(&e))?;
         Ok(())
     }
 
@@ -249,7 +260,12 @@ impl Db {
                 Err(e) => return Err(db_error(&e)),
             }
         }
-        let newest_known = profile.migrations.iter().map(|m| m.version).max().unwrap_or(0);
+        let newest_known = profile
+            .migrations
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
         let tx = client.transaction().await.map_err(|e| db_error(&e))?;
         tx.batch_execute(&format!(
             "LOCK TABLE \"{schema}\".schema_migrations IN EXCLUSIVE MODE; SET LOCAL search_path TO \"{schema}\";"
@@ -257,7 +273,10 @@ impl Db {
         .await
         .map_err(|e| db_error(&e))?;
         let applied: Vec<i64> = tx
-            .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+            .query(
+                "SELECT version FROM schema_migrations ORDER BY version",
+                &[],
+            )
             .await
             .map_err(|e| db_error(&e))?
             .iter()
@@ -288,7 +307,11 @@ impl Db {
             )
             .await
             .map_err(|e| db_error(&e))?;
-            tracing::info!(db = profile.name, version = migration.version, "applied migration");
+            tracing::info!(
+                db = profile.name,
+                version = migration.version,
+                "applied migration"
+            );
         }
         tx.commit().await.map_err(|e| db_error(&e))
     }
@@ -339,7 +362,9 @@ fn is_duplicate(e: &tokio_postgres::Error) -> bool {
 fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     let mut chars = schema.chars();
     let ok = schema.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if ok {
         Ok(())

@@ -10,15 +10,15 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{col, ms, opt_parse_col, parse_col, Failure, Param};
+use crate::db::{col, corrupt, ms, opt_parse_col, parse_col, Failure, Param};
 
 /// The columns [`object_from_row`] reads, in order, for a table aliased `o`.
 pub(crate) const OBJECT_COLUMNS: &str =
     "o.id, o.kind, o.customer_id, o.parent_id, o.state, o.media_type, \
-     o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed";
+     o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed, o.key_version";
 
 /// How many columns [`OBJECT_COLUMNS`] names.
-pub(crate) const OBJECT_COLUMN_COUNT: usize = 13;
+pub(crate) const OBJECT_COLUMN_COUNT: usize = 14;
 
 #[derive(Serialize)]
 struct BodyRef<'a> {
@@ -41,7 +41,7 @@ struct Body {
 }
 
 /// An object flattened into the values bound to an `objects` row, in column order:
-/// `$1` org … `$15` sealed.
+/// `$1` org … `$15` sealed, `$16` key_version.
 pub(crate) struct ObjectRow {
     pub org: Uuid,
     pub partition: &'static str,
@@ -78,6 +78,7 @@ impl ObjectRow {
             Box::new(o.version),
             Box::new(Json(body)),
             Box::new(encode_sealed(&o.sealed)),
+            Box::new(i64::from(o.key_version)),
         ];
         Ok(Self {
             org,
@@ -112,5 +113,7 @@ pub(crate) fn object_from_row(scope: Scope, row: &Row) -> Result<StoredObject, F
         last_updated: col(row, 8, "last_updated")?,
         touched: col(row, 9, "touched")?,
         version: col(row, 10, "version")?,
+        key_version: u32::try_from(col::<i64>(row, 13, "key_version")?)
+            .map_err(|_| corrupt("key_version"))?,
     })
 }

@@ -123,7 +123,9 @@ impl Filter {
             Condition::MediaTypes(v) => {
                 self.push("o.media_type = ANY (");
                 self.bind(Box::new(
-                    v.iter().map(|m| m.as_str().to_owned()).collect::<Vec<String>>(),
+                    v.iter()
+                        .map(|m| m.as_str().to_owned())
+                        .collect::<Vec<String>>(),
                 ));
                 self.push(")");
             }
@@ -197,7 +199,12 @@ impl Filter {
     /// follows. The total is counted only when the page does not tell it: after a cursor,
     /// or when more rows follow. An empty page still yields one row, of NULLs but for the
     /// total.
-    pub(crate) fn page(self, columns: &str, after: Option<PagePosition>, limit: usize) -> Statement {
+    pub(crate) fn page(
+        self,
+        columns: &str,
+        after: Option<PagePosition>,
+        limit: usize,
+    ) -> Statement {
         let Self {
             clause,
             mut params,

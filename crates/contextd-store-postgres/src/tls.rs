@@ -11,7 +11,9 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// How much of the server's certificate is checked.
@@ -31,9 +33,15 @@ pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConn
     // The driver knows only disable, prefer and require: the two checking modes reach it as
     // `require`, and the checking is done here.
     let (url, verify) = if url.contains("sslmode=verify-full") {
-        (url.replace("sslmode=verify-full", "sslmode=require"), Verify::Full)
+        (
+            url.replace("sslmode=verify-full", "sslmode=require"),
+            Verify::Full,
+        )
     } else if url.contains("sslmode=verify-ca") {
-        (url.replace("sslmode=verify-ca", "sslmode=require"), Verify::Chain)
+        (
+            url.replace("sslmode=verify-ca", "sslmode=require"),
+            Verify::Chain,
+        )
     } else {
         (url.to_owned(), Verify::Nothing)
     };
@@ -56,9 +64,10 @@ fn client_config(verify: Verify) -> Result<ClientConfig, StoreError> {
                     "sslmode asks to verify the server's certificate, but no trusted root certificate was found (set SSL_CERT_FILE)".into(),
                 ));
             }
-            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| StoreError::Backend(format!("TLS set-up failed: {e}")))?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                    .build()
+                    .map_err(|e| StoreError::Backend(format!("TLS set-up failed: {e}")))?;
             if verify == Verify::Full {
                 webpki
             } else {
@@ -97,7 +106,12 @@ impl ServerCertVerifier for EncryptionOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -106,7 +120,12 @@ impl ServerCertVerifier for EncryptionOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -127,13 +146,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -172,10 +188,22 @@ mod tests {
     fn ssl_modes_are_read_as_libpq_reads_them() {
         for (url, mode) in [
             ("postgres://u@h/db", tokio_postgres::config::SslMode::Prefer),
-            ("postgres://u@h/db?sslmode=disable", tokio_postgres::config::SslMode::Disable),
-            ("postgres://u@h/db?sslmode=require", tokio_postgres::config::SslMode::Require),
-            ("postgres://u@h/db?sslmode=verify-full", tokio_postgres::config::SslMode::Require),
-            ("host=h user=u sslmode=verify-ca", tokio_postgres::config::SslMode::Require),
+            (
+                "postgres://u@h/db?sslmode=disable",
+                tokio_postgres::config::SslMode::Disable,
+            ),
+            (
+                "postgres://u@h/db?sslmode=require",
+                tokio_postgres::config::SslMode::Require,
+            ),
+            (
+                "postgres://u@h/db?sslmode=verify-full",
+                tokio_postgres::config::SslMode::Require,
+            ),
+            (
+                "host=h user=u sslmode=verify-ca",
+                tokio_postgres::config::SslMode::Require,
+            ),
         ] {
             match parse(url) {
                 Ok((config, _)) => assert_eq!(config.get_ssl_mode(), mode, "{url}"),

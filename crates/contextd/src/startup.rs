@@ -49,6 +49,16 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
         }
         Some(_) => bail!("unsupported database URL: use sqlite://PATH or postgres://…"),
     };
+    let shared_database = args
+        .database_url
+        .as_deref()
+        .is_some_and(|u| u.starts_with("postgres"));
+    if shared_database && std::env::var_os("CONTEXTD_MASTER_KEY").is_none() {
+        tracing::warn!(
+            "CONTEXTD_MASTER_KEY is not set: using the master key file of this data directory; every \
+             instance sharing the database needs the same master key"
+        );
+    }
     let master = master_key(&args.data_dir)?;
     let config = ContextConfig {
         request_autoclose: chrono::Duration::from_std(args.request_autoclose)

@@ -1213,8 +1213,8 @@ const NASTY: [&str; 6] = [
     "' OR 1=1 --",
     "%",
     "_",
-    "a\u{0}b",
-    "\u{0}",
+    "a\u{1}b\\",
+    "\u{1F4A5} \" ;",
     "Robert'); DROP TABLE objects;--",
 ];
 
@@ -1464,4 +1464,27 @@ async fn autoclose_counts_writes_to_activities() {
         .await,
         1
     );
+}
+
+/// NUL characters can't be stored portably (PostgreSQL text refuses them): a clear 400.
+#[tokio::test]
+async fn nul_characters_in_text_are_400() {
+    let s = TestServer::start().await;
+    let t = s.lab();
+    let r = s
+        .post(t, "/v1/customers", serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_Preferred_Language": "en_US", "Context_City": "Par\u{0}is"}}))
+        .await;
+    r.expect(400);
+    assert_eq!(r.at("/errors/0/field"), "data.Context_City");
+    s.post(t, "/v1/customers", serde_json::json!({"tags": ["a\u{0}b"]}))
+        .await
+        .expect(400);
+    let found = s
+        .post(
+            t,
+            "/v1/customers/search",
+            serde_json::json!({"summary": true}),
+        )
+        .await;
+    assert_eq!(found.at("/total"), 0, "nothing was written");
 }

@@ -1,0 +1,393 @@
+//! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
+//! `Store` methods of DESIGN §5. Called from the `Store` impl in `store.rs`.
+
+use chrono::{DateTime, Utc};
+use contextd_core::ids::{ObjectId, OrgId, Scope};
+use contextd_core::object::Kind;
+use contextd_core::store::{
+    ApiKeyRecord, AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord,
+};
+use tokio_postgres::types::Json;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use crate::db::{
+    col, corrupt, count, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
+};
+use crate::store::{api_key_from_row, PgStore, API_KEY_COLUMNS};
+
+/// `Ok` if a statement changed a row, else `err`.
+fn changed(n: u64, err: StoreError) -> Result<(), StoreError> {
+    if n == 0 {
+        Err(err)
+    } else {
+        Ok(())
+    }
+}
+
+fn hash_col(r: &Row, i: usize, what: &str) -> Result<[u8; 32], Failure> {
+    col::<&[u8]>(r, i, what)?
+        .try_into()
+        .map_err(|_| corrupt(what))
+}
+
+fn scope_cols(r: &Row, org: usize) -> Result<Scope, Failure> {
+    Ok(Scope {
+        org: OrgId(col(r, org, "org_id")?),
+        partition: parse_col(r, org + 1, "partition")?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, org_id, partition, name, role, password_hash, created, disabled";
+
+fn user_from_row(r: &Row) -> Result<UserRecord, Failure> {
+    Ok(UserRecord {
+        id: col(r, 0, "id")?,
+        scope: scope_cols(r, 1)?,
+        name: col(r, 3, "name")?,
+        role: parse_col(r, 4, "role")?,
+        password_hash: col(r, 5, "password_hash")?,
+        created: col(r, 6, "created")?,
+        disabled: col(r, 7, "disabled")?,
+    })
+}
+
+fn session_from_row(r: &Row) -> Result<SessionRecord, Failure> {
+    Ok(SessionRecord {
+        secret_hash: hash_col(r, 0, "secret_hash")?,
+        user_id: col(r, 1, "user_id")?,
+        scope: scope_cols(r, 2)?,
+        role: parse_col(r, 4, "role")?,
+        csrf_hash: hash_col(r, 5, "csrf_hash")?,
+        created: col(r, 6, "created")?,
+        expires_at: col(r, 7, "expires_at")?,
+        revoked_at: col(r, 8, "revoked_at")?,
+    })
+}
+
+fn audit_from_row(r: &Row) -> Result<AuditEntry, Failure> {
+    let Json(fields): Json<Vec<String>> = col(r, 9, "fields")?;
+    Ok(AuditEntry {
+        id: col(r, 0, "id")?,
+        scope: scope_cols(r, 1)?,
+        at: col(r, 3, "at")?,
+        actor: col(r, 4, "actor")?,
+        actor_role: opt_parse_col(r, 5, "actor_role")?,
+        action: col(r, 6, "action")?,
+        object_kind: opt_parse_col::<Kind>(r, 7, "object_kind")?,
+        object_id: col(r, 8, "object_id")?,
+        fields,
+        detail: col(r, 10, "detail")?,
+    })
+}
+
+impl PgStore {
+    pub(crate) async fn list_api_keys(
+        &self,
+        scope: Scope,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND partition = $2 ORDER BY id"
+                ),
+                &[&scope.org.0, &scope.partition.as_str()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(api_key_from_row)
+            .collect::<Result<_, Failure>>()?)
+    }
+
+    /// Revokes a row of `api_keys` or `grants` (the only two callers) not yet revoked.
+    pub(crate) async fn revoke(
+        &self,
+        sql: &'static str,
+        scope: Scope,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                sql,
+                &[&scope.org.0, &scope.partition.as_str(), &id, &ms(&at)],
+            )
+            .await?;
+        changed(n, StoreError::NotFound)
+    }
+
+    pub(crate) async fn add_user(&self, u: &UserRecord) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                "INSERT INTO users (id, org_id, partition, name, role, password_hash, created, disabled)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[
+                    &u.id,
+                    &u.scope.org.0,
+                    &u.scope.partition.as_str(),
+                    &u.name,
+                    &u.role.as_str(),
+                    &u.password_hash,
+                    &ms(&u.created),
+                    &u.disabled,
+                ],
+            )
+            .await?;
+        changed(n, StoreError::AlreadyExists)
+    }
+
+    pub(crate) async fn find_user_by_name(
+        &self,
+        scope: Scope,
+        name: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND partition = $2 AND name = $3"
+                ),
+                &[&scope.org.0, &scope.partition.as_str(), &name],
+            )
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    pub(crate) async fn find_user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        let row = self
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(user_from_row).transpose()?)
+    }
+
+    pub(crate) async fn list_users(&self, scope: Scope) -> Result<Vec<UserRecord>, StoreError> {
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND partition = $2 ORDER BY name"
+                ),
+                &[&scope.org.0, &scope.partition.as_str()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(user_from_row)
+            .collect::<Result<_, Failure>>()?)
+    }
+
+    pub(crate) async fn add_session(&self, s: &SessionRecord) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                "INSERT INTO sessions (secret_hash, user_id, org_id, partition, role, csrf_hash, created,
+                     expires_at, revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+                &[
+                    &&s.secret_hash[..],
+                    &s.user_id,
+                    &s.scope.org.0,
+                    &s.scope.partition.as_str(),
+                    &s.role.as_str(),
+                    &&s.csrf_hash[..],
+                    &ms(&s.created),
+                    &ms(&s.expires_at),
+                    &s.revoked_at.as_ref().map(ms),
+                ],
+            )
+            .await?;
+        changed(n, StoreError::AlreadyExists)
+    }
+
+    pub(crate) async fn find_session(
+        &self,
+        hash: [u8; 32],
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT secret_hash, user_id, org_id, partition, role, csrf_hash, created, expires_at,
+                     revoked_at
+                 FROM sessions WHERE secret_hash = $1",
+                &[&&hash[..]],
+            )
+            .await?;
+        Ok(row.as_ref().map(session_from_row).transpose()?)
+    }
+
+    pub(crate) async fn end_session(
+        &self,
+        hash: [u8; 32],
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE secret_hash = $1 AND revoked_at IS NULL",
+                &[&&hash[..], &ms(&at)],
+            )
+            .await?;
+        changed(n, StoreError::NotFound)
+    }
+
+    pub(crate) async fn add_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                "INSERT INTO grants (id, org_id, partition, principal, granted_by, created, expires_at,
+                     revoked_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                &[
+                    &g.id,
+                    &g.scope.org.0,
+                    &g.scope.partition.as_str(),
+                    &g.principal,
+                    &g.granted_by,
+                    &ms(&g.created),
+                    &ms(&g.expires_at),
+                    &g.revoked_at.as_ref().map(ms),
+                ],
+            )
+            .await?;
+        changed(n, StoreError::AlreadyExists)
+    }
+
+    pub(crate) async fn active_grant(
+        &self,
+        scope: Scope,
+        principal: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT EXISTS (SELECT 1 FROM grants WHERE org_id = $1 AND partition = $2 AND principal = $3
+                     AND revoked_at IS NULL AND expires_at > $4)",
+                &[&scope.org.0, &scope.partition.as_str(), &principal, &ms(&now)],
+            )
+            .await?;
+        match row {
+            Some(r) => Ok(col(&r, 0, "exists")?),
+            None => Ok(false),
+        }
+    }
+
+    /// One statement, hence one transaction, however many entries.
+    pub(crate) async fn add_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+        let orgs: Vec<Uuid> = entries.iter().map(|e| e.scope.org.0).collect();
+        let partitions: Vec<&str> = entries.iter().map(|e| e.scope.partition.as_str()).collect();
+        let ats: Vec<DateTime<Utc>> = entries.iter().map(|e| ms(&e.at)).collect();
+        let actors: Vec<Option<Uuid>> = entries.iter().map(|e| e.actor).collect();
+        let roles: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e.actor_role.map(|r| r.as_str()))
+            .collect();
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        let kinds: Vec<Option<&str>> = entries
+            .iter()
+            .map(|e| e.object_kind.map(|k| k.as_str()))
+            .collect();
+        let objects: Vec<Option<&str>> = entries.iter().map(|e| e.object_id.as_deref()).collect();
+        let fields: Vec<Json<&Vec<String>>> = entries.iter().map(|e| Json(&e.fields)).collect();
+        let details: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
+        self.execute(
+            "INSERT INTO audit (id, org_id, partition, at, actor, actor_role, action, object_kind,
+                 object_id, fields, detail)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[],
+                 $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[])",
+            &[
+                &ids,
+                &orgs,
+                &partitions,
+                &ats,
+                &actors,
+                &roles,
+                &actions,
+                &kinds,
+                &objects,
+                &fields,
+                &details,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn read_audit(
+        &self,
+        scope: Scope,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut sql = String::from(
+            "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields,
+                 detail
+             FROM audit WHERE org_id = $1 AND partition = $2",
+        );
+        let mut params: Vec<Param> =
+            vec![Box::new(scope.org.0), Box::new(scope.partition.as_str())];
+        let mut and = |clause: &str, value: Param| {
+            params.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        };
+        if let Some(a) = &q.action {
+            and("action =", Box::new(a.clone()));
+        }
+        if let Some(a) = q.actor {
+            and("actor =", Box::new(a));
+        }
+        if let Some(o) = &q.object_id {
+            and("object_id =", Box::new(o.clone()));
+        }
+        if let Some(t) = q.from {
+            and("at >=", Box::new(ms(&t)));
+        }
+        if let Some(t) = q.to {
+            and("at <=", Box::new(ms(&t)));
+        }
+        if let Some(b) = q.before {
+            and("id <", Box::new(b));
+        }
+        params.push(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
+        let client = self.db.client().await?;
+        let stmt = prepare_dynamic(&client, &sql).await?;
+        let rows = client
+            .query(&stmt, &refs(&params))
+            .await
+            .map_err(Failure::from)?;
+        Ok(rows
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<_, Failure>>()?)
+    }
+
+    /// One statement: the customer must exist (as a customer) for anything to be deleted.
+    pub(crate) async fn erase(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
+        let rows = self
+            .query(
+                "WITH target AS (
+                     SELECT id FROM objects
+                     WHERE org_id = $1 AND partition = $2 AND id = $3 AND kind = 'customer'
+                 ), erased AS (
+                     DELETE FROM objects o
+                     WHERE o.org_id = $1 AND o.partition = $2 AND (o.id = $3 OR o.customer_id = $3)
+                         AND EXISTS (SELECT 1 FROM target)
+                     RETURNING o.id
+                 ), tokens_erased AS (
+                     DELETE FROM tokens t USING erased e
+                     WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = e.id
+                 )
+                 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM erased)",
+                &[&scope.org.0, &scope.partition.as_str(), &customer.0],
+            )
+            .await?;
+        let Some(r) = rows.first() else {
+            return Err(StoreError::Backend("erase returned no row".into()));
+        };
+        if col::<i64>(r, 0, "count")? == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(count(col(r, 1, "count")?)?)
+    }
+}
