@@ -95,6 +95,11 @@ impl Db {
     }
 
     /// Runs `work` in the next group commit; see [`Writer::write`].
+    /// Write transactions committed since open.
+    pub(crate) fn commits(&self) -> u64 {
+        self.writer.commits()
+    }
+
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

@@ -68,6 +68,12 @@ impl SqliteStore {
     pub fn backend(&self) -> &'static str {
         "sqlite"
     }
+
+    /// Write transactions committed since open. Concurrent writes share commits (group
+    /// commit), so under load this grows slower than the number of writes.
+    pub fn commit_count(&self) -> u64 {
+        self.db.commits()
+    }
 }
 
 fn blob(id: Uuid) -> [u8; 16] {

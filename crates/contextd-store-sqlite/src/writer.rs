@@ -8,6 +8,8 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use contextd_core::store::StoreError;
@@ -80,20 +82,29 @@ fn panic_message(panic: &(dyn Any + Send)) -> &str {
 pub(crate) struct Writer {
     sender: Option<mpsc::Sender<Box<dyn AnyJob>>>,
     thread: Option<JoinHandle<()>>,
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
     /// Starts the writer thread, which takes ownership of `conn`.
     pub(crate) fn start(conn: Connection, name: &str) -> Result<Self, StoreError> {
         let (sender, receiver) = mpsc::channel(QUEUE);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counter = commits.clone();
         let thread = std::thread::Builder::new()
             .name(format!("{name}-writer"))
-            .spawn(move || run(conn, receiver))
+            .spawn(move || run(conn, receiver, &counter))
             .map_err(|e| StoreError::Backend(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
             sender: Some(sender),
             thread: Some(thread),
+            commits,
         })
+    }
+
+    /// Transactions committed so far; concurrent writes share them.
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 
     /// Runs `work` in the next group-committed transaction and returns its result once the
@@ -135,7 +146,7 @@ fn stopped() -> StoreError {
     StoreError::Backend("the SQLite writer has stopped".into())
 }
 
-fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>) {
+fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>, commits: &AtomicU64) {
     let mut batch: Vec<Box<dyn AnyJob>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
@@ -153,7 +164,10 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>) {
                 )))
             });
         let error = match outcome {
-            Ok(()) => None,
+            Ok(()) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                None
+            }
             Err(e) => {
                 tracing::error!(jobs = batch.len(), error = %e, "SQLite write batch failed");
                 Some(e.to_string())

@@ -268,3 +268,43 @@ async fn a_shredded_customer_key_is_gone_from_disk() {
         "no trace of the deleted key in the key store's files"
     );
 }
+
+/// Group commit: many concurrent writers are acknowledged by far fewer commits (one fsync
+/// each), and every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_share_commits() {
+    let db = std::sync::Arc::new(TestDb::fresh());
+    let scope = contextd_store_conformance::fixtures::lab();
+    let before = db.store.commit_count();
+    const WRITES: u64 = 400;
+    let mut tasks = Vec::new();
+    for _ in 0..WRITES {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = contextd_store_conformance::fixtures::object(
+                scope,
+                Kind::Activity,
+                contextd_store_conformance::fixtures::now(),
+            );
+            db.store
+                .write_object(&contextd_store_conformance::fixtures::insert_write(&o, &[]))
+                .await
+                .map(|()| o.id)
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.expect("task").expect("write acknowledged"));
+    }
+    let commits = db.store.commit_count() - before;
+    assert!(
+        commits >= 1 && commits < WRITES / 2,
+        "{WRITES} writes took {commits} commits: writes are not batched"
+    );
+    for id in ids {
+        assert!(
+            db.store.object(scope, id).await.expect("read").is_some(),
+            "an acknowledged write is stored"
+        );
+    }
+}
