@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod dictionary;
 pub mod error;
 pub mod ids;
+pub mod memory_keys;
 pub mod object;
 pub mod search;
 pub mod service;
