@@ -116,11 +116,34 @@ fn parse_time(
     }
 }
 
+/// Configurable bounds of one search (defaults: [`MAX_TERMS`], [`MAX_VALUES`], [`MAX_VALUE_CHARS`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SearchLimits {
+    /// Most keys in one search.
+    pub max_terms: usize,
+    /// Most values under one key.
+    pub max_values: usize,
+    /// Longest value, in characters.
+    pub max_value_chars: usize,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self {
+            max_terms: MAX_TERMS,
+            max_values: MAX_VALUES,
+            max_value_chars: MAX_VALUE_CHARS,
+        }
+    }
+}
+
 fn values(
     key: &str,
     raw: &serde_json::Value,
     errors: &mut Vec<FieldError>,
+    limits: &SearchLimits,
 ) -> Vec<serde_json::Value> {
+    let (max_values, max_value_chars) = (limits.max_values, limits.max_value_chars);
     let list = match raw {
         serde_json::Value::Array(items) => items.clone(),
         other => vec![other.clone()],
@@ -130,20 +153,20 @@ fn values(
         errors.push(FieldError::new(field, "give at least one value"));
         return Vec::new();
     }
-    if list.len() > MAX_VALUES {
+    if list.len() > max_values {
         errors.push(FieldError::new(
             field,
-            format!("at most {MAX_VALUES} values per key"),
+            format!("at most {max_values} values per key"),
         ));
         return Vec::new();
     }
     let mut out = Vec::with_capacity(list.len());
     for v in list {
         match &v {
-            serde_json::Value::String(s) if s.chars().count() > MAX_VALUE_CHARS => {
+            serde_json::Value::String(s) if s.chars().count() > max_value_chars => {
                 errors.push(FieldError::new(
                     field.clone(),
-                    format!("values are at most {MAX_VALUE_CHARS} characters"),
+                    format!("values are at most {max_value_chars} characters"),
                 ));
             }
             serde_json::Value::String(_)
@@ -183,16 +206,37 @@ pub fn plan(
     access: SealedAccess,
     active_since: DateTime<Utc>,
 ) -> Result<SearchPlan, CoreError> {
+    plan_with_limits(
+        kind,
+        request,
+        dictionary,
+        indexer,
+        access,
+        active_since,
+        &SearchLimits::default(),
+    )
+}
+
+/// [`plan`] under configured limits.
+pub fn plan_with_limits(
+    kind: Kind,
+    request: &SearchRequest,
+    dictionary: &Dictionary,
+    indexer: &Indexer,
+    access: SealedAccess,
+    active_since: DateTime<Utc>,
+    limits: &SearchLimits,
+) -> Result<SearchPlan, CoreError> {
     let mut errors = Vec::new();
-    if request.terms.len() > MAX_TERMS {
+    if request.terms.len() > limits.max_terms {
         errors.push(FieldError::new(
             "terms",
-            format!("at most {MAX_TERMS} keys"),
+            format!("at most {} keys", limits.max_terms),
         ));
     }
     let mut conditions = Vec::new();
     for (key, raw) in &request.terms {
-        let vals = values(key, raw, &mut errors);
+        let vals = values(key, raw, &mut errors, limits);
         let field_name = format!("terms.{}", truncate(key, 100));
         let ids = |errors: &mut Vec<FieldError>| -> Vec<ObjectId> {
             vals.iter()

@@ -39,6 +39,8 @@ pub struct ContextConfig {
     pub request_autoclose: chrono::Duration,
     /// How many customer keys to keep unwrapped in memory.
     pub cached_customer_keys: usize,
+    /// Bounds of one search.
+    pub search_limits: search::SearchLimits,
 }
 
 impl Default for ContextConfig {
@@ -46,6 +48,7 @@ impl Default for ContextConfig {
         Self {
             request_autoclose: chrono::Duration::days(5),
             cached_customer_keys: 100_000,
+            search_limits: search::SearchLimits::default(),
         }
     }
 }
@@ -1395,13 +1398,14 @@ impl Context {
         } else {
             SealedAccess::Withheld
         };
-        let plan = search::plan(
+        let plan = search::plan_with_limits(
             kind,
             request,
             &dict,
             &indexer,
             access,
             self.autoclose_cutoff(),
+            &self.config.search_limits,
         )?;
         let sealed_keys: Vec<String> = request
             .terms

@@ -28,6 +28,15 @@ pub struct StorageArgs {
     /// in the environment); an org that brought its own key is unreadable without it.
     #[arg(long = "org-kek", env = "CONTEXTD_ORG_KEKS", value_delimiter = ',')]
     pub org_keks: Vec<String>,
+    /// Most keys in one search (400 above).
+    #[arg(long, env = "CONTEXTD_SEARCH_MAX_TERMS", default_value_t = contextd_core::search::MAX_TERMS)]
+    pub search_max_terms: usize,
+    /// Most values under one search key (400 above).
+    #[arg(long, env = "CONTEXTD_SEARCH_MAX_VALUES", default_value_t = contextd_core::search::MAX_VALUES)]
+    pub search_max_values: usize,
+    /// Longest search value in characters (400 above).
+    #[arg(long, env = "CONTEXTD_SEARCH_MAX_VALUE_CHARS", default_value_t = contextd_core::search::MAX_VALUE_CHARS)]
+    pub search_max_value_chars: usize,
 }
 
 /// Opens both stores and returns the context service.
@@ -63,6 +72,11 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
     let config = ContextConfig {
         request_autoclose: chrono::Duration::from_std(args.request_autoclose)
             .context("request auto-close period is too long")?,
+        search_limits: contextd_core::search::SearchLimits {
+            max_terms: args.search_max_terms,
+            max_values: args.search_max_values,
+            max_value_chars: args.search_max_value_chars,
+        },
         ..ContextConfig::default()
     };
     let mut org_keks = Vec::new();

@@ -730,3 +730,56 @@ async fn abuse_limits_answer_429_431_and_400() {
     r.expect(400);
     assert!(r.str("/detail").contains("nested"));
 }
+
+#[tokio::test]
+async fn search_limits_are_configurable() {
+    let limits = contextd_core::search::SearchLimits {
+        max_terms: 1,
+        max_values: 2,
+        max_value_chars: 6,
+    };
+    let s = TestServer::start_with(
+        ContextConfig {
+            search_limits: limits,
+            ..ContextConfig::default()
+        },
+        ServerConfig::default(),
+    )
+    .await;
+    let t = s.lab();
+    s.post(
+        t,
+        "/v1/customers/search",
+        json!({"terms": {"state": "active"}}),
+    )
+    .await
+    .expect(200);
+    s.post(
+        t,
+        "/v1/customers/search",
+        json!({"terms": {"state": "active", "tags": "x"}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        t,
+        "/v1/customers/search",
+        json!({"terms": {"tags": ["a", "b", "c"]}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        t,
+        "/v1/customers/search",
+        json!({"terms": {"tags": "abcdefg"}}),
+    )
+    .await
+    .expect(400);
+    s.post(
+        t,
+        "/v1/customers/search",
+        json!({"terms": {"tags": ["abcdef", "x"]}}),
+    )
+    .await
+    .expect(200);
+}
