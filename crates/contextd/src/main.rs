@@ -1,5 +1,6 @@
-//! The `contextd` binary: `serve`, `org`, and (later) client and bench commands.
+//! The `contextd` binary: `serve`, `org`, `keys`, `bench`, and (later) client commands.
 
+mod bench;
 mod startup;
 
 use std::net::SocketAddr;
@@ -46,6 +47,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Load, benchmark and plot a running server over HTTP (DESIGN §9).
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
     },
 }
 
@@ -154,6 +160,7 @@ fn init_logging() {
 async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
+        Command::Bench { command } => bench::main(command).await,
         Command::Serve {
             listen,
             public_url,

@@ -305,3 +305,138 @@ async fn keys_rotate_and_bring_your_own_key_from_the_command_line() {
     assert_eq!(status["encryption"]["dataKeyVersion"], 2);
     assert!(terminate(&mut server).success());
 }
+
+/// `contextd bench load` and `contextd bench run … --json` against a real server (§9, §11):
+/// one JSON object per scenario with every key, no errors, and lookups that really find their
+/// customer (the tool counts any other answer as an error).
+#[tokio::test]
+async fn bench_load_and_run_report_every_key_without_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut server = contextd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let token = (0..7)
+        .filter_map(|_| lines.next()?.ok())
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("lab admin token:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("the lab admin token is printed");
+    wait_ready(&reqwest::Client::new(), &base).await;
+    let state = dir.path().join("bench-state.json");
+    let bench = |args: &[&str]| {
+        let out = contextd(dir.path())
+            .arg("bench")
+            .args(args)
+            .arg("--state")
+            .arg(&state)
+            .env("CONTEXTD_URL", &base)
+            .env("CONTEXTD_TOKEN", &token)
+            .output()
+            .expect("bench");
+        assert!(
+            out.status.success(),
+            "contextd bench {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+
+    bench(&[
+        "load",
+        "--customers",
+        "20",
+        "--activities-per-customer",
+        "3",
+        "--timeline-customers",
+        "0",
+    ]);
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(&state).expect("state file")).expect("state JSON");
+    assert_eq!(saved["customers"].as_array().map(Vec::len), Some(20));
+    // customer + request + 3 activities + a comment, per customer
+    assert_eq!(saved["objects"], 20 * 6);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state)
+            .expect("state")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "the state file holds tokens");
+    }
+
+    for scenario in ["lookup", "ingest"] {
+        let stdout = bench(&[
+            "run",
+            "--scenario",
+            scenario,
+            "--duration",
+            "1s",
+            "--warmup",
+            "200ms",
+            "--concurrency",
+            "4",
+            "--json",
+        ]);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "one JSON object per scenario: {stdout}");
+        let result: Value = serde_json::from_str(lines[0]).expect("JSON");
+        for key in [
+            "scenario",
+            "ops_per_sec",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "errors",
+            "baseline_ops_per_sec",
+            "ratio",
+        ] {
+            assert!(result.get(key).is_some(), "{key} missing from {result}");
+        }
+        assert_eq!(result["scenario"], scenario);
+        assert_eq!(result["errors"], 0, "{result}");
+        assert!(
+            result["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+            "{result}"
+        );
+        assert!(
+            result["baseline_ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0,
+            "{result}"
+        );
+        assert!(result["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{result}");
+        assert!(
+            result["p50_ms"].as_f64().unwrap_or(0.0) <= result["p99_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+
+    // Every lookup counted as a success found exactly one customer: check one by hand too,
+    // in another format than stored, as the tool does.
+    let sample = &saved["customers"][0];
+    let digits: String = sample["mobile"]
+        .as_str()
+        .expect("mobile")
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let found: Value = reqwest::Client::new()
+        .post(format!("{base}/v1/customers/search"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"terms": {"Context_Mobile_Phone": [digits]}}))
+        .send()
+        .await
+        .expect("search")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["items"][0]["id"], sample["id"]);
+    assert!(terminate(&mut server).success());
+}

@@ -1,0 +1,322 @@
+//! `bench load`: many workers, each making whole customers (customer → requests → activities
+//! → details) one after the other through the public API. The server group-commits what the
+//! workers send concurrently, so `--concurrency` is the batch size the server sees.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::state::{BenchState, SampleCustomer};
+use super::{data, http_client, server_backend, LoadArgs};
+
+/// Most retries of one write refused with 429/503 (the server asks to slow down).
+const RETRIES: u32 = 8;
+
+struct Loader {
+    http: reqwest::Client,
+    url: String,
+    tokens: Vec<String>,
+    objects: AtomicU64,
+    customers: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Loader {
+    /// Creates one object; returns its id.
+    async fn create(&self, worker: usize, kind: &str, body: &Value) -> anyhow::Result<String> {
+        let token = &self.tokens[worker % self.tokens.len()];
+        let bytes = serde_json::to_vec(body)?;
+        let mut attempt = 0;
+        loop {
+            let response = self
+                .http
+                .post(format!("{}/v1/{kind}", self.url))
+                .bearer_auth(token)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+                .send()
+                .await
+                .with_context(|| format!("POST /v1/{kind}"))?;
+            let status = response.status();
+            if status == StatusCode::CREATED {
+                let created: Value = response.json().await.context("bad create answer")?;
+                self.objects.fetch_add(1, Ordering::Relaxed);
+                return created["id"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| anyhow!("the created {kind} has no id"));
+            }
+            let retry = matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            );
+            if retry && attempt < RETRIES {
+                attempt += 1;
+                let wait = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or(Duration::from_millis(100 << attempt.min(5)), |s| {
+                        Duration::from_secs(s.min(5))
+                    });
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            let text = response.text().await.unwrap_or_default();
+            bail!(
+                "POST /v1/{kind} answered {status}: {}",
+                text.chars().take(300).collect::<String>()
+            );
+        }
+    }
+
+    /// Makes customer `n` with everything linked to it.
+    async fn customer(&self, worker: usize, n: u64, args: &LoadArgs) -> anyhow::Result<Made> {
+        let (body, mobile) = data::customer(n);
+        let id = self.create(worker, "customers", &body).await?;
+        let mut requests = Vec::new();
+        for k in 0..args.requests_per_customer {
+            requests.push(
+                self.create(worker, "requests", &data::request(&id, n, k))
+                    .await?,
+            );
+        }
+        let mut first_activity = None;
+        for k in 0..args.activities_per_customer {
+            // About half of the activities belong to a request; the rest to the customer only.
+            let parent = (k.is_multiple_of(2) && !requests.is_empty())
+                .then(|| requests[(k / 2) as usize % requests.len()].as_str());
+            let a = self
+                .create(worker, "activities", &data::activity(&id, parent, n, k))
+                .await?;
+            first_activity.get_or_insert(a);
+        }
+        for d in 0..args.details_per_customer {
+            let body = match (&first_activity, requests.is_empty()) {
+                (Some(a), true) => data::feedback(a, n + d),
+                (Some(a), false) if d % 2 == 1 => data::feedback(a, n + d),
+                (_, false) => data::comment(&requests[d as usize % requests.len()], n + d),
+                (None, true) => break,
+            };
+            self.create(worker, "details", &body).await?;
+        }
+        self.customers.fetch_add(1, Ordering::Relaxed);
+        Ok(Made { id, mobile })
+    }
+
+    /// Makes customer `n` with a long journey (activities only) for the timeline scenario.
+    async fn long_journey(&self, worker: usize, n: u64, activities: u64) -> anyhow::Result<Made> {
+        let (body, mobile) = data::customer(n);
+        let id = self.create(worker, "customers", &body).await?;
+        for k in 0..activities {
+            self.create(worker, "activities", &data::activity(&id, None, n, k))
+                .await?;
+        }
+        self.customers.fetch_add(1, Ordering::Relaxed);
+        Ok(Made { id, mobile })
+    }
+}
+
+struct Made {
+    id: String,
+    mobile: String,
+}
+
+/// Creates a machine API key with the admin token; returns its bearer token.
+async fn create_key(
+    http: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    name: &str,
+) -> anyhow::Result<String> {
+    let response = http
+        .post(format!("{url}/v1/keys"))
+        .bearer_auth(admin)
+        .json(&json!({"name": name, "role": "machine"}))
+        .send()
+        .await
+        .context("POST /v1/keys")?;
+    let status = response.status();
+    if status != StatusCode::CREATED {
+        bail!("POST /v1/keys answered {status}: the token must be a lab admin token");
+    }
+    let key: Value = response.json().await.context("bad /v1/keys answer")?;
+    key["token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("the new key has no token")
+}
+
+/// `bench load`.
+pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    let url = args.client.url.trim_end_matches('/').to_owned();
+    let admin = args
+        .client
+        .token
+        .clone()
+        .context("give a lab admin token with --token or CONTEXTD_TOKEN")?;
+    let concurrency = args.concurrency.max(1);
+    let http = http_client(concurrency)?;
+    let backend = server_backend(&http, &url, &admin).await?;
+
+    let mut state = match BenchState::read(&args.client.state)? {
+        Some(s) if s.url == url && !s.tokens.is_empty() => {
+            // Same server, but maybe a fresh database: the old keys must still work.
+            if server_backend(&http, &url, &s.tokens[0]).await.is_ok() {
+                s
+            } else {
+                eprintln!(
+                    "bench: the keys in {} no longer work on {url}; starting a new state file",
+                    args.client.state.display()
+                );
+                BenchState::default()
+            }
+        }
+        Some(_) => {
+            eprintln!(
+                "bench: {} describes another server; starting a new state file",
+                args.client.state.display()
+            );
+            BenchState::default()
+        }
+        None => BenchState::default(),
+    };
+    state.url.clone_from(&url);
+    state.backend = backend;
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
+    while state.tokens.len() < args.keys.max(1) {
+        let name = format!("bench-{stamp}-{}", state.tokens.len());
+        state
+            .tokens
+            .push(create_key(&http, &url, &admin, &name).await?);
+    }
+
+    let loader = Arc::new(Loader {
+        http,
+        url: url.clone(),
+        tokens: state.tokens.clone(),
+        objects: AtomicU64::new(0),
+        customers: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let args = Arc::new(args);
+    let long_wanted = if state.timeline_len >= args.timeline_activities || state.timeline.is_empty()
+    {
+        args.timeline_customers
+            .saturating_sub(state.timeline.len() as u64)
+    } else {
+        // Earlier long journeys were shorter than asked: make a whole new set.
+        state.timeline.clear();
+        args.timeline_customers
+    };
+    let first = state.next_index;
+    let total = long_wanted + args.customers;
+    let stride = (args.customers / args.sample.max(1)).max(1);
+    let next = Arc::new(AtomicU64::new(0));
+    let sample = Arc::new(Mutex::new(Vec::new()));
+    let long = Arc::new(Mutex::new(Vec::new()));
+
+    let started = Instant::now();
+    let progress = tokio::spawn(progress(loader.clone(), total, started));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let (loader, args, next, sample, long) = (
+            loader.clone(),
+            args.clone(),
+            next.clone(),
+            sample.clone(),
+            long.clone(),
+        );
+        workers.spawn(async move {
+            loop {
+                if loader.stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    return Ok(());
+                }
+                let n = first + i;
+                if i < long_wanted {
+                    let made = loader
+                        .long_journey(worker, n, args.timeline_activities)
+                        .await?;
+                    lock(&long).push(made.id);
+                } else {
+                    let made = loader.customer(worker, n, &args).await?;
+                    if (i - long_wanted).is_multiple_of(stride) {
+                        lock(&sample).push(SampleCustomer {
+                            id: made.id,
+                            mobile: made.mobile,
+                        });
+                    }
+                }
+            }
+        });
+    }
+    let mut failure: Option<anyhow::Error> = None;
+    while let Some(joined) = workers.join_next().await {
+        let result = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = result {
+            loader.stop.store(true, Ordering::Relaxed);
+            failure.get_or_insert(e);
+        }
+    }
+    progress.abort();
+    let elapsed = started.elapsed();
+    let objects = loader.objects.load(Ordering::Relaxed);
+    let customers = loader.customers.load(Ordering::Relaxed);
+    eprintln!();
+
+    // Record what was made, even after a failure: those objects exist.
+    state.next_index = first + total;
+    state.objects += objects;
+    state.customers_total += customers;
+    state.customers.extend(lock(&sample).drain(..));
+    state.thin_sample(usize::try_from(args.sample).unwrap_or(usize::MAX));
+    let made_long = std::mem::take(&mut *lock(&long));
+    if !made_long.is_empty() {
+        state.timeline_len = if state.timeline.is_empty() {
+            args.timeline_activities
+        } else {
+            state.timeline_len.min(args.timeline_activities)
+        };
+        state.timeline.extend(made_long);
+    }
+    state.write(&args.client.state)?;
+    let rate = objects as f64 / elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "bench: made {customers} customers, {objects} objects in {:.1} s ({rate:.0} objects/s); the server now holds {} objects from bench loads; state in {}",
+        elapsed.as_secs_f64(),
+        state.objects,
+        args.client.state.display()
+    );
+    match failure {
+        Some(e) => Err(e.context("the load stopped early")),
+        None => Ok(()),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A progress line on stderr, once a second.
+async fn progress(loader: Arc<Loader>, total: u64, started: Instant) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let objects = loader.objects.load(Ordering::Relaxed);
+        let rate = objects as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        eprint!(
+            "\rbench: {}/{total} customers, {objects} objects, {rate:.0} objects/s   ",
+            loader.customers.load(Ordering::Relaxed)
+        );
+    }
+}
