@@ -692,8 +692,62 @@ impl Context {
         self.reveal_as(actor, o, true).await
     }
 
-    /// Decrypts for the caller; `audited` is false only for reads the caller is not shown
-    /// (the read-modify-write of an update).
+    /// Decrypts a page of objects (a search result, a timeline) and audits it as one `pii.read`
+    /// entry per customer whose sealed values it revealed (objects without a customer: one
+    /// each), so a page of 100 activities is one audit row, not 100.
+    async fn reveal_page(
+        &self,
+        actor: &Principal,
+        objects: Vec<StoredObject>,
+        via: &str,
+    ) -> Result<Vec<ContextObject>, CoreError> {
+        let mut revealed: Vec<(Option<Kind>, String, Vec<String>, usize)> = Vec::new();
+        let mut items = Vec::with_capacity(objects.len());
+        for o in objects {
+            if actor.sees_sealed() && !o.sealed.is_empty() {
+                let (kind, owner) = match (o.kind, o.customer_id) {
+                    (Kind::Customer, _) => (Kind::Customer, o.id),
+                    (_, Some(c)) => (Kind::Customer, c),
+                    (kind, None) => (kind, o.id),
+                };
+                let owner = owner.to_string();
+                let entry = match revealed
+                    .iter_mut()
+                    .position(|(k, id, _, _)| *k == Some(kind) && *id == owner)
+                {
+                    Some(i) => &mut revealed[i],
+                    None => {
+                        revealed.push((Some(kind), owner, Vec::new(), 0));
+                        let last = revealed.len() - 1;
+                        &mut revealed[last]
+                    }
+                };
+                for name in o.sealed.keys() {
+                    if !entry.2.contains(name) {
+                        entry.2.push(name.clone());
+                    }
+                }
+                entry.3 += 1;
+            }
+            items.push(self.reveal_as(actor, o, false).await?);
+        }
+        for (kind, id, mut fields, n) in revealed {
+            fields.sort();
+            self.audit_action(
+                Some(actor),
+                actor.scope,
+                "pii.read",
+                Some((kind, id)),
+                fields,
+                format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
+            )
+            .await;
+        }
+        Ok(items)
+    }
+
+    /// Decrypts for the caller; `audited` is false for reads the caller is not shown (the
+    /// read-modify-write of an update) and for pages, which [`Self::reveal_page`] audits.
     async fn reveal_as(
         &self,
         actor: &Principal,
@@ -1434,10 +1488,7 @@ impl Context {
             });
         }
         let page = self.store.search(scope, &plan).await?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for o in page.items {
-            items.push(self.reveal(actor, o).await?);
-        }
+        let items = self.reveal_page(actor, page.items, "search").await?;
         Ok(SearchResult {
             items: Some(items),
             ids: None,
@@ -1477,10 +1528,7 @@ impl Context {
                 },
             )
             .await?;
-        let mut items = Vec::with_capacity(page.items.len());
-        for o in page.items {
-            items.push(self.reveal(actor, o).await?);
-        }
+        let items = self.reveal_page(actor, page.items, "timeline").await?;
         Ok(TimelinePage {
             items,
             total: page.total,

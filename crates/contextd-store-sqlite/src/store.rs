@@ -39,7 +39,23 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         sql: include_str!("../migrations/data/0003_key_versions.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/data/0004_audit_moved.sql"),
+    },
 ];
+
+const AUDIT_MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    sql: include_str!("../migrations/audit/0001_init.sql"),
+}];
+
+const AUDIT_PROFILE: Profile = Profile {
+    name: "audit",
+    journal_mode: "WAL",
+    secure_delete: false,
+    migrations: AUDIT_MIGRATIONS,
+};
 
 const PROFILE: Profile = Profile {
     name: "data",
@@ -53,15 +69,28 @@ const PROFILE: Profile = Profile {
 /// pool of query-only connections.
 pub struct SqliteStore {
     db: Db,
+    /// The audit log, in a file of its own (`<name>-audit.db` beside the data file): a commit
+    /// to the data file empties its readers' page caches, and the audit log commits under
+    /// every read load.
+    audit: Db,
 }
 
 impl SqliteStore {
-    /// Opens the file (creating it and its parent directories if missing) and applies
-    /// pending migrations.
+    /// Opens the file (creating it and its parent directories if missing) and its audit file,
+    /// and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let audit_path = audit_path(path);
+        let audit = Db::open(&audit_path, &AUDIT_PROFILE)?;
+        move_audit_out(path, &audit_path)?;
         Ok(Self {
             db: Db::open(path, &PROFILE)?,
+            audit,
         })
+    }
+
+    /// Where the audit file of the data file `path` lives: `contextd.db` → `contextd-audit.db`.
+    pub fn audit_path(path: &Path) -> std::path::PathBuf {
+        audit_path(path)
     }
 
     /// The backend's name: `sqlite`.
@@ -74,6 +103,46 @@ impl SqliteStore {
     pub fn commit_count(&self) -> u64 {
         self.db.commits()
     }
+}
+
+fn audit_path(path: &Path) -> std::path::PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "contextd".into());
+    path.with_file_name(format!("{stem}-audit.db"))
+}
+
+/// Copies the audit rows of a data file from before schema 4 into the audit file; schema 4 then
+/// drops them. Safe to repeat (a crash between the two copies again; ids are unique).
+fn move_audit_out(path: &Path, audit_path: &Path) -> Result<(), StoreError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let conn = Connection::open(path).db()?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
+    let legacy: bool = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit')",
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
+    if !legacy {
+        return Ok(());
+    }
+    let target = audit_path
+        .to_str()
+        .ok_or_else(|| StoreError::Backend("the audit file path is not UTF-8".into()))?;
+    conn.execute("ATTACH DATABASE ?1 AS audit_file", params![target])
+        .db()?;
+    conn.execute_batch(
+        "BEGIN IMMEDIATE;
+         INSERT OR IGNORE INTO audit_file.audit SELECT * FROM main.audit;
+         COMMIT;
+         DETACH DATABASE audit_file;",
+    )
+    .db()
 }
 
 fn blob(id: Uuid) -> [u8; 16] {
@@ -468,7 +537,8 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await
+        self.db.ping().await?;
+        self.audit.ping().await
     }
 
     async fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError> {
@@ -556,7 +626,7 @@ impl Store for SqliteStore {
 
     async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
         self.db
-            .read(move |c| {
+            .point_read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
                         "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at
@@ -670,7 +740,7 @@ impl Store for SqliteStore {
 
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError> {
         self.db
-            .read(move |c| {
+            .point_read(move |c| {
                 let mut stmt = c
                     .prepare_cached(&format!(
                         "SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.org_id = ?1 AND o.partition = ?2 AND o.id = ?3"
@@ -929,7 +999,7 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-        self.db.read(move |c| access::user(c, id)).await
+        self.db.point_read(move |c| access::user(c, id)).await
     }
 
     async fn users(&self, scope: Scope) -> Result<Vec<UserRecord>, StoreError> {
@@ -944,7 +1014,9 @@ impl Store for SqliteStore {
     }
 
     async fn session(&self, secret_hash: [u8; 32]) -> Result<Option<SessionRecord>, StoreError> {
-        self.db.read(move |c| access::session(c, secret_hash)).await
+        self.db
+            .point_read(move |c| access::session(c, secret_hash))
+            .await
     }
 
     async fn revoke_session(
@@ -971,7 +1043,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         self.db
-            .read(move |c| access::has_active_grant(c, scope, principal, now))
+            .point_read(move |c| access::has_active_grant(c, scope, principal, now))
             .await
     }
 
@@ -988,14 +1060,16 @@ impl Store for SqliteStore {
 
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
         let entries = entries.to_vec();
-        self.db
+        self.audit
             .write(move |tx| access::append_audit(tx, &entries))
             .await
     }
 
     async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let query = query.clone();
-        self.db.read(move |c| access::audit(c, scope, &query)).await
+        self.audit
+            .read(move |c| access::audit(c, scope, &query))
+            .await
     }
 
     async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {

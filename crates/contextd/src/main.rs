@@ -12,6 +12,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::startup::StorageArgs;
 
+/// mimalloc instead of the system allocator: a request allocates and frees many small buffers
+/// across threads, where glibc's allocator spent ~15 % of the server's CPU (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "contextd",

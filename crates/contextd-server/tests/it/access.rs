@@ -650,6 +650,30 @@ async fn audit_log_records_pii_reads_searches_and_admin_actions_without_values()
         items[0]["fields"],
         json!(["Context_First_Name", "Context_Mobile_Phone"])
     );
+    // A page is audited once per customer it reveals, not once per object.
+    for note in ["first call", "second call", "third call"] {
+        s.post(
+            t,
+            "/v1/activities",
+            json!({"customerId": customer, "mediaType": "voice", "fieldsets": ["cisco.base.pod"],
+                   "data": {"Context_Notes": note}}),
+        )
+        .await
+        .expect(201);
+    }
+    s.get(&agent, &format!("/v1/customers/{customer}/timeline"))
+        .await
+        .expect(200);
+    let reads = s
+        .get(t, &format!("/v1/audit?action=pii.read&actor={agent_id}"))
+        .await;
+    let items = reads.at("/items").as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 3, "one more entry for the whole timeline page");
+    assert_eq!(items[0]["objectId"], customer.as_str());
+    assert_eq!(items[0]["objectType"], "customer");
+    assert_eq!(items[0]["fields"], json!(["Context_Notes"]));
+    assert_eq!(items[0]["detail"], "timeline: 3 objects");
+
     let searches = s.get(t, "/v1/audit?action=pii.search").await;
     assert_eq!(
         searches.at("/items/0/fields"),

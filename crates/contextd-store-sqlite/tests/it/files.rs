@@ -4,7 +4,9 @@ use std::path::Path;
 
 use contextd_core::ids::ObjectId;
 use contextd_core::object::Kind;
-use contextd_core::store::{Condition, KeyStore, OrgRecord, Store, WrappedKey};
+use contextd_core::store::{
+    AuditEntry, AuditQuery, Condition, KeyStore, OrgRecord, Store, WrappedKey,
+};
 use contextd_store_conformance::fixtures::{
     insert, lab, now, object, plan_with, read, rich_object, search, token,
 };
@@ -85,8 +87,13 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     }
     assert_eq!(
         migrations(&data),
-        vec![1, 2, 3],
+        vec![1, 2, 3, 4],
         "each data migration is recorded once"
+    );
+    assert_eq!(
+        migrations(&SqliteStore::audit_path(&data)),
+        vec![1],
+        "each audit migration is recorded once"
     );
     assert_eq!(
         migrations(&keys),
@@ -109,6 +116,97 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
             "data table {t} exists: {data_tables:?}"
         );
     }
+}
+
+fn audit_entry(detail: &str) -> AuditEntry {
+    AuditEntry {
+        id: uuid::Uuid::now_v7(),
+        scope: lab(),
+        at: now(),
+        actor: None,
+        actor_role: None,
+        action: "pii.read".into(),
+        object_kind: Some(Kind::Customer),
+        object_id: Some(ObjectId::new().to_string()),
+        fields: vec!["Context_First_Name".into()],
+        detail: detail.into(),
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_lives_in_its_own_append_only_file() {
+    let db = TestDb::fresh();
+    let data = db.dir.path().join("contextd.db");
+    let audit = db.dir.path().join("contextd-audit.db");
+    assert_eq!(SqliteStore::audit_path(&data), audit);
+    db.store
+        .append_audit(&[audit_entry("first")])
+        .await
+        .expect("append");
+    assert!(!tables(&data).contains(&"audit".to_owned()));
+    assert!(tables(&audit).contains(&"audit".to_owned()));
+    let conn = Connection::open(&audit).expect("open");
+    let rows: i64 = conn
+        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(rows, 1);
+    for change in ["UPDATE audit SET detail = 'changed'", "DELETE FROM audit"] {
+        let err = conn.execute(change, []).expect_err("refused");
+        assert!(err.to_string().contains("append-only"), "{change}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn audit_rows_of_an_older_data_file_move_to_the_audit_file() {
+    let db = TestDb::fresh();
+    let data = db.dir.path().join("contextd.db");
+    let kept = audit_entry("written before schema 4");
+    let TestDb { dir, store, keys } = db;
+    drop(store);
+    drop(keys);
+    {
+        // Put the data file back as schema 3 left it: the audit table with a row in it.
+        let conn = Connection::open(&data).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE audit (id BLOB NOT NULL, org_id BLOB NOT NULL, partition TEXT NOT NULL,
+                 at INTEGER NOT NULL, actor BLOB, actor_role TEXT, action TEXT NOT NULL,
+                 object_kind TEXT, object_id TEXT, fields TEXT NOT NULL, detail TEXT NOT NULL,
+                 PRIMARY KEY (org_id, partition, id)) WITHOUT ROWID;
+             DELETE FROM schema_migrations WHERE version = 4;",
+        )
+        .expect("schema 3");
+        conn.execute(
+            "INSERT INTO audit VALUES (?1, ?2, 'lab', ?3, NULL, NULL, 'pii.read', 'customer', ?4, '[\"Context_First_Name\"]', ?5)",
+            rusqlite::params![
+                kept.id.as_bytes().to_vec(),
+                kept.scope.org.0.as_bytes().to_vec(),
+                kept.at.timestamp_millis(),
+                kept.object_id.clone(),
+                kept.detail.clone()
+            ],
+        )
+        .expect("legacy row");
+    }
+    let store = SqliteStore::open(&data).expect("reopen");
+    assert!(
+        !tables(&data).contains(&"audit".to_owned()),
+        "schema 4 drops it"
+    );
+    let entries = store
+        .audit(
+            kept.scope,
+            &AuditQuery {
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .expect("audit");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].id, kept.id);
+    assert_eq!(entries[0].detail, kept.detail);
+    drop(store);
+    drop(dir);
 }
 
 #[tokio::test]
