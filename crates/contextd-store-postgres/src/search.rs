@@ -71,8 +71,14 @@ impl Filter {
     fn condition(&mut self, condition: &Condition) {
         match condition {
             Condition::Tokens(tokens) => {
-                self.push("o.id IN ");
+                // Not `o.id IN (subquery)`: without statistics (a new or freshly loaded
+                // database) PostgreSQL may plan that as a walk over every object of the kind
+                // probing the tokens of each, minutes at a million customers. An array built
+                // first, from the tokens' primary key, then read through the objects' primary
+                // key, is the right plan whatever the statistics say.
+                self.push("o.id = ANY (ARRAY");
                 self.tokens(tokens);
+                self.push(")");
             }
             Condition::Ids(v) => {
                 self.push("o.id = ANY (");

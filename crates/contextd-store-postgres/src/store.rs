@@ -77,6 +77,12 @@ impl PgStore {
     pub fn backend(&self) -> &'static str {
         "postgres"
     }
+
+    /// Gathers planner statistics of the tables that changed much since they were last
+    /// gathered; returns their names. A background task of the store does this every 10 s.
+    pub async fn refresh_statistics(&self) -> Result<Vec<String>, StoreError> {
+        self.db.refresh_statistics().await
+    }
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Json<serde_json::Value>, StoreError> {

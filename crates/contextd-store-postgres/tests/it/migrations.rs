@@ -256,3 +256,41 @@ async fn the_schema_uses_native_types_and_the_intended_keys() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_statistics_are_gathered_after_a_bulk_load() {
+    let Some(db) = TestDb::fresh().await else {
+        return;
+    };
+    let s = lab();
+    for _ in 0..700 {
+        insert(&db.store, &object(s, Kind::Customer, now()), &[]).await;
+    }
+    let client = db.database.connect().await;
+    async fn analyzed(client: &tokio_postgres::Client) -> bool {
+        client
+            .query_one(
+                "SELECT last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL
+                 FROM pg_stat_user_tables WHERE schemaname = 'contextd' AND relname = 'objects'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_user_tables")
+            .get::<_, bool>(0)
+    }
+    // Activity counters reach pg_stat_user_tables within about a second.
+    let mut refreshed = Vec::new();
+    for _ in 0..50 {
+        refreshed = db.store.refresh_statistics().await.expect("refresh");
+        if refreshed.contains(&"objects".to_owned()) || analyzed(&client).await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(analyzed(&client).await, "objects analyzed: {refreshed:?}");
+    let again = db.store.refresh_statistics().await.expect("refresh");
+    assert!(
+        !again.contains(&"objects".to_owned()),
+        "nothing changed since: {again:?}"
+    );
+}
