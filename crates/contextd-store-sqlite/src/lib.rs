@@ -11,6 +11,7 @@
 //! live in `contextd-core`.
 
 mod access;
+mod checkpoint;
 mod db;
 mod keys;
 mod rows;
