@@ -14,7 +14,6 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::checkpoint::Checkpointer;
 use crate::writer::Writer;
 
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
@@ -60,8 +59,6 @@ pub(crate) struct Db {
     /// One permit per pooled connection: reads wait here, asynchronously, rather than as
     /// blocked threads inside the pool.
     read_permits: Arc<Semaphore>,
-    /// WAL files only; declared after the writer, so it stops after the writer's last commit.
-    _checkpointer: Option<Checkpointer>,
 }
 
 impl Db {
@@ -76,11 +73,6 @@ impl Db {
         // opens, so the writer and readers must open after the migrations wrote them.
         migrate(&mut open_writer(path, profile)?, profile)?;
         let writer = Writer::start(open_writer(path, profile)?, profile.name)?;
-        let checkpointer = if profile.journal_mode.eq_ignore_ascii_case("WAL") {
-            Some(Checkpointer::start(path, profile.name)?)
-        } else {
-            None
-        };
 
         let manager = SqliteConnectionManager::file(path)
             .with_flags(
@@ -99,7 +91,6 @@ impl Db {
             writer,
             readers,
             read_permits: Arc::new(Semaphore::new(READERS as usize)),
-            _checkpointer: checkpointer,
         })
     }
 
@@ -206,16 +197,12 @@ fn open_writer(path: &Path, profile: &Profile) -> Result<Connection, StoreError>
         tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
     }
     conn.execute_batch(
-        // Checkpoints are the checkpointer thread's (checkpoint.rs). The writer's own, at
-        // 50,000 pages (~200 MB of log), bounds the log under sustained writes: a checkpoint
-        // running beside the writer rarely catches up with the log's end, and only a
-        // checkpoint that does lets the log start over. When this one fires the checkpointer
-        // has copied nearly everything, so it is short (measured: ingest p99 26 → 6.5 ms, the
-        // log cycling between 64 and 200 MB; BENCHMARKS.md).
+        // A checkpoint every 10,000 pages (not SQLite's 1,000): under load every batch dirties
+        // more than 1,000 pages, and checkpointing after each one halves write throughput.
         "PRAGMA synchronous=FULL;
          PRAGMA temp_store=MEMORY;
          PRAGMA cache_size=-65536;
-         PRAGMA wal_autocheckpoint=50000;
+         PRAGMA wal_autocheckpoint=10000;
          PRAGMA journal_size_limit=67108864;",
     )
     .db()?;

@@ -11,7 +11,6 @@
 //! live in `contextd-core`.
 
 mod access;
-mod checkpoint;
 mod db;
 mod keys;
 mod rows;

@@ -406,34 +406,3 @@ async fn concurrent_writers_share_commits() {
         );
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn committed_writes_reach_the_database_file_beside_the_writer() {
-    let db = TestDb::fresh();
-    let data = db.dir.path().join("contextd.db");
-    let s = lab();
-    let o = object(s, Kind::Customer, now());
-    insert(&db.store, &o, &[]).await;
-    // The writer's own checkpoint waits for 50,000 pages of log; one object is a few pages,
-    // so only the checkpointer thread can have copied it into the main file.
-    let copy_dir = tempfile::tempdir().expect("tempdir");
-    let copy = copy_dir.path().join("contextd.db");
-    let mut found = 0;
-    for _ in 0..40 {
-        std::fs::copy(&data, &copy).expect("copy the main file alone");
-        let conn = Connection::open(&copy).expect("open the copy");
-        found = conn
-            .query_row(
-                "SELECT count(*) FROM objects WHERE id = ?1",
-                [o.id.0.as_bytes().to_vec()],
-                |r| r.get::<_, i64>(0),
-            )
-            .expect("count");
-        drop(conn);
-        if found == 1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(found, 1, "the object was checkpointed into contextd.db");
-}
