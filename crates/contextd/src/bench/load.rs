@@ -216,6 +216,10 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     };
     let first = state.next_index;
     let total = long_wanted + args.customers;
+    // Reserve the numbers before making anything: an interrupted load must not leave
+    // customers that a later load makes again (same number, same phones: two lookup hits).
+    state.next_index = first + total;
+    state.write(&args.client.state)?;
     let stride = (args.customers / args.sample.max(1)).max(1);
     let next = Arc::new(AtomicU64::new(0));
     let sample = Arc::new(Mutex::new(Vec::new()));
@@ -274,7 +278,6 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     eprintln!();
 
     // Record what was made, even after a failure: those objects exist.
-    state.next_index = first + total;
     state.objects += objects;
     state.customers_total += customers;
     state.customers.extend(lock(&sample).drain(..));
