@@ -197,12 +197,16 @@ fn open_writer(path: &Path, profile: &Profile) -> Result<Connection, StoreError>
         tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
     }
     conn.execute_batch(
-        // A checkpoint every 10,000 pages (not SQLite's 1,000): under load every batch dirties
-        // more than 1,000 pages, and checkpointing after each one halves write throughput.
+        // A checkpoint every 2,500 pages (10 MB of log), in the writer, after the commit that
+        // crosses it. The writes of that batch wait for it, so its size is the ingest tail:
+        // measured open loop at 3,000 and 6,000 creates/s (p99) and closed loop (creates/s):
+        // 1,000 pages (SQLite's default) 7–8 / 10 ms, ~9,000/s; 2,500 pages 11 / 15–23 ms,
+        // ~11,000/s; 10,000 pages 25–28 / 35–39 ms, ~12,000/s (BENCHMARKS.md). A checkpoint on
+        // a thread of its own was tried and made the tail worse (its syncs stall the writer's).
         "PRAGMA synchronous=FULL;
          PRAGMA temp_store=MEMORY;
          PRAGMA cache_size=-65536;
-         PRAGMA wal_autocheckpoint=10000;
+         PRAGMA wal_autocheckpoint=2500;
          PRAGMA journal_size_limit=67108864;",
     )
     .db()?;
