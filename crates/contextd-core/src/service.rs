@@ -1,7 +1,7 @@
 //! The context service: every operation on objects, the dictionary and organizations, with
 //! every rule of §2 applied once, here, for all APIs and all backends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
@@ -701,7 +701,8 @@ impl Context {
         objects: Vec<StoredObject>,
         via: &str,
     ) -> Result<Vec<ContextObject>, CoreError> {
-        let mut revealed: Vec<(Option<Kind>, String, Vec<String>, usize)> = Vec::new();
+        // Owner id → (its kind, the sealed fields revealed, how many objects).
+        let mut revealed: BTreeMap<ObjectId, (Kind, BTreeSet<String>, usize)> = BTreeMap::new();
         let mut items = Vec::with_capacity(objects.len());
         for o in objects {
             if actor.sees_sealed() && !o.sealed.is_empty() {
@@ -710,35 +711,21 @@ impl Context {
                     (_, Some(c)) => (Kind::Customer, c),
                     (kind, None) => (kind, o.id),
                 };
-                let owner = owner.to_string();
-                let entry = match revealed
-                    .iter_mut()
-                    .position(|(k, id, _, _)| *k == Some(kind) && *id == owner)
-                {
-                    Some(i) => &mut revealed[i],
-                    None => {
-                        revealed.push((Some(kind), owner, Vec::new(), 0));
-                        let last = revealed.len() - 1;
-                        &mut revealed[last]
-                    }
-                };
-                for name in o.sealed.keys() {
-                    if !entry.2.contains(name) {
-                        entry.2.push(name.clone());
-                    }
-                }
-                entry.3 += 1;
+                let entry = revealed
+                    .entry(owner)
+                    .or_insert_with(|| (kind, BTreeSet::new(), 0));
+                entry.1.extend(o.sealed.keys().cloned());
+                entry.2 += 1;
             }
             items.push(self.reveal_as(actor, o, false).await?);
         }
-        for (kind, id, mut fields, n) in revealed {
-            fields.sort();
+        for (owner, (kind, fields, n)) in revealed {
             self.audit_action(
                 Some(actor),
                 actor.scope,
                 "pii.read",
-                Some((kind, id)),
-                fields,
+                Some((Some(kind), owner.to_string())),
+                fields.into_iter().collect(),
                 format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
             )
             .await;

@@ -132,7 +132,7 @@ impl Db {
         .map_err(|e| StoreError::Backend(format!("sqlite read task failed: {e}")))?
     }
 
-    /// Runs a primary-key lookup (an API key, an object by id, a wrapped key) on the calling
+    /// Runs a primary-key lookup (an API key, an object by id, a session) on the calling
     /// thread when a pooled connection is free at once, else as [`Db::read`] does.
     ///
     /// Such a read is a few B-tree pages already in memory — microseconds, less than the two

@@ -79,7 +79,7 @@ impl SqliteStore {
     /// Opens the file (creating it and its parent directories if missing) and its audit file,
     /// and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let audit_path = audit_path(path);
+        let audit_path = Self::audit_path(path);
         let audit = Db::open(&audit_path, &AUDIT_PROFILE)?;
         move_audit_out(path, &audit_path)?;
         Ok(Self {
@@ -90,7 +90,11 @@ impl SqliteStore {
 
     /// Where the audit file of the data file `path` lives: `contextd.db` → `contextd-audit.db`.
     pub fn audit_path(path: &Path) -> std::path::PathBuf {
-        audit_path(path)
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "contextd".into());
+        path.with_file_name(format!("{stem}-audit.db"))
     }
 
     /// The backend's name: `sqlite`.
@@ -103,14 +107,6 @@ impl SqliteStore {
     pub fn commit_count(&self) -> u64 {
         self.db.commits()
     }
-}
-
-fn audit_path(path: &Path) -> std::path::PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "contextd".into());
-    path.with_file_name(format!("{stem}-audit.db"))
 }
 
 /// Copies the audit rows of a data file from before schema 4 into the audit file; schema 4 then

@@ -673,10 +673,42 @@ async fn audit_log_records_pii_reads_searches_and_admin_actions_without_values()
     assert_eq!(items[0]["objectType"], "customer");
     assert_eq!(items[0]["fields"], json!(["Context_Notes"]));
     assert_eq!(items[0]["detail"], "timeline: 3 objects");
+    // A search page naming two customers is one entry for each.
+    let twin = s
+        .customer(
+            t,
+            json!({"Context_First_Name": "Audra", "Context_Preferred_Language": "en_US"}),
+        )
+        .await;
+    s.post(
+        &agent,
+        "/v1/customers/search",
+        json!({"terms": {"Context_First_Name": "audra"}}),
+    )
+    .await
+    .expect(200);
+    let reads = s
+        .get(t, &format!("/v1/audit?action=pii.read&actor={agent_id}"))
+        .await;
+    let items = reads.at("/items").as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 5, "two more entries, one per customer found");
+    let mut named: Vec<&str> = items[..2]
+        .iter()
+        .filter_map(|e| e["objectId"].as_str())
+        .collect();
+    named.sort_unstable();
+    let mut expected = vec![customer.as_str(), twin.as_str()];
+    expected.sort_unstable();
+    assert_eq!(named, expected);
+    assert!(items[..2].iter().all(|e| e["detail"] == "search: 1 object"));
 
     let searches = s.get(t, "/v1/audit?action=pii.search").await;
     assert_eq!(
         searches.at("/items/0/fields"),
+        &json!(["Context_First_Name"])
+    );
+    assert_eq!(
+        searches.at("/items/1/fields"),
         &json!(["Context_Mobile_Phone"])
     );
     let admin_actions = s.get(t, "/v1/audit?action=key.create").await;
