@@ -203,6 +203,34 @@ fn verify_password(password: &str, phc: &str) -> bool {
     })
 }
 
+/// An audit entry of `actor` (none: an anonymous or operator action) at this moment.
+pub(crate) fn audit_entry(
+    actor: Option<&Principal>,
+    scope: Scope,
+    action: &str,
+    object: Option<(Option<Kind>, String)>,
+    fields: Vec<String>,
+    detail: String,
+) -> AuditEntry {
+    let (object_kind, object_id) = match object {
+        Some((k, id)) => (k, Some(id)),
+        None => (None, None),
+    };
+    AuditEntry {
+        id: Uuid::now_v7(),
+        scope,
+        at: now_ms(),
+        actor: actor.map(|a| a.id),
+        actor_role: actor.map(|a| a.role),
+        action: action.to_owned(),
+        object_kind,
+        object_id,
+        fields,
+        // Details quote client text (a sign-in name): keep it printable.
+        detail: detail.chars().filter(|c| !c.is_control()).collect(),
+    }
+}
+
 /// A valid Argon2id hash of a random password, verified against when the user does not exist
 /// so that unknown names cost as much time as wrong passwords.
 fn decoy_hash() -> &'static str {
@@ -224,7 +252,8 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Context {
-    /// Records an audit entry for an action of `actor`.
+    /// Records an audit entry for an action of `actor` and waits until it is durable; an
+    /// error means the action must be reported as failed (fail-closed).
     pub(crate) async fn audit_action(
         &self,
         actor: Option<&Principal>,
@@ -233,26 +262,12 @@ impl Context {
         object: Option<(Option<Kind>, String)>,
         fields: Vec<String>,
         detail: String,
-    ) {
-        let (object_kind, object_id) = match object {
-            Some((k, id)) => (k, Some(id)),
-            None => (None, None),
-        };
+    ) -> Result<(), CoreError> {
         self.audit
-            .record(AuditEntry {
-                id: Uuid::now_v7(),
-                scope,
-                at: now_ms(),
-                actor: actor.map(|a| a.id),
-                actor_role: actor.map(|a| a.role),
-                action: action.to_owned(),
-                object_kind,
-                object_id,
-                fields,
-                // Details quote client text (a sign-in name): keep it printable.
-                detail: detail.chars().filter(|c| !c.is_control()).collect(),
-            })
-            .await;
+            .record(vec![audit_entry(
+                actor, scope, action, object, fields, detail,
+            )])
+            .await
     }
 
     /// Resolves a principal's partner grant (partners only).
@@ -316,7 +331,7 @@ impl Context {
             vec![],
             format!("role={}", user.role),
         )
-        .await;
+        .await?;
         Ok((&user).into())
     }
 
@@ -368,7 +383,7 @@ impl Context {
                     vec![],
                     format!("name={}", truncate(name, 64)),
                 )
-                .await;
+                .await?;
             }
             return Err(denied());
         };
@@ -464,7 +479,7 @@ impl Context {
             vec![],
             format!("role={}", new.role),
         )
-        .await;
+        .await?;
         Ok(KeyView {
             id,
             name: new.name,
@@ -514,7 +529,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -556,7 +571,7 @@ impl Context {
             vec![],
             format!("principal={}", new.principal),
         )
-        .await;
+        .await?;
         Ok(grant.id)
     }
 
@@ -578,7 +593,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -654,7 +669,7 @@ impl Context {
             vec![],
             format!("objects={n}"),
         )
-        .await;
+        .await?;
         Ok(n)
     }
 
@@ -665,17 +680,21 @@ impl Context {
         id: ObjectId,
     ) -> Result<CustomerExport, CoreError> {
         actor.require(&[Role::Admin])?;
-        let customer = self.get(actor, Kind::Customer, id).await?;
+        let mut revealed = crate::service::Revealed::default();
+        let customer = self
+            .get_into(actor, Kind::Customer, id, &mut revealed)
+            .await?;
         let mut objects = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
             let page = self
-                .timeline(
+                .timeline_into(
                     actor,
                     id,
                     None,
                     Some(crate::search::MAX_LIMIT),
                     cursor.as_deref(),
+                    &mut revealed,
                 )
                 .await?;
             objects.extend(page.items);
@@ -684,6 +703,7 @@ impl Context {
                 None => break,
             }
         }
+        self.audit_revealed(actor, revealed, "export").await?;
         self.audit_action(
             Some(actor),
             actor.scope,
@@ -692,7 +712,7 @@ impl Context {
             vec![],
             format!("objects={}", objects.len()),
         )
-        .await;
+        .await?;
         Ok(CustomerExport {
             customer,
             objects,

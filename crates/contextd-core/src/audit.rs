@@ -1,30 +1,32 @@
-//! The audit log writer: entries are queued and appended in batches by a background task, so
-//! that auditing a hot read path costs a channel send, not a database write per read.
-//! [`AuditLog::flush`] waits until everything queued so far is stored.
+//! The audit log writer, fail-closed: [`AuditLog::record`] returns only once the entries are
+//! durable, and an append that fails is an error for the caller (a 503), never a silent loss.
+//!
+//! Concurrent callers share commits (group commit, like the data writer): one background task
+//! appends whatever has queued while the previous append was in flight as one batch, and wakes
+//! every caller whose entries that batch held. A lightly loaded server commits each entry at
+//! once; a busy one commits hundreds per append.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::CoreError;
 use crate::store::{AuditEntry, Store};
 
 /// Most entries appended in one transaction.
 const BATCH: usize = 1024;
-/// Queue depth; writers wait (backpressure) when it is full.
-const QUEUE: usize = 65_536;
-/// How long a batch gathers entries before it is appended. Every commit to the data database
-/// empties the page caches of its readers, so a commit per entry (the natural batch of a
-/// lightly loaded server) costs the hot read paths far more than the row itself; a batch
-/// every few milliseconds bounds that. An entry is lost only if the process dies inside
-/// this window.
-const WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+/// Queue depth, in requests; callers wait (backpressure) when it is full.
+const QUEUE: usize = 16_384;
+/// Attempts of one append before its callers are told it failed.
+const ATTEMPTS: u64 = 2;
 
-enum Msg {
-    Entry(AuditEntry),
-    Flush(oneshot::Sender<()>),
+/// One caller's entries and where to report their fate.
+struct Msg {
+    entries: Vec<AuditEntry>,
+    done: oneshot::Sender<Result<(), String>>,
 }
 
-/// Queues audit entries and appends them in batches.
+/// Queues audit entries, appends them in shared batches, and reports each commit.
 pub struct AuditLog {
     store: Arc<dyn Store>,
     tx: Option<mpsc::Sender<Msg>>,
@@ -36,9 +38,13 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
+fn unavailable(reason: impl std::fmt::Display) -> CoreError {
+    CoreError::AuditUnavailable(reason.to_string())
+}
+
 impl AuditLog {
     /// Starts the background writer on the current Tokio runtime (without one, entries are
-    /// appended synchronously).
+    /// appended by the caller).
     pub fn start(store: Arc<dyn Store>) -> Self {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return Self { store, tx: None };
@@ -51,39 +57,64 @@ impl AuditLog {
         }
     }
 
-    /// Records one entry.
-    pub async fn record(&self, entry: AuditEntry) {
-        match &self.tx {
-            Some(tx) => {
-                if tx.send(Msg::Entry(entry)).await.is_err() {
-                    tracing::error!("the audit writer has stopped; an entry was lost");
-                }
-            }
-            None => append(&*self.store, &[entry]).await,
+    /// Records entries and waits until they are durable; an error means they are not, and the
+    /// caller must not go on as if they were.
+    pub async fn record(&self, entries: Vec<AuditEntry>) -> Result<(), CoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let Some(tx) = &self.tx else {
+            return append(&*self.store, &entries).await.map_err(unavailable);
+        };
+        let (done, wait) = oneshot::channel();
+        tx.send(Msg { entries, done })
+            .await
+            .map_err(|_| unavailable("the audit writer has stopped"))?;
+        match wait.await {
+            Ok(result) => result.map_err(unavailable),
+            Err(_) => Err(unavailable("the audit writer has stopped")),
         }
     }
 
-    /// Waits until every entry recorded before this call is stored.
+    /// Waits until every entry recorded before this call is stored. Every [`Self::record`]
+    /// already waits for its own entries; this is for readers of the log.
     pub async fn flush(&self) {
         if let Some(tx) = &self.tx {
             let (done, wait) = oneshot::channel();
-            if tx.send(Msg::Flush(done)).await.is_ok() {
+            let msg = Msg {
+                entries: Vec::new(),
+                done,
+            };
+            if tx.send(msg).await.is_ok() {
                 let _ = wait.await;
             }
         }
     }
 }
 
-async fn append(store: &dyn Store, entries: &[AuditEntry]) {
-    for attempt in 1..=3 {
+async fn append(store: &dyn Store, entries: &[AuditEntry]) -> Result<(), String> {
+    let mut attempt = 1;
+    loop {
         match store.append_audit(entries).await {
-            Ok(()) => return,
-            Err(e) if attempt < 3 => {
+            Ok(()) => return Ok(()),
+            Err(e) if attempt < ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "audit append failed; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                attempt += 1;
             }
             Err(e) => {
-                tracing::error!(error = %e, lost = entries.len(), "audit append failed; entries lost")
+                // The entries' callers answer 503; the log line names what was not recorded
+                // (never values: entries hold field names and ids only).
+                for entry in entries {
+                    tracing::error!(
+                        error = %e,
+                        action = %entry.action,
+                        actor = ?entry.actor,
+                        object = ?entry.object_id,
+                        "audit append failed; the request is refused"
+                    );
+                }
+                return Err(e.to_string());
             }
         }
     }
@@ -92,33 +123,21 @@ async fn append(store: &dyn Store, entries: &[AuditEntry]) {
 async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
     let mut msgs = Vec::with_capacity(BATCH);
     let mut entries = Vec::with_capacity(BATCH);
-    let mut waiters = Vec::new();
+    // Whatever queued while the previous append ran is the next batch.
     while rx.recv_many(&mut msgs, BATCH).await > 0 {
-        // Gather for up to WINDOW (less when a batch fills or someone waits on a flush).
-        let deadline = tokio::time::Instant::now() + WINDOW;
-        loop {
-            for m in msgs.drain(..) {
-                match m {
-                    Msg::Entry(e) => entries.push(e),
-                    Msg::Flush(w) => waiters.push(w),
-                }
-            }
-            if !waiters.is_empty() || entries.len() >= BATCH {
-                break;
-            }
-            match tokio::time::timeout_at(deadline, rx.recv_many(&mut msgs, BATCH - entries.len()))
-                .await
-            {
-                Ok(n) if n > 0 => continue,
-                _ => break,
-            }
+        let mut waiters = Vec::with_capacity(msgs.len());
+        for m in msgs.drain(..) {
+            entries.extend(m.entries);
+            waiters.push(m.done);
         }
-        if !entries.is_empty() {
-            append(&*store, &entries).await;
-            entries.clear();
-        }
-        for w in waiters.drain(..) {
-            let _ = w.send(());
+        let result = if entries.is_empty() {
+            Ok(())
+        } else {
+            append(&*store, &entries).await
+        };
+        entries.clear();
+        for w in waiters {
+            let _ = w.send(result.clone());
         }
     }
 }

@@ -51,6 +51,10 @@ pub enum CoreError {
     /// Encryption keys could not be read or unwrapped.
     #[error("key failure: {0}")]
     Keys(String),
+    /// The audit log could not record what this request would reveal or change; the request
+    /// is refused rather than answered unaudited.
+    #[error("audit log unavailable: {0}")]
+    AuditUnavailable(String),
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),

@@ -207,6 +207,38 @@ struct Draft {
     parent_check: Option<ParentCheck>,
 }
 
+/// What a response reveals: owner (the customer, or the object itself when it has none) →
+/// its kind, the sealed fields shown, and how many objects.
+#[derive(Default)]
+pub(crate) struct Revealed(BTreeMap<ObjectId, (Kind, BTreeSet<String>, usize)>);
+
+impl Revealed {
+    /// Notes that an object's sealed `fields` are shown (nothing when there are none).
+    pub(crate) fn add(
+        &mut self,
+        kind: Kind,
+        id: ObjectId,
+        customer: Option<ObjectId>,
+        fields: impl IntoIterator<Item = String>,
+    ) {
+        let mut fields = fields.into_iter().peekable();
+        if fields.peek().is_none() {
+            return;
+        }
+        let (kind, owner) = match (kind, customer) {
+            (Kind::Customer, _) => (Kind::Customer, id),
+            (_, Some(c)) => (Kind::Customer, c),
+            (kind, None) => (kind, id),
+        };
+        let entry = self
+            .0
+            .entry(owner)
+            .or_insert_with(|| (kind, BTreeSet::new(), 0));
+        entry.1.extend(fields);
+        entry.2 += 1;
+    }
+}
+
 fn parse_opt<T: std::str::FromStr<Err = CoreError>>(
     field: &str,
     value: Option<&str>,
@@ -490,7 +522,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(field)
     }
 
@@ -536,7 +568,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -617,7 +649,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(set)
     }
 
@@ -653,7 +685,7 @@ impl Context {
             vec![],
             String::new(),
         )
-        .await;
+        .await?;
         Ok(())
     }
 
@@ -687,70 +719,74 @@ impl Context {
         }
     }
 
-    /// Decrypts a stored object for a caller (partners see sealed values withheld).
-    async fn reveal(&self, actor: &Principal, o: StoredObject) -> Result<ContextObject, CoreError> {
-        self.reveal_as(actor, o, true).await
-    }
-
-    /// Decrypts a page of objects (a search result, a timeline) and audits it as one `pii.read`
-    /// entry per customer whose sealed values it revealed (objects without a customer: one
-    /// each), so a page of 100 activities is one audit row, not 100.
+    /// Decrypts a page of objects (a search result, a timeline) for a caller, noting in
+    /// `revealed` what it shows.
     async fn reveal_page(
         &self,
         actor: &Principal,
         objects: Vec<StoredObject>,
-        via: &str,
+        revealed: &mut Revealed,
     ) -> Result<Vec<ContextObject>, CoreError> {
-        // Owner id → (its kind, the sealed fields revealed, how many objects).
-        let mut revealed: BTreeMap<ObjectId, (Kind, BTreeSet<String>, usize)> = BTreeMap::new();
+        let dict = self.dictionary(actor.scope.org).await?;
         let mut items = Vec::with_capacity(objects.len());
         for o in objects {
-            if actor.sees_sealed() && !o.sealed.is_empty() {
-                let (kind, owner) = match (o.kind, o.customer_id) {
-                    (Kind::Customer, _) => (Kind::Customer, o.id),
-                    (_, Some(c)) => (Kind::Customer, c),
-                    (kind, None) => (kind, o.id),
-                };
-                let entry = revealed
-                    .entry(owner)
-                    .or_insert_with(|| (kind, BTreeSet::new(), 0));
-                entry.1.extend(o.sealed.keys().cloned());
-                entry.2 += 1;
-            }
-            items.push(self.reveal_as(actor, o, false).await?);
-        }
-        for (owner, (kind, fields, n)) in revealed {
-            self.audit_action(
-                Some(actor),
-                actor.scope,
-                "pii.read",
-                Some((Some(kind), owner.to_string())),
-                fields.into_iter().collect(),
-                format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
-            )
-            .await;
+            items.push(self.reveal_as(actor, o, &dict, revealed).await?);
         }
         Ok(items)
     }
 
-    /// Decrypts for the caller; `audited` is false for reads the caller is not shown (the
-    /// read-modify-write of an update) and for pages, which [`Self::reveal_page`] audits.
+    /// Audits what a response reveals: one `pii.read` entry per customer whose sealed values
+    /// it carries (objects without a customer: one each), durable before the response leaves,
+    /// so a page of 100 activities is one audit row, not 100.
+    pub(crate) async fn audit_revealed(
+        &self,
+        actor: &Principal,
+        revealed: Revealed,
+        via: &str,
+    ) -> Result<(), CoreError> {
+        let entries = revealed
+            .0
+            .into_iter()
+            .map(|(owner, (kind, fields, n))| {
+                crate::access::audit_entry(
+                    Some(actor),
+                    actor.scope,
+                    "pii.read",
+                    Some((Some(kind), owner.to_string())),
+                    fields.into_iter().collect(),
+                    format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
+                )
+            })
+            .collect();
+        self.audit.record(entries).await
+    }
+
+    /// Decrypts for the caller (partners see sealed values withheld) and notes what it shows
+    /// in `revealed`. A clear value of a field the dictionary now seals (written before a
+    /// reclassification) is treated as sealed: withheld from partners, audited for others.
     async fn reveal_as(
         &self,
         actor: &Principal,
         o: StoredObject,
-        audited: bool,
+        dict: &Dictionary,
+        revealed: &mut Revealed,
     ) -> Result<ContextObject, CoreError> {
         let state = self.effective_state(&o);
         let mut data = o.clear;
         let mut withheld = Vec::new();
-        if !o.sealed.is_empty() {
-            if !actor.sees_sealed() {
-                for name in o.sealed.keys() {
-                    data.insert(name.clone(), serde_json::Value::Null);
-                    withheld.push(name.clone());
-                }
-            } else {
+        let mut shown: Vec<String> = data
+            .keys()
+            .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
+            .cloned()
+            .collect();
+        shown.extend(o.sealed.keys().cloned());
+        if !actor.sees_sealed() {
+            for name in shown {
+                data.insert(name.clone(), serde_json::Value::Null);
+                withheld.push(name);
+            }
+        } else {
+            if !o.sealed.is_empty() {
                 let keys = self.keys.object_keys(o.scope, o.customer_id).await?;
                 for (name, sealed) in &o.sealed {
                     let plain = keys.open(o.id, name, sealed)?;
@@ -759,18 +795,8 @@ impl Context {
                     })?;
                     data.insert(name.clone(), value);
                 }
-                if audited {
-                    self.audit_action(
-                        Some(actor),
-                        o.scope,
-                        "pii.read",
-                        Some((Some(o.kind), o.id.to_string())),
-                        o.sealed.keys().cloned().collect(),
-                        String::new(),
-                    )
-                    .await;
-                }
             }
+            revealed.add(o.kind, o.id, o.customer_id, shown);
         }
         Ok(ContextObject {
             id: o.id,
@@ -798,6 +824,7 @@ impl Context {
         draft: Draft,
         expected_version: Option<i64>,
         new_customer_key: Option<ObjectKeys>,
+        via: &str,
     ) -> Result<ContextObject, CoreError> {
         let scope = actor.scope;
         let object = draft.object;
@@ -864,6 +891,18 @@ impl Context {
                 0
             },
         };
+        if actor.sees_sealed() {
+            // The answer carries the sealed values it writes: audited like a read, before the
+            // write, so that a refused audit leaves nothing written (and nothing to retry twice).
+            let mut revealed = Revealed::default();
+            revealed.add(
+                object.kind,
+                object.id,
+                object.customer_id,
+                stored.sealed.keys().cloned(),
+            );
+            self.audit_revealed(actor, revealed, via).await?;
+        }
         let write = ObjectWrite {
             object: stored,
             tokens,
@@ -1081,9 +1120,14 @@ impl Context {
             .map(|v| v.len())
             .unwrap_or(usize::MAX);
         if size > MAX_OBJECT_BYTES {
-            return Err(CoreError::TooLarge(format!(
-                "the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}"
-            )));
+            // The size counts values a partner is not shown: it must not learn theirs.
+            return Err(CoreError::TooLarge(if actor.sees_sealed() {
+                format!("the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}")
+            } else {
+                format!(
+                    "the object would exceed the maximum of {MAX_OBJECT_BYTES} bytes serialized"
+                )
+            }));
         }
         Ok(Draft {
             object,
@@ -1135,7 +1179,8 @@ impl Context {
         } else {
             None
         };
-        self.persist(actor, draft, None, customer_key).await
+        self.persist(actor, draft, None, customer_key, "create")
+            .await
     }
 
     /// Reads an object.
@@ -1145,9 +1190,24 @@ impl Context {
         kind: Kind,
         id: ObjectId,
     ) -> Result<ContextObject, CoreError> {
+        let mut revealed = Revealed::default();
+        let object = self.get_into(actor, kind, id, &mut revealed).await?;
+        self.audit_revealed(actor, revealed, "read").await?;
+        Ok(object)
+    }
+
+    /// Reads an object, noting what it reveals (for callers that audit a whole response).
+    pub(crate) async fn get_into(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+        revealed: &mut Revealed,
+    ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
         let o = self.load(actor.scope, kind, id).await?;
-        self.reveal(actor, o).await
+        let dict = self.dictionary(actor.scope.org).await?;
+        self.reveal_as(actor, o, &dict, revealed).await
     }
 
     async fn current_for_update(
@@ -1168,7 +1228,9 @@ impl Context {
             granted: true,
             ..actor.clone()
         };
-        self.reveal_as(&reader, stored, false).await
+        let dict = self.dictionary(actor.scope.org).await?;
+        self.reveal_as(&reader, stored, &dict, &mut Revealed::default())
+            .await
     }
 
     /// Replaces an object; `version` (from the body or `If-Match`) must equal the stored one.
@@ -1214,7 +1276,7 @@ impl Context {
         let media_type = parse_opt("mediaType", input.media_type.as_deref(), &mut errors);
         let detail_type = parse_opt("detailType", input.detail_type.as_deref(), &mut errors);
         let mut data = input.data;
-        self.keep_withheld(actor, &current, &mut data);
+        let kept = self.keep_withheld(actor, &current, &mut data).await?;
         let draft = self
             .draft(
                 actor,
@@ -1230,25 +1292,43 @@ impl Context {
                 input.tags,
                 errors,
             )
-            .await?;
-        self.persist(actor, draft, Some(expected), None).await
+            .await
+            .map_err(|e| hide_withheld(e, &kept))?;
+        self.persist(actor, draft, Some(expected), None, "replace")
+            .await
     }
 
-    /// A partner's write keeps the sealed values it was not shown.
-    fn keep_withheld(
+    /// A partner's write keeps the sealed values it was not shown (and may set or remove clear
+    /// ones like anyone). Returns the fields it put back.
+    async fn keep_withheld(
         &self,
         actor: &Principal,
         current: &ContextObject,
         data: &mut BTreeMap<String, serde_json::Value>,
-    ) {
+    ) -> Result<BTreeSet<String>, CoreError> {
+        let mut kept = BTreeSet::new();
         if actor.sees_sealed() {
-            return;
+            return Ok(kept);
         }
+        let dict = self.dictionary(actor.scope.org).await?;
         for (k, v) in &current.data {
-            if data.get(k).is_none_or(|x| x.is_null()) && !v.is_null() {
-                data.insert(k.clone(), v.clone());
+            let sealed = dict.field(k).is_some_and(|f| f.classification.is_sealed());
+            if !sealed || v.is_null() {
+                continue;
+            }
+            match data.get(k) {
+                None | Some(serde_json::Value::Null) => {
+                    data.insert(k.clone(), v.clone());
+                    kept.insert(k.clone());
+                }
+                // A merge patch starts from the stored values: one it left alone is kept too.
+                Some(x) if x == v => {
+                    kept.insert(k.clone());
+                }
+                Some(_) => {}
             }
         }
+        Ok(kept)
     }
 
     /// Applies a JSON merge patch. Without a version it retries on concurrent writes, so that
@@ -1366,7 +1446,7 @@ impl Context {
                 (_, None) => current.customer_id,
                 (_, Some(s)) => parse_id("customerId", s.as_deref(), &mut errors),
             };
-            self.keep_withheld(actor, &current, &mut data);
+            let kept = self.keep_withheld(actor, &current, &mut data).await?;
             let draft = self
                 .draft(
                     actor,
@@ -1382,9 +1462,10 @@ impl Context {
                     tags,
                     errors,
                 )
-                .await?;
+                .await
+                .map_err(|e| hide_withheld(e, &kept))?;
             match self
-                .persist(actor, draft, Some(current.version), None)
+                .persist(actor, draft, Some(current.version), None, "patch")
                 .await
             {
                 Err(CoreError::Conflict(msg))
@@ -1463,7 +1544,7 @@ impl Context {
                 sealed_keys,
                 String::new(),
             )
-            .await;
+            .await?;
         }
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
@@ -1475,7 +1556,9 @@ impl Context {
             });
         }
         let page = self.store.search(scope, &plan).await?;
-        let items = self.reveal_page(actor, page.items, "search").await?;
+        let mut revealed = Revealed::default();
+        let items = self.reveal_page(actor, page.items, &mut revealed).await?;
+        self.audit_revealed(actor, revealed, "search").await?;
         Ok(SearchResult {
             items: Some(items),
             ids: None,
@@ -1492,6 +1575,24 @@ impl Context {
         media_type: Option<MediaType>,
         limit: Option<usize>,
         cursor: Option<&str>,
+    ) -> Result<TimelinePage, CoreError> {
+        let mut revealed = Revealed::default();
+        let page = self
+            .timeline_into(actor, customer, media_type, limit, cursor, &mut revealed)
+            .await?;
+        self.audit_revealed(actor, revealed, "timeline").await?;
+        Ok(page)
+    }
+
+    /// A timeline page, noting what it reveals (for callers that audit a whole response).
+    pub(crate) async fn timeline_into(
+        &self,
+        actor: &Principal,
+        customer: ObjectId,
+        media_type: Option<MediaType>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+        revealed: &mut Revealed,
     ) -> Result<TimelinePage, CoreError> {
         Self::require_object_access(actor)?;
         let limit = limit.unwrap_or(search::DEFAULT_LIMIT);
@@ -1515,7 +1616,7 @@ impl Context {
                 },
             )
             .await?;
-        let items = self.reveal_page(actor, page.items, "timeline").await?;
+        let items = self.reveal_page(actor, page.items, revealed).await?;
         Ok(TimelinePage {
             items,
             total: page.total,
@@ -1561,7 +1662,7 @@ impl Context {
             vec![],
             job.message.clone(),
         )
-        .await;
+        .await?;
         Ok(job.into())
     }
 
@@ -1585,6 +1686,31 @@ impl Context {
             .store
             .close_stale_requests(self.autoclose_cutoff(), now_ms())
             .await?)
+    }
+}
+
+/// Validation errors about values a partner was not shown say only that such a value is no
+/// longer valid, never how (its length, its enumeration).
+fn hide_withheld(e: CoreError, kept: &BTreeSet<String>) -> CoreError {
+    match e {
+        CoreError::Validation(errors) if !kept.is_empty() => CoreError::Validation(
+            errors
+                .into_iter()
+                .map(|mut fe| {
+                    let withheld = fe
+                        .field
+                        .strip_prefix("data.")
+                        .is_some_and(|f| kept.contains(f));
+                    if withheld {
+                        fe.message = "a withheld value of this field is no longer valid; \
+                                      someone allowed to see it must correct it"
+                            .into();
+                    }
+                    fe
+                })
+                .collect(),
+        ),
+        e => e,
     }
 }
 
@@ -1636,7 +1762,7 @@ impl Context {
             vec![],
             format!("version={version}"),
         )
-        .await;
+        .await?;
         self.encryption_status(actor.scope).await
     }
 

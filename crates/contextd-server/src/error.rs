@@ -84,6 +84,7 @@ impl From<CoreError> for ApiError {
             CoreError::Conflict(_) => (S::CONFLICT, "conflict"),
             CoreError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too-large"),
             CoreError::Keys(_) => (S::INTERNAL_SERVER_ERROR, "keys"),
+            CoreError::AuditUnavailable(_) => (S::SERVICE_UNAVAILABLE, "audit-unavailable"),
             CoreError::Store(StoreError::NotFound) => (S::NOT_FOUND, "not-found"),
             CoreError::Store(StoreError::VersionConflict { .. } | StoreError::AlreadyExists) => {
                 (S::CONFLICT, "conflict")
@@ -103,6 +104,14 @@ impl From<CoreError> for ApiError {
             CoreError::Keys(msg) => {
                 tracing::error!(error = %msg, "key failure");
                 Self::new(status, code, "encryption keys are unavailable")
+            }
+            CoreError::AuditUnavailable(msg) => {
+                tracing::error!(error = %msg, "audit log unavailable");
+                Self::new(
+                    status,
+                    code,
+                    "the audit log is unavailable, so the request was refused; retry later",
+                )
             }
             CoreError::Store(StoreError::Backend(msg)) => {
                 tracing::error!(error = %msg, "storage failure");

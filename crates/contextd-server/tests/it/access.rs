@@ -839,3 +839,99 @@ async fn search_limits_are_configurable() {
     .await
     .expect(200);
 }
+
+#[tokio::test]
+async fn partners_change_clear_fields_and_learn_nothing_of_withheld_values() {
+    let s = TestServer::start().await;
+    let (_, partner) = key(&s, "partner").await;
+    for field in [
+        json!({"id": "p_clear", "dataType": "string", "classification": "UNENCRYPTED"}),
+        json!({"id": "p_secret", "dataType": "string", "classification": "PII", "maxLength": 100}),
+    ] {
+        s.post(s.lab(), "/v1/fields", field).await.expect(201);
+    }
+    s.post(
+        s.lab(),
+        "/v1/fieldsets",
+        json!({"id": "p_set", "fields": ["p_clear", "p_secret"]}),
+    )
+    .await
+    .expect(201);
+    let secret = "s".repeat(60);
+    let created = s
+        .post(
+            s.lab(),
+            "/v1/customers",
+            json!({"fieldsets": ["cisco.base.customer", "p_set"],
+                   "data": {"Context_First_Name": "Wanda", "Context_Preferred_Language": "en_US",
+                            "p_clear": "visible", "p_secret": secret}}),
+        )
+        .await;
+    created.expect(201);
+    let path = format!("/v1/customers/{}", created.str("/id"));
+
+    // A partner removes a clear value (it was put back before) and sets another.
+    s.patch(
+        &partner,
+        &path,
+        json!({"data": {"Context_Preferred_Language": null, "p_clear": "changed"}}),
+    )
+    .await
+    .expect(200);
+    let full = s.get(s.lab(), &path).await;
+    assert_eq!(full.at("/data/Context_Preferred_Language"), &Value::Null);
+    assert_eq!(full.str("/data/p_clear"), "changed");
+    assert_eq!(
+        full.str("/data/Context_First_Name"),
+        "Wanda",
+        "sealed values kept"
+    );
+    assert_eq!(full.str("/data/p_secret"), secret);
+
+    // A too-large answer doesn't tell a partner how big the withheld values are.
+    let big = s
+        .patch(
+            &partner,
+            &path,
+            json!({"data": {"p_clear": "x".repeat(262_100)}}),
+        )
+        .await;
+    assert_eq!(big.status.as_u16(), 413, "the object is over 256 KB");
+    let detail = big.str("/detail");
+    assert!(
+        !detail.contains("the object is"),
+        "no size of the object: {detail}"
+    );
+    let admin_big = s
+        .patch(
+            s.lab(),
+            &path,
+            json!({"data": {"p_clear": "x".repeat(262_100)}}),
+        )
+        .await;
+    assert_eq!(admin_big.status.as_u16(), 413);
+    assert!(admin_big.str("/detail").contains("bytes serialized;"));
+
+    // A withheld value that no longer validates is not described to the partner.
+    let mut field = s.get(s.lab(), "/v1/fields/p_secret").await.body;
+    field["maxLength"] = json!(10);
+    s.put(s.lab(), "/v1/fields/p_secret", field)
+        .await
+        .expect(200);
+    let refused = s
+        .patch(&partner, &path, json!({"data": {"p_clear": "again"}}))
+        .await;
+    refused.expect(400);
+    let text = refused.body.to_string();
+    assert!(text.contains("data.p_secret"), "{text}");
+    assert!(
+        !text.contains("60"),
+        "the withheld value's length is not told: {text}"
+    );
+    // Someone who sees the value is told exactly what is wrong.
+    let told = s
+        .patch(s.lab(), &path, json!({"data": {"p_clear": "again"}}))
+        .await;
+    told.expect(400);
+    assert!(told.body.to_string().contains("60 characters"));
+}
