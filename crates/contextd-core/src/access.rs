@@ -649,10 +649,12 @@ impl Context {
     }
 
     /// Erases a customer and everything linked to it, and destroys the customer's key so that
-    /// copies in backups can't be decrypted (admin; allowed in production).
+    /// copies in backups can't be decrypted (admin; allowed in production). Idempotent and
+    /// crash-safe: the data goes and the erasure is recorded in one transaction, then the key is
+    /// destroyed; a retry (or [`Self::finish_pending_erasures`]) of a half-done erase finishes it.
     pub async fn erase_customer(&self, actor: &Principal, id: ObjectId) -> Result<u64, CoreError> {
         actor.require(&[Role::Admin])?;
-        let n = self
+        let erasure = self
             .store
             .erase_customer(actor.scope, id)
             .await
@@ -660,17 +662,47 @@ impl Context {
                 StoreError::NotFound => CoreError::NotFound(format!("no customer with id {id}")),
                 e => e.into(),
             })?;
-        self.keys.destroy_customer_key(actor.scope, id).await?;
+        let detail = if erasure.completed {
+            format!("objects={}; already erased", erasure.objects)
+        } else {
+            self.destroy_erased_key(actor.scope, id).await?;
+            format!("objects={}", erasure.objects)
+        };
         self.audit_action(
             Some(actor),
             actor.scope,
             "customer.erase",
             Some((Some(Kind::Customer), id.to_string())),
             vec![],
-            format!("objects={n}"),
+            detail,
         )
         .await?;
-        Ok(n)
+        Ok(erasure.objects)
+    }
+
+    /// Destroys the key of a customer whose data is erased, then marks the erasure complete.
+    async fn destroy_erased_key(&self, scope: Scope, id: ObjectId) -> Result<(), CoreError> {
+        self.keys.destroy_customer_key(scope, id).await?;
+        Ok(self.store.complete_erasure(scope, id).await?)
+    }
+
+    /// Finishes erasures interrupted between deleting the data and destroying the key (run
+    /// periodically by the server); returns how many it finished.
+    pub async fn finish_pending_erasures(&self) -> Result<usize, CoreError> {
+        let pending = self.store.pending_erasures(100).await?;
+        for (scope, id) in &pending {
+            self.destroy_erased_key(*scope, *id).await?;
+            self.audit_action(
+                None,
+                *scope,
+                "customer.erase",
+                Some((Some(Kind::Customer), id.to_string())),
+                vec![],
+                "key destroyed after an interrupted erase".into(),
+            )
+            .await?;
+        }
+        Ok(pending.len())
     }
 
     /// Everything held about a customer (admin).

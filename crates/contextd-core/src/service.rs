@@ -20,8 +20,8 @@ use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
 use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
 use crate::search::{self, SealedAccess, SearchRequest};
 use crate::store::{
-    deletes_allowed, ApiKeyRecord, FlushJob, ObjectWrite, OrgRecord, PagePosition, ParentCheck,
-    Store, StoreError, StoredObject, TimelineQuery, Token,
+    deletes_allowed, ApiKeyRecord, Condition, FlushJob, ObjectWrite, OrgRecord, PagePosition,
+    ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
 };
 use crate::time::now_ms;
 
@@ -205,7 +205,15 @@ impl std::fmt::Debug for Context {
 struct Draft {
     object: ContextObject,
     parent_check: Option<ParentCheck>,
+    /// The customer the object newly links to (checked again inside the write's transaction).
+    customer_check: Option<ObjectId>,
+    /// Linked objects that move with it to its new customer: their new plaintext state and
+    /// the version it replaces.
+    moved: Vec<(ContextObject, i64)>,
 }
+
+/// Most linked objects that can move with a request or activity in one write.
+pub const MAX_MOVED: usize = 10_000;
 
 /// What a response reveals: owner (the customer, or the object itself when it has none) →
 /// its kind, the sealed fields shown, and how many objects.
@@ -817,7 +825,8 @@ impl Context {
         })
     }
 
-    /// Seals, indexes and writes a draft; returns the object as the client sees it.
+    /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
+    /// transaction); returns the object as the client sees it.
     async fn persist(
         &self,
         actor: &Principal,
@@ -827,70 +836,14 @@ impl Context {
         via: &str,
     ) -> Result<ContextObject, CoreError> {
         let scope = actor.scope;
-        let object = draft.object;
+        let mut object = draft.object;
         let dict = self.dictionary(scope.org).await?;
         let keys = match new_customer_key {
             Some(k) => k,
             None => self.keys.object_keys(scope, object.customer_id).await?,
         };
         let indexer = self.keys.indexer(scope).await?;
-        let mut clear = BTreeMap::new();
-        let mut sealed = BTreeMap::new();
-        let mut tokens = Vec::with_capacity(object.data.len() * 2 + object.tags.len() + 4);
-        for (name, value) in &object.data {
-            // validate_data guarantees every key is a dictionary field.
-            let Some(field) = dict.field(name) else {
-                continue;
-            };
-            tokens.push(indexer.present(name));
-            if field.searchable {
-                if let Some(n) = normalize(name, value) {
-                    tokens.push(indexer.value(name, &n));
-                }
-            }
-            if field.classification.is_sealed() {
-                let plain =
-                    serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
-                sealed.insert(name.clone(), keys.seal(object.id, name, &plain)?);
-            } else {
-                clear.insert(name.clone(), value.clone());
-            }
-        }
-        tokens.extend(object.fieldsets.iter().map(|s| indexer.fieldset(s)));
-        tokens.extend(object.tags.iter().map(|t| indexer.tag(&t.to_lowercase())));
-        tokens.extend(
-            object
-                .contributors
-                .iter()
-                .map(|c| indexer.contributor(&c.id)),
-        );
-        tokens.sort_unstable();
-        tokens.dedup();
-        let sealed_nonempty = !sealed.is_empty();
-        let stored = StoredObject {
-            id: object.id,
-            scope,
-            kind: object.kind,
-            customer_id: object.customer_id,
-            parent_id: object.parent_id,
-            state: object.state,
-            media_type: object.media_type,
-            detail_type: object.detail_type,
-            fieldsets: object.fieldsets.clone(),
-            clear,
-            sealed,
-            tags: object.tags.clone(),
-            contributors: object.contributors.clone(),
-            created: object.created,
-            last_updated: object.last_updated,
-            touched: object.last_updated,
-            version: object.version,
-            key_version: if sealed_nonempty {
-                keys.partition_version().unwrap_or(0)
-            } else {
-                0
-            },
-        };
+        let (stored, tokens) = seal(scope, &object, &dict, &keys, &indexer)?;
         if actor.sees_sealed() {
             // The answer carries the sealed values it writes: audited like a read, before the
             // write, so that a refused audit leaves nothing written (and nothing to retry twice).
@@ -902,17 +855,40 @@ impl Context {
                 stored.sealed.keys().cloned(),
             );
             self.audit_revealed(actor, revealed, via).await?;
+        } else {
+            for name in stored.sealed.keys() {
+                object.data.insert(name.clone(), serde_json::Value::Null);
+                object.withheld.push(name.clone());
+            }
         }
-        let write = ObjectWrite {
+        let mut writes = vec![ObjectWrite {
             object: stored,
             tokens,
             expected_version,
             parent_check: draft.parent_check,
+            customer_check: draft.customer_check,
+        }];
+        for (linked, expected) in &draft.moved {
+            let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
+            writes.push(ObjectWrite {
+                object: stored,
+                tokens,
+                expected_version: Some(*expected),
+                parent_check: None,
+                customer_check: None,
+            });
+        }
+        let result = match writes.as_slice() {
+            [one] => self.store.write_object(one).await,
+            all => self.store.write_objects(all).await,
         };
-        self.store.write_object(&write).await.map_err(|e| match e {
+        result.map_err(|e| match e {
             StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
             StoreError::ParentNotFound => {
                 CoreError::field("parentId", "no such parent in this partition")
+            }
+            StoreError::CustomerNotFound => {
+                CoreError::field("customerId", "no such customer in this partition")
             }
             StoreError::VersionConflict { current } => {
                 CoreError::Conflict(format!("version conflict: the stored version is {current}"))
@@ -920,13 +896,6 @@ impl Context {
             StoreError::NotFound => not_found(object.kind, object.id),
             e => e.into(),
         })?;
-        let mut object = object;
-        if !actor.sees_sealed() {
-            for name in write.object.sealed.keys() {
-                object.data.insert(name.clone(), serde_json::Value::Null);
-                object.withheld.push(name.clone());
-            }
-        }
         Ok(object)
     }
 
@@ -952,6 +921,7 @@ impl Context {
         let id = existing.map(|e| e.id).unwrap_or_default();
         let mut customer_id = customer_id;
         let mut parent_check = None;
+        let mut customer_check = None;
         let mut state = state.unwrap_or(State::Active);
         match kind {
             Kind::Customer => {
@@ -1077,6 +1047,7 @@ impl Context {
             }
             if let Some(c) = customer_id {
                 if existing.is_none_or(|e| e.customer_id != Some(c)) {
+                    customer_check = Some(c);
                     match self.store.object(scope, c).await? {
                         Some(o) if o.kind == Kind::Customer => {}
                         _ => {
@@ -1129,10 +1100,84 @@ impl Context {
                 )
             }));
         }
+        let moved = match existing {
+            Some(e) if e.customer_id != object.customer_id => {
+                self.moving_with(actor, &object).await?
+            }
+            _ => Vec::new(),
+        };
         Ok(Draft {
             object,
             parent_check,
+            customer_check,
+            moved,
         })
+    }
+
+    /// The objects linked below a request or activity that moves to another customer (a
+    /// request's activities and details, an activity's details), as they will be: linked to
+    /// the new customer, one version on.
+    async fn moving_with(
+        &self,
+        actor: &Principal,
+        moving: &ContextObject,
+    ) -> Result<Vec<(ContextObject, i64)>, CoreError> {
+        let scope = actor.scope;
+        let find = |kind: Kind, parents: Vec<ObjectId>| SearchPlan {
+            kind,
+            match_all: true,
+            conditions: vec![Condition::ParentIds(parents)],
+            created_from: None,
+            created_to: None,
+            updated_from: None,
+            updated_to: None,
+            not_exists: Vec::new(),
+            limit: MAX_MOVED + 1,
+            after: None,
+        };
+        let mut linked = Vec::new();
+        let mut parents = vec![moving.id];
+        if moving.kind == Kind::Request {
+            let activities = self
+                .store
+                .search(scope, &find(Kind::Activity, parents.clone()))
+                .await?;
+            parents.extend(activities.items.iter().map(|a| a.id));
+            linked.extend(activities.items);
+        }
+        if matches!(moving.kind, Kind::Request | Kind::Activity) {
+            linked.extend(
+                self.store
+                    .search(scope, &find(Kind::Detail, parents))
+                    .await?
+                    .items,
+            );
+        }
+        if linked.len() > MAX_MOVED {
+            return Err(CoreError::Conflict(format!(
+                "more than {MAX_MOVED} linked objects would move with this {}; move them in parts",
+                moving.kind
+            )));
+        }
+        // Read in full (a partner's move carries values it is not shown), to re-seal them
+        // under the new customer's key.
+        let reader = Principal {
+            granted: true,
+            ..actor.clone()
+        };
+        let dict = self.dictionary(scope.org).await?;
+        let mut moved = Vec::with_capacity(linked.len());
+        for o in linked {
+            let mut object = self
+                .reveal_as(&reader, o, &dict, &mut Revealed::default())
+                .await?;
+            let expected = object.version;
+            object.customer_id = moving.customer_id;
+            object.version += 1;
+            object.last_updated = moving.last_updated.max(object.last_updated);
+            moved.push((object, expected));
+        }
+        Ok(moved)
     }
 
     /// Creates an object.
@@ -1687,6 +1732,75 @@ impl Context {
             .close_stale_requests(self.autoclose_cutoff(), now_ms())
             .await?)
     }
+}
+
+/// The stored form of an object: UNENCRYPTED values in the clear, the others sealed under
+/// `keys`, and every blind-index token it must be found by.
+fn seal(
+    scope: Scope,
+    object: &ContextObject,
+    dict: &Dictionary,
+    keys: &ObjectKeys,
+    indexer: &crate::crypto::Indexer,
+) -> Result<(StoredObject, Vec<Token>), CoreError> {
+    let mut clear = BTreeMap::new();
+    let mut sealed = BTreeMap::new();
+    let mut tokens = Vec::with_capacity(object.data.len() * 2 + object.tags.len() + 4);
+    for (name, value) in &object.data {
+        // Validation guarantees every key is a dictionary field.
+        let Some(field) = dict.field(name) else {
+            continue;
+        };
+        tokens.push(indexer.present(name));
+        if field.searchable {
+            if let Some(n) = normalize(name, value) {
+                tokens.push(indexer.value(name, &n));
+            }
+        }
+        if field.classification.is_sealed() {
+            let plain =
+                serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
+            sealed.insert(name.clone(), keys.seal(object.id, name, &plain)?);
+        } else {
+            clear.insert(name.clone(), value.clone());
+        }
+    }
+    tokens.extend(object.fieldsets.iter().map(|s| indexer.fieldset(s)));
+    tokens.extend(object.tags.iter().map(|t| indexer.tag(&t.to_lowercase())));
+    tokens.extend(
+        object
+            .contributors
+            .iter()
+            .map(|c| indexer.contributor(&c.id)),
+    );
+    tokens.sort_unstable();
+    tokens.dedup();
+    let key_version = if sealed.is_empty() {
+        0
+    } else {
+        keys.partition_version().unwrap_or(0)
+    };
+    let stored = StoredObject {
+        id: object.id,
+        scope,
+        kind: object.kind,
+        customer_id: object.customer_id,
+        parent_id: object.parent_id,
+        state: object.state,
+        media_type: object.media_type,
+        detail_type: object.detail_type,
+        fieldsets: object.fieldsets.clone(),
+        clear,
+        sealed,
+        tags: object.tags.clone(),
+        contributors: object.contributors.clone(),
+        created: object.created,
+        last_updated: object.last_updated,
+        touched: object.last_updated,
+        version: object.version,
+        key_version,
+    };
+    Ok((stored, tokens))
 }
 
 /// Validation errors about values a partner was not shown say only that such a value is no

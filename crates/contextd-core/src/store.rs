@@ -37,6 +37,9 @@ pub enum StoreError {
     /// The parent request is closed (or went stale past the auto-close cutoff).
     #[error("parent request is closed")]
     ParentClosed,
+    /// The customer a write links to does not exist in this scope (or is being erased).
+    #[error("customer not found")]
+    CustomerNotFound,
     /// The database failed or is unreachable.
     #[error("storage failure: {0}")]
     Backend(String),
@@ -101,6 +104,19 @@ pub struct ObjectWrite {
     /// A request that must exist in scope, be `active`, and have been touched at or after
     /// `active_since`; the write refreshes its `touched` to the object's `last_updated`.
     pub parent_check: Option<ParentCheck>,
+    /// A customer that must exist in scope when the write commits (set when the object is new
+    /// or moves to that customer); `CustomerNotFound` otherwise. The check and an erase of that
+    /// customer are serialized, so an erase leaves no object behind that names it.
+    pub customer_check: Option<ObjectId>,
+}
+
+/// What [`Store::erase_customer`] found or did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    /// Objects deleted (the customer and everything linked to it), as first recorded.
+    pub objects: u64,
+    /// Whether the customer's key is known destroyed ([`Store::complete_erasure`]).
+    pub completed: bool,
 }
 
 /// See [`ObjectWrite::parent_check`].
@@ -409,6 +425,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Inserts or updates one object with its tokens, atomically, durable when it returns.
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError>;
+    /// Writes several objects in one transaction: all of them, or (on any error) none. Used
+    /// when an object moves to another customer and its linked objects move with it.
+    async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError>;
     /// Reads one object of any kind in scope.
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError>;
     /// Deletes one object (and its tokens); `NotFound` if absent.
@@ -506,9 +525,16 @@ pub trait Store: Send + Sync + 'static {
         sealed: &BTreeMap<String, Vec<u8>>,
         key_version: u32,
     ) -> Result<(), StoreError>;
-    /// Deletes a customer and every object whose `customer_id` is it (with their tokens), in
-    /// one transaction; returns how many objects were deleted. `NotFound` if the customer is absent.
-    async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError>;
+    /// Erases a customer, idempotently. The first call deletes the customer and every object
+    /// whose `customer_id` is it (with their tokens) and records the erasure, in one
+    /// transaction; a later call (a retry, perhaps of a half-done erase) finds that record and
+    /// changes nothing. `NotFound` if there is neither the customer nor a record of its erasure.
+    async fn erase_customer(&self, scope: Scope, customer: ObjectId)
+        -> Result<Erasure, StoreError>;
+    /// Marks a recorded erasure completed (the customer's key is destroyed).
+    async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError>;
+    /// Up to `limit` recorded erasures (all orgs) not yet completed, oldest first.
+    async fn pending_erasures(&self, limit: usize) -> Result<Vec<(Scope, ObjectId)>, StoreError>;
 }
 
 /// Partition keys as stored in the key store: wrapped, never in the clear.

@@ -90,7 +90,9 @@ impl From<CoreError> for ApiError {
                 (S::CONFLICT, "conflict")
             }
             CoreError::Store(StoreError::ParentClosed) => (S::CONFLICT, "conflict"),
-            CoreError::Store(StoreError::ParentNotFound) => (S::BAD_REQUEST, "validation"),
+            CoreError::Store(StoreError::ParentNotFound | StoreError::CustomerNotFound) => {
+                (S::BAD_REQUEST, "validation")
+            }
             CoreError::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
         };
         match e {

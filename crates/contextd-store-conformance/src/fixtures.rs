@@ -121,6 +121,7 @@ pub fn insert_write(object: &StoredObject, tokens: &[Token]) -> ObjectWrite {
         tokens: tokens.to_vec(),
         expected_version: None,
         parent_check: None,
+        customer_check: None,
     }
 }
 
@@ -171,7 +172,8 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         (Err(StoreError::NotFound), StoreError::NotFound)
         | (Err(StoreError::AlreadyExists), StoreError::AlreadyExists)
         | (Err(StoreError::ParentNotFound), StoreError::ParentNotFound)
-        | (Err(StoreError::ParentClosed), StoreError::ParentClosed) => {}
+        | (Err(StoreError::ParentClosed), StoreError::ParentClosed)
+        | (Err(StoreError::CustomerNotFound), StoreError::CustomerNotFound) => {}
         (
             Err(StoreError::VersionConflict { current: a }),
             StoreError::VersionConflict { current: b },

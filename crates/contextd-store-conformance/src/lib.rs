@@ -23,8 +23,8 @@ pub use admin::{
 pub use isolation::check_scope_isolation;
 pub use keys::check_key_store;
 pub use objects::{
-    check_close_stale_requests, check_concurrent_writes, check_flush, check_object_crud,
-    check_parent_rules, check_versions,
+    check_close_stale_requests, check_concurrent_writes, check_flush, check_linked_writes,
+    check_object_crud, check_parent_rules, check_versions,
 };
 pub use people::{
     check_audit, check_erase_customer, check_grants, check_key_rewrap, check_reseal,
@@ -38,6 +38,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_versions(store).await;
     check_parent_rules(store).await;
     check_concurrent_writes(store).await;
+    check_linked_writes(store).await;
     check_search_semantics(store).await;
     check_paging(store).await;
     check_timeline(store).await;

@@ -2,7 +2,7 @@
 
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{DetailType, Kind, MediaType, State};
-use contextd_core::store::{Condition, Store, StoreError};
+use contextd_core::store::{Condition, ObjectWrite, Store, StoreError};
 
 use crate::fixtures::*;
 
@@ -695,5 +695,97 @@ pub async fn check_close_stale_requests(store: &dyn Store) {
         read(store, a, stale_a.id).await.version,
         2,
         "a closed request is not closed again"
+    );
+}
+
+/// Links to customers are checked inside the write (`customer_check`), and several writes can
+/// be one transaction (`write_objects`): all of them or none.
+pub async fn check_linked_writes(store: &dyn Store) {
+    let s = lab();
+    let t = now();
+    let customer = object(s, Kind::Customer, t);
+    insert(store, &customer, &[]).await;
+    let not_a_customer = object(s, Kind::Request, t);
+    insert(store, &not_a_customer, &[]).await;
+    let linked = |to: ObjectId| {
+        let mut o = object(s, Kind::Activity, t);
+        o.customer_id = Some(to);
+        ObjectWrite {
+            customer_check: Some(to),
+            ..insert_write(&o, &[token()])
+        }
+    };
+    let ok = linked(customer.id);
+    store.write_object(&ok).await.expect("linked to a customer");
+    read(store, s, ok.object.id).await;
+    for (to, what) in [
+        (ObjectId::new(), "an unknown customer"),
+        (not_a_customer.id, "a request as customer"),
+    ] {
+        let w = linked(to);
+        assert_err(
+            store.write_object(&w).await,
+            StoreError::CustomerNotFound,
+            what,
+        );
+        assert_eq!(
+            store.object(s, w.object.id).await.expect("read"),
+            None,
+            "{what}: nothing written"
+        );
+    }
+    let w = linked(customer.id);
+    let mut elsewhere = linked(customer.id);
+    elsewhere.object.scope = other_partition(s);
+    assert_err(
+        store.write_object(&elsewhere).await,
+        StoreError::CustomerNotFound,
+        "a customer of another partition",
+    );
+    // An update that moves an object to a customer checks it too.
+    let mut moved = ok.object.clone();
+    moved.version = 2;
+    let bad_move = ObjectWrite {
+        customer_check: Some(ObjectId::new()),
+        ..update_write(&moved, &[], 1)
+    };
+    assert_err(
+        store.write_object(&bad_move).await,
+        StoreError::CustomerNotFound,
+        "a move to nowhere",
+    );
+    assert_eq!(
+        read(store, s, ok.object.id).await.version,
+        1,
+        "the refused move changed nothing"
+    );
+
+    // All or nothing.
+    let mut first = w.object.clone();
+    first.id = ObjectId::new();
+    let mut second = ok.object.clone();
+    second.version = 2;
+    second.tags = vec!["moved".into()];
+    let stale = update_write(&second, &[], 7);
+    assert_err(
+        store
+            .write_objects(&[insert_write(&first, &[]), stale])
+            .await,
+        StoreError::VersionConflict { current: 1 },
+        "a batch with a stale write",
+    );
+    assert_eq!(
+        store.object(s, first.id).await.expect("read"),
+        None,
+        "nothing of the batch written"
+    );
+    store
+        .write_objects(&[insert_write(&first, &[]), update_write(&second, &[], 1)])
+        .await
+        .expect("a good batch");
+    read(store, s, first.id).await;
+    assert_eq!(
+        read(store, s, second.id).await.tags,
+        vec!["moved".to_owned()]
     );
 }

@@ -309,12 +309,63 @@ pub async fn check_erase_customer(store: &dyn Store) {
         StoreError::NotFound,
         "erase of a non-customer",
     );
+    let first = store
+        .erase_customer(scope, customer.id)
+        .await
+        .expect("erase");
+    assert_eq!(
+        first,
+        contextd_core::store::Erasure {
+            objects: 3,
+            completed: false
+        }
+    );
+    // Until the key is destroyed the erasure is pending; a retry changes nothing and says so.
+    let pending = store.pending_erasures(1000).await.expect("pending");
+    assert!(pending.contains(&(scope, customer.id)), "listed as pending");
     assert_eq!(
         store
             .erase_customer(scope, customer.id)
             .await
-            .expect("erase"),
-        3
+            .expect("retry"),
+        first,
+        "a retry finds the record"
+    );
+    store
+        .complete_erasure(scope, customer.id)
+        .await
+        .expect("complete");
+    assert!(!store
+        .pending_erasures(1000)
+        .await
+        .expect("pending")
+        .contains(&(scope, customer.id)));
+    assert_eq!(
+        store
+            .erase_customer(scope, customer.id)
+            .await
+            .expect("repeat"),
+        contextd_core::store::Erasure {
+            objects: 3,
+            completed: true
+        }
+    );
+    assert_err(
+        store.complete_erasure(scope, bystander.id).await,
+        StoreError::NotFound,
+        "no erasure to complete",
+    );
+    // No write links anything to the erased customer any more.
+    let mut late = object(scope, Kind::Activity, t);
+    late.customer_id = Some(customer.id);
+    let write = contextd_core::store::ObjectWrite {
+        customer_check: Some(customer.id),
+        ..crate::fixtures::insert_write(&late, &[tok])
+    };
+    assert_err(
+        store.write_object(&write).await,
+        StoreError::CustomerNotFound,
+        "a write linking to an erased customer",
     );
     for o in [&customer, &request, &activity] {
         assert_eq!(

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::Kind;
 use contextd_core::store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord,
+    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
+    UserRecord,
 };
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
@@ -363,31 +364,61 @@ impl PgStore {
     }
 
     /// One statement: the customer must exist (as a customer) for anything to be deleted.
-    pub(crate) async fn erase(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
-        let rows = self
-            .query(
-                "WITH target AS (
-                     SELECT id FROM objects
-                     WHERE org_id = $1 AND partition = $2 AND id = $3 AND kind = 'customer'
-                 ), erased AS (
+    /// One attempt at an erase, in one transaction: the customer row is locked first, so
+    /// writes linking to it (which lock it KEY SHARE) finish before and are deleted too, or
+    /// start after and find no customer.
+    pub(crate) async fn erase(&self, scope: Scope, customer: ObjectId) -> Result<Erasure, Failure> {
+        let (org, partition, id) = (scope.org.0, scope.partition.as_str(), customer.0);
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        let recorded = tx
+            .query_opt(
+                "SELECT objects, completed FROM erasures
+                 WHERE org_id = $1 AND partition = $2 AND customer_id = $3",
+                &[&org, &partition, &id],
+            )
+            .await?;
+        if let Some(r) = recorded {
+            return Ok(Erasure {
+                objects: count(col(&r, 0, "objects")?)?,
+                completed: col(&r, 1, "completed")?,
+            });
+        }
+        let locked = tx
+            .query_opt(
+                "SELECT id FROM objects
+                 WHERE org_id = $1 AND partition = $2 AND id = $3 AND kind = 'customer' FOR UPDATE",
+                &[&org, &partition, &id],
+            )
+            .await?;
+        if locked.is_none() {
+            return Err(StoreError::NotFound.into());
+        }
+        let r = tx
+            .query_one(
+                "WITH erased AS (
                      DELETE FROM objects o
                      WHERE o.org_id = $1 AND o.partition = $2 AND (o.id = $3 OR o.customer_id = $3)
-                         AND EXISTS (SELECT 1 FROM target)
                      RETURNING o.id
                  ), tokens_erased AS (
                      DELETE FROM tokens t USING erased e
                      WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = e.id
                  )
-                 SELECT (SELECT count(*) FROM target), (SELECT count(*) FROM erased)",
-                &[&scope.org.0, &scope.partition.as_str(), &customer.0],
+                 SELECT count(*) FROM erased",
+                &[&org, &partition, &id],
             )
             .await?;
-        let Some(r) = rows.first() else {
-            return Err(StoreError::Backend("erase returned no row".into()));
-        };
-        if col::<i64>(r, 0, "count")? == 0 {
-            return Err(StoreError::NotFound);
-        }
-        Ok(count(col(r, 1, "count")?)?)
+        let n: i64 = col(&r, 0, "count")?;
+        tx.execute(
+            "INSERT INTO erasures (org_id, partition, customer_id, erased_at, objects)
+             VALUES ($1, $2, $3, now(), $4)",
+            &[&org, &partition, &id, &n],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Erasure {
+            objects: count(n)?,
+            completed: false,
+        })
     }
 }

@@ -8,9 +8,9 @@ use contextd_core::dictionary::{Field, FieldSet};
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::{Kind, State};
 use contextd_core::store::{
-    encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage,
-    ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store,
-    StoreError, StoredObject, TimelineQuery, Token, UserRecord,
+    encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, FlushJob, GrantRecord, IdPage,
+    ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord,
+    Store, StoreError, StoredObject, TimelineQuery, Token, UserRecord,
 };
 use deadpool_postgres::GenericClient;
 use serde::de::DeserializeOwned;
@@ -40,6 +40,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 3,
         sql: include_str!("../migrations/data/0003_key_versions.sql"),
+    },
+    Migration {
+        version: 4,
+        sql: include_str!("../migrations/data/0004_erasures.sql"),
     },
 ];
 
@@ -113,6 +117,29 @@ const INSERT_OBJECT: &str = "WITH inserted AS (
      )
      SELECT count(*) FROM inserted";
 
+// An insert linked to a customer: the customer row is locked (KEY SHARE) by the same statement,
+// so an erase, which locks it FOR UPDATE first, either waits for this insert and then deletes
+// it too, or runs first and leaves this insert nothing to link to. `$18` is the customer.
+const INSERT_LINKED_OBJECT: &str = "WITH customer AS (
+         SELECT id FROM objects
+         WHERE org_id = $1 AND partition = $2 AND id = $18 AND kind = 'customer'
+         FOR KEY SHARE
+     ), inserted AS (
+         INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
+             detail_type, created, last_updated, touched, version, body, sealed, key_version)
+         SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::uuid, $6::uuid, $7::text, $8::text,
+             $9::text, $10::timestamptz, $11::timestamptz, $12::timestamptz, $13::bigint, $14::jsonb,
+             $15::bytea, $16::bigint
+         FROM customer
+         ON CONFLICT DO NOTHING
+         RETURNING id
+     ), tokens_added AS (
+         INSERT INTO tokens (org_id, partition, token, object_id)
+         SELECT DISTINCT $1::uuid, $2::text, n.token, i.id FROM inserted i, unnest($17::bytea[]) AS n (token)
+         ON CONFLICT DO NOTHING
+     )
+     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer)";
+
 // `touched` never moves back: a child written meanwhile may have advanced it. Tokens are
 // replaced by difference, so unchanged ones are not rewritten.
 const UPDATE_OBJECT: &str = "WITH updated AS (
@@ -144,23 +171,33 @@ impl PgStore {
     ) -> Result<(), Failure> {
         let mut client = self.db.client().await?;
         let Some(check) = &write.parent_check else {
-            return write_row(&client, row, tokens, write.expected_version).await;
+            if write.expected_version.is_none() || write.customer_check.is_none() {
+                return write_row(&client, row, tokens, write).await;
+            }
+            let tx = client.transaction().await?;
+            write_row(&tx, row, tokens, write).await?;
+            tx.commit().await?;
+            return Ok(());
         };
         let tx = client.transaction().await?;
-        let refresh_parent = check_parent(&tx, row, check).await?;
-        write_row(&tx, row, tokens, write.expected_version).await?;
-        if refresh_parent {
-            let stmt = tx
-                .prepare_cached(
-                    "UPDATE objects SET touched = greatest(touched, $4)
-                     WHERE org_id = $1 AND partition = $2 AND id = $3",
-                )
-                .await?;
-            tx.execute(
-                &stmt,
-                &[&row.org, &row.partition, &check.id.0, &row.last_updated],
-            )
-            .await?;
+        write_checked(&tx, row, tokens, write, check).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Several writes in one transaction.
+    async fn write_all(
+        &self,
+        rows: &[(ObjectRow, Vec<Vec<u8>>)],
+        writes: &[ObjectWrite],
+    ) -> Result<(), Failure> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        for ((row, tokens), write) in rows.iter().zip(writes) {
+            match &write.parent_check {
+                Some(check) => write_checked(&tx, row, tokens, write, check).await?,
+                None => write_row(&tx, row, tokens, write).await?,
+            }
         }
         tx.commit().await?;
         Ok(())
@@ -199,17 +236,76 @@ impl PgStore {
     }
 }
 
+/// Locks the parent, writes, and refreshes the parent's `touched`, inside `tx`.
+async fn write_checked(
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &ObjectRow,
+    tokens: &Vec<Vec<u8>>,
+    write: &ObjectWrite,
+    check: &ParentCheck,
+) -> Result<(), Failure> {
+    let refresh_parent = check_parent(tx, row, check).await?;
+    write_row(tx, row, tokens, write).await?;
+    if refresh_parent {
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE objects SET touched = greatest(touched, $4)
+                 WHERE org_id = $1 AND partition = $2 AND id = $3",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[&row.org, &row.partition, &check.id.0, &row.last_updated],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Locks the customer an update moves the object to (as [`INSERT_LINKED_OBJECT`] does).
+async fn lock_customer(
+    c: &impl GenericClient,
+    row: &ObjectRow,
+    customer: Uuid,
+) -> Result<(), Failure> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT id FROM objects WHERE org_id = $1 AND partition = $2 AND id = $3 AND kind = 'customer'
+             FOR KEY SHARE",
+        )
+        .await?;
+    match c
+        .query_opt(&stmt, &[&row.org, &row.partition, &customer])
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(StoreError::CustomerNotFound.into()),
+    }
+}
+
 /// Inserts (`expected_version` `None`) or updates the object with its tokens, in one
-/// statement.
+/// statement (an update that moves the object to a customer locks that customer first).
 async fn write_row(
     c: &impl GenericClient,
     row: &ObjectRow,
     tokens: &Vec<Vec<u8>>,
-    expected_version: Option<i64>,
+    write: &ObjectWrite,
 ) -> Result<(), Failure> {
     let mut params = refs(&row.params);
     params.push(tokens);
-    let Some(expected) = &expected_version else {
+    let customer = write.customer_check.map(|c| c.0);
+    let Some(expected) = &write.expected_version else {
+        if let Some(customer) = &customer {
+            params.push(customer);
+            let stmt = c.prepare_cached(INSERT_LINKED_OBJECT).await?;
+            let r = c.query_one(&stmt, &params).await?;
+            let (inserted, found): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+            return match (inserted, found) {
+                (_, 0) => Err(StoreError::CustomerNotFound.into()),
+                (0, _) => Err(StoreError::AlreadyExists.into()),
+                _ => Ok(()),
+            };
+        }
         let stmt = c.prepare_cached(INSERT_OBJECT).await?;
         let inserted: i64 = c.query_one(&stmt, &params).await?.try_get(0)?;
         return match inserted {
@@ -217,6 +313,9 @@ async fn write_row(
             _ => Ok(()),
         };
     };
+    if let Some(customer) = customer {
+        lock_customer(c, row, customer).await?;
+    }
     params.push(expected);
     let stmt = c.prepare_cached(UPDATE_OBJECT).await?;
     let updated: i64 = c.query_one(&stmt, &params).await?.try_get(0)?;
@@ -579,6 +678,14 @@ impl Store for PgStore {
             .await
     }
 
+    async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError> {
+        let rows = writes
+            .iter()
+            .map(|w| Ok((ObjectRow::new(&w.object)?, token_bytes(&w.tokens))))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.db.retry(|| self.write_all(&rows, writes)).await
+    }
+
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError> {
         let row = self
             .query_opt(
@@ -845,8 +952,49 @@ impl Store for PgStore {
         self.read_audit(scope, query).await
     }
 
-    async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
-        self.erase(scope, customer).await
+    async fn erase_customer(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<Erasure, StoreError> {
+        self.db.retry(|| self.erase(scope, customer)).await
+    }
+
+    async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {
+        let n = self
+            .execute(
+                "UPDATE erasures SET completed = true
+                 WHERE org_id = $1 AND partition = $2 AND customer_id = $3",
+                &[&scope.org.0, &scope.partition.as_str(), &customer.0],
+            )
+            .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    async fn pending_erasures(&self, limit: usize) -> Result<Vec<(Scope, ObjectId)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT org_id, partition, customer_id FROM erasures WHERE NOT completed
+                 ORDER BY erased_at LIMIT $1",
+                &[&i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let partition: String = col(r, 1, "partition")?;
+            let partition = partition
+                .parse()
+                .map_err(|_| StoreError::Backend("corrupt erasure row".into()))?;
+            let scope = Scope {
+                org: OrgId(col(r, 0, "org_id")?),
+                partition,
+            };
+            out.push((scope, ObjectId(col(r, 2, "customer_id")?)));
+        }
+        Ok(out)
     }
 
     async fn objects_to_reseal(

@@ -4,9 +4,11 @@
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{
-    AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord,
+    AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserRecord,
 };
+use contextd_core::time::now_ms;
 use rusqlite::types::Value;
+use rusqlite::OptionalExtension;
 use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
 use uuid::Uuid;
 
@@ -355,12 +357,28 @@ pub(crate) fn erase_customer(
     tx: &Transaction<'_>,
     scope: Scope,
     customer: ObjectId,
-) -> Result<u64, StoreError> {
+) -> Result<Erasure, StoreError> {
     let (org, partition, id) = (
         scope.org.0.as_bytes().to_vec(),
         scope.partition.as_str(),
         customer.0.as_bytes().to_vec(),
     );
+    let recorded = tx
+        .prepare_cached(
+            "SELECT objects, completed FROM erasures WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+        )
+        .db()?
+        .query_row(params![org, partition, id], |r| {
+            Ok(Erasure {
+                objects: r.get::<_, i64>(0)?.max(0) as u64,
+                completed: r.get(1)?,
+            })
+        })
+        .optional()
+        .db()?;
+    if let Some(erasure) = recorded {
+        return Ok(erasure);
+    }
     let exists: i64 = tx
         .prepare_cached(
             "SELECT count(*) FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND kind = 'customer'",
@@ -383,5 +401,60 @@ pub(crate) fn erase_customer(
         .db()?
         .execute(params![org, partition, id])
         .db()?;
-    Ok(n as u64)
+    tx.prepare_cached(
+        "INSERT INTO erasures (org_id, partition, customer_id, erased_at, objects) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .db()?
+    .execute(params![org, partition, id, ms(&now_ms()), n as i64])
+    .db()?;
+    Ok(Erasure {
+        objects: n as u64,
+        completed: false,
+    })
+}
+
+pub(crate) fn complete_erasure(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    customer: ObjectId,
+) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE erasures SET completed = 1 WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+        )
+        .db()?
+        .execute(params![
+            scope.org.0.as_bytes().to_vec(),
+            scope.partition.as_str(),
+            customer.0.as_bytes().to_vec()
+        ])
+        .db()?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(crate) fn pending_erasures(
+    c: &Connection,
+    limit: usize,
+) -> Result<Vec<(Scope, ObjectId)>, StoreError> {
+    let mut stmt = c
+        .prepare_cached(
+            "SELECT org_id, partition, customer_id FROM erasures WHERE completed = 0
+             ORDER BY erased_at LIMIT ?1",
+        )
+        .db()?;
+    let mut rows = stmt
+        .query(params![i64::try_from(limit).unwrap_or(i64::MAX)])
+        .db()?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        let scope = Scope {
+            org: OrgId(uuid_col(r.get_ref(0).db()?, "erasure")?),
+            partition: parse_col(r.get_ref(1).db()?, "erasure")?,
+        };
+        out.push((scope, ObjectId(uuid_col(r.get_ref(2).db()?, "erasure")?)));
+    }
+    Ok(out)
 }

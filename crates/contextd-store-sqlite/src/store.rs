@@ -9,9 +9,9 @@ use contextd_core::dictionary::{Field, FieldSet};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Kind, State};
 use contextd_core::store::{
-    encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage,
-    ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store,
-    StoreError, StoredObject, TimelineQuery, Token, UserRecord,
+    encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, FlushJob, GrantRecord, IdPage,
+    ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord,
+    Store, StoreError, StoredObject, TimelineQuery, Token, UserRecord,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
@@ -42,6 +42,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("../migrations/data/0004_audit_moved.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/data/0005_erasures.sql"),
     },
 ];
 
@@ -165,6 +169,22 @@ fn write_object(
         Some(check) => check_parent(tx, row, &check)?,
         None => None,
     };
+    if let Some(customer) = write.customer_check {
+        // The writer thread serializes this with an erase: the customer is there, or gone.
+        let exists: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM objects
+                 WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND kind = 'customer')",
+            )
+            .db()?
+            .query_row(params![row.org, row.partition, blob(customer.0)], |r| {
+                r.get(0)
+            })
+            .db()?;
+        if !exists {
+            return Err(StoreError::CustomerNotFound);
+        }
+    }
     match write.expected_version {
         None => {
             let inserted = tx
@@ -267,6 +287,17 @@ fn write_object(
 struct WriteMode {
     expected_version: Option<i64>,
     parent_check: Option<ParentCheck>,
+    customer_check: Option<ObjectId>,
+}
+
+impl WriteMode {
+    fn of(write: &ObjectWrite) -> Self {
+        Self {
+            expected_version: write.expected_version,
+            parent_check: write.parent_check,
+            customer_check: write.customer_check,
+        }
+    }
 }
 
 /// Applies the parent rules; returns the rowid of a parent request whose `touched` the write
@@ -725,12 +756,30 @@ impl Store for SqliteStore {
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError> {
         let row = ObjectRow::new(&write.object)?;
         let tokens = token_blobs(&write.tokens);
-        let mode = WriteMode {
-            expected_version: write.expected_version,
-            parent_check: write.parent_check,
-        };
+        let mode = WriteMode::of(write);
         self.db
             .write(move |tx| write_object(tx, &row, &tokens, mode))
+            .await
+    }
+
+    async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError> {
+        let rows = writes
+            .iter()
+            .map(|w| {
+                Ok((
+                    ObjectRow::new(&w.object)?,
+                    token_blobs(&w.tokens),
+                    WriteMode::of(w),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.db
+            .write(move |tx| {
+                for (row, tokens, mode) in &rows {
+                    write_object(tx, row, tokens, *mode)?;
+                }
+                Ok(())
+            })
             .await
     }
 
@@ -1068,9 +1117,25 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn erase_customer(&self, scope: Scope, customer: ObjectId) -> Result<u64, StoreError> {
+    async fn erase_customer(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+    ) -> Result<Erasure, StoreError> {
         self.db
             .write(move |tx| access::erase_customer(tx, scope, customer))
+            .await
+    }
+
+    async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::complete_erasure(tx, scope, customer))
+            .await
+    }
+
+    async fn pending_erasures(&self, limit: usize) -> Result<Vec<(Scope, ObjectId)>, StoreError> {
+        self.db
+            .read(move |c| access::pending_erasures(c, limit))
             .await
     }
 

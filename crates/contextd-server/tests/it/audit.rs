@@ -282,6 +282,7 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
             tokens: vec![],
             expected_version: None,
             parent_check: None,
+            customer_check: None,
         })
         .await
         .expect("write a legacy row");

@@ -19,6 +19,7 @@ store_checks!(
     check_versions,
     check_parent_rules,
     check_concurrent_writes,
+    check_linked_writes,
     check_search_semantics,
     check_paging,
     check_timeline,
