@@ -254,5 +254,10 @@ async fn sweep_stale_requests(context: Arc<Context>, every: Duration) {
             Ok(n) => tracing::info!(closed = n, "auto-closed stale requests"),
             Err(e) => tracing::warn!(error = %e, "auto-close sweep failed"),
         }
+        match context.finish_pending_erasures().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(finished = n, "finished interrupted customer erasures"),
+            Err(e) => tracing::warn!(error = %e, "finishing interrupted erasures failed"),
+        }
     }
 }

@@ -5,6 +5,7 @@ mod support;
 mod access;
 mod audit;
 mod concurrency;
+mod consistency;
 mod dictionary;
 mod encryption;
 mod hostile;
