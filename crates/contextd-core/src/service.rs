@@ -467,6 +467,32 @@ impl Context {
         Ok(self.store.any_token_in_use(org, &tokens).await?)
     }
 
+    /// Refuses a lab admin's change to a dictionary entry that production data uses: the
+    /// dictionary is the organization's, but a lab credential must not break production.
+    async fn guard_production(
+        &self,
+        actor: &Principal,
+        what: &str,
+        token: impl Fn(&crate::crypto::Indexer) -> Token,
+    ) -> Result<(), CoreError> {
+        if actor.scope.partition == Partition::Production {
+            return Ok(());
+        }
+        let production = Scope {
+            org: actor.scope.org,
+            partition: Partition::Production,
+        };
+        let token = token(&self.keys.indexer(production).await?);
+        if self.store.any_token_in_use(actor.scope.org, &[token]).await? {
+            return Err(CoreError::Forbidden(format!(
+                "production data uses {what}: only an admin of the production partition may change \
+                 or delete it (lab admins may add fields and field sets, and change those production \
+                 doesn't use)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Creates (`existing = false`) or replaces a custom field.
     pub async fn put_field(
         &self,
@@ -497,6 +523,15 @@ impl Context {
             }
             (Some(_), None) => return Err(CoreError::NotFound(format!("no field '{}'", field.id))),
             (Some(_), Some(old)) => {
+                let shape_changes = old.data_type != field.data_type
+                    || old.classification != field.classification
+                    || old.max_length != field.max_length
+                    || old.enum_values != field.enum_values;
+                if shape_changes {
+                    let what = format!("field '{}'", field.id);
+                    self.guard_production(actor, &what, |ix| ix.present(&field.id))
+                        .await?;
+                }
                 if (old.data_type != field.data_type || old.classification != field.classification)
                     && self.in_use(org, |ix| ix.present(&field.id)).await?
                 {
@@ -557,6 +592,8 @@ impl Context {
                 set.id
             )));
         }
+        self.guard_production(actor, &format!("field '{id}'"), |ix| ix.present(id))
+            .await?;
         if self.in_use(org, |ix| ix.present(id)).await? {
             return Err(CoreError::Conflict(format!(
                 "field '{id}' is used by stored data"
@@ -633,6 +670,13 @@ impl Context {
             (Some(_), None) => {
                 return Err(CoreError::NotFound(format!("no field set '{}'", set.id)))
             }
+            (Some(_), Some(old))
+                if old.fields != set.fields || old.inactive_fields != set.inactive_fields =>
+            {
+                let what = format!("field set '{}'", set.id);
+                self.guard_production(actor, &what, |ix| ix.fieldset(&set.id))
+                    .await?;
+            }
             _ => {}
         }
         let result = self.store.put_fieldset(org, &set, path_id.is_none()).await;
@@ -674,6 +718,8 @@ impl Context {
                 "'{id}' is a built-in field set and read-only"
             )));
         }
+        self.guard_production(actor, &format!("field set '{id}'"), |ix| ix.fieldset(id))
+            .await?;
         if self.in_use(org, |ix| ix.fieldset(id)).await? {
             return Err(CoreError::Conflict(format!(
                 "field set '{id}' is used by stored objects"
