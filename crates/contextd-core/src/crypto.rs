@@ -659,17 +659,20 @@ impl Keyring {
 }
 
 /// Normalizes a value for matching: trimmed and case-folded text; digits only for phone
-/// fields; canonical text for numbers, booleans and dates.
+/// fields; `_` for `-` in the locale field (`it-IT` = `it_IT`); one canonical text per number
+/// ([`number_text`]); `true`/`false`.
 pub fn normalize(field: &str, value: &serde_json::Value) -> Option<String> {
     match value {
         serde_json::Value::String(s) => {
             if is_phone_field(field) {
                 Some(s.chars().filter(char::is_ascii_digit).collect())
+            } else if is_locale_field(field) {
+                Some(s.trim().to_lowercase().replace('-', "_"))
             } else {
                 Some(s.trim().to_lowercase())
             }
         }
-        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Number(n) => Some(number_text(n)),
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
@@ -678,6 +681,49 @@ pub fn normalize(field: &str, value: &serde_json::Value) -> Option<String> {
 /// Whether matching on a field compares digits only (`+1 (555) 010-0001` = `15550100001`).
 pub fn is_phone_field(field: &str) -> bool {
     field.to_ascii_lowercase().contains("phone")
+}
+
+/// Whether a field holds a locale, matched with `-` and `_` equal (`it-IT` = `it_IT`).
+pub fn is_locale_field(field: &str) -> bool {
+    field == crate::dictionary::LOCALE_FIELD
+}
+
+/// 2^63: integral numbers below it in magnitude are written as plain integers.
+pub(crate) const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
+/// The one text a number is indexed under, whichever way it was written: an integral value
+/// (`2`, `2.0`, `2e0`, `-0.0`) as its integer digits (`2`, `0`) when it fits an i64, any
+/// other value as the shortest decimal that reads back as the same double (`2.5`, `1e300`).
+pub fn number_text(n: &serde_json::Number) -> String {
+    if let Some(i) = n.as_i64() {
+        return i.to_string();
+    }
+    if let Some(u) = n.as_u64() {
+        return u.to_string();
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < I64_BOUND => (f as i64).to_string(),
+        _ => n.to_string(),
+    }
+}
+
+/// Texts under which a `double` value was indexed before numbers had one canonical text
+/// (their JSON spelling): an integral double sent as `2.0` was indexed as `2.0`, `-0.0` as
+/// `-0.0`. Search looks for these too, so nothing stored earlier becomes unfindable.
+pub fn legacy_double_texts(n: &serde_json::Number) -> Vec<String> {
+    let Some(f) = n.as_f64() else {
+        return Vec::new();
+    };
+    let mut texts = Vec::new();
+    if f == 0.0 {
+        texts.extend(["0.0".to_owned(), "-0.0".to_owned()]);
+    } else if f.fract() == 0.0 && f.abs() < I64_BOUND {
+        // serde_json writes a double as the shortest round-trip text: "2.0" for 2.
+        texts.extend(serde_json::Number::from_f64(f).map(|n| n.to_string()));
+    }
+    let canonical = number_text(n);
+    texts.retain(|t| *t != canonical);
+    texts
 }
 
 #[cfg(test)]

@@ -83,8 +83,9 @@ pub struct Field {
     /// Allowed values (strings only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enum_values: Option<Vec<EnumValue>>,
-    /// Locale → display label.
-    #[serde(default)]
+    /// Locale → display label. Keys may be sent as `en-US` or `en_US` (any case); they are
+    /// kept in the form [`canonical_locale`] gives (`en_US`).
+    #[serde(default, deserialize_with = "locale_keys")]
     pub translations: BTreeMap<String, String>,
     /// Built-in fields are read-only.
     #[serde(default)]
@@ -109,6 +110,9 @@ pub struct FieldSet {
     #[serde(default)]
     pub base: bool,
 }
+
+/// The base field holding a customer's locale.
+pub const LOCALE_FIELD: &str = "Context_Preferred_Language";
 
 /// Locales accepted by `Context_Preferred_Language`.
 pub const LOCALES: &[&str] = &[
@@ -169,12 +173,7 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
                             })
                             .collect(),
                     ),
-                    ..base_field(
-                        "Context_Preferred_Language",
-                        Text,
-                        Unencrypted,
-                        "Preferred language",
-                    )
+                    ..base_field(LOCALE_FIELD, Text, Unencrypted, "Preferred language")
                 },
             ],
         ),
@@ -376,25 +375,31 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
                 }
             }
             if let Some(values) = &field.enum_values {
-                match values.iter().find(|e| e.value == *s) {
+                match enum_entry(field, values, s) {
                     None => return Err("value is not one of the field's enumerated values".into()),
                     Some(e) if !e.active => return Err("enumerated value is inactive".into()),
-                    Some(_) => {}
+                    // Stored as the enumeration lists it (`it-IT` → `it_IT`).
+                    Some(e) => return Ok(J::String(e.value.clone())),
                 }
             }
             Ok(value.clone())
         }
-        DataType::Integer => match value.as_i64() {
-            Some(n) if i32::try_from(n).is_ok() => Ok(value.clone()),
-            Some(_) => Err("integer out of the 32-bit range".into()),
-            None => Err("expected an integer".into()),
+        DataType::Integer => match value.as_f64() {
+            // However it is written, an integral number beyond 32 bits is out of range.
+            Some(f)
+                if f.fract() == 0.0
+                    && !(f64::from(i32::MIN)..=f64::from(i32::MAX)).contains(&f) =>
+            {
+                Err("integer out of the 32-bit range".into())
+            }
+            _ => integer_of(value, "expected an integer").map(J::from),
         },
-        DataType::Long => match value.as_i64() {
-            Some(_) => Ok(value.clone()),
-            None => Err("expected a 64-bit integer".into()),
-        },
+        DataType::Long => integer_of(value, "expected a 64-bit integer").map(J::from),
         DataType::Double => match value {
-            J::Number(n) if n.as_f64().is_some() => Ok(value.clone()),
+            J::Number(n) => n
+                .as_f64()
+                .and_then(canonical_double)
+                .ok_or_else(|| "expected a number".to_owned()),
             _ => Err("expected a number".into()),
         },
         DataType::Boolean => match value {
@@ -415,6 +420,147 @@ pub fn check_value(field: &Field, value: &serde_json::Value) -> Result<serde_jso
             Ok(J::String(crate::time::format(&t)))
         }
     }
+}
+
+/// 2^53: up to it a double holds every integer exactly, so `2.0` or `2e3` stands for one.
+const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// The integer a JSON number stands for: an integer literal, or a number written with a
+/// fraction or an exponent (`2.0`, `2e0`) whose value is integral and within ±2^53 (beyond
+/// it, such text may already have been rounded when it was read).
+fn integer_of(value: &serde_json::Value, expected: &str) -> Result<i64, String> {
+    let serde_json::Value::Number(n) = value else {
+        return Err(expected.to_owned());
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(i);
+    }
+    match n.as_f64() {
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS => Ok(f as i64),
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < crate::crypto::I64_BOUND => Err(
+            format!("{expected}; beyond 2^53 write it without a fraction or exponent"),
+        ),
+        _ => Err(expected.to_owned()),
+    }
+}
+
+/// The canonical JSON form of a double (`None` if not finite): an integral value within the
+/// i64 range as an integer (`2.0` → `2`, `-0.0` → `0`), any other as the double itself, so
+/// one number is stored and indexed one way however it was written.
+pub fn canonical_double(f: f64) -> Option<serde_json::Value> {
+    if f.fract() == 0.0 && f.abs() < crate::crypto::I64_BOUND {
+        Some(serde_json::Value::from(f as i64))
+    } else {
+        serde_json::Number::from_f64(f).map(serde_json::Value::Number)
+    }
+}
+
+/// The enumerated value a text names: the one equal to it, else, for the locale field, the one
+/// that is the same locale in another spelling (`it-IT`, `IT_it` for `it_IT`).
+fn enum_entry<'a>(field: &Field, values: &'a [EnumValue], text: &str) -> Option<&'a EnumValue> {
+    if let Some(e) = values.iter().find(|e| e.value == text) {
+        return Some(e);
+    }
+    if field.id != LOCALE_FIELD {
+        return None;
+    }
+    let wanted = canonical_locale(text)?;
+    values
+        .iter()
+        .find(|e| canonical_locale(&e.value).as_deref() == Some(wanted.as_str()))
+}
+
+/// Longest locale tag accepted.
+const MAX_LOCALE_CHARS: usize = 64;
+
+/// A BCP 47 locale tag in its canonical form, or `None` if the text isn't one: subtags may be
+/// separated by `-` or `_` and written in any case; the result joins them with `_` and cases
+/// them as RFC 5646 recommends (language lower, script title, region upper): `en-us` →
+/// `en_US`, `zh-hant-tw` → `zh_Hant_TW`.
+pub fn canonical_locale(tag: &str) -> Option<String> {
+    if tag.is_empty() || tag.len() > MAX_LOCALE_CHARS {
+        return None;
+    }
+    let mut out = String::with_capacity(tag.len());
+    let mut private = false;
+    for (i, sub) in tag.split(['-', '_']).enumerate() {
+        if sub.is_empty() || sub.len() > 8 || !sub.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let lower = sub.to_ascii_lowercase();
+        let cased = if i == 0 {
+            if !(2..=3).contains(&sub.len()) || !sub.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return None;
+            }
+            lower
+        } else if private {
+            lower
+        } else if sub.len() == 1 {
+            // A singleton (`u`, `x`) starts extensions, which are written in lower case.
+            private = true;
+            lower
+        } else if sub.len() == 2 && sub.bytes().all(|b| b.is_ascii_alphabetic()) {
+            sub.to_ascii_uppercase()
+        } else if sub.len() == 4 && sub.bytes().all(|b| b.is_ascii_alphabetic()) {
+            let mut t = lower;
+            t[..1].make_ascii_uppercase();
+            t
+        } else {
+            lower
+        };
+        if i > 0 {
+            out.push('_');
+        }
+        out.push_str(&cased);
+    }
+    Some(out)
+}
+
+/// Reads `translations`, putting each key that is a locale in its canonical form. Two
+/// spellings of one locale (`en-US` and `en_US`) are both kept as sent, for
+/// [`validate_field`] to refuse; what the store hands back is never refused here.
+fn locale_keys<'de, D>(deserializer: D) -> Result<BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Entries;
+    impl<'de> serde::de::Visitor<'de> for Entries {
+        type Value = Vec<(String, String)>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of locale → label")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(entry) = map.next_entry::<String, String>()? {
+                entries.push(entry);
+            }
+            Ok(entries)
+        }
+    }
+    let entries = deserializer.deserialize_map(Entries)?;
+    let mut by_locale: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (key, label) in entries {
+        let locale = canonical_locale(&key).unwrap_or_else(|| key.clone());
+        by_locale.entry(locale).or_default().push((key, label));
+    }
+    let mut out = BTreeMap::new();
+    for (locale, spellings) in by_locale {
+        if spellings.iter().all(|(k, _)| *k == spellings[0].0) {
+            // One spelling (a key repeated in JSON: the last wins, as for any object).
+            out.extend(
+                spellings
+                    .into_iter()
+                    .last()
+                    .map(|(_, label)| (locale, label)),
+            );
+        } else {
+            out.extend(spellings);
+        }
+    }
+    Ok(out)
 }
 
 /// Validates a field definition sent by an admin (not its in-use rules, which need the store).
@@ -464,6 +610,36 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
     }
     if field.description.chars().count() > 1024 {
         errors.push(FieldError::new("description", "at most 1024 characters"));
+    }
+    for key in field.translations.keys() {
+        match canonical_locale(key) {
+            Some(c) if c == *key => {}
+            Some(c)
+                if field
+                    .translations
+                    .keys()
+                    .any(|k| k != key && canonical_locale(k).as_ref() == Some(&c)) =>
+            {
+                errors.push(FieldError::new(
+                    "translations",
+                    format!(
+                        "'{}' names the locale {c} that another key names too",
+                        truncate(key, 100)
+                    ),
+                ))
+            }
+            Some(c) => errors.push(FieldError::new(
+                "translations",
+                format!("'{}' must be written {c}", truncate(key, 100)),
+            )),
+            None => errors.push(FieldError::new(
+                "translations",
+                format!(
+                    "'{}' is not a locale tag (such as en_US or en-US)",
+                    truncate(key, 100)
+                ),
+            )),
+        }
     }
     let texts = std::iter::once(&field.description)
         .chain(field.translations.keys())

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::crypto::{normalize, Indexer};
+use crate::crypto::{legacy_double_texts, normalize, Indexer};
 use crate::dictionary::{check_value, Dictionary};
 use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId};
@@ -310,16 +310,18 @@ pub fn plan_with_limits(
                 for v in &vals {
                     // Query values arrive as text; coerce them to the field's type first.
                     let typed = coerce(field.data_type, v);
-                    match check_value(&Field::relaxed(field), &typed)
-                        .ok()
-                        .and_then(|n| normalize(field_id, &n))
-                    {
-                        Some(n) => tokens.push(indexer.value(field_id, &n)),
-                        None => errors.push(FieldError::new(
+                    let Some(value) = check_value(&Field::relaxed(field), &typed).ok() else {
+                        errors.push(FieldError::new(
                             field_name.clone(),
                             "value does not fit the field's type",
-                        )),
-                    }
+                        ));
+                        continue;
+                    };
+                    tokens.extend(
+                        match_texts(field.data_type, field_id, &value)
+                            .iter()
+                            .map(|n| indexer.value(field_id, n)),
+                    );
                 }
                 Condition::Tokens(tokens)
             }
@@ -393,16 +395,32 @@ impl Field {
     }
 }
 
+/// The normalized texts a checked search value matches: its canonical text, and for a
+/// `double` also the texts values were indexed under before numbers had one.
+fn match_texts(data_type: DataType, field_id: &str, value: &serde_json::Value) -> Vec<String> {
+    let mut texts: Vec<String> = normalize(field_id, value).into_iter().collect();
+    if let (DataType::Double, serde_json::Value::Number(n)) = (data_type, value) {
+        texts.extend(legacy_double_texts(n));
+    }
+    texts
+}
+
 fn coerce(data_type: DataType, v: &serde_json::Value) -> serde_json::Value {
     let serde_json::Value::String(s) = v else {
         return v.clone();
     };
     let s = s.trim();
     match data_type {
-        DataType::Integer | DataType::Long => s
-            .parse::<i64>()
-            .map(serde_json::Value::from)
-            .unwrap_or_else(|_| v.clone()),
+        // `2.0` and `2e0` are the integer 2; check_value refuses what is not an integer.
+        DataType::Integer | DataType::Long => match s.parse::<i64>() {
+            Ok(n) => serde_json::Value::from(n),
+            Err(_) => s
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|| v.clone()),
+        },
         DataType::Double => s
             .parse::<f64>()
             .ok()

@@ -9,5 +9,6 @@ mod support;
 mod cursor;
 mod decode;
 mod ids;
+mod matching;
 mod search;
 mod validation;

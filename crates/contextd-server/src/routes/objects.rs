@@ -1,6 +1,5 @@
 //! Context objects: CRUD, search, timeline and lab flush.
 
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -111,25 +110,11 @@ pub async fn patch(
     Auth(actor): Auth,
     ApiPath((segment, id)): ApiPath<(String, String)>,
     headers: HeaderMap,
-    body: Result<axum::body::Bytes, BytesRejection>,
+    // The extractor every body goes through: `application/json` or `application/*+json`
+    // (merge-patch), the --json-depth limit, 415/400/413 as problem JSON.
+    ApiJson(patch): ApiJson<ObjectPatch>,
 ) -> ApiResult<Response> {
     let kind = kind(&segment)?;
-    let body = body?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if !(content_type.starts_with("application/json")
-        || content_type.starts_with("application/merge-patch+json"))
-    {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "send application/merge-patch+json or application/json",
-        ));
-    }
-    let patch: ObjectPatch = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "malformed-json", e.to_string()))?;
     let object = state
         .context
         .patch(

@@ -1193,3 +1193,144 @@ async fn state_search_sees_autoclosed_requests() {
         r.body
     );
 }
+
+/// Creates searchable number fields `Amount` (double, ENCRYPTED: found through its blind
+/// index), `Points` (integer) and `Big` (long) in field set `custom.nums`.
+async fn number_fields(s: &TestServer) {
+    for (id, data_type, classification) in [
+        ("Amount", "double", "ENCRYPTED"),
+        ("Points", "integer", "UNENCRYPTED"),
+        ("Big", "long", "UNENCRYPTED"),
+    ] {
+        s.post(
+            s.lab(),
+            "/v1/fields",
+            json!({"id": id, "dataType": data_type, "classification": classification, "searchable": true}),
+        )
+        .await
+        .expect(201);
+    }
+    s.post(
+        s.lab(),
+        "/v1/fieldsets",
+        json!({"id": "custom.nums", "fields": ["Amount", "Points", "Big"]}),
+    )
+    .await
+    .expect(201);
+}
+
+/// Sends a body as raw text, so numbers keep the spelling a client chose (`2.0`, `2e0`).
+async fn raw_json(s: &TestServer, path: &str, body: &str) -> Resp {
+    s.raw(
+        reqwest::Method::POST,
+        path,
+        s.lab(),
+        "application/json",
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
+
+/// Issue 9 item 13: numbers are stored and found by value, however a client writes them.
+#[tokio::test]
+async fn numbers_are_found_by_value() {
+    let s = TestServer::start().await;
+    number_fields(&s).await;
+    let mut ids = Vec::new();
+    for written in ["2", "2.0", "2e0"] {
+        let body = format!(
+            r#"{{"fieldsets": ["custom.nums"], "data": {{"Amount": {written}, "Points": {written}, "Big": {written}}}}}"#
+        );
+        let r = raw_json(&s, "/v1/customers", &body).await;
+        r.expect(201);
+        // One canonical JSON number is stored and returned.
+        for f in ["Amount", "Points", "Big"] {
+            assert_eq!(
+                r.at(&format!("/data/{f}")).to_string(),
+                "2",
+                "{f} written {written}"
+            );
+        }
+        ids.push(r.str("/id"));
+    }
+    let other = raw_json(
+        &s,
+        "/v1/customers",
+        r#"{"fieldsets": ["custom.nums"], "data": {"Amount": 2.5, "Points": 3, "Big": 3}}"#,
+    )
+    .await;
+    other.expect(201);
+    let all: BTreeSet<String> = ids.iter().cloned().collect();
+    for f in ["Amount", "Points", "Big"] {
+        for query in [
+            r#""2""#,
+            r#""2.0""#,
+            r#""2e0""#,
+            "2",
+            "2.0",
+            "2e0",
+            r#"[" 2.00 "]"#,
+        ] {
+            let body = format!(r#"{{"terms": {{"{f}": {query}}}}}"#);
+            let r = raw_json(&s, "/v1/customers/search", &body).await;
+            assert_eq!(found_set(&r), all, "{f} searched with {query}: {}", r.body);
+        }
+    }
+    let r = search(
+        &s,
+        s.lab(),
+        "customers",
+        json!({"terms": {"Amount": "2.50"}}),
+    )
+    .await;
+    assert_eq!(found(&r), vec![other.str("/id")]);
+    // A fraction on an integer field is a value of the wrong type: 400, like any other.
+    for f in ["Points", "Big"] {
+        let r = search(&s, s.lab(), "customers", json!({"terms": {f: "2.5"}})).await;
+        r.expect(400);
+        assert!(
+            r.body.to_string().contains(&format!("terms.{f}")),
+            "{}",
+            r.body
+        );
+    }
+}
+
+/// Issue 9 item 14: `Context_Preferred_Language` takes `it-IT` as well as `it_IT`; the value
+/// is stored as the enumeration lists it, and search finds it by either spelling.
+#[tokio::test]
+async fn locales_match_with_hyphen_or_underscore() {
+    let s = TestServer::start().await;
+    let hyphen = s
+        .customer(s.lab(), json!({"Context_Preferred_Language": "it-IT"}))
+        .await;
+    let underscore = s
+        .customer(s.lab(), json!({"Context_Preferred_Language": "it_IT"}))
+        .await;
+    s.customer(s.lab(), json!({"Context_Preferred_Language": "en-US"}))
+        .await;
+    let r = s.get(s.lab(), &format!("/v1/customers/{hyphen}")).await;
+    r.expect(200);
+    assert_eq!(r.at("/data/Context_Preferred_Language"), "it_IT");
+    for query in ["it_IT", "it-IT", "IT-it"] {
+        let r = search(
+            &s,
+            s.lab(),
+            "customers",
+            json!({"terms": {"Context_Preferred_Language": query}}),
+        )
+        .await;
+        assert_eq!(found_set(&r), set(&[&hyphen, &underscore]), "{query}");
+    }
+    // An unknown locale is still refused, in either spelling.
+    for bad in ["xx-XX", "xx_XX", "it-"] {
+        let r = s
+            .post(
+                s.lab(),
+                "/v1/customers",
+                json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_Preferred_Language": bad}}),
+            )
+            .await;
+        r.expect(400);
+    }
+}

@@ -1488,3 +1488,121 @@ async fn nul_characters_in_text_are_400() {
         .await;
     assert_eq!(found.at("/total"), 0, "nothing was written");
 }
+
+/// Issue 9 item 15: a PATCH body goes through the same extractor as every other body, so the
+/// JSON nesting limit (--json-depth, 32 by default) applies to it too.
+#[tokio::test]
+async fn patch_nested_deeper_than_the_limit_is_400() {
+    let s = TestServer::start().await;
+    let id = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ann"}))
+        .await;
+    let before = snapshot(&s, s.lab(), "customers", &id).await;
+    let deep = format!("{}\"x\"{}", "[".repeat(40), "]".repeat(40));
+    let body = format!(r#"{{"data": {{"Context_First_Name": "Bob", "Context_City": {deep}}}}}"#);
+    for ct in ["application/merge-patch+json", "application/json"] {
+        let r = s
+            .raw(
+                Method::PATCH,
+                &format!("/v1/customers/{id}"),
+                s.lab(),
+                ct,
+                body.clone().into_bytes(),
+            )
+            .await;
+        r.expect(400);
+        assert_eq!(
+            r.headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/problem+json"),
+        );
+        assert!(
+            r.str("/detail").contains("nested deeper than 32 levels"),
+            "{}",
+            r.body
+        );
+    }
+    assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, before);
+    // Within the limit, both content types are still accepted; any other is a 415.
+    for ct in [
+        "application/merge-patch+json",
+        "application/json; charset=utf-8",
+    ] {
+        s.raw(
+            Method::PATCH,
+            &format!("/v1/customers/{id}"),
+            s.lab(),
+            ct,
+            br#"{"data": {"Context_City": "Oslo"}}"#.to_vec(),
+        )
+        .await
+        .expect(200);
+    }
+    let after = snapshot(&s, s.lab(), "customers", &id).await;
+    s.raw(
+        Method::PATCH,
+        &format!("/v1/customers/{id}"),
+        s.lab(),
+        "text/plain",
+        br#"{"data": {"Context_City": "Rome"}}"#.to_vec(),
+    )
+    .await
+    .expect(415);
+    assert_eq!(snapshot(&s, s.lab(), "customers", &id).await, after);
+}
+
+/// Issue 9 item 14: translation keys may be written `en-US` or `en_US`; they are stored as
+/// `en_US`. One definition naming a locale twice, or a key that is no locale, is a 400.
+#[tokio::test]
+async fn translations_accept_either_locale_spelling() {
+    let s = TestServer::start().await;
+    let field = |id: &str, translations: Value| json!({"id": id, "dataType": "string", "classification": "UNENCRYPTED", "translations": translations});
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/fields",
+            field("Colour", json!({"en-US": "Colour", "it-it": "Colore"})),
+        )
+        .await;
+    r.expect(201);
+    let r = s.get(s.lab(), "/v1/fields/Colour").await;
+    assert_eq!(
+        r.at("/translations"),
+        &json!({"en_US": "Colour", "it_IT": "Colore"})
+    );
+    s.put(
+        s.lab(),
+        "/v1/fields/Colour",
+        field("Colour", json!({"en_US": "Color"})),
+    )
+    .await
+    .expect(200);
+    assert_eq!(
+        s.get(s.lab(), "/v1/fields/Colour")
+            .await
+            .at("/translations"),
+        &json!({"en_US": "Color"})
+    );
+
+    for bad in [
+        json!({"en-US": "Color", "en_US": "Colour"}),
+        json!({"not a locale": "x"}),
+    ] {
+        let r = s
+            .post(s.lab(), "/v1/fields", field("Shade", bad.clone()))
+            .await;
+        r.expect(400);
+        assert_field_error(&r, "translations");
+        s.get(s.lab(), "/v1/fields/Shade").await.expect(404);
+        let r = s
+            .put(s.lab(), "/v1/fields/Colour", field("Colour", bad))
+            .await;
+        r.expect(400);
+        assert_field_error(&r, "translations");
+    }
+    assert_eq!(
+        s.get(s.lab(), "/v1/fields/Colour")
+            .await
+            .at("/translations"),
+        &json!({"en_US": "Color"})
+    );
+}
