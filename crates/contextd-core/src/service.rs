@@ -483,7 +483,11 @@ impl Context {
             partition: Partition::Production,
         };
         let token = token(&self.keys.indexer(production).await?);
-        if self.store.any_token_in_use(actor.scope.org, &[token]).await? {
+        if self
+            .store
+            .any_token_in_use(actor.scope.org, &[token])
+            .await?
+        {
             return Err(CoreError::Forbidden(format!(
                 "production data uses {what}: only an admin of the production partition may change \
                  or delete it (lab admins may add fields and field sets, and change those production \

@@ -364,8 +364,16 @@ async fn fieldset_crud() {
             .expect(201);
     }
 
+    // Production data uses the set: its membership is the production admin's to change.
     s.put(
         s.lab(),
+        "/v1/fieldsets/custom.vehicle",
+        json!({"id": "custom.vehicle", "description": "v2", "fields": ["Vehicle_VIN"]}),
+    )
+    .await
+    .expect(403);
+    s.put(
+        s.prod(),
         "/v1/fieldsets/custom.vehicle",
         json!({"id": "custom.vehicle", "description": "v2", "fields": ["Vehicle_VIN"]}),
     )
@@ -505,8 +513,15 @@ async fn data_in_production_counts_as_use() {
 
     let mut f = string_field("Prod_Only");
     f["dataType"] = json!("boolean");
-    s.put(s.lab(), "/v1/fields/Prod_Only", f).await.expect(409);
+    // A lab admin may not touch it at all; for a production admin the in-use rule answers.
+    s.put(s.lab(), "/v1/fields/Prod_Only", f.clone())
+        .await
+        .expect(403);
+    s.put(s.prod(), "/v1/fields/Prod_Only", f).await.expect(409);
     s.delete(s.lab(), "/v1/fieldsets/custom.prod")
+        .await
+        .expect(403);
+    s.delete(s.prod(), "/v1/fieldsets/custom.prod")
         .await
         .expect(409);
     assert_eq!(
@@ -639,4 +654,102 @@ async fn non_admins_read_but_cant_write_the_dictionary() {
     )
     .await
     .expect(201);
+}
+
+#[tokio::test]
+async fn lab_admins_cannot_change_what_production_data_uses() {
+    let s = TestServer::start().await;
+    let (lab, prod) = (s.lab().to_owned(), s.prod().to_owned());
+    for id in ["prod_used", "lab_only"] {
+        s.post(
+            &prod,
+            "/v1/fields",
+            json!({"id": id, "dataType": "string", "classification": "UNENCRYPTED", "maxLength": 50}),
+        )
+        .await
+        .expect(201);
+    }
+    s.post(
+        &prod,
+        "/v1/fieldsets",
+        json!({"id": "prod_set", "fields": ["prod_used"]}),
+    )
+    .await
+    .expect(201);
+    s.post(
+        &lab,
+        "/v1/fieldsets",
+        json!({"id": "lab_set", "fields": ["lab_only"]}),
+    )
+    .await
+    .expect(201);
+    s.post(
+        &prod,
+        "/v1/customers",
+        json!({"fieldsets": ["prod_set"], "data": {"prod_used": "in production"}}),
+    )
+    .await
+    .expect(201);
+    s.post(
+        &lab,
+        "/v1/customers",
+        json!({"fieldsets": ["lab_set"], "data": {"lab_only": "in the lab"}}),
+    )
+    .await
+    .expect(201);
+
+    let field = s.get(&lab, "/v1/fields/prod_used").await.body;
+    for (key, value) in [
+        ("maxLength", json!(10)),
+        (
+            "enumValues",
+            json!([{"value": "in production", "active": true}]),
+        ),
+        ("classification", json!("PII")),
+        ("dataType", json!("integer")),
+    ] {
+        let mut changed = field.clone();
+        if key == "dataType" {
+            changed["maxLength"] = Value::Null;
+        }
+        changed[key] = value;
+        let r = s.put(&lab, "/v1/fields/prod_used", changed).await;
+        r.expect(403);
+        assert!(
+            r.str("/detail").contains("production"),
+            "the refusal says why: {}",
+            r.str("/detail")
+        );
+    }
+    let mut described = field.clone();
+    described["description"] = json!("a lab admin may still describe it");
+    s.put(&lab, "/v1/fields/prod_used", described)
+        .await
+        .expect(200);
+    let mut set = s.get(&lab, "/v1/fieldsets/prod_set").await.body;
+    set["fields"] = json!(["prod_used", "lab_only"]);
+    s.put(&lab, "/v1/fieldsets/prod_set", set).await.expect(403);
+    s.delete(&lab, "/v1/fieldsets/prod_set").await.expect(403);
+
+    // What production doesn't use stays the lab's to change; new entries too.
+    let mut lab_field = s.get(&lab, "/v1/fields/lab_only").await.body;
+    lab_field["maxLength"] = json!(40);
+    s.put(&lab, "/v1/fields/lab_only", lab_field)
+        .await
+        .expect(200);
+    s.post(
+        &lab,
+        "/v1/fields",
+        json!({"id": "lab_new", "dataType": "string", "classification": "UNENCRYPTED"}),
+    )
+    .await
+    .expect(201);
+    s.delete(&lab, "/v1/fields/lab_new").await.expect(204);
+    // A production admin may make the change (the in-use rules still apply).
+    let mut shorter = s.get(&prod, "/v1/fields/prod_used").await.body;
+    shorter["maxLength"] = json!(20);
+    s.put(&prod, "/v1/fields/prod_used", shorter)
+        .await
+        .expect(200);
+    s.delete(&prod, "/v1/fieldsets/prod_set").await.expect(409);
 }
