@@ -244,9 +244,22 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
 pub struct Dictionary {
     fields: HashMap<String, Field>,
     fieldsets: HashMap<String, FieldSet>,
+    version: u64,
 }
 
 impl Dictionary {
+    /// The dictionary as of the org's dictionary version `version` (see
+    /// `Store::dictionary_version`); a write validated against it names that version.
+    pub fn at_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The org's dictionary version this was read at.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
     /// Builds the dictionary from the org's custom fields and sets (base ones are added).
     pub fn new(custom_fields: Vec<Field>, custom_sets: Vec<FieldSet>) -> Self {
         let (base_fields, base_sets) = base_dictionary();
@@ -260,7 +273,11 @@ impl Dictionary {
             .chain(custom_sets)
             .map(|s| (s.id.clone(), s))
             .collect();
-        Self { fields, fieldsets }
+        Self {
+            fields,
+            fieldsets,
+            version: 0,
+        }
     }
 
     /// A field by id.

@@ -427,10 +427,16 @@ impl Context {
         if let Some(d) = self.dictionaries.get(org) {
             return Ok(d);
         }
-        let d = Arc::new(Dictionary::new(
-            self.store.fields(org).await?,
-            self.store.fieldsets(org).await?,
-        ));
+        // The version first: definitions read after it are at least that new, so a write
+        // naming it is refused if they changed since.
+        let version = self.store.dictionary_version(org).await?;
+        let d = Arc::new(
+            Dictionary::new(
+                self.store.fields(org).await?,
+                self.store.fieldsets(org).await?,
+            )
+            .at_version(version),
+        );
         self.dictionaries.insert(org, d.clone());
         Ok(d)
     }
@@ -455,16 +461,17 @@ impl Context {
             .ok_or_else(|| CoreError::NotFound(format!("no field '{}'", truncate(id, 100))))
     }
 
-    async fn in_use(
+    /// The token `token` makes in each partition of the org.
+    async fn in_both_partitions(
         &self,
         org: OrgId,
         token: impl Fn(&crate::crypto::Indexer) -> Token,
-    ) -> Result<bool, CoreError> {
+    ) -> Result<Vec<Token>, CoreError> {
         let mut tokens = Vec::new();
         for partition in Partition::ALL {
             tokens.push(token(&self.keys.indexer(Scope { org, partition }).await?));
         }
-        Ok(self.store.any_token_in_use(org, &tokens).await?)
+        Ok(tokens)
     }
 
     /// Refuses a lab admin's change to a dictionary entry that production data uses: the
@@ -521,6 +528,7 @@ impl Context {
                 field.id
             )));
         }
+        let mut unused = Vec::new();
         match (path_id, current) {
             (None, Some(_)) => {
                 return Err(CoreError::Conflict(format!("field '{}' exists", field.id)))
@@ -536,20 +544,25 @@ impl Context {
                     self.guard_production(actor, &what, |ix| ix.present(&field.id))
                         .await?;
                 }
-                if (old.data_type != field.data_type || old.classification != field.classification)
-                    && self.in_use(org, |ix| ix.present(&field.id)).await?
-                {
-                    return Err(CoreError::Conflict(format!(
-                        "field '{}' is used by stored data: its dataType and classification can't change",
-                        field.id
-                    )));
+                if old.data_type != field.data_type || old.classification != field.classification {
+                    // Checked here for a clear answer, and again as the change commits.
+                    unused = self
+                        .in_both_partitions(org, |ix| ix.present(&field.id))
+                        .await?;
+                    if self.store.any_token_in_use(org, &unused).await? {
+                        return Err(type_locked(&field.id));
+                    }
                 }
             }
             (None, None) => {}
         }
-        let result = self.store.put_field(org, &field, path_id.is_none()).await;
+        let result = self
+            .store
+            .put_field(org, &field, path_id.is_none(), &unused)
+            .await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
+            StoreError::InUse => type_locked(&field.id),
             StoreError::AlreadyExists => {
                 CoreError::Conflict(format!("field '{}' exists", field.id))
             }
@@ -598,14 +611,15 @@ impl Context {
         }
         self.guard_production(actor, &format!("field '{id}'"), |ix| ix.present(id))
             .await?;
-        if self.in_use(org, |ix| ix.present(id)).await? {
-            return Err(CoreError::Conflict(format!(
-                "field '{id}' is used by stored data"
-            )));
+        let in_use = || CoreError::Conflict(format!("field '{id}' is used by stored data"));
+        let unused = self.in_both_partitions(org, |ix| ix.present(id)).await?;
+        if self.store.any_token_in_use(org, &unused).await? {
+            return Err(in_use());
         }
-        let result = self.store.delete_field(org, id).await;
+        let result = self.store.delete_field(org, id, &unused).await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
+            StoreError::InUse => in_use(),
             StoreError::NotFound => CoreError::NotFound(format!("no field '{id}'")),
             e => e.into(),
         })?;
@@ -683,7 +697,10 @@ impl Context {
             }
             _ => {}
         }
-        let result = self.store.put_fieldset(org, &set, path_id.is_none()).await;
+        let result = self
+            .store
+            .put_fieldset(org, &set, path_id.is_none(), &[])
+            .await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
             StoreError::AlreadyExists => {
@@ -724,14 +741,15 @@ impl Context {
         }
         self.guard_production(actor, &format!("field set '{id}'"), |ix| ix.fieldset(id))
             .await?;
-        if self.in_use(org, |ix| ix.fieldset(id)).await? {
-            return Err(CoreError::Conflict(format!(
-                "field set '{id}' is used by stored objects"
-            )));
+        let in_use = || CoreError::Conflict(format!("field set '{id}' is used by stored objects"));
+        let unused = self.in_both_partitions(org, |ix| ix.fieldset(id)).await?;
+        if self.store.any_token_in_use(org, &unused).await? {
+            return Err(in_use());
         }
-        let result = self.store.delete_fieldset(org, id).await;
+        let result = self.store.delete_fieldset(org, id, &unused).await;
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
+            StoreError::InUse => in_use(),
             StoreError::NotFound => CoreError::NotFound(format!("no field set '{id}'")),
             e => e.into(),
         })?;
@@ -876,7 +894,9 @@ impl Context {
     }
 
     /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
-    /// transaction); returns the object as the client sees it.
+    /// transaction); returns the object as the client sees it. The write names the dictionary
+    /// version its values were classified under; when the dictionary changed meanwhile (on
+    /// this instance or another), the values are validated and sealed again under the new one.
     async fn persist(
         &self,
         actor: &Principal,
@@ -885,67 +905,71 @@ impl Context {
         new_customer_key: Option<ObjectKeys>,
         via: &str,
     ) -> Result<ContextObject, CoreError> {
+        const ATTEMPTS: usize = 4;
         let scope = actor.scope;
         let mut object = draft.object;
-        let dict = self.dictionary(scope.org).await?;
         let keys = match new_customer_key {
             Some(k) => k,
             None => self.keys.object_keys(scope, object.customer_id).await?,
         };
         let indexer = self.keys.indexer(scope).await?;
-        let (stored, tokens) = seal(scope, &object, &dict, &keys, &indexer)?;
-        if actor.sees_sealed() {
-            // The answer carries the sealed values it writes: audited like a read, before the
-            // write, so that a refused audit leaves nothing written (and nothing to retry twice).
-            let mut revealed = Revealed::default();
-            revealed.add(
-                object.kind,
-                object.id,
-                object.customer_id,
-                stored.sealed.keys().cloned(),
-            );
-            self.audit_revealed(actor, revealed, via).await?;
-        } else {
-            for name in stored.sealed.keys() {
-                object.data.insert(name.clone(), serde_json::Value::Null);
-                object.withheld.push(name.clone());
+        let mut dict = self.dictionary(scope.org).await?;
+        let mut attempt = 1;
+        let sealed_fields = loop {
+            let (stored, tokens) = seal(scope, &object, &dict, &keys, &indexer)?;
+            if actor.sees_sealed() {
+                // The answer carries the sealed values it writes: audited like a read, before
+                // the write, so that a refused audit leaves nothing written.
+                let mut revealed = Revealed::default();
+                revealed.add(
+                    object.kind,
+                    object.id,
+                    object.customer_id,
+                    stored.sealed.keys().cloned(),
+                );
+                self.audit_revealed(actor, revealed, via).await?;
             }
-        }
-        let mut writes = vec![ObjectWrite {
-            object: stored,
-            tokens,
-            expected_version,
-            parent_check: draft.parent_check,
-            customer_check: draft.customer_check,
-        }];
-        for (linked, expected) in &draft.moved {
-            let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
-            writes.push(ObjectWrite {
+            let sealed_fields: Vec<String> = stored.sealed.keys().cloned().collect();
+            let mut writes = vec![ObjectWrite {
                 object: stored,
                 tokens,
-                expected_version: Some(*expected),
-                parent_check: None,
-                customer_check: None,
-            });
-        }
-        let result = match writes.as_slice() {
-            [one] => self.store.write_object(one).await,
-            all => self.store.write_objects(all).await,
+                expected_version,
+                parent_check: draft.parent_check,
+                customer_check: draft.customer_check,
+                dictionary_version: Some(dict.version()),
+            }];
+            for (linked, expected) in &draft.moved {
+                let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
+                writes.push(ObjectWrite {
+                    object: stored,
+                    tokens,
+                    expected_version: Some(*expected),
+                    parent_check: None,
+                    customer_check: None,
+                    dictionary_version: Some(dict.version()),
+                });
+            }
+            let result = match writes.as_slice() {
+                [one] => self.store.write_object(one).await,
+                all => self.store.write_objects(all).await,
+            };
+            match result {
+                Ok(()) => break sealed_fields,
+                Err(StoreError::DictionaryChanged) if attempt < ATTEMPTS => {
+                    attempt += 1;
+                    self.dictionaries.invalidate(scope.org);
+                    dict = self.dictionary(scope.org).await?;
+                    object.data = dict.validate_data(&object.fieldsets, &object.data)?;
+                }
+                Err(e) => return Err(write_error(e, &object)),
+            }
         };
-        result.map_err(|e| match e {
-            StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
-            StoreError::ParentNotFound => {
-                CoreError::field("parentId", "no such parent in this partition")
+        if !actor.sees_sealed() {
+            for name in sealed_fields {
+                object.data.insert(name.clone(), serde_json::Value::Null);
+                object.withheld.push(name);
             }
-            StoreError::CustomerNotFound => {
-                CoreError::field("customerId", "no such customer in this partition")
-            }
-            StoreError::VersionConflict { current } => {
-                CoreError::Conflict(format!("version conflict: the stored version is {current}"))
-            }
-            StoreError::NotFound => not_found(object.kind, object.id),
-            e => e.into(),
-        })?;
+        }
         Ok(object)
     }
 
@@ -1781,6 +1805,34 @@ impl Context {
             .store
             .close_stale_requests(self.autoclose_cutoff(), now_ms())
             .await?)
+    }
+}
+
+/// The refusal of a type or classification change of a field that stored data uses.
+fn type_locked(id: &str) -> CoreError {
+    CoreError::Conflict(format!(
+        "field '{id}' is used by stored data: its dataType and classification can't change"
+    ))
+}
+
+/// The refusal of an object write, for its client.
+fn write_error(e: StoreError, object: &ContextObject) -> CoreError {
+    match e {
+        StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
+        StoreError::ParentNotFound => {
+            CoreError::field("parentId", "no such parent in this partition")
+        }
+        StoreError::CustomerNotFound => {
+            CoreError::field("customerId", "no such customer in this partition")
+        }
+        StoreError::VersionConflict { current } => {
+            CoreError::Conflict(format!("version conflict: the stored version is {current}"))
+        }
+        StoreError::DictionaryChanged => CoreError::Conflict(
+            "the dictionary kept changing while the object was written; retry".into(),
+        ),
+        StoreError::NotFound => not_found(object.kind, object.id),
+        e => e.into(),
     }
 }
 

@@ -37,6 +37,12 @@ pub enum StoreError {
     /// The parent request is closed (or went stale past the auto-close cutoff).
     #[error("parent request is closed")]
     ParentClosed,
+    /// The organization's dictionary changed after the write was validated against it.
+    #[error("the dictionary changed")]
+    DictionaryChanged,
+    /// A dictionary change that requires an entry be unused found it in use.
+    #[error("in use")]
+    InUse,
     /// The customer a write links to does not exist in this scope (or is being erased).
     #[error("customer not found")]
     CustomerNotFound,
@@ -108,6 +114,10 @@ pub struct ObjectWrite {
     /// or moves to that customer); `CustomerNotFound` otherwise. The check and an erase of that
     /// customer are serialized, so an erase leaves no object behind that names it.
     pub customer_check: Option<ObjectId>,
+    /// The org's dictionary version the object's values were validated (and classified)
+    /// against; `DictionaryChanged` if the dictionary moved on before the write commits, so
+    /// that no value is written in the clear after its field was sealed.
+    pub dictionary_version: Option<u64>,
 }
 
 /// What [`Store::erase_customer`] found or did.
@@ -399,14 +409,25 @@ pub trait Store: Send + Sync + 'static {
     /// Reads an API key by id (any org: the token names it).
     async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
 
-    // Dictionary (per org, shared by both partitions).
+    // Dictionary (per org, shared by both partitions). Every change bumps the org's
+    // dictionary version in its own transaction; a change given `unused` tokens is refused
+    // with `InUse` if any object of the org carries one of them when it commits (checked so
+    // that no concurrent object write slips in between).
 
+    /// The org's dictionary version (0 before any change). Read it before the definitions.
+    async fn dictionary_version(&self, org: OrgId) -> Result<u64, StoreError>;
     /// Custom fields of the org.
     async fn fields(&self, org: OrgId) -> Result<Vec<Field>, StoreError>;
     /// Inserts (`create = true`, `AlreadyExists` if present) or replaces (`NotFound` if absent) a field.
-    async fn put_field(&self, org: OrgId, field: &Field, create: bool) -> Result<(), StoreError>;
+    async fn put_field(
+        &self,
+        org: OrgId,
+        field: &Field,
+        create: bool,
+        unused: &[Token],
+    ) -> Result<(), StoreError>;
     /// Deletes a field; `NotFound` if absent.
-    async fn delete_field(&self, org: OrgId, id: &str) -> Result<(), StoreError>;
+    async fn delete_field(&self, org: OrgId, id: &str, unused: &[Token]) -> Result<(), StoreError>;
     /// Custom field sets of the org.
     async fn fieldsets(&self, org: OrgId) -> Result<Vec<FieldSet>, StoreError>;
     /// Inserts or replaces a field set, as `put_field`.
@@ -415,9 +436,15 @@ pub trait Store: Send + Sync + 'static {
         org: OrgId,
         set: &FieldSet,
         create: bool,
+        unused: &[Token],
     ) -> Result<(), StoreError>;
     /// Deletes a field set; `NotFound` if absent.
-    async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError>;
+    async fn delete_fieldset(
+        &self,
+        org: OrgId,
+        id: &str,
+        unused: &[Token],
+    ) -> Result<(), StoreError>;
     /// Whether any object of the org (either partition) carries any of these tokens.
     async fn any_token_in_use(&self, org: OrgId, tokens: &[Token]) -> Result<bool, StoreError>;
 

@@ -93,6 +93,9 @@ impl From<CoreError> for ApiError {
             CoreError::Store(StoreError::ParentNotFound | StoreError::CustomerNotFound) => {
                 (S::BAD_REQUEST, "validation")
             }
+            CoreError::Store(StoreError::InUse | StoreError::DictionaryChanged) => {
+                (S::CONFLICT, "conflict")
+            }
             CoreError::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
         };
         match e {

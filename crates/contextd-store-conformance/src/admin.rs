@@ -178,7 +178,7 @@ pub async fn check_dictionary(store: &dyn Store) {
     );
     for f in [&b, &upper, &a] {
         store
-            .put_field(org, f, true)
+            .put_field(org, f, true, &[])
             .await
             .expect("put_field create");
     }
@@ -188,12 +188,16 @@ pub async fn check_dictionary(store: &dyn Store) {
         "fields sorted by id"
     );
     assert_err(
-        store.put_field(org, &field("a_field", "clash"), true).await,
+        store
+            .put_field(org, &field("a_field", "clash"), true, &[])
+            .await,
         StoreError::AlreadyExists,
         "creating an existing field",
     );
     assert_err(
-        store.put_field(org, &field("missing", "x"), false).await,
+        store
+            .put_field(org, &field("missing", "x"), false, &[])
+            .await,
         StoreError::NotFound,
         "replacing an absent field",
     );
@@ -216,7 +220,7 @@ pub async fn check_dictionary(store: &dyn Store) {
         .translations
         .insert("fr_FR".into(), "Étiquette".into());
     store
-        .put_field(org, &replaced, false)
+        .put_field(org, &replaced, false, &[])
         .await
         .expect("put_field replace");
     assert_eq!(
@@ -229,7 +233,7 @@ pub async fn check_dictionary(store: &dyn Store) {
         "fields belong to one org"
     );
     store
-        .put_field(other, &field("a_field", "theirs"), true)
+        .put_field(other, &field("a_field", "theirs"), true, &[])
         .await
         .expect("the same id in another org");
     assert_eq!(
@@ -243,17 +247,17 @@ pub async fn check_dictionary(store: &dyn Store) {
         fieldset("Set.one", &["a_field", "B_upper"]),
     );
     store
-        .put_fieldset(org, &s2, true)
+        .put_fieldset(org, &s2, true, &[])
         .await
         .expect("put_fieldset");
     store
-        .put_fieldset(org, &s1, true)
+        .put_fieldset(org, &s1, true, &[])
         .await
         .expect("put_fieldset");
     // A field set may share an id with a field: separate namespaces.
     let same_id = fieldset("a_field", &["a_field"]);
     store
-        .put_fieldset(org, &same_id, true)
+        .put_fieldset(org, &same_id, true, &[])
         .await
         .expect("put_fieldset");
     assert_eq!(
@@ -261,12 +265,14 @@ pub async fn check_dictionary(store: &dyn Store) {
         vec![s1.clone(), same_id.clone(), s2.clone()]
     );
     assert_err(
-        store.put_fieldset(org, &s1, true).await,
+        store.put_fieldset(org, &s1, true, &[]).await,
         StoreError::AlreadyExists,
         "creating an existing field set",
     );
     assert_err(
-        store.put_fieldset(org, &fieldset("nope", &[]), false).await,
+        store
+            .put_fieldset(org, &fieldset("nope", &[]), false, &[])
+            .await,
         StoreError::NotFound,
         "replacing an absent field set",
     );
@@ -274,7 +280,7 @@ pub async fn check_dictionary(store: &dyn Store) {
     s1b.inactive_fields = vec!["B_upper".into()];
     s1b.description = "changed".into();
     store
-        .put_fieldset(org, &s1b, false)
+        .put_fieldset(org, &s1b, false, &[])
         .await
         .expect("put_fieldset replace");
     assert!(
@@ -283,12 +289,12 @@ pub async fn check_dictionary(store: &dyn Store) {
     );
 
     store
-        .delete_field(org, "a_field")
+        .delete_field(org, "a_field", &[])
         .await
         .expect("delete_field");
     assert_eq!(store.fields(org).await.expect("fields"), vec![upper, b]);
     assert_err(
-        store.delete_field(org, "a_field").await,
+        store.delete_field(org, "a_field", &[]).await,
         StoreError::NotFound,
         "deleting an absent field",
     );
@@ -303,16 +309,16 @@ pub async fn check_dictionary(store: &dyn Store) {
         "deleting a field leaves field sets alone"
     );
     store
-        .delete_fieldset(org, "Set.one")
+        .delete_fieldset(org, "Set.one", &[])
         .await
         .expect("delete_fieldset");
     store
-        .delete_fieldset(org, "a_field")
+        .delete_fieldset(org, "a_field", &[])
         .await
         .expect("delete_fieldset");
     assert_eq!(store.fieldsets(org).await.expect("fieldsets"), vec![s2]);
     assert_err(
-        store.delete_fieldset(org, "Set.one").await,
+        store.delete_fieldset(org, "Set.one", &[]).await,
         StoreError::NotFound,
         "deleting an absent field set",
     );
@@ -398,4 +404,96 @@ pub async fn check_any_token_in_use(store: &dyn Store) {
     );
     assert!(!used(vec![token(), token()]).await, "unknown tokens");
     assert!(!used(vec![]).await, "no tokens");
+}
+
+/// Every dictionary change bumps the org's dictionary version; an object write validated
+/// against an older version is refused; a change that needs an entry unused is refused, and
+/// changes nothing, while any object carries one of its tokens.
+pub async fn check_dictionary_versions(store: &dyn Store) {
+    let s = lab();
+    let org = s.org;
+    let version = || async { store.dictionary_version(org).await.expect("version") };
+    assert_eq!(version().await, 0, "a new org's dictionary is at version 0");
+    store
+        .put_field(org, &field("v_field", "one"), true, &[])
+        .await
+        .expect("create");
+    let v1 = version().await;
+    assert!(v1 > 0, "a change bumps the version");
+    assert_eq!(
+        store.dictionary_version(OrgId::new()).await.expect("other"),
+        0,
+        "per org"
+    );
+
+    let tok = token();
+    let mut o = object(s, Kind::Customer, now());
+    let stale = contextd_core::store::ObjectWrite {
+        dictionary_version: Some(v1 - 1),
+        ..insert_write(&o, &[tok])
+    };
+    assert_err(
+        store.write_object(&stale).await,
+        StoreError::DictionaryChanged,
+        "a write validated against an older dictionary",
+    );
+    assert_eq!(
+        store.object(s, o.id).await.expect("read"),
+        None,
+        "nothing written"
+    );
+    let current = contextd_core::store::ObjectWrite {
+        dictionary_version: Some(v1),
+        ..insert_write(&o, &[tok])
+    };
+    store
+        .write_object(&current)
+        .await
+        .expect("a write at the current version");
+    o.version = 2;
+    let stale_update = contextd_core::store::ObjectWrite {
+        dictionary_version: Some(v1 + 1),
+        ..update_write(&o, &[tok], 1)
+    };
+    assert_err(
+        store.write_object(&stale_update).await,
+        StoreError::DictionaryChanged,
+        "an update validated against another dictionary version",
+    );
+
+    // A change that needs the field unused, while an object carries its token.
+    let sealed = Field {
+        classification: Classification::Pii,
+        ..field("v_field", "sealed")
+    };
+    assert_err(
+        store.put_field(org, &sealed, false, &[tok]).await,
+        StoreError::InUse,
+        "reclassifying a field in use",
+    );
+    assert_err(
+        store.delete_field(org, "v_field", &[tok]).await,
+        StoreError::InUse,
+        "deleting a field in use",
+    );
+    assert_eq!(version().await, v1, "a refused change bumps nothing");
+    assert_eq!(
+        store.fields(org).await.expect("fields"),
+        vec![field("v_field", "one")]
+    );
+    store
+        .put_field(org, &sealed, false, &[token()])
+        .await
+        .expect("unused elsewhere: allowed");
+    assert!(version().await > v1);
+    store
+        .put_fieldset(org, &fieldset("v_set", &["v_field"]), true, &[])
+        .await
+        .expect("set");
+    let before = version().await;
+    store
+        .delete_fieldset(org, "v_set", &[token()])
+        .await
+        .expect("delete set");
+    assert!(version().await > before, "field set changes bump it too");
 }

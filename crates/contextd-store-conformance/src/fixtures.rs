@@ -122,6 +122,7 @@ pub fn insert_write(object: &StoredObject, tokens: &[Token]) -> ObjectWrite {
         expected_version: None,
         parent_check: None,
         customer_check: None,
+        dictionary_version: None,
     }
 }
 
@@ -173,7 +174,9 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         | (Err(StoreError::AlreadyExists), StoreError::AlreadyExists)
         | (Err(StoreError::ParentNotFound), StoreError::ParentNotFound)
         | (Err(StoreError::ParentClosed), StoreError::ParentClosed)
-        | (Err(StoreError::CustomerNotFound), StoreError::CustomerNotFound) => {}
+        | (Err(StoreError::CustomerNotFound), StoreError::CustomerNotFound)
+        | (Err(StoreError::DictionaryChanged), StoreError::DictionaryChanged)
+        | (Err(StoreError::InUse), StoreError::InUse) => {}
         (
             Err(StoreError::VersionConflict { current: a }),
             StoreError::VersionConflict { current: b },

@@ -18,7 +18,8 @@ mod search;
 use contextd_core::store::{KeyStore, Store};
 
 pub use admin::{
-    check_any_token_in_use, check_api_keys, check_dictionary, check_flush_jobs, check_orgs,
+    check_any_token_in_use, check_api_keys, check_dictionary, check_dictionary_versions,
+    check_flush_jobs, check_orgs,
 };
 pub use isolation::check_scope_isolation;
 pub use keys::check_key_store;
@@ -48,6 +49,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_orgs(store).await;
     check_api_keys(store).await;
     check_dictionary(store).await;
+    check_dictionary_versions(store).await;
     check_flush_jobs(store).await;
     check_any_token_in_use(store).await;
     check_users(store).await;

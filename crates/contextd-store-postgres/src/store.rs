@@ -104,10 +104,18 @@ fn token_bytes(tokens: &[Token]) -> Vec<Vec<u8>> {
     tokens.iter().map(|t| t.0.to_vec()).collect()
 }
 
-const INSERT_OBJECT: &str = "WITH inserted AS (
+// `$18` is the dictionary version the write was validated against (NULL: unchecked). The
+// statement takes its lock on `objects` before its snapshot, so a dictionary change holding
+// `objects` in SHARE mode (see `PgStore::change_dictionary`) either waits for it or is seen by it.
+const INSERT_OBJECT: &str = "WITH dict AS (
+         SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
+     ), inserted AS (
          INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
              detail_type, created, last_updated, touched, version, body, sealed, key_version)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+         SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::uuid, $6::uuid, $7::text, $8::text,
+             $9::text, $10::timestamptz, $11::timestamptz, $12::timestamptz, $13::bigint, $14::jsonb,
+             $15::bytea, $16::bigint
+         FROM dict WHERE $18::bigint IS NULL OR dict.v = $18
          ON CONFLICT DO NOTHING
          RETURNING id
      ), tokens_added AS (
@@ -115,7 +123,7 @@ const INSERT_OBJECT: &str = "WITH inserted AS (
          SELECT DISTINCT $1::uuid, $2::text, n.token, i.id FROM inserted i, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
      )
-     SELECT count(*) FROM inserted";
+     SELECT (SELECT count(*) FROM inserted), (SELECT v FROM dict)";
 
 // An insert linked to a customer: the customer row is locked (KEY SHARE) by the same statement,
 // so an erase, which locks it FOR UPDATE first, either waits for this insert and then deletes
@@ -124,13 +132,15 @@ const INSERT_LINKED_OBJECT: &str = "WITH customer AS (
          SELECT id FROM objects
          WHERE org_id = $1 AND partition = $2 AND id = $18 AND kind = 'customer'
          FOR KEY SHARE
+     ), dict AS (
+         SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
      ), inserted AS (
          INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
              detail_type, created, last_updated, touched, version, body, sealed, key_version)
          SELECT $1::uuid, $2::text, $3::uuid, $4::text, $5::uuid, $6::uuid, $7::text, $8::text,
              $9::text, $10::timestamptz, $11::timestamptz, $12::timestamptz, $13::bigint, $14::jsonb,
              $15::bytea, $16::bigint
-         FROM customer
+         FROM customer, dict WHERE $19::bigint IS NULL OR dict.v = $19
          ON CONFLICT DO NOTHING
          RETURNING id
      ), tokens_added AS (
@@ -138,15 +148,19 @@ const INSERT_LINKED_OBJECT: &str = "WITH customer AS (
          SELECT DISTINCT $1::uuid, $2::text, n.token, i.id FROM inserted i, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
      )
-     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer)";
+     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer), (SELECT v FROM dict)";
 
 // `touched` never moves back: a child written meanwhile may have advanced it. Tokens are
 // replaced by difference, so unchanged ones are not rewritten.
-const UPDATE_OBJECT: &str = "WITH updated AS (
+const UPDATE_OBJECT: &str = "WITH dict AS (
+         SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
+     ), updated AS (
          UPDATE objects SET kind = $4, customer_id = $5, parent_id = $6, state = $7, media_type = $8,
              detail_type = $9, created = $10, last_updated = $11, touched = greatest(touched, $12),
              version = $13, body = $14, sealed = $15, key_version = $16
+         FROM dict
          WHERE org_id = $1 AND partition = $2 AND id = $3 AND version = $18
+             AND ($19::bigint IS NULL OR dict.v = $19)
          RETURNING id
      ), tokens_dropped AS (
          DELETE FROM tokens t USING updated u
@@ -156,7 +170,7 @@ const UPDATE_OBJECT: &str = "WITH updated AS (
          SELECT DISTINCT $1::uuid, $2::text, n.token, u.id FROM updated u, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
      )
-     SELECT count(*) FROM updated";
+     SELECT (SELECT count(*) FROM updated), (SELECT v FROM dict)";
 
 impl PgStore {
     /// One attempt at a write. Without a parent to check it is a single statement; with one,
@@ -294,21 +308,31 @@ async fn write_row(
     let mut params = refs(&row.params);
     params.push(tokens);
     let customer = write.customer_check.map(|c| c.0);
+    let dictionary = write
+        .dictionary_version
+        .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+    let stale = |seen: i64| dictionary.is_some_and(|v| v != seen);
     let Some(expected) = &write.expected_version else {
         if let Some(customer) = &customer {
             params.push(customer);
+            params.push(&dictionary);
             let stmt = c.prepare_cached(INSERT_LINKED_OBJECT).await?;
             let r = c.query_one(&stmt, &params).await?;
-            let (inserted, found): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
+            let (inserted, found, seen): (i64, i64, i64) =
+                (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
             return match (inserted, found) {
                 (_, 0) => Err(StoreError::CustomerNotFound.into()),
+                (0, _) if stale(seen) => Err(StoreError::DictionaryChanged.into()),
                 (0, _) => Err(StoreError::AlreadyExists.into()),
                 _ => Ok(()),
             };
         }
+        params.push(&dictionary);
         let stmt = c.prepare_cached(INSERT_OBJECT).await?;
-        let inserted: i64 = c.query_one(&stmt, &params).await?.try_get(0)?;
+        let r = c.query_one(&stmt, &params).await?;
+        let (inserted, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
         return match inserted {
+            0 if stale(seen) => Err(StoreError::DictionaryChanged.into()),
             0 => Err(StoreError::AlreadyExists.into()),
             _ => Ok(()),
         };
@@ -317,10 +341,15 @@ async fn write_row(
         lock_customer(c, row, customer).await?;
     }
     params.push(expected);
+    params.push(&dictionary);
     let stmt = c.prepare_cached(UPDATE_OBJECT).await?;
-    let updated: i64 = c.query_one(&stmt, &params).await?.try_get(0)?;
+    let r = c.query_one(&stmt, &params).await?;
+    let (updated, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
     if updated > 0 {
         return Ok(());
+    }
+    if stale(seen) {
+        return Err(StoreError::DictionaryChanged.into());
     }
     // A statement of its own: at READ COMMITTED it sees the version that made the update
     // miss, which the update's snapshot may predate.
@@ -490,6 +519,47 @@ impl PgStore {
             .collect::<Result<Vec<T>, Failure>>()?)
     }
 
+    /// Runs one dictionary change (`sql` with `params`, which must change a row, else
+    /// `missing`) in a transaction that bumps the org's dictionary version. With `unused`
+    /// tokens it first holds `objects` in SHARE mode — waiting for object writes in flight and
+    /// holding back new ones — and refuses with `InUse` if any object carries one of them.
+    async fn change_dictionary(
+        &self,
+        org: OrgId,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        missing: fn() -> StoreError,
+        unused: &[Token],
+    ) -> Result<(), Failure> {
+        let mut client = self.db.client().await?;
+        let tx = client.transaction().await?;
+        if !unused.is_empty() {
+            tx.batch_execute("LOCK TABLE objects IN SHARE MODE").await?;
+            let r = tx
+                .query_one(
+                    "SELECT EXISTS (SELECT 1 FROM tokens
+                     WHERE org_id = $1 AND partition IN ('lab', 'production') AND token = ANY ($2))",
+                    &[&org.0, &token_bytes(unused)],
+                )
+                .await?;
+            if r.try_get::<_, bool>(0)? {
+                return Err(StoreError::InUse.into());
+            }
+        }
+        let stmt = tx.prepare_cached(sql).await?;
+        if tx.execute(&stmt, params).await? == 0 {
+            return Err(missing().into());
+        }
+        tx.execute(
+            "INSERT INTO dictionary_versions (org_id, version) VALUES ($1, 1)
+             ON CONFLICT (org_id) DO UPDATE SET version = dictionary_versions.version + 1",
+            &[&org.0],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn put_definition(
         &self,
         table: Table,
@@ -497,20 +567,17 @@ impl PgStore {
         id: &str,
         definition: Json<serde_json::Value>,
         create: bool,
+        unused: &[Token],
     ) -> Result<(), StoreError> {
-        let sql = if create {
-            table.insert()
+        let (sql, missing): (_, fn() -> StoreError) = if create {
+            (table.insert(), || StoreError::AlreadyExists)
         } else {
-            table.update()
+            (table.update(), || StoreError::NotFound)
         };
-        match (
-            self.execute(sql, &[&org.0, &id, &definition]).await?,
-            create,
-        ) {
-            (0, true) => Err(StoreError::AlreadyExists),
-            (0, false) => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        let params: [&(dyn ToSql + Sync); 3] = [&org.0, &id, &definition];
+        self.db
+            .retry(|| self.change_dictionary(org, sql, &params, missing, unused))
+            .await
     }
 
     async fn delete_definition(
@@ -518,11 +585,20 @@ impl PgStore {
         table: Table,
         org: OrgId,
         id: &str,
+        unused: &[Token],
     ) -> Result<(), StoreError> {
-        match self.execute(table.delete(), &[&org.0, &id]).await? {
-            0 => Err(StoreError::NotFound),
-            _ => Ok(()),
-        }
+        let params: [&(dyn ToSql + Sync); 2] = [&org.0, &id];
+        self.db
+            .retry(|| {
+                self.change_dictionary(
+                    org,
+                    table.delete(),
+                    &params,
+                    || StoreError::NotFound,
+                    unused,
+                )
+            })
+            .await
     }
 }
 
@@ -626,13 +702,39 @@ impl Store for PgStore {
         self.definitions(Table::Fields, org).await
     }
 
-    async fn put_field(&self, org: OrgId, field: &Field, create: bool) -> Result<(), StoreError> {
-        self.put_definition(Table::Fields, org, &field.id, to_json(field)?, create)
-            .await
+    async fn dictionary_version(&self, org: OrgId) -> Result<u64, StoreError> {
+        let row = self
+            .query_opt(
+                "SELECT version FROM dictionary_versions WHERE org_id = $1",
+                &[&org.0],
+            )
+            .await?;
+        match row {
+            Some(r) => Ok(count(col(&r, 0, "version")?)?),
+            None => Ok(0),
+        }
     }
 
-    async fn delete_field(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
-        self.delete_definition(Table::Fields, org, id).await
+    async fn put_field(
+        &self,
+        org: OrgId,
+        field: &Field,
+        create: bool,
+        unused: &[Token],
+    ) -> Result<(), StoreError> {
+        self.put_definition(
+            Table::Fields,
+            org,
+            &field.id,
+            to_json(field)?,
+            create,
+            unused,
+        )
+        .await
+    }
+
+    async fn delete_field(&self, org: OrgId, id: &str, unused: &[Token]) -> Result<(), StoreError> {
+        self.delete_definition(Table::Fields, org, id, unused).await
     }
 
     async fn fieldsets(&self, org: OrgId) -> Result<Vec<FieldSet>, StoreError> {
@@ -644,13 +746,27 @@ impl Store for PgStore {
         org: OrgId,
         set: &FieldSet,
         create: bool,
+        unused: &[Token],
     ) -> Result<(), StoreError> {
-        self.put_definition(Table::FieldSets, org, &set.id, to_json(set)?, create)
-            .await
+        self.put_definition(
+            Table::FieldSets,
+            org,
+            &set.id,
+            to_json(set)?,
+            create,
+            unused,
+        )
+        .await
     }
 
-    async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
-        self.delete_definition(Table::FieldSets, org, id).await
+    async fn delete_fieldset(
+        &self,
+        org: OrgId,
+        id: &str,
+        unused: &[Token],
+    ) -> Result<(), StoreError> {
+        self.delete_definition(Table::FieldSets, org, id, unused)
+            .await
     }
 
     async fn any_token_in_use(&self, org: OrgId, tokens: &[Token]) -> Result<bool, StoreError> {

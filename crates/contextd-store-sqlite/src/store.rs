@@ -169,6 +169,12 @@ fn write_object(
         Some(check) => check_parent(tx, row, &check)?,
         None => None,
     };
+    if let Some(version) = write.dictionary_version {
+        // The writer thread serializes this with dictionary changes.
+        if dictionary_version(tx, row.org)? != version {
+            return Err(StoreError::DictionaryChanged);
+        }
+    }
     if let Some(customer) = write.customer_check {
         // The writer thread serializes this with an erase: the customer is there, or gone.
         let exists: bool = tx
@@ -288,6 +294,7 @@ struct WriteMode {
     expected_version: Option<i64>,
     parent_check: Option<ParentCheck>,
     customer_check: Option<ObjectId>,
+    dictionary_version: Option<u64>,
 }
 
 impl WriteMode {
@@ -296,6 +303,7 @@ impl WriteMode {
             expected_version: write.expected_version,
             parent_check: write.parent_check,
             customer_check: write.customer_check,
+            dictionary_version: write.dictionary_version,
         }
     }
 }
@@ -500,6 +508,48 @@ fn definitions<T: DeserializeOwned>(
 }
 
 /// Inserts (`create`) or replaces a dictionary entry.
+/// Refuses a dictionary change if any object of the org carries one of `unused` (the writer
+/// thread serializes this with object writes), then bumps the org's dictionary version.
+fn dictionary_change(
+    tx: &Transaction<'_>,
+    org: [u8; 16],
+    unused: &[[u8; 16]],
+) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM tokens
+             WHERE org_id = ?1 AND partition IN ('lab', 'production') AND token = ?2)",
+        )
+        .db()?;
+    for token in unused {
+        if stmt
+            .query_row(params![org, token], |r| r.get::<_, bool>(0))
+            .db()?
+        {
+            return Err(StoreError::InUse);
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO dictionary_versions (org_id, version) VALUES (?1, 1)
+         ON CONFLICT (org_id) DO UPDATE SET version = version + 1",
+    )
+    .db()?
+    .execute(params![org])
+    .db()?;
+    Ok(())
+}
+
+/// The org's dictionary version (0 before any change).
+fn dictionary_version(c: &Connection, org: [u8; 16]) -> Result<u64, StoreError> {
+    let v: Option<i64> = c
+        .prepare_cached("SELECT version FROM dictionary_versions WHERE org_id = ?1")
+        .db()?
+        .query_row(params![org], |r| r.get(0))
+        .optional()
+        .db()?;
+    Ok(v.unwrap_or(0).max(0) as u64)
+}
+
 fn put_definition(
     tx: &Transaction<'_>,
     table: Table,
@@ -678,19 +728,35 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn put_field(&self, org: OrgId, field: &Field, create: bool) -> Result<(), StoreError> {
-        let (id, definition) = (field.id.clone(), to_json(field)?);
+    async fn dictionary_version(&self, org: OrgId) -> Result<u64, StoreError> {
+        self.db
+            .point_read(move |c| dictionary_version(c, blob(org.0)))
+            .await
+    }
+
+    async fn put_field(
+        &self,
+        org: OrgId,
+        field: &Field,
+        create: bool,
+        unused: &[Token],
+    ) -> Result<(), StoreError> {
+        let (id, definition, unused) = (field.id.clone(), to_json(field)?, token_blobs(unused));
         self.db
             .write(move |tx| {
+                dictionary_change(tx, blob(org.0), &unused)?;
                 put_definition(tx, Table::Fields, blob(org.0), &id, &definition, create)
             })
             .await
     }
 
-    async fn delete_field(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    async fn delete_field(&self, org: OrgId, id: &str, unused: &[Token]) -> Result<(), StoreError> {
+        let (id, unused) = (id.to_owned(), token_blobs(unused));
         self.db
-            .write(move |tx| delete_definition(tx, Table::Fields, blob(org.0), &id))
+            .write(move |tx| {
+                dictionary_change(tx, blob(org.0), &unused)?;
+                delete_definition(tx, Table::Fields, blob(org.0), &id)
+            })
             .await
     }
 
@@ -711,19 +777,29 @@ impl Store for SqliteStore {
         org: OrgId,
         set: &FieldSet,
         create: bool,
+        unused: &[Token],
     ) -> Result<(), StoreError> {
-        let (id, definition) = (set.id.clone(), to_json(set)?);
+        let (id, definition, unused) = (set.id.clone(), to_json(set)?, token_blobs(unused));
         self.db
             .write(move |tx| {
+                dictionary_change(tx, blob(org.0), &unused)?;
                 put_definition(tx, Table::FieldSets, blob(org.0), &id, &definition, create)
             })
             .await
     }
 
-    async fn delete_fieldset(&self, org: OrgId, id: &str) -> Result<(), StoreError> {
-        let id = id.to_owned();
+    async fn delete_fieldset(
+        &self,
+        org: OrgId,
+        id: &str,
+        unused: &[Token],
+    ) -> Result<(), StoreError> {
+        let (id, unused) = (id.to_owned(), token_blobs(unused));
         self.db
-            .write(move |tx| delete_definition(tx, Table::FieldSets, blob(org.0), &id))
+            .write(move |tx| {
+                dictionary_change(tx, blob(org.0), &unused)?;
+                delete_definition(tx, Table::FieldSets, blob(org.0), &id)
+            })
             .await
     }
 

@@ -283,6 +283,7 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
             expected_version: None,
             parent_check: None,
             customer_check: None,
+            dictionary_version: None,
         })
         .await
         .expect("write a legacy row");

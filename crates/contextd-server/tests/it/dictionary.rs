@@ -753,3 +753,86 @@ async fn lab_admins_cannot_change_what_production_data_uses() {
         .expect(200);
     s.delete(&prod, "/v1/fieldsets/prod_set").await.expect(409);
 }
+
+/// Another instance seals a field while this one still caches it as clear: this instance's
+/// next write of the field is refused by the store (the dictionary version moved on), and
+/// sealed under the new dictionary, never stored in the clear.
+#[tokio::test]
+async fn a_field_sealed_on_another_instance_is_never_written_in_the_clear() {
+    use std::sync::Arc;
+
+    use contextd_core::auth::{Principal, PrincipalKind};
+    use contextd_core::crypto::Keyring;
+    use contextd_core::dictionary::Classification;
+    use contextd_core::service::{Context, ContextConfig};
+    use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
+
+    let s = TestServer::start().await;
+    let t = s.lab();
+    s.post(
+        t,
+        "/v1/fields",
+        json!({"id": "late_sealed", "dataType": "string", "classification": "UNENCRYPTED"}),
+    )
+    .await
+    .expect(201);
+    s.post(
+        t,
+        "/v1/fieldsets",
+        json!({"id": "late_set", "fields": ["late_sealed"]}),
+    )
+    .await
+    .expect(201);
+    // This instance reads (and caches) the dictionary.
+    s.get(t, "/v1/fields/late_sealed").await.expect(200);
+
+    let other = Context::new(
+        Arc::new(SqliteStore::open(&s.dir.path().join("contextd.db")).expect("open data")),
+        Keyring::new(
+            s.master.clone(),
+            Arc::new(SqliteKeyStore::open(&s.dir.path().join("keys.db")).expect("open keys")),
+            10,
+        ),
+        ContextConfig::default(),
+    );
+    let admin = Principal {
+        id: uuid::Uuid::now_v7(),
+        scope: Scope {
+            org: s.org.org_id,
+            partition: Partition::Lab,
+        },
+        role: Role::Admin,
+        kind: PrincipalKind::ApiKey,
+        granted: false,
+    };
+    let mut field = other.get_field(&admin, "late_sealed").await.expect("field");
+    field.classification = Classification::Pii;
+    other
+        .put_field(&admin, field, Some("late_sealed"))
+        .await
+        .expect("seal the field on the other instance");
+
+    let created = s
+        .post(
+            t,
+            "/v1/customers",
+            json!({"fieldsets": ["late_set"], "data": {"late_sealed": "secret-after-sealing"}}),
+        )
+        .await;
+    created.expect(201);
+    let id = contextd_core::ObjectId::parse(&created.str("/id")).expect("id");
+    let scope = admin.scope;
+    let stored = s
+        .context
+        .store()
+        .object(scope, id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert!(
+        stored.clear.is_empty(),
+        "nothing in the clear: {:?}",
+        stored.clear
+    );
+    assert!(stored.sealed.contains_key("late_sealed"));
+}

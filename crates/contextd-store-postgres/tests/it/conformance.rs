@@ -29,6 +29,7 @@ store_checks!(
     check_orgs,
     check_api_keys,
     check_dictionary,
+    check_dictionary_versions,
     check_flush_jobs,
     check_any_token_in_use,
     check_users,

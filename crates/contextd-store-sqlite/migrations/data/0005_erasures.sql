@@ -12,3 +12,11 @@ CREATE TABLE erasures (
     PRIMARY KEY (org_id, partition, customer_id)
 ) WITHOUT ROWID;
 CREATE INDEX erasures_pending ON erasures (erased_at) WHERE completed = 0;
+
+-- Each organization's dictionary version, bumped by every dictionary change in its own
+-- transaction; an object write names the version it was validated against and is refused if
+-- the dictionary moved on, so that no value is stored in the clear after its field was sealed.
+CREATE TABLE dictionary_versions (
+    org_id  BLOB    NOT NULL PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
