@@ -4,6 +4,7 @@ mod support;
 
 mod access;
 mod concurrency;
+mod connections;
 mod dictionary;
 mod encryption;
 mod hostile;
@@ -12,4 +13,5 @@ mod isolation;
 mod journey;
 mod privacy;
 mod search;
+mod signin;
 mod validation;
