@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal, PrincipalKind, Role};
-use crate::error::CoreError;
+use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId, Partition, Scope};
 use crate::object::{ContextObject, Kind};
 use crate::service::Context;
@@ -251,6 +251,27 @@ fn valid_name(name: &str) -> bool {
     (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
 }
 
+/// Longest organization or user name a sign-in may carry, in characters. Real names are far
+/// shorter (users: 64); the cap refuses oversize attempts before any lookup, limiter entry or
+/// password check is spent on them.
+pub const MAX_SIGN_IN_NAME_CHARS: usize = 400;
+
+/// The shape rule of a sign-in: organization and user name at most
+/// [`MAX_SIGN_IN_NAME_CHARS`] characters each (400 above).
+pub fn check_sign_in_names(org: &str, name: &str) -> Result<(), CoreError> {
+    let errors: Vec<FieldError> = [("org", org), ("name", name)]
+        .into_iter()
+        // Counting stops past the cap: a 1 MiB name costs no more than a 401-character one.
+        .filter(|(_, v)| v.chars().nth(MAX_SIGN_IN_NAME_CHARS).is_some())
+        .map(|(f, _)| FieldError::new(f, format!("at most {MAX_SIGN_IN_NAME_CHARS} characters")))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CoreError::Validation(errors))
+    }
+}
+
 impl Context {
     /// Records an audit entry for an action of `actor` and waits until it is durable; an
     /// error means the action must be reported as failed (fail-closed).
@@ -347,7 +368,8 @@ impl Context {
             .collect())
     }
 
-    /// Signs a user in; failures are audited and indistinguishable from each other.
+    /// Signs a user in; failures are audited and indistinguishable from each other. Oversize
+    /// names are refused ([`check_sign_in_names`]) before any lookup or password check.
     pub async fn sign_in(
         &self,
         org: &str,
@@ -355,6 +377,7 @@ impl Context {
         name: &str,
         password: &str,
     ) -> Result<NewSession, CoreError> {
+        check_sign_in_names(org, name)?;
         let denied = || CoreError::Unauthorized("wrong organization, name or password".into());
         if [org, name].iter().any(|t| t.contains('\0')) {
             return Err(denied());

@@ -5,6 +5,7 @@
 //! crate never names a storage backend: it is handed a ready `Context`. Logs carry method,
 //! path, status and latency only; never query strings, bodies or field values.
 
+mod conn;
 pub mod error;
 pub mod extract;
 pub mod limits;
@@ -63,6 +64,16 @@ pub struct ServerConfig {
     pub rate_limit_burst: u32,
     /// Sign-in attempts per minute per account (0: unlimited).
     pub sign_in_per_minute: u32,
+    /// Password checks run at once; a sign-in that finds none free within a second: 429.
+    pub sign_in_concurrency: usize,
+    /// Time allowed for a whole request head (then the connection is closed).
+    pub header_timeout: Duration,
+    /// Time allowed for a whole request body after its head (then 408, connection closed).
+    pub body_timeout: Duration,
+    /// Time a kept-alive connection may sit idle between requests.
+    pub idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog until one ends.
+    pub max_connections: usize,
     /// Mark session cookies `Secure` (set when serving HTTPS).
     pub cookie_secure: bool,
     /// How often the re-encryption job looks for work besides being woken by a rotation.
@@ -79,10 +90,20 @@ impl Default for ServerConfig {
             rate_limit_per_second: 20_000,
             rate_limit_burst: 40_000,
             sign_in_per_minute: 10,
+            sign_in_concurrency: default_sign_in_concurrency(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
             cookie_secure: false,
             reencrypt_every: Duration::from_secs(30),
         }
     }
+}
+
+/// The default bound on concurrent password checks: one per CPU (Argon2id is CPU-bound).
+pub fn default_sign_in_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(4, std::num::NonZeroUsize::get)
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -196,17 +217,19 @@ async fn header_limit(
     next.run(request).await
 }
 
-/// Serves until `shutdown` resolves, then drains in-flight requests.
+/// Serves until `shutdown` resolves, then drains in-flight requests; connections are capped
+/// and timed out as `config` says.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<Context>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let limits = Arc::new(limits::Limits::new(&config));
     let state = AppState {
         context: context.clone(),
         started: Instant::now(),
-        limits: Arc::new(limits::Limits::new(&config)),
+        limits: limits.clone(),
         cookie_secure: config.cookie_secure,
         reencrypt: Arc::new(tokio::sync::Notify::new()),
     };
@@ -219,13 +242,29 @@ pub async fn serve(
         state.reencrypt.clone(),
         config.reencrypt_every,
     ));
+    let pruner = tokio::spawn(prune_limiters(limits));
     let app = router(state, &config);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let connection_limits = conn::ConnectionLimits {
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
+        idle_timeout: config.idle_timeout,
+        max_connections: config.max_connections,
+    };
+    let result = conn::serve_connections(listener, app, connection_limits, shutdown).await;
     sweeper.abort();
     reencryptor.abort();
+    pruner.abort();
     result
+}
+
+/// Keeps the limiters' memory bounded by recent traffic (see [`limits::Limits::prune`]).
+async fn prune_limiters(limits: Arc<limits::Limits>) {
+    let mut tick = tokio::time::interval(limits::PRUNE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        limits.prune();
+    }
 }
 
 /// The re-encryption job: runs at start (resuming an interrupted rotation), when woken by a

@@ -1,10 +1,14 @@
-//! Abuse limits: per-credential rate limiting, sign-in throttling, header size and JSON depth.
+//! Abuse limits: per-credential rate limiting, sign-in throttling and the bound on concurrent
+//! password checks, header size and JSON depth.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use contextd_core::Partition;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use crate::ServerConfig;
@@ -12,7 +16,10 @@ use crate::ServerConfig;
 /// The limiters of one server.
 pub struct Limits {
     per_credential: Option<DefaultKeyedRateLimiter<Uuid>>,
-    sign_in: Option<DefaultKeyedRateLimiter<String>>,
+    /// Keyed by a SHA-256 of the account: 32 bytes a key, whatever name a client sends.
+    sign_in: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    /// Permits for password checks (Argon2id, ~19 MiB and tens of ms each).
+    password_checks: Semaphore,
     /// Largest total size of request headers, bytes.
     pub header_bytes: usize,
     /// Deepest JSON nesting accepted.
@@ -22,6 +29,7 @@ pub struct Limits {
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limits")
+            .field("password_checks", &self.password_checks.available_permits())
             .field("header_bytes", &self.header_bytes)
             .field("json_depth", &self.json_depth)
             .finish()
@@ -50,6 +58,7 @@ impl Limits {
         Self {
             per_credential,
             sign_in,
+            password_checks: Semaphore::new(config.sign_in_concurrency.max(1)),
             header_bytes: config.header_limit,
             json_depth: config.json_depth_limit,
         }
@@ -72,11 +81,51 @@ impl Limits {
         Self::check(&self.per_credential, &id)
     }
 
-    /// Counts one sign-in attempt for an account.
-    pub fn sign_in(&self, account: &str) -> Result<(), TooMany> {
-        Self::check(&self.sign_in, &account.to_owned())
+    /// Counts one sign-in attempt for an account (the name case-insensitively).
+    pub fn sign_in(&self, org: &str, partition: Partition, name: &str) -> Result<(), TooMany> {
+        let mut account = Sha256::new();
+        // NUL separates the parts: it can't occur in a name that signs in.
+        for part in [org, partition.as_str(), &name.to_lowercase()] {
+            account.update(part.as_bytes());
+            account.update([0]);
+        }
+        Self::check(&self.sign_in, &account.finalize().into())
+    }
+
+    /// A permit to run one password check, waiting at most [`PASSWORD_CHECK_WAIT`] for one to
+    /// be free; else a refusal (429) rather than a queue that grows with the attackers.
+    pub async fn password_check(&self) -> Result<SemaphorePermit<'_>, TooMany> {
+        match tokio::time::timeout(PASSWORD_CHECK_WAIT, self.password_checks.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(TooMany(Duration::from_secs(1))),
+        }
+    }
+
+    /// Forgets keys whose limit is back at full capacity (they act as if never seen), so the
+    /// limiters' memory follows recent traffic rather than everything ever sent.
+    pub fn prune(&self) {
+        if let Some(l) = &self.per_credential {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        if let Some(l) = &self.sign_in {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+    }
+
+    /// Accounts the sign-in limiter currently tracks.
+    pub fn sign_in_keys(&self) -> usize {
+        self.sign_in.as_ref().map_or(0, |l| l.len())
     }
 }
+
+/// Longest a sign-in waits for a free password check before it is refused with 429.
+pub const PASSWORD_CHECK_WAIT: Duration = Duration::from_secs(1);
+
+/// How often [`Limits::prune`] runs: the sign-in quota is per minute, so a key idle this long
+/// is back at full capacity.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Nesting depth of a JSON text (brackets outside strings); stops counting past `max`.
 pub fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
@@ -108,6 +157,41 @@ pub fn json_depth_exceeds(bytes: &[u8], max: usize) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use contextd_core::Partition;
+
+    use super::Limits;
+    use crate::ServerConfig;
+
+    #[test]
+    fn sign_in_keys_are_hashed_case_insensitive_and_pruned() {
+        // 60,000 a minute: a key is back at full capacity 1 ms after its attempt.
+        let limits = Limits::new(&ServerConfig {
+            sign_in_per_minute: 60_000,
+            ..ServerConfig::default()
+        });
+        let long = "x".repeat(10_000);
+        for i in 0..1_000 {
+            assert!(limits
+                .sign_in("default", Partition::Lab, &format!("{long}{i}"))
+                .is_ok());
+        }
+        assert_eq!(limits.sign_in_keys(), 1_000);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        limits.prune();
+        assert_eq!(limits.sign_in_keys(), 0, "idle keys are forgotten");
+
+        let strict = Limits::new(&ServerConfig {
+            sign_in_per_minute: 1,
+            ..ServerConfig::default()
+        });
+        assert!(strict.sign_in("acme", Partition::Lab, "Ada").is_ok());
+        assert!(strict.sign_in("acme", Partition::Lab, "ADA").is_err());
+        assert!(strict.sign_in("acme", Partition::Production, "ada").is_ok());
+        assert!(strict.sign_in("acme2", Partition::Lab, "ada").is_ok());
+        strict.prune();
+        assert_eq!(strict.sign_in_keys(), 3, "throttled keys are kept");
+    }
+
     #[test]
     fn depth_counts_brackets_outside_strings() {
         assert!(!super::json_depth_exceeds(

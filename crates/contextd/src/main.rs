@@ -81,9 +81,38 @@ struct LimitArgs {
     /// Sign-in attempts per minute per account (0: unlimited).
     #[arg(long, env = "CONTEXTD_SIGNIN_PER_MINUTE", default_value_t = 10)]
     sign_in_per_minute: u32,
+    /// Password checks run at once (default: the number of CPUs); a sign-in that finds none
+    /// free within a second is answered 429 with Retry-After.
+    #[arg(long, env = "CONTEXTD_SIGNIN_CONCURRENCY", value_parser = at_least_one())]
+    sign_in_concurrency: Option<usize>,
+    /// Time a client has to send a whole request head before its connection is closed.
+    #[arg(long, env = "CONTEXTD_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    header_timeout: std::time::Duration,
+    /// Time a client has to send a whole request body after its head (408 above).
+    #[arg(long, env = "CONTEXTD_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    body_timeout: std::time::Duration,
+    /// Time a kept-alive connection may sit idle between requests before it is closed.
+    #[arg(long, env = "CONTEXTD_IDLE_TIMEOUT", default_value = "60s", value_parser = positive_duration)]
+    idle_timeout: std::time::Duration,
+    /// Connections served at once; further ones wait in the listen backlog until one ends.
+    #[arg(long, env = "CONTEXTD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = at_least_one())]
+    max_connections: usize,
     /// Mark session cookies Secure (set this when clients reach the server over HTTPS).
     #[arg(long, env = "CONTEXTD_COOKIE_SECURE")]
     cookie_secure: bool,
+}
+
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(1..)
+}
+
+/// A duration such as `10s` or `2min`; zero would close every connection at once.
+fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl LimitArgs {
@@ -95,6 +124,13 @@ impl LimitArgs {
             rate_limit_per_second: self.rate_limit,
             rate_limit_burst: self.rate_burst,
             sign_in_per_minute: self.sign_in_per_minute,
+            sign_in_concurrency: self
+                .sign_in_concurrency
+                .unwrap_or_else(contextd_server::default_sign_in_concurrency),
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections: self.max_connections,
             cookie_secure: self.cookie_secure,
             ..ServerConfig::default()
         }

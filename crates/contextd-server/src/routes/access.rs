@@ -50,14 +50,14 @@ pub async fn list_users(
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
-    /// Organization name (default `default`).
+    /// Organization name (default `default`; at most 400 characters).
     #[serde(default = "default_org")]
     pub org: String,
     /// `lab` or `production` (default).
     #[serde(default = "default_partition")]
     #[schema(value_type = String)]
     pub partition: Partition,
-    /// User name.
+    /// User name (at most 400 characters).
     pub name: String,
     /// Password.
     pub password: String,
@@ -85,18 +85,17 @@ pub struct SessionView {
 
 /// Sign in with name and password; sets the `contextd_session` cookie (HttpOnly, SameSite=Strict).
 #[utoipa::path(post, path = "/v1/sessions", tag = "access", request_body = SignIn,
-    responses((status = 201, body = SessionView), (status = 401, body = Problem), (status = 429, body = Problem)))]
+    responses((status = 201, body = SessionView), (status = 400, body = Problem), (status = 401, body = Problem), (status = 429, body = Problem)))]
 pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignIn>,
 ) -> ApiResult<Response> {
-    let account = format!(
-        "{}/{}/{}",
-        body.org,
-        body.partition,
-        body.name.to_lowercase()
-    );
-    state.limits.sign_in(&account)?;
+    // Oversize names are refused before they cost a limiter entry or a password check.
+    contextd_core::access::check_sign_in_names(&body.org, &body.name)?;
+    state
+        .limits
+        .sign_in(&body.org, body.partition, &body.name)?;
+    let _permit = state.limits.password_check().await?;
     let session = state
         .context
         .sign_in(&body.org, body.partition, &body.name, &body.password)
