@@ -11,7 +11,7 @@ use contextd_core::object::{Kind, State};
 use contextd_core::store::{
     encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, FlushJob, GrantRecord, IdPage, ObjectPage,
     ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord, Store,
-    StoreError, StoredObject, TimelineQuery, Token, UserRecord,
+    StoreError, StoredObject, TimelineQuery, Token, UserChange, UserRecord,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
@@ -42,6 +42,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("../migrations/data/0004_audit_moved.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/data/0005_sessions_by_user.sql"),
     },
 ];
 
@@ -1022,6 +1026,35 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| access::revoke_session(tx, secret_hash, at))
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        change: &UserChange,
+    ) -> Result<UserRecord, StoreError> {
+        let change = change.clone();
+        self.db
+            .write(move |tx| access::update_user(tx, scope, id, &change))
+            .await
+    }
+
+    async fn delete_user(&self, scope: Scope, id: Uuid) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::delete_user(tx, scope, id))
+            .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        scope: Scope,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .write(move |tx| access::revoke_user_sessions(tx, scope, user_id, at))
             .await
     }
 

@@ -12,4 +12,5 @@ mod isolation;
 mod journey;
 mod privacy;
 mod search;
+mod users;
 mod validation;
