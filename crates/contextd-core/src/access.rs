@@ -14,7 +14,9 @@ use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId, Partition, Scope};
 use crate::object::{ContextObject, Kind};
 use crate::service::Context;
-use crate::store::{AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserRecord};
+use crate::store::{
+    AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
+};
 use crate::time::now_ms;
 
 /// Shortest accepted password.
@@ -57,6 +59,8 @@ pub struct UserView {
     /// Created.
     #[serde(with = "crate::time::rfc3339_ms")]
     pub created: DateTime<Utc>,
+    /// A disabled user can't sign in and has no live session.
+    pub disabled: bool,
 }
 
 impl From<&UserRecord> for UserView {
@@ -66,7 +70,30 @@ impl From<&UserRecord> for UserView {
             name: u.name.clone(),
             role: u.role,
             created: u.created,
+            disabled: u.disabled,
         }
+    }
+}
+
+/// `PATCH /v1/users/{id}` body: the members given are changed, the others kept.
+#[derive(Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// Disable (ends every session of the user at once) or enable.
+    pub disabled: Option<bool>,
+    /// New role: `admin`, `agent` or `partner`; applies to existing sessions at once.
+    pub role: Option<Role>,
+    /// New password, at least 12 characters; ends every session of the user.
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("disabled", &self.disabled)
+            .field("role", &self.role)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
     }
 }
 
@@ -246,6 +273,38 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| CoreError::Keys(format!("worker failed: {e}")))
 }
 
+/// Why `role` can't be a person's, if it can't.
+fn person_role_error(role: Role) -> Option<FieldError> {
+    (role == Role::Machine).then(|| {
+        FieldError::new(
+            "role",
+            "people are admin, agent or partner; machines use API keys",
+        )
+    })
+}
+
+/// Why `password` is refused, if it is.
+fn password_error(password: &str) -> Option<FieldError> {
+    (password.chars().count() < MIN_PASSWORD_CHARS).then(|| {
+        FieldError::new(
+            "password",
+            format!("at least {MIN_PASSWORD_CHARS} characters"),
+        )
+    })
+}
+
+/// The store's refusals of a change to user `id`, as the client sees them.
+fn user_error(id: Uuid) -> impl Fn(StoreError) -> CoreError {
+    move |e| match e {
+        StoreError::NotFound => CoreError::NotFound(format!("no user {id} in this partition")),
+        StoreError::LastAdmin => CoreError::Conflict(format!(
+            "user {id} is the last enabled admin user of this partition: make another user \
+             admin first, so that someone can still sign in to administer it"
+        )),
+        e => e.into(),
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     let n = name.chars().count();
     (1..=64).contains(&n) && !name.chars().any(char::is_control) && name.trim() == name
@@ -315,17 +374,11 @@ impl Context {
                 "1–64 characters, no control characters or surrounding spaces",
             ));
         }
-        if new.role == Role::Machine {
-            return Err(CoreError::field(
-                "role",
-                "people are admin, agent or partner; machines use API keys",
-            ));
+        if let Some(e) = person_role_error(new.role) {
+            return Err(CoreError::Validation(vec![e]));
         }
-        if new.password.chars().count() < MIN_PASSWORD_CHARS {
-            return Err(CoreError::field(
-                "password",
-                format!("at least {MIN_PASSWORD_CHARS} characters"),
-            ));
+        if let Some(e) = password_error(&new.password) {
+            return Err(CoreError::Validation(vec![e]));
         }
         let password = new.password.clone();
         let password_hash = blocking(move || hash_password(&password)).await??;
@@ -453,14 +506,16 @@ impl Context {
                 "missing or wrong x-csrf-token header".into(),
             ));
         }
-        match self.store.user(s.user_id).await? {
-            Some(u) if !u.disabled => {}
+        // The user is read on every request, so that disabling, deleting or demoting someone
+        // holds at once on every instance; the role is the user's now, not at sign-in.
+        let role = match self.store.user(s.user_id).await? {
+            Some(u) if !u.disabled && u.scope == s.scope => u.role,
             _ => return Err(denied()),
-        }
+        };
         self.with_grant(Principal {
             id: s.user_id,
             scope: s.scope,
-            role: s.role,
+            role,
             kind: PrincipalKind::User,
             granted: false,
         })
@@ -476,6 +531,125 @@ impl Context {
         {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Changes a user's role, password or disabled flag (admin). Disabling or enabling a user
+    /// or resetting a password ends every session of theirs in the same transaction; a role
+    /// change applies to existing sessions at once (they take the role from the user). The
+    /// partition's last enabled admin user can't be disabled or demoted.
+    pub async fn update_user(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+        patch: UserPatch,
+    ) -> Result<UserView, CoreError> {
+        actor.require(&[Role::Admin])?;
+        if patch.disabled.is_none() && patch.role.is_none() && patch.password.is_none() {
+            return Err(CoreError::bad_request(
+                "nothing to change: give disabled, role or password",
+            ));
+        }
+        let errors: Vec<FieldError> = [
+            patch.role.and_then(person_role_error),
+            patch.password.as_deref().and_then(password_error),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !errors.is_empty() {
+            return Err(CoreError::Validation(errors));
+        }
+        let password_hash = match patch.password {
+            Some(p) => Some(blocking(move || hash_password(&p)).await??),
+            None => None,
+        };
+        let mut detail = Vec::new();
+        if let Some(d) = patch.disabled {
+            detail.push(format!("disabled={d}"));
+        }
+        if let Some(r) = patch.role {
+            detail.push(format!("role={r}"));
+        }
+        if password_hash.is_some() {
+            detail.push("password reset".to_owned());
+        }
+        // Enabling ends sessions too: one signed in while the disable was being written
+        // must not come back to life.
+        let end_sessions = patch.disabled.is_some() || password_hash.is_some();
+        let change = UserChange {
+            role: patch.role,
+            password_hash,
+            disabled: patch.disabled,
+            end_sessions_at: end_sessions.then(now_ms),
+        };
+        let user = self
+            .store
+            .update_user(actor.scope, id, &change)
+            .await
+            .map_err(user_error(id))?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "user.update",
+            Some((None, id.to_string())),
+            vec![],
+            detail.join(", "),
+        )
+        .await?;
+        Ok((&user).into())
+    }
+
+    /// Deletes a user and every session of theirs (admin); not the partition's last enabled
+    /// admin user.
+    pub async fn delete_user(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
+        actor.require(&[Role::Admin])?;
+        let user = self.user_in_scope(actor, id).await?;
+        self.store
+            .delete_user(actor.scope, id)
+            .await
+            .map_err(user_error(id))?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "user.delete",
+            Some((None, id.to_string())),
+            vec![],
+            format!("name={}, role={}", user.name, user.role),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Ends every session of a user at once (admin); returns how many were live.
+    pub async fn revoke_user_sessions(
+        &self,
+        actor: &Principal,
+        id: Uuid,
+    ) -> Result<u64, CoreError> {
+        actor.require(&[Role::Admin])?;
+        self.user_in_scope(actor, id).await?;
+        let n = self
+            .store
+            .revoke_user_sessions(actor.scope, id, now_ms())
+            .await?;
+        self.audit_action(
+            Some(actor),
+            actor.scope,
+            "user.sessions.revoke",
+            Some((None, id.to_string())),
+            vec![],
+            format!("sessions={n}"),
+        )
+        .await?;
+        Ok(n)
+    }
+
+    /// User `id` of the actor's partition; users of other partitions and orgs are a 404.
+    async fn user_in_scope(&self, actor: &Principal, id: Uuid) -> Result<UserRecord, CoreError> {
+        match self.store.user(id).await? {
+            Some(u) if u.scope == actor.scope => Ok(u),
+            _ => Err(user_error(id)(StoreError::NotFound)),
         }
     }
 

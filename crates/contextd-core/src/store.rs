@@ -46,6 +46,9 @@ pub enum StoreError {
     /// The customer a write links to does not exist in this scope (or is being erased).
     #[error("customer not found")]
     CustomerNotFound,
+    /// The change would leave a scope that has an enabled admin user without one.
+    #[error("the last enabled admin user of the partition")]
+    LastAdmin,
     /// The database failed or is unreachable.
     #[error("storage failure: {0}")]
     Backend(String),
@@ -292,7 +295,8 @@ pub struct SessionRecord {
     pub user_id: Uuid,
     /// The user's scope.
     pub scope: Scope,
-    /// The user's role at sign-in.
+    /// The user's role at sign-in (kept for the record: requests take the role from the
+    /// user, so a role change applies to existing sessions at once).
     pub role: Role,
     /// SHA-256 of the CSRF token that must accompany unsafe requests.
     pub csrf_hash: [u8; 32],
@@ -302,6 +306,19 @@ pub struct SessionRecord {
     pub expires_at: DateTime<Utc>,
     /// Revocation (sign-out) time.
     pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A change to a user: each member set replaces the stored value, the others are kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct UserChange {
+    /// New role.
+    pub role: Option<Role>,
+    /// New Argon2id PHC string.
+    pub password_hash: Option<String>,
+    /// Disable or enable.
+    pub disabled: Option<bool>,
+    /// Also revoke, in the same transaction, every unrevoked session of the user at this time.
+    pub end_sessions_at: Option<DateTime<Utc>>,
 }
 
 /// An admin's grant letting a partner principal see ENCRYPTED and PII values until it expires.
@@ -512,6 +529,25 @@ pub trait Store: Send + Sync + 'static {
         secret_hash: [u8; 32],
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Applies `change` to a user of the scope in one transaction and returns the user as
+    /// changed. `NotFound` if the scope has no such user; `LastAdmin` if the user is an enabled
+    /// admin and the change would leave the scope without any (concurrent changes included).
+    async fn update_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        change: &UserChange,
+    ) -> Result<UserRecord, StoreError>;
+    /// Deletes a user of the scope and all of the user's sessions, in one transaction.
+    /// `NotFound` and `LastAdmin` as [`Store::update_user`].
+    async fn delete_user(&self, scope: Scope, id: Uuid) -> Result<(), StoreError>;
+    /// Revokes every unrevoked session of a user of the scope at `at`; returns how many.
+    async fn revoke_user_sessions(
+        &self,
+        scope: Scope,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
     /// Stores a grant.
     async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError>;
     /// Whether the principal holds a grant in scope that is unrevoked and unexpired at `now`.

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use contextd_core::service::Context;
 use tokio::net::TcpListener;
@@ -155,6 +155,14 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .route(
             "/v1/users",
             get(access::list_users).post(access::create_user),
+        )
+        .route(
+            "/v1/users/{id}",
+            patch(access::update_user).delete(access::delete_user),
+        )
+        .route(
+            "/v1/users/{id}/sessions",
+            delete(access::revoke_user_sessions),
         )
         .route("/v1/sessions", post(access::sign_in))
         .route(

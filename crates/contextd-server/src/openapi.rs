@@ -28,6 +28,7 @@ impl Modify for BearerAuth {
         dictionary::delete_field, dictionary::list_fieldsets, dictionary::create_fieldset,
         dictionary::get_fieldset, dictionary::put_fieldset, dictionary::delete_fieldset,
         access::create_user, access::list_users, access::sign_in, access::sign_out, access::whoami,
+        access::update_user, access::delete_user, access::revoke_user_sessions,
         access::create_key, access::list_keys, access::revoke_key, access::create_grant, access::revoke_grant,
         access::audit, access::erase, access::export,
         system::ping, system::healthz, system::status, system::rotate, system::openapi,

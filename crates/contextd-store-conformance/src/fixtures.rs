@@ -176,7 +176,8 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         | (Err(StoreError::ParentClosed), StoreError::ParentClosed)
         | (Err(StoreError::CustomerNotFound), StoreError::CustomerNotFound)
         | (Err(StoreError::DictionaryChanged), StoreError::DictionaryChanged)
-        | (Err(StoreError::InUse), StoreError::InUse) => {}
+        | (Err(StoreError::InUse), StoreError::InUse)
+        | (Err(StoreError::LastAdmin), StoreError::LastAdmin) => {}
         (
             Err(StoreError::VersionConflict { current: a }),
             StoreError::VersionConflict { current: b },

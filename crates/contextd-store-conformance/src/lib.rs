@@ -28,8 +28,9 @@ pub use objects::{
     check_object_crud, check_parent_rules, check_versions,
 };
 pub use people::{
-    check_audit, check_erase_customer, check_grants, check_key_rewrap, check_reseal,
-    check_sessions, check_users,
+    check_audit, check_erase_customer, check_grants, check_key_rewrap, check_last_admin,
+    check_reseal, check_sessions, check_user_changes, check_user_deletion_and_sessions,
+    check_users,
 };
 pub use search::{check_paging, check_search_semantics, check_timeline};
 
@@ -54,6 +55,9 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_any_token_in_use(store).await;
     check_users(store).await;
     check_sessions(store).await;
+    check_user_changes(store).await;
+    check_user_deletion_and_sessions(store).await;
+    check_last_admin(store).await;
     check_grants(store).await;
     check_audit(store).await;
     check_erase_customer(store).await;

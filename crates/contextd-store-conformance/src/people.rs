@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use contextd_core::auth::Role;
 use contextd_core::object::Kind;
 use contextd_core::store::{
-    AuditEntry, AuditQuery, GrantRecord, KeyStore, SessionRecord, Store, StoreError, UserRecord,
-    WrappedKey,
+    AuditEntry, AuditQuery, GrantRecord, KeyStore, SessionRecord, Store, StoreError, UserChange,
+    UserRecord, WrappedKey,
 };
 use uuid::Uuid;
 
@@ -106,6 +106,338 @@ pub async fn check_sessions(store: &dyn Store) {
         "revoking twice",
     );
     assert_eq!(store.session([0xEE; 32]).await.expect("read"), None);
+}
+
+fn session_of(user: &UserRecord) -> SessionRecord {
+    SessionRecord {
+        secret_hash: *Uuid::new_v4()
+            .as_bytes()
+            .repeat(2)
+            .first_chunk::<32>()
+            .expect("32 bytes"),
+        user_id: user.id,
+        scope: user.scope,
+        role: user.role,
+        csrf_hash: [9; 32],
+        created: now(),
+        expires_at: at(now(), 60_000),
+        revoked_at: None,
+    }
+}
+
+async fn insert_users(store: &dyn Store, users: &[&UserRecord]) {
+    for u in users {
+        store.insert_user(u).await.expect("insert user");
+    }
+}
+
+async fn revoked(store: &dyn Store, s: &SessionRecord) -> Option<chrono::DateTime<chrono::Utc>> {
+    store
+        .session(s.secret_hash)
+        .await
+        .expect("read session")
+        .expect("session kept")
+        .revoked_at
+}
+
+/// User changes: only the members given change, in the user's scope only; sessions end in
+/// the same write when asked, the user's own only.
+pub async fn check_user_changes(store: &dyn Store) {
+    let scope = lab();
+    let carl = user(scope, "carl");
+    let dora = user(scope, "dora");
+    insert_users(store, &[&carl, &dora]).await;
+    let (s1, s2, other) = (session_of(&carl), session_of(&carl), session_of(&dora));
+    for s in [&s1, &s2, &other] {
+        store.insert_session(s).await.expect("insert session");
+    }
+    let promoted = store
+        .update_user(
+            scope,
+            carl.id,
+            &UserChange {
+                role: Some(Role::Partner),
+                ..UserChange::default()
+            },
+        )
+        .await
+        .expect("role change");
+    assert_eq!(
+        promoted,
+        UserRecord {
+            role: Role::Partner,
+            ..carl.clone()
+        },
+        "only the role changed"
+    );
+    assert_eq!(
+        store.user(carl.id).await.expect("read"),
+        Some(promoted.clone())
+    );
+    assert_eq!(
+        revoked(store, &s1).await,
+        None,
+        "no session end unless asked"
+    );
+
+    let t = now();
+    let disabled = store
+        .update_user(
+            scope,
+            carl.id,
+            &UserChange {
+                disabled: Some(true),
+                password_hash: Some("$argon2id$v=19$new".into()),
+                end_sessions_at: Some(t),
+                ..UserChange::default()
+            },
+        )
+        .await
+        .expect("disable");
+    assert!(disabled.disabled);
+    assert_eq!(
+        (disabled.role, disabled.password_hash.as_str()),
+        (Role::Partner, "$argon2id$v=19$new")
+    );
+    assert_eq!(
+        store.user(carl.id).await.expect("read"),
+        Some(disabled),
+        "stored"
+    );
+    assert_eq!(
+        revoked(store, &s1).await,
+        Some(t),
+        "sessions ended in the same write"
+    );
+    assert_eq!(revoked(store, &s2).await, Some(t));
+    assert_eq!(
+        revoked(store, &other).await,
+        None,
+        "another user's session lives"
+    );
+
+    let enable = UserChange {
+        disabled: Some(false),
+        ..UserChange::default()
+    };
+    assert_err(
+        store
+            .update_user(other_partition(scope), carl.id, &enable)
+            .await,
+        StoreError::NotFound,
+        "change from another partition",
+    );
+    assert_err(
+        store.update_user(scope, Uuid::now_v7(), &enable).await,
+        StoreError::NotFound,
+        "change of an absent user",
+    );
+    assert!(
+        store
+            .user(carl.id)
+            .await
+            .expect("read")
+            .is_some_and(|u| u.disabled),
+        "a refused change changes nothing"
+    );
+    let enabled = store
+        .update_user(scope, carl.id, &enable)
+        .await
+        .expect("enable");
+    assert!(!enabled.disabled);
+    assert_eq!(
+        revoked(store, &s1).await,
+        Some(t),
+        "re-enabling doesn't revive sessions"
+    );
+}
+
+/// Deleting a user removes the user and its sessions; revoking a user's sessions ends the
+/// live ones of that user in that scope and counts them.
+pub async fn check_user_deletion_and_sessions(store: &dyn Store) {
+    let scope = lab();
+    let erin = user(scope, "erin");
+    let finn = user(scope, "finn");
+    insert_users(store, &[&erin, &finn]).await;
+    let (e1, e2, f1) = (session_of(&erin), session_of(&erin), session_of(&finn));
+    for s in [&e1, &e2, &f1] {
+        store.insert_session(s).await.expect("insert session");
+    }
+    let t = now();
+    store
+        .revoke_session(e2.secret_hash, t)
+        .await
+        .expect("sign out");
+    assert_eq!(
+        store
+            .revoke_user_sessions(other_partition(scope), erin.id, t)
+            .await
+            .expect("other partition"),
+        0,
+        "another partition's revocation reaches nothing"
+    );
+    assert_eq!(revoked(store, &e1).await, None);
+    let later = at(t, 5);
+    assert_eq!(
+        store
+            .revoke_user_sessions(scope, erin.id, later)
+            .await
+            .expect("revoke"),
+        1,
+        "only the live session counts"
+    );
+    assert_eq!(revoked(store, &e1).await, Some(later));
+    assert_eq!(
+        revoked(store, &e2).await,
+        Some(t),
+        "an ended session keeps its time"
+    );
+    assert_eq!(
+        revoked(store, &f1).await,
+        None,
+        "another user's session lives"
+    );
+    assert_eq!(
+        store
+            .revoke_user_sessions(scope, erin.id, later)
+            .await
+            .expect("again"),
+        0
+    );
+
+    assert_err(
+        store.delete_user(other_partition(scope), finn.id).await,
+        StoreError::NotFound,
+        "delete from another partition",
+    );
+    assert!(store.user(finn.id).await.expect("read").is_some());
+    store.delete_user(scope, finn.id).await.expect("delete");
+    assert_eq!(store.user(finn.id).await.expect("read"), None);
+    assert_eq!(
+        store.user_by_name(scope, "finn").await.expect("by name"),
+        None
+    );
+    assert_eq!(
+        store.session(f1.secret_hash).await.expect("read"),
+        None,
+        "the user's sessions go with it"
+    );
+    assert!(store.session(e1.secret_hash).await.expect("read").is_some());
+    assert_err(
+        store.delete_user(scope, finn.id).await,
+        StoreError::NotFound,
+        "delete twice",
+    );
+    store
+        .insert_user(&user(scope, "finn"))
+        .await
+        .expect("the name is free again");
+}
+
+fn admin(scope: contextd_core::ids::Scope, name: &str) -> UserRecord {
+    UserRecord {
+        role: Role::Admin,
+        ..user(scope, name)
+    }
+}
+
+/// The last enabled admin user of a scope can't be disabled, demoted or deleted, even by
+/// two changes at once; users of scopes without admins, and disabled admins, are free.
+pub async fn check_last_admin(store: &dyn Store) {
+    let scope = lab();
+    let ada = admin(scope, "ada");
+    let bob = admin(scope, "bob");
+    insert_users(store, &[&ada, &bob]).await;
+    let s = session_of(&ada);
+    store.insert_session(&s).await.expect("insert session");
+    let disable = UserChange {
+        disabled: Some(true),
+        end_sessions_at: Some(now()),
+        ..UserChange::default()
+    };
+    let demote = UserChange {
+        role: Some(Role::Agent),
+        ..UserChange::default()
+    };
+    store
+        .update_user(scope, bob.id, &disable)
+        .await
+        .expect("another admin is left");
+    assert_err(
+        store.update_user(scope, ada.id, &disable).await,
+        StoreError::LastAdmin,
+        "disable the last admin",
+    );
+    assert_err(
+        store.update_user(scope, ada.id, &demote).await,
+        StoreError::LastAdmin,
+        "demote the last admin",
+    );
+    assert_err(
+        store.delete_user(scope, ada.id).await,
+        StoreError::LastAdmin,
+        "delete the last admin",
+    );
+    assert_eq!(
+        store.user(ada.id).await.expect("read"),
+        Some(ada.clone()),
+        "refusals change nothing"
+    );
+    assert_eq!(revoked(store, &s).await, None, "nor end sessions");
+    store
+        .update_user(
+            scope,
+            ada.id,
+            &UserChange {
+                password_hash: Some("$argon2id$v=19$other".into()),
+                role: Some(Role::Admin),
+                disabled: Some(false),
+                ..UserChange::default()
+            },
+        )
+        .await
+        .expect("a change that keeps the admin");
+    store
+        .update_user(scope, bob.id, &demote)
+        .await
+        .expect("a disabled admin may be demoted");
+    store.delete_user(scope, bob.id).await.expect("and deleted");
+
+    // Scopes without an admin user (API keys only) are not held to the rule.
+    let keys_only = other_partition(scope);
+    let agent = user(keys_only, "agent");
+    insert_users(store, &[&agent]).await;
+    store
+        .update_user(keys_only, agent.id, &disable)
+        .await
+        .expect("no admin user to keep");
+
+    // Two admins disabling each other at once: one wins, the other is refused.
+    for round in 0..5 {
+        let scope = lab();
+        let (x, y) = (admin(scope, "x"), admin(scope, "y"));
+        insert_users(store, &[&x, &y]).await;
+        let (a, b) = tokio::join!(
+            store.update_user(scope, x.id, &disable),
+            store.update_user(scope, y.id, &disable)
+        );
+        let refused = [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::LastAdmin)))
+            .count();
+        assert!(
+            refused == 1 && (a.is_ok() || b.is_ok()),
+            "round {round}: exactly one of two concurrent disables wins, got {a:?} and {b:?}"
+        );
+        let enabled = store
+            .users(scope)
+            .await
+            .expect("list")
+            .iter()
+            .filter(|u| !u.disabled)
+            .count();
+        assert_eq!(enabled, 1, "round {round}: an admin is left");
+    }
 }
 
 /// Grants: active only while unexpired and unrevoked, per scope and principal.

@@ -2,12 +2,14 @@
 //! `Store` methods of DESIGN §5. Called from the `Store` impl in `store.rs`.
 
 use chrono::{DateTime, Utc};
+use contextd_core::auth::Role;
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::Kind;
 use contextd_core::store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
+    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserChange,
     UserRecord,
 };
+use deadpool_postgres::Transaction;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -80,6 +82,71 @@ fn audit_from_row(r: &Row) -> Result<AuditEntry, Failure> {
         fields,
         detail: col(r, 10, "detail")?,
     })
+}
+
+/// Locks the scope's enabled admins (in id order, so concurrent changes queue rather than
+/// deadlock), then the user, and returns the user and the other enabled admins' count. Two
+/// admins disabling each other at once: the second sees the first's change after its wait.
+async fn lock_user(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    id: Uuid,
+) -> Result<(UserRecord, usize), Failure> {
+    let admins = tx
+        .prepare_cached(
+            "SELECT id FROM users WHERE org_id = $1 AND partition = $2 AND role = 'admin'
+                 AND NOT disabled ORDER BY id FOR UPDATE",
+        )
+        .await?;
+    let admins = tx
+        .query(&admins, &[&scope.org.0, &scope.partition.as_str()])
+        .await?;
+    let user = tx
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = $1 AND partition = $2 AND id = $3
+             FOR UPDATE"
+        ))
+        .await?;
+    let Some(user) = tx
+        .query_opt(&user, &[&scope.org.0, &scope.partition.as_str(), &id])
+        .await?
+    else {
+        return Err(StoreError::NotFound.into());
+    };
+    let others = admins
+        .iter()
+        .filter(|r| r.try_get::<_, Uuid>(0).is_ok_and(|a| a != id))
+        .count();
+    Ok((user_from_row(&user)?, others))
+}
+
+/// `LastAdmin` if `user`, an enabled admin, is to stop being one and no other is left.
+fn keep_an_admin(user: &UserRecord, others: usize, stays: bool) -> Result<(), Failure> {
+    if stays || user.disabled || user.role != Role::Admin || others > 0 {
+        Ok(())
+    } else {
+        Err(StoreError::LastAdmin.into())
+    }
+}
+
+async fn end_user_sessions(
+    tx: &impl deadpool_postgres::GenericClient,
+    scope: Scope,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<u64, Failure> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = $4
+             WHERE user_id = $1 AND org_id = $2 AND partition = $3 AND revoked_at IS NULL",
+        )
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[&user_id, &scope.org.0, &scope.partition.as_str(), &ms(&at)],
+        )
+        .await?)
 }
 
 impl PgStore {
@@ -228,6 +295,75 @@ impl PgStore {
             )
             .await?;
         changed(n, StoreError::NotFound)
+    }
+
+    pub(crate) async fn change_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        change: &UserChange,
+    ) -> Result<UserRecord, StoreError> {
+        self.db
+            .retry(|| async {
+                let mut client = self.db.client().await?;
+                let tx = client.transaction().await?;
+                let (old, others) = lock_user(&tx, scope, id).await?;
+                let mut new = old.clone();
+                new.role = change.role.unwrap_or(old.role);
+                new.disabled = change.disabled.unwrap_or(old.disabled);
+                if let Some(h) = &change.password_hash {
+                    new.password_hash.clone_from(h);
+                }
+                keep_an_admin(&old, others, new.role == Role::Admin && !new.disabled)?;
+                let stmt = tx
+                    .prepare_cached(
+                        "UPDATE users SET role = $2, password_hash = $3, disabled = $4 WHERE id = $1",
+                    )
+                    .await?;
+                tx.execute(
+                    &stmt,
+                    &[&id, &new.role.as_str(), &new.password_hash, &new.disabled],
+                )
+                .await?;
+                if let Some(at) = change.end_sessions_at {
+                    end_user_sessions(&tx, scope, id, at).await?;
+                }
+                tx.commit().await?;
+                Ok(new)
+            })
+            .await
+    }
+
+    pub(crate) async fn remove_user(&self, scope: Scope, id: Uuid) -> Result<(), StoreError> {
+        self.db
+            .retry(|| async {
+                let mut client = self.db.client().await?;
+                let tx = client.transaction().await?;
+                let (old, others) = lock_user(&tx, scope, id).await?;
+                keep_an_admin(&old, others, false)?;
+                let sessions = tx
+                    .prepare_cached(
+                        "DELETE FROM sessions WHERE user_id = $1 AND org_id = $2 AND partition = $3",
+                    )
+                    .await?;
+                tx.execute(&sessions, &[&id, &scope.org.0, &scope.partition.as_str()])
+                    .await?;
+                let user = tx.prepare_cached("DELETE FROM users WHERE id = $1").await?;
+                tx.execute(&user, &[&id]).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(crate) async fn end_all_sessions(
+        &self,
+        scope: Scope,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let client = self.db.client().await?;
+        Ok(end_user_sessions(&client, scope, user_id, at).await?)
     }
 
     pub(crate) async fn add_grant(&self, g: &GrantRecord) -> Result<(), StoreError> {

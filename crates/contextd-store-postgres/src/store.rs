@@ -10,7 +10,7 @@ use contextd_core::object::{Kind, State};
 use contextd_core::store::{
     encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, FlushJob, GrantRecord, IdPage,
     ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord,
-    Store, StoreError, StoredObject, TimelineQuery, Token, UserRecord,
+    Store, StoreError, StoredObject, TimelineQuery, Token, UserChange, UserRecord,
 };
 use deadpool_postgres::GenericClient;
 use serde::de::DeserializeOwned;
@@ -44,6 +44,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 4,
         sql: include_str!("../migrations/data/0004_erasures.sql"),
+    },
+    Migration {
+        version: 5,
+        sql: include_str!("../migrations/data/0005_sessions_by_user.sql"),
     },
 ];
 
@@ -1029,6 +1033,28 @@ impl Store for PgStore {
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         self.end_session(secret_hash, at).await
+    }
+
+    async fn update_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        change: &UserChange,
+    ) -> Result<UserRecord, StoreError> {
+        self.change_user(scope, id, change).await
+    }
+
+    async fn delete_user(&self, scope: Scope, id: Uuid) -> Result<(), StoreError> {
+        self.remove_user(scope, id).await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        scope: Scope,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.end_all_sessions(scope, user_id, at).await
     }
 
     async fn insert_grant(&self, grant: &GrantRecord) -> Result<(), StoreError> {

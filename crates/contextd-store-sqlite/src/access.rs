@@ -2,9 +2,10 @@
 //! `Store` methods of DESIGN §5.
 
 use chrono::{DateTime, Utc};
+use contextd_core::auth::Role;
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{
-    AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserRecord,
+    AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
 };
 use contextd_core::time::now_ms;
 use rusqlite::types::Value;
@@ -182,6 +183,122 @@ pub(crate) fn revoke_session(
     } else {
         Ok(())
     }
+}
+
+fn scoped_user(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    id: Uuid,
+) -> Result<Option<UserRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE org_id = ?1 AND partition = ?2 AND id = ?3"
+        ))
+        .db()?;
+    let mut rows = stmt
+        .query(params![
+            scope.org.0.as_bytes(),
+            scope.partition.as_str(),
+            id.as_bytes()
+        ])
+        .db()?;
+    rows.next().db()?.map(user_from_row).transpose()
+}
+
+/// `LastAdmin` if `user` is an enabled admin, is to stop being one, and is the scope's only
+/// one. The writer thread runs one write at a time, so the count can't change underneath.
+fn keep_an_admin(tx: &Transaction<'_>, user: &UserRecord, stays: bool) -> Result<(), StoreError> {
+    if stays || user.disabled || user.role != Role::Admin {
+        return Ok(());
+    }
+    let others: i64 = tx
+        .prepare_cached(
+            "SELECT count(*) FROM users WHERE org_id = ?1 AND partition = ?2 AND role = 'admin'
+                 AND disabled = 0 AND id <> ?3",
+        )
+        .db()?
+        .query_row(
+            params![
+                user.scope.org.0.as_bytes(),
+                user.scope.partition.as_str(),
+                user.id.as_bytes()
+            ],
+            |r| r.get(0),
+        )
+        .db()?;
+    if others == 0 {
+        Err(StoreError::LastAdmin)
+    } else {
+        Ok(())
+    }
+}
+
+pub(crate) fn update_user(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    id: Uuid,
+    change: &UserChange,
+) -> Result<UserRecord, StoreError> {
+    let old = scoped_user(tx, scope, id)?.ok_or(StoreError::NotFound)?;
+    let mut new = old.clone();
+    new.role = change.role.unwrap_or(old.role);
+    new.disabled = change.disabled.unwrap_or(old.disabled);
+    if let Some(h) = &change.password_hash {
+        new.password_hash.clone_from(h);
+    }
+    keep_an_admin(tx, &old, new.role == Role::Admin && !new.disabled)?;
+    tx.prepare_cached(
+        "UPDATE users SET role = ?2, password_hash = ?3, disabled = ?4 WHERE id = ?1",
+    )
+    .db()?
+    .execute(params![
+        id.as_bytes(),
+        new.role.as_str(),
+        new.password_hash,
+        new.disabled
+    ])
+    .db()?;
+    if let Some(at) = change.end_sessions_at {
+        revoke_user_sessions(tx, scope, id, at)?;
+    }
+    Ok(new)
+}
+
+pub(crate) fn delete_user(tx: &Transaction<'_>, scope: Scope, id: Uuid) -> Result<(), StoreError> {
+    let old = scoped_user(tx, scope, id)?.ok_or(StoreError::NotFound)?;
+    keep_an_admin(tx, &old, false)?;
+    let (org, partition) = (scope.org.0.as_bytes(), scope.partition.as_str());
+    tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND org_id = ?2 AND partition = ?3")
+        .db()?
+        .execute(params![id.as_bytes(), org, partition])
+        .db()?;
+    tx.prepare_cached("DELETE FROM users WHERE id = ?1")
+        .db()?
+        .execute(params![id.as_bytes()])
+        .db()?;
+    Ok(())
+}
+
+pub(crate) fn revoke_user_sessions(
+    tx: &Transaction<'_>,
+    scope: Scope,
+    user_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE sessions SET revoked_at = ?4
+             WHERE user_id = ?1 AND org_id = ?2 AND partition = ?3 AND revoked_at IS NULL",
+        )
+        .db()?
+        .execute(params![
+            user_id.as_bytes(),
+            scope.org.0.as_bytes(),
+            scope.partition.as_str(),
+            ms(&at)
+        ])
+        .db()?;
+    Ok(n as u64)
 }
 
 pub(crate) fn insert_grant(tx: &Transaction<'_>, g: &GrantRecord) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use contextd_core::object::{Kind, State};
 use contextd_core::store::{
     encode_sealed, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, FlushJob, GrantRecord, IdPage,
     ObjectPage, ObjectWrite, OrgRecord, PagePosition, ParentCheck, SearchPlan, SessionRecord,
-    Store, StoreError, StoredObject, TimelineQuery, Token, UserRecord,
+    Store, StoreError, StoredObject, TimelineQuery, Token, UserChange, UserRecord,
 };
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 use serde::de::DeserializeOwned;
@@ -46,6 +46,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 5,
         sql: include_str!("../migrations/data/0005_erasures.sql"),
+    },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/data/0006_sessions_by_user.sql"),
     },
 ];
 
@@ -1147,6 +1151,35 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         self.db
             .write(move |tx| access::revoke_session(tx, secret_hash, at))
+            .await
+    }
+
+    async fn update_user(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        change: &UserChange,
+    ) -> Result<UserRecord, StoreError> {
+        let change = change.clone();
+        self.db
+            .write(move |tx| access::update_user(tx, scope, id, &change))
+            .await
+    }
+
+    async fn delete_user(&self, scope: Scope, id: Uuid) -> Result<(), StoreError> {
+        self.db
+            .write(move |tx| access::delete_user(tx, scope, id))
+            .await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        scope: Scope,
+        user_id: Uuid,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.db
+            .write(move |tx| access::revoke_user_sessions(tx, scope, user_id, at))
             .await
     }
 

@@ -1,7 +1,9 @@
-//! The `contextd` binary: `serve`, `org`, `keys`, `bench`, and (later) client commands.
+//! The `contextd` binary: `serve`, `org`, `keys`, `bench`, `users`, and (later) more client
+//! commands.
 
 mod bench;
 mod startup;
+mod users;
 
 use std::net::SocketAddr;
 
@@ -57,6 +59,11 @@ enum Command {
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,
+    },
+    /// Manage the people of a running server's partition over HTTP (an admin token).
+    Users {
+        #[command(subcommand)]
+        command: users::UsersCommand,
     },
 }
 
@@ -202,6 +209,7 @@ async fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
         Command::Bench { command } => bench::main(command).await,
+        Command::Users { command } => users::main(command).await,
         Command::Serve {
             listen,
             public_url,

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use contextd_core::access::{
-    AuditPage, CustomerExport, KeyView, NewGrant, NewKey, NewUser, UserView,
+    AuditPage, CustomerExport, KeyView, NewGrant, NewKey, NewUser, UserPatch, UserView,
 };
 use contextd_core::auth::Role;
 use contextd_core::ids::Partition;
@@ -44,6 +44,58 @@ pub async fn list_users(
     Auth(actor): Auth,
 ) -> ApiResult<Json<Vec<UserView>>> {
     Ok(Json(state.context.list_users(&actor).await?))
+}
+
+/// Change a user's role, password or disabled flag (admin). Disabling, enabling or a password
+/// reset ends every session of the user at once; a role change applies to them at once.
+#[utoipa::path(patch, path = "/v1/users/{id}", tag = "access", params(("id" = String, Path, format = Uuid)),
+    request_body = UserPatch,
+    responses((status = 200, body = UserView), (status = 400, body = Problem), (status = 404, body = Problem),
+        (status = 409, description = "the partition's last enabled admin user", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn update_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(patch): ApiJson<UserPatch>,
+) -> ApiResult<Json<UserView>> {
+    let id = uuid(&id, "user")?;
+    Ok(Json(state.context.update_user(&actor, id, patch).await?))
+}
+
+/// Delete a user and every session of theirs (admin).
+#[utoipa::path(delete, path = "/v1/users/{id}", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 204), (status = 404, body = Problem),
+        (status = 409, description = "the partition's last enabled admin user", body = Problem)),
+    security(("bearer" = [])))]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<StatusCode> {
+    let id = uuid(&id, "user")?;
+    state.context.delete_user(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Answer to ending a user's sessions.
+#[derive(Serialize, ToSchema)]
+pub struct SessionsRevoked {
+    /// Sessions that were live and are now ended.
+    pub revoked: u64,
+}
+
+/// End every session of a user at once, on every instance (admin).
+#[utoipa::path(delete, path = "/v1/users/{id}/sessions", tag = "access", params(("id" = String, Path, format = Uuid)),
+    responses((status = 200, body = SessionsRevoked), (status = 404, body = Problem)), security(("bearer" = [])))]
+pub async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<SessionsRevoked>> {
+    let id = uuid(&id, "user")?;
+    let revoked = state.context.revoke_user_sessions(&actor, id).await?;
+    Ok(Json(SessionsRevoked { revoked }))
 }
 
 /// `POST /v1/sessions` body.

@@ -82,6 +82,14 @@ async fn role_matrix_covers_every_endpoint() {
             )
             .await
             .str("/id");
+        let person = s
+            .post(
+                s.lab(),
+                "/v1/users",
+                json!({"name": format!("p_{role}"), "role": "agent", "password": "correct horse battery"}),
+            )
+            .await
+            .str("/id");
         let cases: Vec<(Method, String, Option<Value>, &[&str])> = vec![
             (Method::POST, "/v1/customers".into(), Some(json!({})), all),
             (Method::GET, format!("/v1/customers/{customer}"), None, all),
@@ -172,6 +180,19 @@ async fn role_matrix_covers_every_endpoint() {
                 admin,
             ),
             (Method::GET, "/v1/users".into(), None, admin),
+            (
+                Method::PATCH,
+                format!("/v1/users/{person}"),
+                Some(json!({"role": "partner"})),
+                admin,
+            ),
+            (
+                Method::DELETE,
+                format!("/v1/users/{person}/sessions"),
+                None,
+                admin,
+            ),
+            (Method::DELETE, format!("/v1/users/{person}"), None, admin),
             (
                 Method::POST,
                 "/v1/keys".into(),

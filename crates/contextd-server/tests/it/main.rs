@@ -16,4 +16,5 @@ mod journey;
 mod privacy;
 mod search;
 mod signin;
+mod users;
 mod validation;

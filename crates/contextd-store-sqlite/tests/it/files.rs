@@ -87,7 +87,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     }
     assert_eq!(
         migrations(&data),
-        vec![1, 2, 3, 4, 5],
+        vec![1, 2, 3, 4, 5, 6],
         "each data migration is recorded once"
     );
     assert_eq!(

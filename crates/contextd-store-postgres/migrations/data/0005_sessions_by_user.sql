@@ -1,0 +1,3 @@
+-- contextd data schema, version 5: a user's sessions, found without a scan, so that
+-- disabling or deleting a user or resetting a password ends them all in one short write.
+CREATE INDEX sessions_by_user ON sessions (user_id);
