@@ -88,7 +88,9 @@ impl From<CoreError> for ApiError {
             CoreError::Store(StoreError::VersionConflict { .. } | StoreError::AlreadyExists) => {
                 (S::CONFLICT, "conflict")
             }
-            CoreError::Store(StoreError::ParentClosed) => (S::CONFLICT, "conflict"),
+            CoreError::Store(StoreError::ParentClosed | StoreError::KeysChanged) => {
+                (S::CONFLICT, "conflict")
+            }
             CoreError::Store(StoreError::ParentNotFound) => (S::BAD_REQUEST, "validation"),
             CoreError::Store(StoreError::Backend(_)) => (S::SERVICE_UNAVAILABLE, "storage"),
         };

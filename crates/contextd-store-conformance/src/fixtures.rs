@@ -171,7 +171,8 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         (Err(StoreError::NotFound), StoreError::NotFound)
         | (Err(StoreError::AlreadyExists), StoreError::AlreadyExists)
         | (Err(StoreError::ParentNotFound), StoreError::ParentNotFound)
-        | (Err(StoreError::ParentClosed), StoreError::ParentClosed) => {}
+        | (Err(StoreError::ParentClosed), StoreError::ParentClosed)
+        | (Err(StoreError::KeysChanged), StoreError::KeysChanged) => {}
         (
             Err(StoreError::VersionConflict { current: a }),
             StoreError::VersionConflict { current: b },
