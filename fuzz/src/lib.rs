@@ -26,6 +26,7 @@ pub fn indexer() -> &'static Indexer {
             org: OrgId::new(),
             partition: Partition::Lab,
         };
+        block_on(keyring.create_partition_keys(scope)).expect("partition keys in memory");
         block_on(keyring.indexer(scope)).expect("an in-memory keyring yields an indexer")
     })
 }

@@ -83,6 +83,7 @@ fn crypto(c: &mut Criterion) {
         Arc::new(MemoryKeyStore::default()),
         16,
     );
+    block_on(keyring.create_partition_keys(scope)).expect("partition keys");
     let customer = ObjectId::new();
     let keys = block_on(keyring.create_customer_key(scope, customer)).expect("customer key");
     let indexer = block_on(keyring.indexer(scope)).expect("indexer");
@@ -153,6 +154,7 @@ fn search_planning(c: &mut Criterion) {
         Arc::new(MemoryKeyStore::default()),
         16,
     );
+    block_on(keyring.create_partition_keys(scope)).expect("partition keys");
     let indexer = block_on(keyring.indexer(scope)).expect("indexer");
     let dictionary = Dictionary::new(Vec::new(), Vec::new());
     let body = br#"{"terms": {"Context_Mobile_Phone": ["1.555.010.0001"]}}"#;

@@ -16,7 +16,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::error::CoreError;
 use crate::ids::{ObjectId, Scope};
@@ -77,8 +77,9 @@ impl MasterKey {
                 .ok()
         };
         bytes
+            .map(Zeroizing::new)
             .as_deref()
-            .and_then(KeyBytes::from_slice)
+            .and_then(|b| KeyBytes::from_slice(b))
             .map(Self)
             .ok_or_else(|| {
                 CoreError::Keys(
@@ -110,7 +111,8 @@ fn seal_raw(key: &KeyBytes, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
     out
 }
 
-fn open_raw(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
+/// Opens what [`seal_raw`] sealed. The plaintext is wiped when dropped: it is often a key.
+fn open_raw(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     if sealed.len() < NONCE_LEN + 16 {
         return None;
     }
@@ -118,6 +120,7 @@ fn open_raw(key: &KeyBytes, sealed: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
     key.cipher()
         .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad })
         .ok()
+        .map(Zeroizing::new)
 }
 
 fn wrap_aad(purpose: &str, scope: Scope, version: u32, customer: Option<ObjectId>) -> Vec<u8> {
@@ -220,7 +223,10 @@ impl ObjectKeys {
             }
             _ => return Err(bad()),
         };
-        open_raw(key, body, &aad).ok_or_else(bad)
+        // A field value, not a key: handed over to the caller rather than wiped.
+        open_raw(key, body, &aad)
+            .map(|mut plain| std::mem::take(&mut *plain))
+            .ok_or_else(bad)
     }
 
     /// The data-key version values are sealed under, when it is the partition's key (objects
@@ -296,13 +302,48 @@ fn keys_err(e: StoreError) -> CoreError {
     CoreError::Keys(e.to_string())
 }
 
-/// Unwraps and caches keys; creates partition keys on first use.
+/// The error of a partition the key store holds no keys for. Keys are created only with their
+/// organization, so this means the key store is not the one the data belongs with.
+fn missing_keys(scope: Scope) -> CoreError {
+    CoreError::Keys(format!(
+        "the key store has no keys for organization {} (partition {}): wrong --data-dir, or a \
+         key store of another deployment?",
+        scope.org, scope.partition
+    ))
+}
+
+/// How often a key operation rereads the partition after another process changed its keys.
+const KEY_RETRIES: usize = 8;
+
+/// What [`Keyring::check_partition`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PartitionCheck {
+    /// The keys open with the configured key-encryption keys.
+    Opens,
+    /// The key store holds no keys for the partition.
+    Missing,
+    /// The keys are wrapped by the organization's own KEK, which is not loaded.
+    OrgKekNotLoaded,
+    /// The keys do not open with the KEK that should wrap them: the operator's master key, or
+    /// (`org_kek`) the organization's own, loaded one.
+    WrongKek {
+        /// The organization's own KEK was tried.
+        org_kek: bool,
+    },
+}
+
+/// Unwraps and caches keys. Partition keys are created only with their organization
+/// ([`Keyring::create_partition_keys`]); a partition without keys is an error, never a
+/// reason to make new ones. Key operations on one partition (creation, rotation, adopting an
+/// org's own KEK) run one at a time in this process, and the key store refuses an operation
+/// that raced one of another process, which is then retried on the keys as they now are.
 pub struct Keyring {
     kek: MasterKey,
     org_keks: std::collections::HashMap<crate::ids::OrgId, MasterKey>,
     store: Arc<dyn KeyStore>,
     partitions: quick_cache::sync::Cache<Scope, Arc<PartitionKeys>>,
     customers: quick_cache::sync::Cache<(Scope, ObjectId), Arc<KeyBytes>>,
+    locks: std::sync::Mutex<std::collections::HashMap<Scope, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Keyring {
@@ -320,6 +361,7 @@ impl Keyring {
             store,
             partitions: quick_cache::sync::Cache::new(1024),
             customers: quick_cache::sync::Cache::new(cached_customers.max(16)),
+            locks: std::sync::Mutex::default(),
         }
     }
 
@@ -352,6 +394,15 @@ impl Keyring {
         }
     }
 
+    /// Waits for this process's turn at a key operation on `scope`.
+    async fn lock(&self, scope: Scope) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            locks.entry(scope).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
     /// Forgets cached partition keys so that the next use reloads them (after a rotation made
     /// by another process).
     pub fn refresh(&self) {
@@ -366,30 +417,36 @@ impl Keyring {
             .ok_or_else(|| CoreError::Keys("no data key".into()))
     }
 
-    /// Adds a new data-key version; new writes use it from now on. Returns the version.
+    /// Adds a new data-key version, wrapped like the partition's other keys; new writes use it
+    /// from now on. Returns the version.
     pub async fn rotate(&self, scope: Scope) -> Result<u32, CoreError> {
-        self.partitions.remove(&scope);
-        let p = self.partition(scope).await?;
-        let next = p.current().map_or(1, |(v, _)| v + 1);
-        let kek = self.kek_for(scope, p.kek_kind)?;
-        let wrapped = WrappedKey {
-            version: next,
-            wrapped_by: p.kek_kind,
-            bytes: seal_raw(
-                kek,
-                &KeyBytes::generate().0,
-                &wrap_aad("data", scope, next, None),
-            ),
-        };
-        let result = self.store.insert_data_key(scope, &wrapped).await;
-        self.partitions.remove(&scope);
-        match result {
-            Ok(()) => Ok(next),
-            Err(StoreError::AlreadyExists) => Err(CoreError::Conflict(
-                "another rotation added this version; retry".into(),
-            )),
-            Err(e) => Err(keys_err(e)),
+        let _turn = self.lock(scope).await;
+        for _ in 0..KEY_RETRIES {
+            let (p, _) = self.load(scope).await?;
+            let next = p.current().map_or(1, |(v, _)| v + 1);
+            let kek = self.kek_for(scope, p.kek_kind)?;
+            let wrapped = WrappedKey {
+                version: next,
+                wrapped_by: p.kek_kind,
+                bytes: seal_raw(
+                    kek,
+                    &KeyBytes::generate().0,
+                    &wrap_aad("data", scope, next, None),
+                ),
+            };
+            let result = self.store.insert_data_key(scope, &wrapped).await;
+            self.partitions.remove(&scope);
+            match result {
+                Ok(()) => return Ok(next),
+                // Another process rotated, or re-wrapped the partition under another KEK,
+                // since the keys were read: read them again.
+                Err(StoreError::AlreadyExists | StoreError::KeysChanged) => {}
+                Err(e) => return Err(keys_err(e)),
+            }
         }
+        Err(CoreError::Conflict(
+            "the partition's keys keep changing under another process; retry".into(),
+        ))
     }
 
     /// Re-wraps every partition key of an org under the org's own KEK (bring your own key):
@@ -401,8 +458,19 @@ impl Keyring {
     ) -> Result<(), CoreError> {
         for partition in crate::ids::Partition::ALL {
             let scope = Scope { org, partition };
-            self.partitions.remove(&scope);
-            let p = self.partition(scope).await?;
+            let _turn = self.lock(scope).await;
+            self.adopt_partition_kek(scope, org_kek).await?;
+        }
+        Ok(())
+    }
+
+    async fn adopt_partition_kek(
+        &self,
+        scope: Scope,
+        org_kek: &MasterKey,
+    ) -> Result<(), CoreError> {
+        for _ in 0..KEY_RETRIES {
+            let (p, stored) = self.load(scope).await?;
             let index = WrappedKey {
                 version: 1,
                 wrapped_by: ORG_KEK,
@@ -417,13 +485,21 @@ impl Keyring {
                     bytes: seal_raw(&org_kek.0, &k.0, &wrap_aad("data", scope, *v, None)),
                 })
                 .collect();
-            self.store
-                .replace_partition_keys(scope, &data, &index)
-                .await
-                .map_err(keys_err)?;
+            let result = self
+                .store
+                .replace_partition_keys(scope, &stored, &data, &index)
+                .await;
             self.partitions.remove(&scope);
+            match result {
+                Ok(()) => return Ok(()),
+                // A rotation added a version since the keys were read: re-wrap it too.
+                Err(StoreError::KeysChanged) => {}
+                Err(e) => return Err(keys_err(e)),
+            }
         }
-        Ok(())
+        Err(CoreError::Conflict(
+            "the partition's keys keep changing under another process; retry".into(),
+        ))
     }
 
     /// Re-wraps up to `limit` customer keys still wrapped by an older data-key version;
@@ -476,32 +552,41 @@ impl Keyring {
         Ok(n)
     }
 
+    /// A partition's keys, from the cache or the key store; missing keys are an error.
     async fn partition(&self, scope: Scope) -> Result<Arc<PartitionKeys>, CoreError> {
         if let Some(k) = self.partitions.get(&scope) {
             return Ok(k);
         }
-        let keys = match self.load_partition(scope).await? {
-            Some(k) => k,
-            None => {
-                self.create_partition(scope).await?;
-                self.load_partition(scope).await?.ok_or_else(|| {
-                    CoreError::Keys("partition keys vanished after creation".into())
-                })?
-            }
-        };
-        let keys = Arc::new(keys);
-        self.partitions.insert(scope, keys.clone());
-        Ok(keys)
+        Ok(self.load(scope).await?.0)
     }
 
-    async fn load_partition(&self, scope: Scope) -> Result<Option<PartitionKeys>, CoreError> {
-        let Some(index) = self.store.index_key(scope).await.map_err(keys_err)? else {
-            return Ok(None);
+    /// Reads and unwraps a partition's keys from the key store (past the cache, which it
+    /// refills); returns them with the data keys as stored.
+    async fn load(&self, scope: Scope) -> Result<(Arc<PartitionKeys>, Vec<WrappedKey>), CoreError> {
+        let (index, data) = self.read_wrapped(scope).await?;
+        let Some(index) = index.filter(|_| !data.is_empty()) else {
+            return Err(missing_keys(scope));
         };
-        let wrapped = self.store.data_keys(scope).await.map_err(keys_err)?;
-        if wrapped.is_empty() {
-            return Ok(None);
-        }
+        let keys = Arc::new(self.unwrap_partition(scope, &index, &data)?);
+        self.partitions.insert(scope, keys.clone());
+        Ok((keys, data))
+    }
+
+    async fn read_wrapped(
+        &self,
+        scope: Scope,
+    ) -> Result<(Option<WrappedKey>, Vec<WrappedKey>), CoreError> {
+        let index = self.store.index_key(scope).await.map_err(keys_err)?;
+        let data = self.store.data_keys(scope).await.map_err(keys_err)?;
+        Ok((index, data))
+    }
+
+    fn unwrap_partition(
+        &self,
+        scope: Scope,
+        index: &WrappedKey,
+        data: &[WrappedKey],
+    ) -> Result<PartitionKeys, CoreError> {
         let unwrap = |purpose: &str, w: &WrappedKey| {
             let kek = self.kek_for(scope, w.wrapped_by)?;
             open_raw(kek, &w.bytes, &wrap_aad(purpose, scope, w.version, None))
@@ -513,45 +598,66 @@ impl Keyring {
                     ))
                 })
         };
-        let kek_kind = index.wrapped_by;
-        let index = unwrap("index", &index)?;
-        let data = wrapped
-            .iter()
-            .map(|w| Ok((w.version, unwrap("data", w)?)))
-            .collect::<Result<_, CoreError>>()?;
-        Ok(Some(PartitionKeys {
-            data,
-            index,
-            kek_kind,
-        }))
+        Ok(PartitionKeys {
+            index: unwrap("index", index)?,
+            data: data
+                .iter()
+                .map(|w| Ok((w.version, unwrap("data", w)?)))
+                .collect::<Result<_, CoreError>>()?,
+            kek_kind: index.wrapped_by,
+        })
     }
 
-    async fn create_partition(&self, scope: Scope) -> Result<(), CoreError> {
+    /// Creates a partition's blind-index key and first data key, wrapped by the operator's
+    /// master key. Only a new organization gets keys this way; every other use of a
+    /// partition without keys fails.
+    pub async fn create_partition_keys(&self, scope: Scope) -> Result<(), CoreError> {
+        let _turn = self.lock(scope).await;
         let wrap = |purpose: &str| WrappedKey {
             version: 1,
-            wrapped_by: 0,
+            wrapped_by: OPERATOR_KEK,
             bytes: seal_raw(
                 &self.kek.0,
                 &KeyBytes::generate().0,
                 &wrap_aad(purpose, scope, 1, None),
             ),
         };
-        // Concurrent creators race; the first insert wins and everyone reloads it.
+        // The index key first: its row is the partition's lock in the key store.
         for result in [
             self.store.insert_index_key(scope, &wrap("index")).await,
             self.store.insert_data_key(scope, &wrap("data")).await,
         ] {
             match result {
-                Ok(()) | Err(StoreError::AlreadyExists) => {}
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists | StoreError::KeysChanged) => {
+                    return Err(CoreError::Keys(format!(
+                        "the key store already holds keys for organization {} (partition {})",
+                        scope.org, scope.partition
+                    )))
+                }
                 Err(e) => return Err(keys_err(e)),
             }
         }
-        Ok(())
+        self.load(scope).await.map(|_| ())
     }
 
-    /// Makes sure the partition's keys exist (called when an org is created).
-    pub async fn ensure_partition(&self, scope: Scope) -> Result<(), CoreError> {
-        self.partition(scope).await.map(|_| ())
+    /// Whether a partition's keys open with the configured key-encryption keys (the start-up
+    /// check); reads the key store, not the cache.
+    pub async fn check_partition(&self, scope: Scope) -> Result<PartitionCheck, CoreError> {
+        let (index, data) = self.read_wrapped(scope).await?;
+        let Some(index) = index.filter(|_| !data.is_empty()) else {
+            return Ok(PartitionCheck::Missing);
+        };
+        let org_kek = std::iter::once(&index)
+            .chain(&data)
+            .any(|k| k.wrapped_by == ORG_KEK);
+        if org_kek && !self.org_keks.contains_key(&scope.org) {
+            return Ok(PartitionCheck::OrgKekNotLoaded);
+        }
+        Ok(match self.unwrap_partition(scope, &index, &data) {
+            Ok(_) => PartitionCheck::Opens,
+            Err(_) => PartitionCheck::WrongKek { org_kek },
+        })
     }
 
     /// The blind indexer of a partition.

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::ids::{ObjectId, Scope};
-use crate::store::{KeyStore, StoreError, WrappedKey};
+use crate::store::{data_key_insert_conflict, same_key_set, KeyStore, StoreError, WrappedKey};
 
 /// Wrapped keys in memory: a volatile [`KeyStore`] for tests, benchmarks and fuzzing. Keys
 /// vanish with the process, so never use it to hold real data.
@@ -23,6 +23,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[async_trait]
 impl KeyStore for MemoryKeyStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
@@ -32,12 +36,15 @@ impl KeyStore for MemoryKeyStore {
     }
 
     async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError> {
+        // Locks in the order `data`, then `index`, as `replace_partition_keys` does.
         let mut data = lock(&self.data);
+        let index = lock(&self.index);
         let keys = data.entry(scope).or_default();
-        if keys.iter().any(|k| k.version == key.version) {
-            return Err(StoreError::AlreadyExists);
+        if let Some(e) = data_key_insert_conflict(keys, index.get(&scope), key) {
+            return Err(e);
         }
         keys.push(key.clone());
+        keys.sort_by_key(|k| k.version);
         Ok(())
     }
 
@@ -131,11 +138,19 @@ impl KeyStore for MemoryKeyStore {
     async fn replace_partition_keys(
         &self,
         scope: Scope,
+        expected: &[WrappedKey],
         data: &[WrappedKey],
         index: &WrappedKey,
     ) -> Result<(), StoreError> {
-        lock(&self.data).insert(scope, data.to_vec());
-        lock(&self.index).insert(scope, index.clone());
+        let mut stored = lock(&self.data);
+        let mut indexes = lock(&self.index);
+        if !same_key_set(stored.get(&scope).map_or(&[], Vec::as_slice), expected) {
+            return Err(StoreError::KeysChanged);
+        }
+        let mut data = data.to_vec();
+        data.sort_by_key(|k| k.version);
+        stored.insert(scope, data);
+        indexes.insert(scope, index.clone());
         Ok(())
     }
 

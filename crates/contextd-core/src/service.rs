@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::AuditLog;
 use crate::auth::{self, Principal, PrincipalKind, Role};
-use crate::crypto::{normalize, Keyring, ObjectKeys};
+use crate::crypto::{normalize, Keyring, ObjectKeys, PartitionCheck};
 use crate::dictionary::{self, Dictionary, DictionaryCache, Field, FieldSet};
 use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
@@ -191,6 +191,8 @@ pub struct Context {
     dictionaries: DictionaryCache,
     config: ContextConfig,
     pub(crate) audit: AuditLog,
+    /// Why the last re-encryption run failed, per partition that failed.
+    reencrypt_failures: std::sync::Mutex<std::collections::HashMap<Scope, String>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -285,6 +287,7 @@ impl Context {
             dictionaries: DictionaryCache::new(4096),
             config,
             audit,
+            reencrypt_failures: std::sync::Mutex::default(),
         }
     }
 
@@ -322,15 +325,27 @@ impl Context {
                 "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'",
             ));
         }
+        let taken = || CoreError::Conflict(format!("an organization named '{name}' exists"));
+        if self.store.org_by_name(name).await?.is_some() {
+            return Err(taken());
+        }
         let org = OrgRecord {
             id: OrgId::new(),
             name: name.to_owned(),
             created: now_ms(),
         };
+        // Keys first, so that no org ever exists without them (the start-up check refuses
+        // such an org); a lost race for the name leaves only unused keys of an unused id.
+        for partition in Partition::ALL {
+            self.keys
+                .create_partition_keys(Scope {
+                    org: org.id,
+                    partition,
+                })
+                .await?;
+        }
         self.store.create_org(&org).await.map_err(|e| match e {
-            StoreError::AlreadyExists => {
-                CoreError::Conflict(format!("an organization named '{name}' exists"))
-            }
+            StoreError::AlreadyExists => taken(),
             e => e.into(),
         })?;
         let mut admin = Vec::new();
@@ -340,7 +355,6 @@ impl Context {
                 org: org.id,
                 partition,
             };
-            self.keys.ensure_partition(scope).await?;
             admin.push(
                 self.create_api_key(scope, &format!("{partition} admin"), Role::Admin, None)
                     .await?,
@@ -1960,8 +1974,52 @@ pub struct EncryptionStatus {
     pub pending_customer_keys: u64,
     /// Objects still sealed under an older version.
     pub pending_objects: u64,
-    /// `idle` or `reencrypting`.
+    /// `idle`, `reencrypting`, or `failing` (the keys don't open here, or the last
+    /// re-encryption run failed in this partition: see `error`).
     pub state: &'static str,
+    /// Why the partition is `failing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What [`Context::verify_keys`] found.
+#[derive(Clone, Debug, Default)]
+pub struct KeyCheck {
+    /// Organizations checked.
+    pub organizations: usize,
+    /// Organizations whose keys are wrapped by their own key-encryption key, which is not
+    /// loaded: their data is unreadable here until it is (`--org-kek`).
+    pub without_org_kek: Vec<OrgRecord>,
+}
+
+/// The start-up message of one organization whose keys don't open, if they don't.
+fn key_problem(org: &OrgRecord, checks: &[(Partition, PartitionCheck)]) -> Option<String> {
+    let who = format!("organization '{}' ({})", org.name, org.id);
+    let missing: Vec<Partition> = checks
+        .iter()
+        .filter(|(_, c)| *c == PartitionCheck::Missing)
+        .map(|(p, _)| *p)
+        .collect();
+    if !missing.is_empty() {
+        let what = match missing.as_slice() {
+            [one] if checks.len() > 1 => format!("keys for the {one} partition of {who}"),
+            _ => format!("keys for {who}"),
+        };
+        return Some(format!(
+            "the key store has no {what}: wrong --data-dir, or a key store of another deployment?"
+        ));
+    }
+    checks.iter().find_map(|(_, c)| match c {
+        PartitionCheck::WrongKek { org_kek: false } => Some(format!(
+            "the keys of {who} do not open with the configured master key: wrong master key \
+             (CONTEXTD_MASTER_KEY / master.key)?"
+        )),
+        PartitionCheck::WrongKek { org_kek: true } => Some(format!(
+            "the keys of {who} do not open with the organization's own key-encryption key \
+             given by --org-kek: wrong key file?"
+        )),
+        _ => None,
+    })
 }
 
 impl Context {
@@ -1982,9 +2040,45 @@ impl Context {
         self.encryption_status(actor.scope).await
     }
 
-    /// Current key version and re-encryption progress of a partition.
+    /// Adds a data-key version to a partition on the operator's behalf (`contextd keys
+    /// rotate`): audited like [`Context::rotate_data_key`], with no actor.
+    pub async fn rotate_data_key_as_operator(&self, scope: Scope) -> Result<u32, CoreError> {
+        let version = self.keys.rotate(scope).await?;
+        self.audit_action(
+            None,
+            scope,
+            "datakey.rotate",
+            None,
+            vec![],
+            format!("version={version} source=cli"),
+        )
+        .await?;
+        Ok(version)
+    }
+
+    /// Current key version and re-encryption progress of a partition. When its keys don't
+    /// open here (an org's own KEK not loaded) or the last re-encryption run failed in it, the
+    /// state is `failing` with the reason, and the version is the newest stored.
     pub async fn encryption_status(&self, scope: Scope) -> Result<EncryptionStatus, CoreError> {
-        let version = self.keys.current_version(scope).await?;
+        let (version, mut error) = match self.keys.current_version(scope).await {
+            Ok(v) => (v, None),
+            Err(CoreError::Keys(msg)) => {
+                let stored = self
+                    .keys
+                    .store()
+                    .data_keys(scope)
+                    .await
+                    .map_err(|e| CoreError::Keys(e.to_string()))?;
+                (
+                    stored.iter().map(|k| k.version).max().unwrap_or(0),
+                    Some(msg),
+                )
+            }
+            Err(e) => return Err(e),
+        };
+        if error.is_none() {
+            error = self.reencrypt_failure(scope);
+        }
         let pending_customer_keys = self
             .keys
             .store()
@@ -1997,8 +2091,63 @@ impl Context {
             data_key_version: version,
             pending_customer_keys,
             pending_objects,
-            state: if idle { "idle" } else { "reencrypting" },
+            state: match (&error, idle) {
+                (Some(_), _) => "failing",
+                (None, true) => "idle",
+                (None, false) => "reencrypting",
+            },
+            error,
         })
+    }
+
+    fn reencrypt_failure(&self, scope: Scope) -> Option<String> {
+        let failures = self
+            .reencrypt_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failures.get(&scope).cloned()
+    }
+
+    /// Checks that every organization's keys open with the configured key-encryption keys;
+    /// run at start, before serving. Fails naming each organization whose keys are missing or
+    /// don't unwrap, and the likely cause; an organization whose own KEK is not loaded is
+    /// only reported (its data stays unreadable here, everything else works).
+    pub async fn verify_keys(&self) -> Result<KeyCheck, CoreError> {
+        let orgs = self.store.orgs().await?;
+        let mut check = KeyCheck {
+            organizations: orgs.len(),
+            ..KeyCheck::default()
+        };
+        let mut problems = Vec::new();
+        for org in orgs {
+            let mut checks = Vec::new();
+            for partition in Partition::ALL {
+                let scope = Scope {
+                    org: org.id,
+                    partition,
+                };
+                checks.push((partition, self.keys.check_partition(scope).await?));
+            }
+            if let Some(problem) = key_problem(&org, &checks) {
+                problems.push(problem);
+            } else if checks
+                .iter()
+                .any(|(_, c)| *c == PartitionCheck::OrgKekNotLoaded)
+            {
+                check.without_org_kek.push(org);
+            }
+        }
+        const SHOWN: usize = 5;
+        match problems.len() {
+            0 => Ok(check),
+            n => {
+                let mut msg = problems[..n.min(SHOWN)].join("; ");
+                if n > SHOWN {
+                    msg.push_str(&format!("; and {} more organizations", n - SHOWN));
+                }
+                Err(CoreError::Keys(msg))
+            }
+        }
     }
 
     /// Re-encrypts one batch in one partition: re-wraps customer keys and re-seals objects
@@ -2041,15 +2190,49 @@ impl Context {
             .map_err(|e| CoreError::Keys(e.to_string()))?;
         let mut total = 0;
         for scope in scopes {
-            // Bounded: objects rewritten meanwhile by a process with stale keys wait for the next run.
-            for _ in 0..100_000 {
-                let n = self.reencrypt_batch(scope, batch).await?;
-                total += n;
-                if n == 0 {
-                    break;
+            // A scope that fails (an org's own KEK not loaded here) must not stall the others:
+            // remember why, for `/v1/status`, and go on.
+            match self.reencrypt_scope(scope, batch).await {
+                Ok(n) => {
+                    total += n;
+                    self.set_reencrypt_failure(scope, None);
                 }
+                Err(e) => self.set_reencrypt_failure(scope, Some(e.to_string())),
             }
         }
         Ok(total)
+    }
+
+    async fn reencrypt_scope(&self, scope: Scope, batch: usize) -> Result<usize, CoreError> {
+        let mut total = 0;
+        // Bounded: objects rewritten meanwhile by a process with stale keys wait for the next run.
+        for _ in 0..100_000 {
+            let n = self.reencrypt_batch(scope, batch).await?;
+            total += n;
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(total)
+    }
+
+    fn set_reencrypt_failure(&self, scope: Scope, error: Option<String>) {
+        let mut failures = self
+            .reencrypt_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match error {
+            Some(e) => {
+                // Logged when it starts or changes, not on every periodic run.
+                if failures.get(&scope) != Some(&e) {
+                    tracing::warn!(org = %scope.org, partition = %scope.partition, error = %e,
+                        "re-encryption fails in this partition; the others go on");
+                }
+                failures.insert(scope, e);
+            }
+            None => {
+                failures.remove(&scope);
+            }
+        }
     }
 }

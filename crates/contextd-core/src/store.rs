@@ -31,6 +31,10 @@ pub enum StoreError {
     /// A row with this key already exists.
     #[error("already exists")]
     AlreadyExists,
+    /// A key operation found the partition's keys other than the caller read them (another
+    /// process rotated or re-wrapped them meanwhile): nothing was written; reload and retry.
+    #[error("the partition's keys changed meanwhile")]
+    KeysChanged,
     /// The parent named by a write does not exist in this scope.
     #[error("parent not found")]
     ParentNotFound,
@@ -421,6 +425,8 @@ pub trait Store: Send + Sync + 'static {
     async fn org_by_name(&self, name: &str) -> Result<Option<OrgRecord>, StoreError>;
     /// Number of orgs (zero on a new database).
     async fn count_orgs(&self) -> Result<u64, StoreError>;
+    /// Every org, by name (byte order).
+    async fn orgs(&self) -> Result<Vec<OrgRecord>, StoreError>;
     /// Stores a new API key.
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// Reads an API key by id (any org: the token names it).
@@ -616,11 +622,17 @@ pub struct WrappedKey {
 /// data alone decrypts nothing.
 #[async_trait]
 pub trait KeyStore: Send + Sync + 'static {
+    /// A short name for logs and status (`sqlite`, `postgres`, `memory`).
+    fn backend(&self) -> &'static str;
     /// Checks the key store answers.
     async fn ping(&self) -> Result<(), StoreError>;
-    /// The partition's data keys, all versions.
+    /// The partition's data keys, all versions, ascending.
     async fn data_keys(&self, scope: Scope) -> Result<Vec<WrappedKey>, StoreError>;
-    /// Adds a data key version; `AlreadyExists` if that version exists.
+    /// Adds a data key version; `AlreadyExists` if that version exists, `KeysChanged` if the
+    /// partition's data or index keys are wrapped by another kind of key-encryption key
+    /// (`wrapped_by`) than this one (the partition was re-wrapped since the caller read it).
+    /// Checked and written in one transaction, serialized with
+    /// [`KeyStore::replace_partition_keys`] of the same partition.
     async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError>;
     /// The partition's blind-index key.
     async fn index_key(&self, scope: Scope) -> Result<Option<WrappedKey>, StoreError>;
@@ -663,15 +675,44 @@ pub trait KeyStore: Send + Sync + 'static {
         key: &WrappedKey,
     ) -> Result<(), StoreError>;
     /// Replaces all of a partition's wrapped data keys and its index key in one transaction
-    /// (re-wrapping under another key-encryption key).
+    /// (re-wrapping under another key-encryption key), provided the stored data keys are
+    /// exactly `expected` (as read by the caller, in any order); otherwise `KeysChanged` and
+    /// nothing changes, so that a data-key version added meanwhile is never lost.
     async fn replace_partition_keys(
         &self,
         scope: Scope,
+        expected: &[WrappedKey],
         data: &[WrappedKey],
         index: &WrappedKey,
     ) -> Result<(), StoreError>;
     /// Every scope that has keys.
     async fn scopes(&self) -> Result<Vec<Scope>, StoreError>;
+}
+
+/// Whether the data keys a key store holds are exactly those a caller read (any order): the
+/// check of [`KeyStore::replace_partition_keys`], shared by the backends.
+pub fn same_key_set(stored: &[WrappedKey], expected: &[WrappedKey]) -> bool {
+    stored.len() == expected.len() && expected.iter().all(|e| stored.contains(e))
+}
+
+/// Why [`KeyStore::insert_data_key`] must refuse `key`, given the partition's stored data
+/// keys and index key, if it must: the rule shared by the backends.
+pub fn data_key_insert_conflict(
+    stored: &[WrappedKey],
+    index: Option<&WrappedKey>,
+    key: &WrappedKey,
+) -> Option<StoreError> {
+    if stored.iter().any(|k| k.version == key.version) {
+        Some(StoreError::AlreadyExists)
+    } else if stored
+        .iter()
+        .chain(index)
+        .any(|k| k.wrapped_by != key.wrapped_by)
+    {
+        Some(StoreError::KeysChanged)
+    } else {
+        None
+    }
 }
 
 /// Whether a partition allows deletes and flushes.

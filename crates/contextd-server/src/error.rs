@@ -89,9 +89,9 @@ impl From<CoreError> for ApiError {
             CoreError::Store(StoreError::VersionConflict { .. } | StoreError::AlreadyExists) => {
                 (S::CONFLICT, "conflict")
             }
-            CoreError::Store(StoreError::ParentClosed | StoreError::LastAdmin) => {
-                (S::CONFLICT, "conflict")
-            }
+            CoreError::Store(
+                StoreError::ParentClosed | StoreError::LastAdmin | StoreError::KeysChanged,
+            ) => (S::CONFLICT, "conflict"),
             CoreError::Store(StoreError::ParentNotFound | StoreError::CustomerNotFound) => {
                 (S::BAD_REQUEST, "validation")
             }

@@ -66,6 +66,25 @@ pub async fn check_orgs(store: &dyn Store) {
         after >= before + 2,
         "count_orgs counts new orgs ({before} then {after})"
     );
+    let listed = store.orgs().await.expect("orgs");
+    assert!(
+        listed.len() as u64 >= after,
+        "orgs lists every org ({} listed, {after} counted)",
+        listed.len()
+    );
+    let ours: Vec<&OrgRecord> = listed
+        .iter()
+        .filter(|o| o.id == org.id || o.id == second.id)
+        .collect();
+    assert_eq!(
+        ours,
+        [&org, &second],
+        "orgs lists each org once, as stored, by name"
+    );
+    assert!(
+        listed.windows(2).all(|w| w[0].name <= w[1].name),
+        "orgs are listed by name"
+    );
 }
 
 /// API keys: stored as given, read back by id from any org, ids unique.

@@ -177,7 +177,8 @@ pub fn assert_err<T: Debug>(result: Result<T, StoreError>, expected: StoreError,
         | (Err(StoreError::CustomerNotFound), StoreError::CustomerNotFound)
         | (Err(StoreError::DictionaryChanged), StoreError::DictionaryChanged)
         | (Err(StoreError::InUse), StoreError::InUse)
-        | (Err(StoreError::LastAdmin), StoreError::LastAdmin) => {}
+        | (Err(StoreError::LastAdmin), StoreError::LastAdmin)
+        | (Err(StoreError::KeysChanged), StoreError::KeysChanged) => {}
         (
             Err(StoreError::VersionConflict { current: a }),
             StoreError::VersionConflict { current: b },

@@ -155,3 +155,116 @@ pub async fn check_key_store(keys: &dyn KeyStore) {
         Some(fresh)
     );
 }
+
+/// Key operations that race: a data key wrapped by another kind of KEK than the partition's
+/// is refused, a re-wrap of keys other than those read is refused, and when inserts race a
+/// re-wrap no inserted version is ever lost.
+pub async fn check_partition_key_races(keys: &dyn KeyStore) {
+    let s = lab();
+    let operator = |version: u32, fill: u8| key(version, 0, fill);
+    let own = |version: u32, fill: u8| key(version, 1, fill);
+    keys.insert_index_key(s, &operator(1, 0x01))
+        .await
+        .expect("insert_index_key");
+    keys.insert_data_key(s, &operator(1, 0x02))
+        .await
+        .expect("insert_data_key");
+    assert_err(
+        keys.insert_data_key(s, &own(2, 0x03)).await,
+        StoreError::KeysChanged,
+        "a data key wrapped by another kind of KEK than the partition's",
+    );
+    keys.insert_data_key(s, &operator(2, 0x04))
+        .await
+        .expect("a data key wrapped like the others");
+    let stored = vec![operator(1, 0x02), operator(2, 0x04)];
+    assert_eq!(keys.data_keys(s).await.expect("data_keys"), stored);
+
+    let rewrapped = [own(1, 0x12), own(2, 0x14)];
+    for (stale, why) in [
+        (
+            vec![operator(1, 0x02)],
+            "a version added since the keys were read",
+        ),
+        (
+            vec![operator(1, 0x02), operator(2, 0x99)],
+            "a version whose bytes changed since they were read",
+        ),
+        (
+            vec![operator(1, 0x02), operator(2, 0x04), operator(3, 0x05)],
+            "a version that is no longer stored",
+        ),
+    ] {
+        assert_err(
+            keys.replace_partition_keys(s, &stale, &rewrapped, &own(1, 0x11))
+                .await,
+            StoreError::KeysChanged,
+            why,
+        );
+        assert_eq!(
+            keys.data_keys(s).await.expect("data_keys"),
+            stored,
+            "a refused re-wrap changes no data key"
+        );
+        assert_eq!(
+            keys.index_key(s).await.expect("index_key"),
+            Some(operator(1, 0x01)),
+            "a refused re-wrap changes no index key"
+        );
+    }
+    let reversed: Vec<WrappedKey> = stored.iter().rev().cloned().collect();
+    keys.replace_partition_keys(s, &reversed, &rewrapped, &own(1, 0x11))
+        .await
+        .expect("a re-wrap of the keys as read (in any order)");
+    assert_eq!(
+        keys.data_keys(s).await.expect("data_keys"),
+        rewrapped.to_vec()
+    );
+    assert_err(
+        keys.insert_data_key(s, &operator(3, 0x06)).await,
+        StoreError::KeysChanged,
+        "a data key wrapped by the operator's KEK after the org adopted its own",
+    );
+    keys.insert_data_key(s, &own(3, 0x07))
+        .await
+        .expect("a data key wrapped by the org's own KEK");
+
+    // Rotations racing a re-wrap that read the keys before them: either the re-wrap is
+    // refused, or the inserts that follow it are; no version that was acknowledged is lost.
+    let r = other_partition(s);
+    keys.insert_index_key(r, &operator(1, 0x21))
+        .await
+        .expect("insert_index_key");
+    keys.insert_data_key(r, &operator(1, 0x22))
+        .await
+        .expect("insert_data_key");
+    let read = keys.data_keys(r).await.expect("data_keys");
+    let (k2, k3, k4) = (operator(2, 0x23), operator(3, 0x24), operator(4, 0x25));
+    let (rewrapped, index) = ([own(1, 0x32)], own(1, 0x31));
+    let (a, b, c, replaced) = tokio::join!(
+        keys.insert_data_key(r, &k2),
+        keys.insert_data_key(r, &k3),
+        keys.insert_data_key(r, &k4),
+        keys.replace_partition_keys(r, &read, &rewrapped, &index),
+    );
+    let after = keys.data_keys(r).await.expect("data_keys");
+    for (version, result) in [(2, a), (3, b), (4, c)] {
+        match result {
+            Ok(()) => assert!(
+                after.iter().any(|k| k.version == version),
+                "an acknowledged data key version {version} survives a racing re-wrap"
+            ),
+            Err(StoreError::KeysChanged) => {}
+            Err(e) => panic!("a racing insert fails only with KeysChanged, got {e:?}"),
+        }
+    }
+    match replaced {
+        Ok(()) | Err(StoreError::KeysChanged) => {}
+        Err(e) => panic!("a racing re-wrap fails only with KeysChanged, got {e:?}"),
+    }
+    let index = keys.index_key(r).await.expect("index_key").expect("index");
+    assert!(
+        after.iter().all(|k| k.wrapped_by == index.wrapped_by),
+        "after the race every key of the partition is wrapped alike: {after:?}, index {index:?}"
+    );
+}

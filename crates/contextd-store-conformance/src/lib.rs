@@ -22,7 +22,7 @@ pub use admin::{
     check_flush_jobs, check_orgs,
 };
 pub use isolation::check_scope_isolation;
-pub use keys::check_key_store;
+pub use keys::{check_key_store, check_partition_key_races};
 pub use objects::{
     check_close_stale_requests, check_concurrent_writes, check_flush, check_linked_writes,
     check_object_crud, check_parent_rules, check_versions,
@@ -64,4 +64,5 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_reseal(store).await;
     check_key_store(keys).await;
     check_key_rewrap(keys).await;
+    check_partition_key_races(keys).await;
 }

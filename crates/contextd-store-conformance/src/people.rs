@@ -834,6 +834,7 @@ pub async fn check_key_rewrap(keys: &dyn KeyStore) {
     );
     keys.replace_partition_keys(
         scope,
+        &[wrapped(1, 0, 2)],
         &[wrapped(1, 1, 6), wrapped(2, 1, 7)],
         &wrapped(1, 1, 8),
     )

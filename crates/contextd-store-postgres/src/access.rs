@@ -6,8 +6,8 @@ use contextd_core::auth::Role;
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::Kind;
 use contextd_core::store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserChange,
-    UserRecord,
+    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
+    UserChange, UserRecord,
 };
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Json;

@@ -2,7 +2,9 @@
 
 use async_trait::async_trait;
 use contextd_core::ids::{ObjectId, OrgId, Scope};
-use contextd_core::store::{KeyStore, StoreError, WrappedKey};
+use contextd_core::store::{
+    data_key_insert_conflict, same_key_set, KeyStore, StoreError, WrappedKey,
+};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
@@ -46,11 +48,6 @@ impl PgKeyStore {
         })
     }
 
-    /// The backend's name: `postgres`.
-    pub fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
     async fn read(
         &self,
         sql: &str,
@@ -85,6 +82,37 @@ impl PgKeyStore {
     }
 }
 
+/// Locks the partition's index-key row (its key operations' lock: a partition has one from the
+/// moment it has keys, as the index key is created first) and returns it, with the data keys
+/// read after the lock was taken.
+async fn lock_partition(
+    tx: &deadpool_postgres::Transaction<'_>,
+    org: &uuid::Uuid,
+    partition: &str,
+) -> Result<(Option<WrappedKey>, Vec<WrappedKey>), Failure> {
+    let index = tx
+        .query_opt(
+            "SELECT version, wrapped_by, bytes FROM index_keys
+             WHERE org_id = $1 AND partition = $2 FOR UPDATE",
+            &[org, &partition],
+        )
+        .await?
+        .as_ref()
+        .map(key_from_row)
+        .transpose()?;
+    let data = tx
+        .query(
+            "SELECT version, wrapped_by, bytes FROM data_keys WHERE org_id = $1 AND partition = $2
+             ORDER BY version",
+            &[org, &partition],
+        )
+        .await?
+        .iter()
+        .map(key_from_row)
+        .collect::<Result<Vec<_>, Failure>>()?;
+    Ok((index, data))
+}
+
 fn key_from_row(r: &Row) -> Result<WrappedKey, Failure> {
     let u32_col = |i: usize, what: &str| -> Result<u32, Failure> {
         u32::try_from(col::<i64>(r, i, what)?).map_err(|_| corrupt(what))
@@ -98,6 +126,10 @@ fn key_from_row(r: &Row) -> Result<WrappedKey, Failure> {
 
 #[async_trait]
 impl KeyStore for PgKeyStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
     }
@@ -112,18 +144,35 @@ impl KeyStore for PgKeyStore {
     }
 
     async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError> {
-        self.insert_once(
-            "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT DO NOTHING",
-            &[
-                &scope.org.0,
-                &scope.partition.as_str(),
-                &i64::from(key.version),
-                &i64::from(key.wrapped_by),
-                &key.bytes,
-            ],
-        )
-        .await
+        let (org, partition) = (scope.org.0, scope.partition.as_str());
+        self.db
+            .retry(|| async {
+                let mut client = self.db.client().await?;
+                let tx = client.transaction().await?;
+                let (index, stored) = lock_partition(&tx, &org, partition).await?;
+                if let Some(e) = data_key_insert_conflict(&stored, index.as_ref(), key) {
+                    return Err(e.into());
+                }
+                let n = tx
+                    .execute(
+                        "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes)
+                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                        &[
+                            &org,
+                            &partition,
+                            &i64::from(key.version),
+                            &i64::from(key.wrapped_by),
+                            &key.bytes,
+                        ],
+                    )
+                    .await?;
+                if n == 0 {
+                    return Err(StoreError::AlreadyExists.into());
+                }
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
     }
 
     async fn index_key(&self, scope: Scope) -> Result<Option<WrappedKey>, StoreError> {
@@ -289,6 +338,7 @@ impl KeyStore for PgKeyStore {
     async fn replace_partition_keys(
         &self,
         scope: Scope,
+        expected: &[WrappedKey],
         data: &[WrappedKey],
         index: &WrappedKey,
     ) -> Result<(), StoreError> {
@@ -300,6 +350,10 @@ impl KeyStore for PgKeyStore {
             .retry(|| async {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
+                let (_, stored) = lock_partition(&tx, &org, partition).await?;
+                if !same_key_set(&stored, expected) {
+                    return Err(StoreError::KeysChanged.into());
+                }
                 tx.execute(
                     "DELETE FROM data_keys WHERE org_id = $1 AND partition = $2",
                     &[&org, &partition],

@@ -666,6 +666,25 @@ impl Store for PgStore {
         Ok(count(n)?)
     }
 
+    async fn orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id, name, created FROM orgs ORDER BY name COLLATE \"C\"",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                Ok(OrgRecord {
+                    id: OrgId(col(r, 0, "id")?),
+                    name: col(r, 1, "name")?,
+                    created: col(r, 2, "created")?,
+                })
+            })
+            .collect::<Result<_, Failure>>()?)
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let n = self
             .execute(

@@ -4,7 +4,9 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
-use contextd_core::store::{KeyStore, StoreError, WrappedKey};
+use contextd_core::store::{
+    data_key_insert_conflict, same_key_set, KeyStore, StoreError, WrappedKey,
+};
 use rusqlite::{params, Connection, Row};
 
 use crate::db::{corrupt, int_col, parse_col, uuid_col, Db, DbResultExt, Migration, Profile};
@@ -37,11 +39,6 @@ impl SqliteKeyStore {
         Ok(Self {
             db: Db::open(path, &PROFILE)?,
         })
-    }
-
-    /// The backend's name: `sqlite`.
-    pub fn backend(&self) -> &'static str {
-        "sqlite"
     }
 }
 
@@ -91,8 +88,17 @@ fn read_keys(
     Ok(out)
 }
 
+const DATA_KEYS_SQL: &str =
+    "SELECT version, wrapped_by, bytes FROM data_keys WHERE org_id = ?1 AND partition = ?2 ORDER BY version";
+const INDEX_KEY_SQL: &str =
+    "SELECT version, wrapped_by, bytes FROM index_keys WHERE org_id = ?1 AND partition = ?2";
+
 #[async_trait]
 impl KeyStore for SqliteKeyStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.db.ping().await
     }
@@ -100,22 +106,22 @@ impl KeyStore for SqliteKeyStore {
     async fn data_keys(&self, scope: Scope) -> Result<Vec<WrappedKey>, StoreError> {
         let (org, partition) = scope_params(scope);
         self.db
-            .read(move |c| {
-                read_keys(
-                    c,
-                    "SELECT version, wrapped_by, bytes FROM data_keys WHERE org_id = ?1 AND partition = ?2
-                     ORDER BY version",
-                    params![org, partition],
-                )
-            })
+            .read(move |c| read_keys(c, DATA_KEYS_SQL, params![org, partition]))
             .await
     }
 
     async fn insert_data_key(&self, scope: Scope, key: &WrappedKey) -> Result<(), StoreError> {
         let (org, partition) = scope_params(scope);
         let key = key.clone();
+        // The write transaction is `BEGIN IMMEDIATE`: the check and the insert see no other
+        // writer in between, whichever process it is.
         self.db
             .write(move |tx| {
+                let stored = read_keys(tx, DATA_KEYS_SQL, params![org, partition])?;
+                let index = read_keys(tx, INDEX_KEY_SQL, params![org, partition])?;
+                if let Some(e) = data_key_insert_conflict(&stored, index.first(), &key) {
+                    return Err(e);
+                }
                 insert_once(
                     tx,
                     "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes) VALUES (?1, ?2, ?3, ?4, ?5)
@@ -130,12 +136,8 @@ impl KeyStore for SqliteKeyStore {
         let (org, partition) = scope_params(scope);
         self.db
             .read(move |c| {
-                read_keys(
-                    c,
-                    "SELECT version, wrapped_by, bytes FROM index_keys WHERE org_id = ?1 AND partition = ?2",
-                    params![org, partition],
-                )
-                .map(|keys| keys.into_iter().next())
+                read_keys(c, INDEX_KEY_SQL, params![org, partition])
+                    .map(|keys| keys.into_iter().next())
             })
             .await
     }
@@ -305,13 +307,18 @@ impl KeyStore for SqliteKeyStore {
     async fn replace_partition_keys(
         &self,
         scope: Scope,
+        expected: &[WrappedKey],
         data: &[WrappedKey],
         index: &WrappedKey,
     ) -> Result<(), StoreError> {
         let (org, partition) = scope_params(scope);
-        let (data, index) = (data.to_vec(), index.clone());
+        let (expected, data, index) = (expected.to_vec(), data.to_vec(), index.clone());
         self.db
             .write(move |tx| {
+                let stored = read_keys(tx, DATA_KEYS_SQL, params![org, partition])?;
+                if !same_key_set(&stored, &expected) {
+                    return Err(StoreError::KeysChanged);
+                }
                 tx.prepare_cached("DELETE FROM data_keys WHERE org_id = ?1 AND partition = ?2")
                     .db()?
                     .execute(params![org, partition])

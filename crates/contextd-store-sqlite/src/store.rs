@@ -673,6 +673,26 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn orgs(&self) -> Result<Vec<OrgRecord>, StoreError> {
+        self.db
+            .read(|c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT id, name, created FROM orgs ORDER BY name")
+                    .db()?;
+                let mut rows = stmt.query([]).db()?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().db()? {
+                    out.push(OrgRecord {
+                        id: OrgId(uuid_col(r.get_ref(0).db()?, "id")?),
+                        name: text_col(r.get_ref(1).db()?, "name")?.to_owned(),
+                        created: time_col(r.get_ref(2).db()?, "created")?,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
         self.db

@@ -234,7 +234,7 @@ async fn main() -> anyhow::Result<()> {
                 org: org_record.id,
                 partition,
             };
-            let version = context.keyring().rotate(scope).await?;
+            let version = context.rotate_data_key_as_operator(scope).await?;
             println!("{org}/{partition}: data key version {version}; running servers re-encrypt older values in the background");
             Ok(())
         }

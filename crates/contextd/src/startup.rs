@@ -91,7 +91,26 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
         org_keks.push((org.id, read_key_file(Path::new(path))?));
     }
     let keyring = Keyring::new(master, keys, config.cached_customer_keys).with_org_keks(org_keks);
-    Ok(Arc::new(Context::new(store, keyring, config)))
+    let context = Arc::new(Context::new(store, keyring, config));
+    check_keys(&context).await?;
+    Ok(context)
+}
+
+/// Refuses to go on when an organization's keys are missing or don't open: answering with
+/// 500s (or searches that find nothing) would hide a wrong data directory or master key.
+async fn check_keys(context: &Context) -> anyhow::Result<()> {
+    match context.verify_keys().await {
+        Ok(check) => {
+            for org in &check.without_org_kek {
+                tracing::warn!(org = %org.name, id = %org.id,
+                    "organization '{}' uses its own key-encryption key, which is not loaded \
+                     (--org-kek {}=PATH): its data is unreadable until it is", org.name, org.name);
+            }
+            Ok(())
+        }
+        Err(contextd_core::CoreError::Keys(msg)) => bail!("refusing to start: {msg}"),
+        Err(e) => Err(e).context("cannot check the encryption keys"),
+    }
 }
 
 /// Reads a key file (64 hex digits or base64 of 32 bytes).

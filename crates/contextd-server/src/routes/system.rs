@@ -97,7 +97,7 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
             },
             Dependency {
                 name: "keyStore",
-                backend: store.backend(),
+                backend: keys.backend(),
                 reachable: keys_ok,
                 latency_ms: keys_ms,
             },

@@ -13,6 +13,7 @@ mod hostile;
 mod http;
 mod isolation;
 mod journey;
+mod key_management;
 mod privacy;
 mod search;
 mod signin;

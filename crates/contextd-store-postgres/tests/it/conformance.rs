@@ -59,6 +59,14 @@ async fn check_key_rewrap() {
     suite::check_key_rewrap(&db.keys).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_partition_key_races() {
+    let Some(db) = TestDb::fresh().await else {
+        return;
+    };
+    suite::check_partition_key_races(&db.keys).await;
+}
+
 /// Also catches a check added to `run_all` but not yet listed above.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_database() {

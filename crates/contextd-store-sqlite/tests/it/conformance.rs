@@ -56,6 +56,12 @@ async fn check_key_rewrap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_partition_key_races() {
+    let db = TestDb::fresh();
+    suite::check_partition_key_races(&db.keys).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_all_on_one_database() {
     let db = TestDb::fresh();
     suite::run_all(&db.store, &db.keys).await;

@@ -304,7 +304,123 @@ async fn keys_rotate_and_bring_your_own_key_from_the_command_line() {
         .await
         .expect("json");
     assert_eq!(status["encryption"]["dataKeyVersion"], 2);
+    // The command-line rotation is audited like the API's, with no actor.
+    let audit: Value = http
+        .get(format!("{base}/v1/audit?action=datakey.rotate"))
+        .bearer_auth(&lab)
+        .send()
+        .await
+        .expect("audit")
+        .json()
+        .await
+        .expect("json");
+    let items = audit["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{audit}");
+    assert!(items[0]["actor"].is_null(), "{audit}");
+    let detail = items[0]["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("version=2") && detail.contains("cli"),
+        "{audit}"
+    );
     assert!(terminate(&mut server).success());
+}
+
+/// Runs a command that must exit by itself within `limit`; kills it and fails if it doesn't
+/// (a server that should have refused to start, and serves instead).
+fn exits_within(command: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "still running after {limit:?}; stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
+}
+
+#[tokio::test]
+async fn serve_refuses_to_start_without_the_keys_or_with_another_master_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut first = contextd(dir.path())
+        .args(["serve", "--listen", &listen])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
+    let created = lines.next().expect("a line").expect("utf-8");
+    assert!(
+        created.contains("created organization \"default\""),
+        "{created}"
+    );
+    wait_ready(&reqwest::Client::new(), &format!("http://{listen}")).await;
+    assert!(terminate(&mut first).success());
+
+    let refused = |out: &std::process::Output, needles: &[&str]| {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "must refuse to start; stderr: {stderr}"
+        );
+        for needle in needles {
+            assert!(
+                stderr.contains(needle),
+                "'{needle}' missing from stderr: {stderr}"
+            );
+        }
+        assert!(
+            String::from_utf8_lossy(&out.stdout).is_empty(),
+            "no new organization or tokens"
+        );
+    };
+    let another_master = "cd".repeat(32);
+    let out = exits_within(
+        contextd(dir.path())
+            .args(["serve", "--listen", &listen])
+            .env("CONTEXTD_MASTER_KEY", &another_master),
+        Duration::from_secs(30),
+    );
+    refused(
+        &out,
+        &[
+            "organization 'default'",
+            "wrong master key (CONTEXTD_MASTER_KEY / master.key)?",
+        ],
+    );
+
+    std::fs::remove_file(dir.path().join("keys.db")).expect("remove keys.db");
+    let missing = [
+        "the key store has no keys for organization 'default'",
+        "wrong --data-dir, or a key store of another deployment?",
+    ];
+    let out = exits_within(
+        contextd(dir.path()).args(["serve", "--listen", &listen]),
+        Duration::from_secs(30),
+    );
+    refused(&out, &missing);
+    // The other commands that open the data refuse too, and make no keys either.
+    let out = exits_within(
+        contextd(dir.path()).args(["keys", "rotate", "--partition", "lab"]),
+        Duration::from_secs(30),
+    );
+    refused(&out, &missing);
+    let out = exits_within(
+        contextd(dir.path()).args(["org", "create", "acme"]),
+        Duration::from_secs(30),
+    );
+    refused(&out, &missing);
 }
 
 /// `contextd bench load` and `contextd bench run … --json` against a real server (§9, §11):
