@@ -1,7 +1,8 @@
 //! Sign-in under abuse (issue 9, item 4): oversize names are refused before they cost memory
-//! or a password check, and password checks run a bounded number at a time.
+//! or a password check, and password checks run a bounded number at a time. (The memory
+//! bound under a flood is measured on the real server process, in the `contextd` crate's tests.)
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use contextd_core::service::ContextConfig;
 use contextd_server::ServerConfig;
@@ -13,17 +14,6 @@ use crate::support::{Resp, TestServer};
 /// Taken by the tests that measure this process's memory or hold thousands of sockets, so they
 /// don't disturb each other's measurements.
 pub static EXCLUSIVE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Resident memory of this process (the server runs in it), bytes.
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
-}
 
 async fn sign_in(s: &TestServer, body: &Value) -> Resp {
     let r = s
@@ -44,99 +34,6 @@ async fn add_user(s: &TestServer, name: &str, password: &str) {
     )
     .await
     .expect(201);
-}
-
-/// The bound on the server's memory growth over 20,000 oversize attempts. Before the fix each
-/// attempt left its 10 KB name in the limiter for good (200 MB in all) and ran an Argon2id
-/// check (19 MiB each, unbounded in number).
-const GROWTH_BOUND: u64 = 64 * 1024 * 1024;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn twenty_thousand_sign_ins_with_10_kb_names_leave_memory_bounded_and_get_4xx() {
-    let _exclusive = EXCLUSIVE.lock().await;
-    let s = TestServer::start().await;
-    add_user(&s, "ada", "correct horse battery").await;
-    let attempt = |i: usize| {
-        let s = &s;
-        async move {
-            // Unique 10 KB names; every fifth attempt also has a 10 KB organization name.
-            let name = format!("{i:08}{}", "n".repeat(10_232));
-            let org = if i.is_multiple_of(5) {
-                format!("{i:08}{}", "o".repeat(10_232))
-            } else {
-                "default".to_owned()
-            };
-            // Formatted by hand: no escaping needed, and it keeps the client's share of the
-            // (shared) CPU small.
-            let body = format!(
-                r#"{{"org": "{org}", "partition": "lab", "name": "{name}", "password": "guess guess guess"}}"#
-            );
-            let r = s
-                .http
-                .post(format!("{}/v1/sessions", s.url))
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .expect("sent");
-            TestServer::read(r).await
-        }
-    };
-    let run = |range: std::ops::Range<usize>| {
-        futures::stream::iter(range)
-            .map(attempt)
-            .buffer_unordered(32)
-    };
-    // Warm up: the allocator's arenas and the connection pool reach their working size.
-    run(0..500).for_each(|_| async {}).await;
-    let before = resident_bytes();
-    let started = Instant::now();
-    let mut answers = run(500..20_500).enumerate();
-    while let Some((n, r)) = answers.next().await {
-        assert!(
-            r.status.is_client_error(),
-            "attempt {n}: every answer is 4xx, got {} {}",
-            r.status,
-            r.body
-        );
-        r.expect(400);
-        let fields: Vec<&str> = r.body["errors"]
-            .as_array()
-            .map(|e| e.iter().filter_map(|f| f["field"].as_str()).collect())
-            .unwrap_or_default();
-        assert!(fields.contains(&"name"), "the name is named: {}", r.body);
-        if n.is_multiple_of(2_000) {
-            let grown = resident_bytes().saturating_sub(before);
-            assert!(
-                grown < GROWTH_BOUND,
-                "after {n} attempts resident memory grew by {} MiB",
-                grown >> 20
-            );
-        }
-    }
-    let grown = resident_bytes().saturating_sub(before);
-    assert!(
-        grown < GROWTH_BOUND,
-        "20,000 oversize sign-ins grew resident memory by {} MiB (bound {} MiB)",
-        grown >> 20,
-        GROWTH_BOUND >> 20
-    );
-    eprintln!(
-        "20,000 oversize sign-ins in {:?}; resident memory {} → {} MiB",
-        started.elapsed(),
-        before >> 20,
-        resident_bytes() >> 20
-    );
-    // The flood cost no one else anything: a real user still signs in.
-    sign_in(
-        &s,
-        &json!({"partition": "lab", "name": "ada", "password": "correct horse battery"}),
-    )
-    .await
-    .expect(201);
-    // Nothing was looked up: no failed sign-in was audited.
-    let failures = s.get(s.lab(), "/v1/audit?action=signin.failed").await;
-    assert_eq!(failures.at("/items").as_array().map(Vec::len), Some(0));
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 
 mod postgres;
+mod signin;
 mod users;
 
 const BIN: &str = env!("CARGO_BIN_EXE_contextd");
