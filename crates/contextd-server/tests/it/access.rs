@@ -16,19 +16,9 @@ use serde_json::{json, Value};
 use crate::support::TestServer;
 
 async fn key(s: &TestServer, role: &str) -> (String, String) {
-    let r = s
-        .post(
-            s.lab(),
-            "/v1/keys",
-            json!({"name": format!("{role} key"), "role": role}),
-        )
-        .await;
-    r.expect(201);
-    assert!(
-        r.str("/token").starts_with("ctxd_"),
-        "the token is shown on creation"
-    );
-    (r.str("/id"), r.str("/token"))
+    let (id, token) = s.key(role).await;
+    assert!(token.starts_with("ctxd_"), "the token is shown on creation");
+    (id, token)
 }
 
 /// Every endpoint × every role: allowed roles never get 403, the others always do.

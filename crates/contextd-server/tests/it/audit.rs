@@ -12,15 +12,7 @@ use serde_json::{json, Value};
 use crate::support::TestServer;
 
 async fn key(s: &TestServer, role: &str) -> (String, String) {
-    let r = s
-        .post(
-            s.lab(),
-            "/v1/keys",
-            json!({"name": format!("{role} key"), "role": role}),
-        )
-        .await;
-    r.expect(201);
-    (r.str("/id"), r.str("/token"))
+    s.key(role).await
 }
 
 /// The `pii.read` entries of one actor, newest first.

@@ -761,7 +761,6 @@ async fn lab_admins_cannot_change_what_production_data_uses() {
 async fn a_field_sealed_on_another_instance_is_never_written_in_the_clear() {
     use std::sync::Arc;
 
-    use contextd_core::auth::{Principal, PrincipalKind};
     use contextd_core::crypto::Keyring;
     use contextd_core::dictionary::Classification;
     use contextd_core::service::{Context, ContextConfig};
@@ -795,16 +794,7 @@ async fn a_field_sealed_on_another_instance_is_never_written_in_the_clear() {
         ),
         ContextConfig::default(),
     );
-    let admin = Principal {
-        id: uuid::Uuid::now_v7(),
-        scope: Scope {
-            org: s.org.org_id,
-            partition: Partition::Lab,
-        },
-        role: Role::Admin,
-        kind: PrincipalKind::ApiKey,
-        granted: false,
-    };
+    let admin = s.lab_admin();
     let mut field = other.get_field(&admin, "late_sealed").await.expect("field");
     field.classification = Classification::Pii;
     other

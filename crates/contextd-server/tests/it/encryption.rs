@@ -3,10 +3,10 @@
 
 use std::sync::Arc;
 
-use contextd_core::auth::{Principal, PrincipalKind, Role};
+use contextd_core::auth::Principal;
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig};
-use contextd_core::{CoreError, Kind, ObjectId, Partition, Scope};
+use contextd_core::{CoreError, Kind, ObjectId};
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use serde_json::json;
 
@@ -27,16 +27,7 @@ fn context_on(
 }
 
 fn admin(s: &TestServer) -> Principal {
-    Principal {
-        id: uuid::Uuid::now_v7(),
-        scope: Scope {
-            org: s.org.org_id,
-            partition: Partition::Lab,
-        },
-        role: Role::Admin,
-        kind: PrincipalKind::ApiKey,
-        granted: false,
-    }
+    s.lab_admin()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
