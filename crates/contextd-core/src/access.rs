@@ -932,16 +932,16 @@ impl Context {
                 None => break,
             }
         }
-        self.audit_revealed(actor, revealed, "export").await?;
-        self.audit_action(
+        let exported = audit_entry(
             Some(actor),
             actor.scope,
             "customer.export",
             Some((Some(Kind::Customer), id.to_string())),
             vec![],
             format!("objects={}", objects.len()),
-        )
-        .await?;
+        );
+        self.audit_revealed_with(actor, revealed, "export", Some(exported))
+            .await?;
         Ok(CustomerExport {
             customer,
             objects,

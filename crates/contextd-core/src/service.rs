@@ -834,20 +834,28 @@ impl Context {
         revealed: Revealed,
         via: &str,
     ) -> Result<(), CoreError> {
-        let entries = revealed
-            .0
-            .into_iter()
-            .map(|(owner, (kind, fields, n))| {
-                crate::access::audit_entry(
-                    Some(actor),
-                    actor.scope,
-                    "pii.read",
-                    Some((Some(kind), owner.to_string())),
-                    fields.into_iter().collect(),
-                    format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
-                )
-            })
-            .collect();
+        self.audit_revealed_with(actor, revealed, via, None).await
+    }
+
+    /// [`Self::audit_revealed`], with one more entry of the same request in the same append.
+    pub(crate) async fn audit_revealed_with(
+        &self,
+        actor: &Principal,
+        revealed: Revealed,
+        via: &str,
+        also: Option<crate::store::AuditEntry>,
+    ) -> Result<(), CoreError> {
+        let mut entries: Vec<_> = also.into_iter().collect();
+        entries.extend(revealed.0.into_iter().map(|(owner, (kind, fields, n))| {
+            crate::access::audit_entry(
+                Some(actor),
+                actor.scope,
+                "pii.read",
+                Some((Some(kind), owner.to_string())),
+                fields.into_iter().collect(),
+                format!("{via}: {n} object{}", if n == 1 { "" } else { "s" }),
+            )
+        }));
         self.audit.record(entries).await
     }
 
@@ -1668,8 +1676,9 @@ impl Context {
             .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
             .cloned()
             .collect();
-        if !sealed_keys.is_empty() {
-            self.audit_action(
+        // Recorded with the page's reads, in one append: the answer waits for one commit.
+        let searched = (!sealed_keys.is_empty()).then(|| {
+            crate::access::audit_entry(
                 Some(actor),
                 scope,
                 "pii.search",
@@ -1677,10 +1686,10 @@ impl Context {
                 sealed_keys,
                 String::new(),
             )
-            .await?;
-        }
+        });
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
+            self.audit.record(searched.into_iter().collect()).await?;
             return Ok(SearchResult {
                 items: None,
                 ids: Some(page.ids),
@@ -1691,7 +1700,8 @@ impl Context {
         let page = self.store.search(scope, &plan).await?;
         let mut revealed = Revealed::default();
         let items = self.reveal_page(actor, page.items, &mut revealed).await?;
-        self.audit_revealed(actor, revealed, "search").await?;
+        self.audit_revealed_with(actor, revealed, "search", searched)
+            .await?;
         Ok(SearchResult {
             items: Some(items),
             ids: None,
