@@ -7,6 +7,7 @@
 //! its own database, `contextd_test_<random>`, and drops it when done, failed or not. Without
 //! the variable every test says it was skipped and passes.
 
+mod audit;
 mod conformance;
 mod migrations;
 mod privacy;
