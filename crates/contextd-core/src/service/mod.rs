@@ -1,0 +1,328 @@
+//! The context service: every operation on objects, the dictionary and organizations, with
+//! every rule of §2 applied once, here, for all APIs and all backends.
+//!
+//! One room per concern, each an `impl Context` of its own: `orgs` (organizations and
+//! credentials), `fields` (the dictionary service), `objects` (the operations clients call),
+//! `writes` (drafting, sealing, moving linked objects, writing), `reveal` (decrypting for a
+//! caller, withholding, auditing what a response reveals) and `encryption` (rotation,
+//! re-encryption, the start-up key check). This file holds the shared types.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::audit::AuditLog;
+use crate::auth::{self, Principal, PrincipalKind, Role};
+use crate::crypto::{normalize, Keyring, ObjectKeys, PartitionCheck};
+use crate::dictionary::{self, Dictionary, DictionaryCache, Field, FieldSet};
+use crate::error::{CoreError, FieldError};
+use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
+use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
+use crate::search::{self, SealedAccess, SearchRequest};
+use crate::store::{
+    deletes_allowed, ApiKeyRecord, Condition, FlushJob, ObjectWrite, OrgRecord, PagePosition,
+    ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
+};
+use crate::time::now_ms;
+
+/// Most tags on one object.
+pub const MAX_TAGS: usize = 100;
+/// Longest tag, in characters.
+pub const MAX_TAG_CHARS: usize = 256;
+/// How often a `PATCH` without `If-Match` retries after losing a race with another writer.
+const PATCH_RETRIES: usize = 64;
+
+/// Service settings.
+#[derive(Clone, Debug)]
+pub struct ContextConfig {
+    /// A request with no write to it or its activities for this long is closed.
+    pub request_autoclose: chrono::Duration,
+    /// How many customer keys to keep unwrapped in memory.
+    pub cached_customer_keys: usize,
+    /// Bounds of one search.
+    pub search_limits: search::SearchLimits,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            request_autoclose: chrono::Duration::days(5),
+            cached_customer_keys: 100_000,
+            search_limits: search::SearchLimits::default(),
+        }
+    }
+}
+
+/// The body of a create (`POST`) or replace (`PUT`).
+///
+/// Read-only properties (`id`, `created`, `lastUpdated`, `contributors`, `withheld`) are
+/// accepted so that a client can send back the object it read; they are ignored.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectInput {
+    /// Must match the path's kind if given.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Owning customer (required for requests).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub customer_id: Option<String>,
+    /// Parent request (activities) or request/activity (details, required).
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_id: Option<String>,
+    /// `active` (default) or `closed`.
+    pub state: Option<String>,
+    /// Required for activities.
+    pub media_type: Option<String>,
+    /// Required for details.
+    pub detail_type: Option<String>,
+    /// Field sets `data` draws from.
+    #[serde(default)]
+    pub fieldsets: Vec<String>,
+    /// Field id → value.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub data: BTreeMap<String, serde_json::Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Required on `PUT` unless `If-Match` is sent: the version read.
+    pub version: Option<i64>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub id: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub created: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<String>)]
+    pub last_updated: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<Object>)]
+    pub contributors: Option<serde_json::Value>,
+    /// Ignored (read-only).
+    #[schema(value_type = Option<Object>)]
+    pub withheld: Option<serde_json::Value>,
+}
+
+/// A JSON merge patch (RFC 7396) of an object: `data` keys merge (null removes), the other
+/// members replace. Allowed members: `data`, `tags`, `state`, `parentId`, `customerId`,
+/// `fieldsets`, and `version` (a concurrency check like `If-Match`).
+pub type ObjectPatch = serde_json::Map<String, serde_json::Value>;
+
+/// A page of search results.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchResult {
+    /// Whole objects (omitted when `summary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<ContextObject>>,
+    /// Ids (only when `summary`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub ids: Option<Vec<ObjectId>>,
+    /// All matches.
+    pub total: u64,
+    /// Cursor of the next page, if any.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a customer's journey.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelinePage {
+    /// Requests, activities and details, newest first.
+    pub items: Vec<ContextObject>,
+    /// All entries.
+    pub total: u64,
+    /// Cursor of the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// Status of a lab flush.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FlushStatus {
+    /// Job id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: Uuid,
+    /// Kind flushed.
+    #[serde(rename = "type")]
+    pub kind: Kind,
+    /// Finished?
+    pub completed: bool,
+    /// Objects deleted.
+    pub flushed: u64,
+    /// Status text.
+    pub message: String,
+}
+
+impl From<FlushJob> for FlushStatus {
+    fn from(j: FlushJob) -> Self {
+        Self {
+            id: j.id,
+            kind: j.kind,
+            completed: j.completed,
+            flushed: j.flushed,
+            message: j.message,
+        }
+    }
+}
+
+/// What a new organization gets, printed once.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrgBootstrap {
+    /// The org.
+    pub org_id: OrgId,
+    /// Its name.
+    pub name: String,
+    /// Admin API key of the lab partition.
+    pub lab_admin_token: String,
+    /// Admin API key of the production partition.
+    pub production_admin_token: String,
+    /// Base64 connectionData for components (§7).
+    pub connection_data: String,
+}
+
+/// The context service. Cheap to share (`Arc`).
+pub struct Context {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) keys: Keyring,
+    dictionaries: DictionaryCache,
+    config: ContextConfig,
+    pub(crate) audit: AuditLog,
+    /// Why the last re-encryption run failed, per partition that failed.
+    reencrypt_failures: std::sync::Mutex<std::collections::HashMap<Scope, String>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("backend", &self.store.backend())
+            .finish()
+    }
+}
+
+/// An object in the making: the plaintext view plus what the store needs.
+struct Draft {
+    object: ContextObject,
+    parent_check: Option<ParentCheck>,
+    /// The customer the object newly links to (checked again inside the write's transaction).
+    customer_check: Option<ObjectId>,
+    /// Linked objects that move with it to its new customer: their new plaintext state and
+    /// the version it replaces.
+    moved: Vec<(ContextObject, i64)>,
+}
+
+/// Most linked objects that can move with a request or activity in one write.
+pub const MAX_MOVED: usize = 10_000;
+
+/// What a response reveals: owner (the customer, or the object itself when it has none) →
+/// its kind, the sealed fields shown, and how many objects.
+#[derive(Default)]
+pub(crate) struct Revealed(BTreeMap<ObjectId, (Kind, BTreeSet<String>, usize)>);
+
+impl Revealed {
+    /// Notes that an object's sealed `fields` are shown (nothing when there are none).
+    pub(crate) fn add(
+        &mut self,
+        kind: Kind,
+        id: ObjectId,
+        customer: Option<ObjectId>,
+        fields: impl IntoIterator<Item = String>,
+    ) {
+        let mut fields = fields.into_iter().peekable();
+        if fields.peek().is_none() {
+            return;
+        }
+        let (kind, owner) = match (kind, customer) {
+            (Kind::Customer, _) => (Kind::Customer, id),
+            (_, Some(c)) => (Kind::Customer, c),
+            (kind, None) => (kind, id),
+        };
+        let entry = self
+            .0
+            .entry(owner)
+            .or_insert_with(|| (kind, BTreeSet::new(), 0));
+        entry.1.extend(fields);
+        entry.2 += 1;
+    }
+}
+
+pub(super) fn parse_opt<T: std::str::FromStr<Err = CoreError>>(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<T> {
+    value.and_then(|v| match v.parse::<T>() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            errors.push(FieldError::new(field, e.to_string()));
+            None
+        }
+    })
+}
+
+pub(super) fn parse_id(
+    field: &str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<ObjectId> {
+    value.and_then(|v| match ObjectId::parse(v) {
+        Ok(id) => Some(id),
+        Err(_) => {
+            errors.push(FieldError::new(field, "not a valid object id"));
+            None
+        }
+    })
+}
+
+pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
+    CoreError::NotFound(format!("no {kind} with id {id}"))
+}
+
+mod encryption;
+mod fields;
+mod objects;
+mod orgs;
+mod reveal;
+mod writes;
+
+pub use encryption::{EncryptionStatus, KeyCheck};
+use reveal::hide_withheld;
+
+impl Context {
+    /// A service over a data store and a key store.
+    pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ContextConfig) -> Self {
+        let audit = AuditLog::start(store.clone());
+        Self {
+            store,
+            keys,
+            dictionaries: DictionaryCache::new(4096),
+            config,
+            audit,
+            reencrypt_failures: std::sync::Mutex::default(),
+        }
+    }
+
+    /// The data store (for status checks).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The keyring (for status checks).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The auto-close cutoff: requests untouched since before it count as closed.
+    fn autoclose_cutoff(&self) -> DateTime<Utc> {
+        now_ms() - self.config.request_autoclose
+    }
+}

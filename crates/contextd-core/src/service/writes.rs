@@ -1,0 +1,500 @@
+//! Object writes: drafting and checking a new state, sealing and indexing it, moving linked
+//! objects along, and writing it all in one transaction.
+
+use super::*;
+
+impl Context {
+    /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
+    /// transaction); returns the object as the client sees it. The write names the dictionary
+    /// version its values were classified under; when the dictionary changed meanwhile (on
+    /// this instance or another), the values are validated and sealed again under the new one.
+    pub(super) async fn persist(
+        &self,
+        actor: &Principal,
+        draft: Draft,
+        expected_version: Option<i64>,
+        new_customer_key: Option<ObjectKeys>,
+        via: &str,
+    ) -> Result<ContextObject, CoreError> {
+        const ATTEMPTS: usize = 4;
+        let scope = actor.scope;
+        let mut object = draft.object;
+        let keys = match new_customer_key {
+            Some(k) => k,
+            None => self.keys.object_keys(scope, object.customer_id).await?,
+        };
+        let indexer = self.keys.indexer(scope).await?;
+        let mut dict = self.dictionary(scope.org).await?;
+        let mut attempt = 1;
+        let sealed_fields = loop {
+            let (stored, tokens) = seal(scope, &object, &dict, &keys, &indexer)?;
+            if actor.sees_sealed() {
+                // The answer carries the sealed values it writes: audited like a read, before
+                // the write, so that a refused audit leaves nothing written.
+                let mut revealed = Revealed::default();
+                revealed.add(
+                    object.kind,
+                    object.id,
+                    object.customer_id,
+                    stored.sealed.keys().cloned(),
+                );
+                self.audit_revealed(actor, revealed, via).await?;
+            }
+            let sealed_fields: Vec<String> = stored.sealed.keys().cloned().collect();
+            let mut writes = vec![ObjectWrite {
+                object: stored,
+                tokens,
+                expected_version,
+                parent_check: draft.parent_check,
+                customer_check: draft.customer_check,
+                dictionary_version: Some(dict.version()),
+            }];
+            for (linked, expected) in &draft.moved {
+                let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
+                writes.push(ObjectWrite {
+                    object: stored,
+                    tokens,
+                    expected_version: Some(*expected),
+                    parent_check: None,
+                    customer_check: None,
+                    dictionary_version: Some(dict.version()),
+                });
+            }
+            let result = match writes.as_slice() {
+                [one] => self.store.write_object(one).await,
+                all => self.store.write_objects(all).await,
+            };
+            match result {
+                Ok(()) => break sealed_fields,
+                Err(StoreError::DictionaryChanged) if attempt < ATTEMPTS => {
+                    attempt += 1;
+                    self.dictionaries.invalidate(scope.org);
+                    dict = self.dictionary(scope.org).await?;
+                    object.data = dict.validate_data(&object.fieldsets, &object.data)?;
+                }
+                Err(e) => return Err(write_error(e, &object)),
+            }
+        };
+        if !actor.sees_sealed() {
+            for name in sealed_fields {
+                object.data.insert(name.clone(), serde_json::Value::Null);
+                object.withheld.push(name);
+            }
+        }
+        Ok(object)
+    }
+
+    /// Builds and checks the new state of an object from client input; `existing` is the
+    /// object being replaced (None on create).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn draft(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        existing: Option<&ContextObject>,
+        customer_id: Option<ObjectId>,
+        parent_id: Option<ObjectId>,
+        state: Option<State>,
+        media_type: Option<MediaType>,
+        detail_type: Option<DetailType>,
+        fieldsets: Vec<String>,
+        data: BTreeMap<String, serde_json::Value>,
+        tags: Vec<String>,
+        mut errors: Vec<FieldError>,
+    ) -> Result<Draft, CoreError> {
+        let scope = actor.scope;
+        let id = existing.map(|e| e.id).unwrap_or_default();
+        let mut customer_id = customer_id;
+        let mut parent_check = None;
+        let mut customer_check = None;
+        let mut state = state.unwrap_or(State::Active);
+        match kind {
+            Kind::Customer => {
+                if customer_id.is_some() {
+                    errors.push(FieldError::new(
+                        "customerId",
+                        "a customer has no customerId",
+                    ));
+                }
+                if parent_id.is_some() {
+                    errors.push(FieldError::new("parentId", "a customer has no parent"));
+                }
+                customer_id = Some(id);
+            }
+            Kind::Request => {
+                if parent_id.is_some() {
+                    errors.push(FieldError::new("parentId", "a request has no parent"));
+                }
+                if customer_id.is_none() {
+                    errors.push(FieldError::new(
+                        "customerId",
+                        "a request needs a customerId",
+                    ));
+                }
+            }
+            Kind::Activity => {
+                if media_type.is_none() {
+                    errors.push(FieldError::new(
+                        "mediaType",
+                        "an activity needs a mediaType",
+                    ));
+                }
+            }
+            Kind::Detail => {
+                if parent_id.is_none() {
+                    errors.push(FieldError::new(
+                        "parentId",
+                        "a detail needs a parentId (request or activity)",
+                    ));
+                }
+                if detail_type.is_none() {
+                    errors.push(FieldError::new(
+                        "detailType",
+                        "a detail needs a detailType (comment or feedback)",
+                    ));
+                }
+                state = State::Closed;
+            }
+        }
+        if kind != Kind::Activity && media_type.is_some() {
+            errors.push(FieldError::new(
+                "mediaType",
+                format!("a {kind} has no mediaType"),
+            ));
+        }
+        if kind != Kind::Detail && detail_type.is_some() {
+            errors.push(FieldError::new(
+                "detailType",
+                format!("a {kind} has no detailType"),
+            ));
+        }
+        if kind == Kind::Customer && state == State::Closed {
+            errors.push(FieldError::new("state", "a customer can't be closed"));
+        }
+        let tags = clean_tags(tags, &mut errors);
+        let dict = self.dictionary(scope.org).await?;
+        let data = match dict.validate_data(&fieldsets, &data) {
+            Ok(d) => d,
+            Err(CoreError::Validation(more)) => {
+                errors.extend(more);
+                BTreeMap::new()
+            }
+            Err(e) => return Err(e),
+        };
+        if !errors.is_empty() {
+            return Err(CoreError::Validation(errors));
+        }
+        // Links: the customer must exist; the parent must exist, be of the right kind and open.
+        if kind != Kind::Customer {
+            if let Some(parent) = parent_id {
+                let moved = existing.is_none_or(|e| e.parent_id != Some(parent));
+                let p = match self.store.object(scope, parent).await? {
+                    Some(p) if kind == Kind::Detail || p.kind == Kind::Request => p,
+                    Some(_) if kind == Kind::Activity => {
+                        return Err(CoreError::field(
+                            "parentId",
+                            "the parent of an activity must be a request",
+                        ))
+                    }
+                    _ => {
+                        return Err(CoreError::field(
+                            "parentId",
+                            "no such parent in this partition",
+                        ))
+                    }
+                };
+                if p.kind == Kind::Customer || p.kind == Kind::Detail {
+                    return Err(CoreError::field(
+                        "parentId",
+                        "the parent of a detail must be a request or an activity",
+                    ));
+                }
+                if p.kind == Kind::Request && self.effective_state(&p) == State::Closed {
+                    return Err(CoreError::Conflict("the parent request is closed".into()));
+                }
+                match (customer_id, p.customer_id) {
+                    (None, inherited) => customer_id = inherited,
+                    (Some(c), Some(pc)) if c != pc => {
+                        return Err(CoreError::field(
+                            "customerId",
+                            "differs from the parent's customerId",
+                        ))
+                    }
+                    _ => {}
+                }
+                if moved || p.kind == Kind::Request {
+                    parent_check = Some(ParentCheck {
+                        id: parent,
+                        must_be_request: kind == Kind::Activity,
+                        active_since: self.autoclose_cutoff(),
+                    });
+                }
+            }
+            if let Some(c) = customer_id {
+                if existing.is_none_or(|e| e.customer_id != Some(c)) {
+                    customer_check = Some(c);
+                    match self.store.object(scope, c).await? {
+                        Some(o) if o.kind == Kind::Customer => {}
+                        _ => {
+                            return Err(CoreError::field(
+                                "customerId",
+                                "no such customer in this partition",
+                            ))
+                        }
+                    }
+                }
+            }
+        }
+        let now = now_ms();
+        let me = actor.contributor();
+        let (created, version, mut contributors) = match existing {
+            Some(e) => (e.created, e.version + 1, e.contributors.clone()),
+            None => (now, 1, Vec::new()),
+        };
+        if !contributors.contains(&me) {
+            contributors.push(me);
+        }
+        let object = ContextObject {
+            id,
+            kind,
+            customer_id,
+            parent_id,
+            state,
+            media_type,
+            detail_type,
+            fieldsets,
+            data,
+            tags,
+            contributors,
+            withheld: Vec::new(),
+            created,
+            // lastUpdated never goes backwards, even if the clock does.
+            last_updated: existing.map_or(now, |e| now.max(e.last_updated)),
+            version,
+        };
+        let size = serde_json::to_vec(&object)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_OBJECT_BYTES {
+            // The size counts values a partner is not shown: it must not learn theirs.
+            return Err(CoreError::TooLarge(if actor.sees_sealed() {
+                format!("the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}")
+            } else {
+                format!(
+                    "the object would exceed the maximum of {MAX_OBJECT_BYTES} bytes serialized"
+                )
+            }));
+        }
+        let moved = match existing {
+            Some(e) if e.customer_id != object.customer_id => {
+                self.moving_with(actor, &object).await?
+            }
+            _ => Vec::new(),
+        };
+        Ok(Draft {
+            object,
+            parent_check,
+            customer_check,
+            moved,
+        })
+    }
+
+    /// The objects linked below a request or activity that moves to another customer (a
+    /// request's activities and details, an activity's details), as they will be: linked to
+    /// the new customer, one version on.
+    pub(super) async fn moving_with(
+        &self,
+        actor: &Principal,
+        moving: &ContextObject,
+    ) -> Result<Vec<(ContextObject, i64)>, CoreError> {
+        let scope = actor.scope;
+        let find = |kind: Kind, parents: Vec<ObjectId>| SearchPlan {
+            kind,
+            match_all: true,
+            conditions: vec![Condition::ParentIds(parents)],
+            created_from: None,
+            created_to: None,
+            updated_from: None,
+            updated_to: None,
+            not_exists: Vec::new(),
+            limit: MAX_MOVED + 1,
+            after: None,
+        };
+        let mut linked = Vec::new();
+        let mut parents = vec![moving.id];
+        if moving.kind == Kind::Request {
+            let activities = self
+                .store
+                .search(scope, &find(Kind::Activity, parents.clone()))
+                .await?;
+            parents.extend(activities.items.iter().map(|a| a.id));
+            linked.extend(activities.items);
+        }
+        if matches!(moving.kind, Kind::Request | Kind::Activity) {
+            linked.extend(
+                self.store
+                    .search(scope, &find(Kind::Detail, parents))
+                    .await?
+                    .items,
+            );
+        }
+        if linked.len() > MAX_MOVED {
+            return Err(CoreError::Conflict(format!(
+                "more than {MAX_MOVED} linked objects would move with this {}; move them in parts",
+                moving.kind
+            )));
+        }
+        // Read in full (a partner's move carries values it is not shown), to re-seal them
+        // under the new customer's key.
+        let reader = Principal {
+            granted: true,
+            ..actor.clone()
+        };
+        let dict = self.dictionary(scope.org).await?;
+        let mut moved = Vec::with_capacity(linked.len());
+        for o in linked {
+            let mut object = self
+                .reveal_as(&reader, o, &dict, &mut Revealed::default())
+                .await?;
+            let expected = object.version;
+            object.customer_id = moving.customer_id;
+            object.version += 1;
+            object.last_updated = moving.last_updated.max(object.last_updated);
+            moved.push((object, expected));
+        }
+        Ok(moved)
+    }
+
+    pub(super) async fn current_for_update(
+        &self,
+        actor: &Principal,
+        kind: Kind,
+        id: ObjectId,
+    ) -> Result<ContextObject, CoreError> {
+        let stored = self.load(actor.scope, kind, id).await?;
+        if kind == Kind::Detail {
+            return Err(CoreError::Conflict("details are immutable".into()));
+        }
+        if kind == Kind::Request && self.effective_state(&stored) == State::Closed {
+            return Err(CoreError::Conflict("the request is closed".into()));
+        }
+        // Partners can't see sealed values, so they can't carry them over: read as a full reader.
+        let reader = Principal {
+            granted: true,
+            ..actor.clone()
+        };
+        let dict = self.dictionary(actor.scope.org).await?;
+        self.reveal_as(&reader, stored, &dict, &mut Revealed::default())
+            .await
+    }
+}
+
+/// The refusal of an object write, for its client.
+pub(super) fn write_error(e: StoreError, object: &ContextObject) -> CoreError {
+    match e {
+        StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
+        StoreError::ParentNotFound => {
+            CoreError::field("parentId", "no such parent in this partition")
+        }
+        StoreError::CustomerNotFound => {
+            CoreError::field("customerId", "no such customer in this partition")
+        }
+        StoreError::VersionConflict { current } => {
+            CoreError::Conflict(format!("version conflict: the stored version is {current}"))
+        }
+        StoreError::DictionaryChanged => CoreError::Conflict(
+            "the dictionary kept changing while the object was written; retry".into(),
+        ),
+        StoreError::NotFound => not_found(object.kind, object.id),
+        e => e.into(),
+    }
+}
+
+/// The stored form of an object: UNENCRYPTED values in the clear, the others sealed under
+/// `keys`, and every blind-index token it must be found by.
+pub(super) fn seal(
+    scope: Scope,
+    object: &ContextObject,
+    dict: &Dictionary,
+    keys: &ObjectKeys,
+    indexer: &crate::crypto::Indexer,
+) -> Result<(StoredObject, Vec<Token>), CoreError> {
+    let mut clear = BTreeMap::new();
+    let mut sealed = BTreeMap::new();
+    let mut tokens = Vec::with_capacity(object.data.len() * 2 + object.tags.len() + 4);
+    for (name, value) in &object.data {
+        // Validation guarantees every key is a dictionary field.
+        let Some(field) = dict.field(name) else {
+            continue;
+        };
+        tokens.push(indexer.present(name));
+        if field.searchable {
+            if let Some(n) = normalize(name, value) {
+                tokens.push(indexer.value(name, &n));
+            }
+        }
+        if field.classification.is_sealed() {
+            let plain =
+                serde_json::to_vec(value).map_err(|e| CoreError::bad_request(e.to_string()))?;
+            sealed.insert(name.clone(), keys.seal(object.id, name, &plain)?);
+        } else {
+            clear.insert(name.clone(), value.clone());
+        }
+    }
+    tokens.extend(object.fieldsets.iter().map(|s| indexer.fieldset(s)));
+    tokens.extend(object.tags.iter().map(|t| indexer.tag(&t.to_lowercase())));
+    tokens.extend(
+        object
+            .contributors
+            .iter()
+            .map(|c| indexer.contributor(&c.id)),
+    );
+    tokens.sort_unstable();
+    tokens.dedup();
+    let key_version = if sealed.is_empty() {
+        0
+    } else {
+        keys.partition_version().unwrap_or(0)
+    };
+    let stored = StoredObject {
+        id: object.id,
+        scope,
+        kind: object.kind,
+        customer_id: object.customer_id,
+        parent_id: object.parent_id,
+        state: object.state,
+        media_type: object.media_type,
+        detail_type: object.detail_type,
+        fieldsets: object.fieldsets.clone(),
+        clear,
+        sealed,
+        tags: object.tags.clone(),
+        contributors: object.contributors.clone(),
+        created: object.created,
+        last_updated: object.last_updated,
+        touched: object.last_updated,
+        version: object.version,
+        key_version,
+    };
+    Ok((stored, tokens))
+}
+
+pub(super) fn clean_tags(tags: Vec<String>, errors: &mut Vec<FieldError>) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        errors.push(FieldError::new("tags", format!("at most {MAX_TAGS} tags")));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for t in tags {
+        let t = t.trim().to_owned();
+        if t.is_empty() || t.chars().count() > MAX_TAG_CHARS || t.contains('\0') {
+            errors.push(FieldError::new(
+                "tags",
+                format!("tags are 1–{MAX_TAG_CHARS} characters, without NUL"),
+            ));
+        } else if !out.iter().any(|o| o.eq_ignore_ascii_case(&t)) {
+            out.push(t);
+        }
+    }
+    out
+}
