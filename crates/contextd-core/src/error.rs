@@ -42,9 +42,15 @@ pub enum CoreError {
     /// No such object in the caller's scope.
     #[error("{0}")]
     NotFound(String),
-    /// A state or version conflict.
+    /// A state conflict (closed request, data in use, …).
     #[error("{0}")]
     Conflict(String),
+    /// The object's stored version is not the one the write was based on.
+    #[error("version conflict: the stored version is {current}")]
+    VersionConflict {
+        /// The version now stored.
+        current: i64,
+    },
     /// The object is larger than the limit.
     #[error("{0}")]
     TooLarge(String),

@@ -81,7 +81,7 @@ impl From<CoreError> for ApiError {
             CoreError::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized"),
             CoreError::Forbidden(_) => (S::FORBIDDEN, "forbidden"),
             CoreError::NotFound(_) => (S::NOT_FOUND, "not-found"),
-            CoreError::Conflict(_) => (S::CONFLICT, "conflict"),
+            CoreError::Conflict(_) | CoreError::VersionConflict { .. } => (S::CONFLICT, "conflict"),
             CoreError::TooLarge(_) => (S::PAYLOAD_TOO_LARGE, "too-large"),
             CoreError::Keys(_) => (S::INTERNAL_SERVER_ERROR, "keys"),
             CoreError::AuditUnavailable(_) => (S::SERVICE_UNAVAILABLE, "audit-unavailable"),

@@ -125,10 +125,9 @@ impl Context {
         })?;
         let current = self.current_for_update(actor, kind, id).await?;
         if current.version != expected {
-            return Err(CoreError::Conflict(format!(
-                "version conflict: the stored version is {}",
-                current.version
-            )));
+            return Err(CoreError::VersionConflict {
+                current: current.version,
+            });
         }
         let mut errors = Vec::new();
         if let Some(t) = &input.kind {
@@ -224,10 +223,9 @@ impl Context {
             let current = self.current_for_update(actor, kind, id).await?;
             if let Some(v) = expected {
                 if current.version != v {
-                    return Err(CoreError::Conflict(format!(
-                        "version conflict: the stored version is {}",
-                        current.version
-                    )));
+                    return Err(CoreError::VersionConflict {
+                        current: current.version,
+                    });
                 }
             }
             let mut errors = Vec::new();
@@ -309,11 +307,7 @@ impl Context {
                 .persist(actor, draft, Some(current.version), None, "patch")
                 .await
             {
-                Err(CoreError::Conflict(msg))
-                    if expected.is_none() && msg.starts_with("version conflict") =>
-                {
-                    continue
-                }
+                Err(CoreError::VersionConflict { .. }) if expected.is_none() => continue,
                 other => return other,
             }
         }

@@ -399,9 +399,7 @@ pub(super) fn write_error(e: StoreError, object: &ContextObject) -> CoreError {
         StoreError::CustomerNotFound => {
             CoreError::field("customerId", "no such customer in this partition")
         }
-        StoreError::VersionConflict { current } => {
-            CoreError::Conflict(format!("version conflict: the stored version is {current}"))
-        }
+        StoreError::VersionConflict { current } => CoreError::VersionConflict { current },
         StoreError::DictionaryChanged => CoreError::Conflict(
             "the dictionary kept changing while the object was written; retry".into(),
         ),
