@@ -66,3 +66,38 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_key_rewrap(keys).await;
     check_partition_key_races(keys).await;
 }
+
+/// Declares, in a backend's test binary, one test per conformance check (each on a fresh
+/// database) and one that runs them all on one database, so that the list of checks is
+/// written once, here. `$fresh` is an expression, evaluated in each async test, giving
+/// `Option<db>` (`None`: the backend is not configured, the test passes saying so elsewhere)
+/// where `db.store` is the `Store` and `db.keys` the `KeyStore`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:expr) => {
+        $crate::conformance_tests!(@each store $fresh;
+            check_object_crud, check_versions, check_parent_rules, check_concurrent_writes,
+            check_linked_writes, check_search_semantics, check_paging, check_timeline,
+            check_flush, check_scope_isolation, check_close_stale_requests, check_orgs,
+            check_api_keys, check_dictionary, check_dictionary_versions, check_flush_jobs,
+            check_any_token_in_use, check_users, check_sessions, check_user_changes,
+            check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
+            check_erase_customer, check_reseal);
+        $crate::conformance_tests!(@each keys $fresh;
+            check_key_store, check_key_rewrap, check_partition_key_races);
+
+        /// Also catches a check added to `run_all` but not to the list above.
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn run_all_on_one_database() {
+            let Some(db) = $fresh else { return };
+            $crate::run_all(&db.store, &db.keys).await;
+        }
+    };
+    (@each $part:ident $fresh:expr; $($check:ident),+) => {$(
+        #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            let Some(db) = $fresh else { return };
+            $crate::$check(&db.$part).await;
+        }
+    )+};
+}
