@@ -281,6 +281,7 @@ pub async fn revoke_grant(
 
 /// Audit-log filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditParams {
     /// Only this action (`pii.read`, `pii.search`, `key.create`, `signin.failed`, …).

@@ -164,6 +164,7 @@ pub async fn search(
 
 /// Timeline query parameters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimelineParams {
     /// Only activities of this channel.

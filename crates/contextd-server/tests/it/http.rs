@@ -462,3 +462,46 @@ async fn etag_and_location() {
         Some(&*format!("/v1/activities/{}", r.str("/id")))
     );
 }
+
+/// Every path parameter of the OpenAPI document is one of its path's `{name}` segments, and
+/// every segment is declared: query parameters declared `in: path` broke generated clients.
+#[tokio::test]
+async fn openapi_path_parameters_match_their_paths() {
+    let s = TestServer::start().await;
+    let doc = s.get(s.lab(), "/v1/openapi.json").await;
+    doc.expect(200);
+    let paths = doc.at("/paths").as_object().expect("paths").clone();
+    let mut problems = Vec::new();
+    for (path, item) in &paths {
+        let segments: Vec<&str> = path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .collect();
+        for (method, op) in item.as_object().into_iter().flatten() {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            for p in &params {
+                let (name, place) = (
+                    p["name"].as_str().unwrap_or(""),
+                    p["in"].as_str().unwrap_or(""),
+                );
+                if place == "path" && !segments.contains(&name) {
+                    problems.push(format!("{method} {path}: '{name}' is not a path segment"));
+                }
+            }
+            for seg in &segments {
+                let declared = params
+                    .iter()
+                    .any(|p| p["in"] == "path" && p["name"].as_str() == Some(seg));
+                if !declared {
+                    problems.push(format!("{method} {path}: {{{seg}}} is not declared"));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let audit = doc.at("/paths/~1v1~1audit/get/parameters").to_string();
+    assert!(
+        audit.contains(r#""in":"query""#),
+        "audit filters are query parameters"
+    );
+}
