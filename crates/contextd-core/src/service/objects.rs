@@ -1,6 +1,7 @@
 //! Object operations as clients call them: create, read, replace, patch, delete, search,
 //! timeline and lab flush.
 
+use super::writes::Proposal;
 use super::*;
 
 impl Context {
@@ -54,17 +55,19 @@ impl Context {
         let draft = self
             .draft(
                 actor,
-                kind,
                 None,
-                customer_id,
-                parent_id,
-                state,
-                media_type,
-                detail_type,
-                input.fieldsets,
-                input.data,
-                input.tags,
-                errors,
+                Proposal {
+                    kind,
+                    customer_id,
+                    parent_id,
+                    state,
+                    media_type,
+                    detail_type,
+                    fieldsets: input.fieldsets,
+                    data: input.data,
+                    tags: input.tags,
+                    errors,
+                },
             )
             .await?;
         let customer_key = if kind == Kind::Customer {
@@ -153,17 +156,19 @@ impl Context {
         let draft = self
             .draft(
                 actor,
-                kind,
                 Some(&current),
-                customer_id,
-                parent_id,
-                state,
-                media_type,
-                detail_type,
-                input.fieldsets,
-                data,
-                input.tags,
-                errors,
+                Proposal {
+                    kind,
+                    customer_id,
+                    parent_id,
+                    state,
+                    media_type,
+                    detail_type,
+                    fieldsets: input.fieldsets,
+                    data,
+                    tags: input.tags,
+                    errors,
+                },
             )
             .await
             .map_err(|e| hide_withheld(e, &kept))?;
@@ -289,17 +294,19 @@ impl Context {
             let draft = self
                 .draft(
                     actor,
-                    kind,
                     Some(&current),
-                    customer_id,
-                    parent_id,
-                    state,
-                    current.media_type,
-                    current.detail_type,
-                    fieldsets,
-                    data,
-                    tags,
-                    errors,
+                    Proposal {
+                        kind,
+                        customer_id,
+                        parent_id,
+                        state,
+                        media_type: current.media_type,
+                        detail_type: current.detail_type,
+                        fieldsets,
+                        data,
+                        tags,
+                        errors,
+                    },
                 )
                 .await
                 .map_err(|e| hide_withheld(e, &kept))?;

@@ -3,6 +3,22 @@
 
 use super::*;
 
+/// The state of an object a client asks for, parsed but not yet checked: what
+/// [`Context::draft`] turns into a [`Draft`].
+pub(super) struct Proposal {
+    pub kind: Kind,
+    pub customer_id: Option<ObjectId>,
+    pub parent_id: Option<ObjectId>,
+    pub state: Option<State>,
+    pub media_type: Option<MediaType>,
+    pub detail_type: Option<DetailType>,
+    pub fieldsets: Vec<String>,
+    pub data: BTreeMap<String, serde_json::Value>,
+    pub tags: Vec<String>,
+    /// Problems found while parsing, reported with the others.
+    pub errors: Vec<FieldError>,
+}
+
 impl Context {
     /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
     /// transaction); returns the object as the client sees it. The write names the dictionary
@@ -86,22 +102,24 @@ impl Context {
 
     /// Builds and checks the new state of an object from client input; `existing` is the
     /// object being replaced (None on create).
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn draft(
         &self,
         actor: &Principal,
-        kind: Kind,
         existing: Option<&ContextObject>,
-        customer_id: Option<ObjectId>,
-        parent_id: Option<ObjectId>,
-        state: Option<State>,
-        media_type: Option<MediaType>,
-        detail_type: Option<DetailType>,
-        fieldsets: Vec<String>,
-        data: BTreeMap<String, serde_json::Value>,
-        tags: Vec<String>,
-        mut errors: Vec<FieldError>,
+        proposal: Proposal,
     ) -> Result<Draft, CoreError> {
+        let Proposal {
+            kind,
+            customer_id,
+            parent_id,
+            state,
+            media_type,
+            detail_type,
+            fieldsets,
+            data,
+            tags,
+            mut errors,
+        } = proposal;
         let scope = actor.scope;
         let id = existing.map(|e| e.id).unwrap_or_default();
         let mut customer_id = customer_id;
