@@ -113,6 +113,45 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("server did not start");
 }
 
+/// A `contextd serve` of its own, on a free port over `dir`, ready, with its lab admin token.
+pub struct Served {
+    pub child: std::process::Child,
+    pub base: String,
+    pub lab: String,
+    /// Kept open: the server prints more after the token, and a closed pipe would stop it.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+/// Starts [`Served`] with extra environment variables.
+async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
+    let port = free_port();
+    let mut child = contextd(dir)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let lab = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("lab admin token:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("the lab admin token is printed");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&reqwest::Client::new(), &base).await;
+    Served {
+        child,
+        base,
+        lab,
+        _stdout: lines,
+    }
+}
+
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
     Command::new("kill")
@@ -430,24 +469,12 @@ async fn serve_refuses_to_start_without_the_keys_or_with_another_master_key() {
 #[tokio::test]
 async fn bench_load_and_run_report_every_key_without_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = contextd(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let token = (0..7)
-        .filter_map(|_| lines.next()?.ok())
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("lab admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the lab admin token is printed");
-    wait_ready(&reqwest::Client::new(), &base).await;
+    let Served {
+        child: mut server,
+        base,
+        lab: token,
+        ..
+    } = serve_fresh(dir.path(), &[]).await;
     let state = dir.path().join("bench-state.json");
     let bench = |args: &[&str]| {
         let out = contextd(dir.path())

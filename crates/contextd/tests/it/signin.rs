@@ -2,14 +2,12 @@
 //! unique 10 KB names leave its resident memory within a stated bound and are all answered
 //! 4xx. Measured on a process of its own, so no other test's allocations blur the figure.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::Instant;
 
 use futures::StreamExt;
 use serde_json::json;
 
-use crate::{contextd, free_port, terminate, wait_ready};
+use crate::{serve_fresh, terminate, Served};
 
 /// The bound on the server's memory growth over 20,000 oversize attempts. Before the fix each
 /// attempt left its 10 KB name in the limiter for good (200 MB in all) and ran an Argon2id
@@ -30,28 +28,13 @@ fn resident_bytes(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_thousand_sign_ins_with_10_kb_names_leave_memory_bounded_and_get_4xx() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = contextd(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("CONTEXTD_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    // Kept open to the end: the server prints more after the token.
-    let mut printed = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let lab = printed
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("lab admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("lab admin token printed");
+    let Served {
+        child: mut server,
+        base,
+        lab,
+        ..
+    } = serve_fresh(dir.path(), &[("CONTEXTD_LOG", "warn")]).await;
     let http = reqwest::Client::new();
-    wait_ready(&http, &base).await;
     let created = http
         .post(format!("{base}/v1/users"))
         .bearer_auth(&lab)
@@ -138,5 +121,4 @@ async fn twenty_thousand_sign_ins_with_10_kb_names_leave_memory_bounded_and_get_
         .expect("json");
     assert_eq!(failures["items"].as_array().map(Vec::len), Some(0));
     assert!(terminate(&mut server).success());
-    drop(printed);
 }

@@ -1,12 +1,12 @@
 //! `contextd users list|create|disable|enable|delete|reset-password` against a running server
 //! (issue 9 item 3): the real binary on both sides, the effect checked by signing in over HTTP.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::{Output, Stdio};
 
 use serde_json::{json, Value};
 
-use crate::{contextd, free_port, terminate, wait_ready};
+use crate::{contextd, serve_fresh, terminate, Served};
 
 /// Runs `contextd users ARGS` against `base` with `token`, feeding `stdin`.
 fn users(
@@ -89,25 +89,13 @@ async fn whoami(http: &reqwest::Client, base: &str, cookie: &str) -> u16 {
 #[tokio::test]
 async fn users_commands_create_list_disable_enable_reset_and_delete() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut server = contextd(dir.path())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let token = (0..7)
-        .filter_map(|_| lines.next()?.ok())
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("lab admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the lab admin token is printed");
+    let Served {
+        child: mut server,
+        base,
+        lab: token,
+        ..
+    } = serve_fresh(dir.path(), &[]).await;
     let http = reqwest::Client::new();
-    wait_ready(&http, &base).await;
     let run = |args: &[&str], stdin: Option<&str>| users(dir.path(), &base, &token, args, stdin);
 
     // create: the password from stdin, or from the environment; never from argv.
