@@ -5,63 +5,26 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, Principal, PrincipalKind, Role};
 use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId, Partition, Scope};
-use crate::object::{ContextObject, Kind};
+use crate::object::Kind;
 use crate::service::Context;
 use crate::store::{
     AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
 };
 use crate::time::now_ms;
 
+pub use contextd_proto::access::{
+    AuditPage, AuditView, CustomerExport, KeyView, NewGrant, NewKey, NewUser, UserPatch, UserView,
+};
+
 /// Shortest accepted password.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Lifetime of a web session.
 pub const SESSION_HOURS: i64 = 12;
-
-/// `POST /v1/users` body.
-#[derive(Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewUser {
-    /// Sign-in name (1–64 characters, unique in the partition).
-    pub name: String,
-    /// `admin`, `agent` or `partner`.
-    pub role: Role,
-    /// At least 12 characters.
-    pub password: String,
-}
-
-impl std::fmt::Debug for NewUser {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A user as shown to admins.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct UserView {
-    /// User id.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// Sign-in name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Created.
-    #[serde(with = "crate::time::rfc3339_ms")]
-    pub created: DateTime<Utc>,
-    /// A disabled user can't sign in and has no live session.
-    pub disabled: bool,
-}
 
 impl From<&UserRecord> for UserView {
     fn from(u: &UserRecord) -> Self {
@@ -73,74 +36,6 @@ impl From<&UserRecord> for UserView {
             disabled: u.disabled,
         }
     }
-}
-
-/// `PATCH /v1/users/{id}` body: the members given are changed, the others kept.
-#[derive(Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UserPatch {
-    /// Disable (ends every session of the user at once) or enable.
-    pub disabled: Option<bool>,
-    /// New role: `admin`, `agent` or `partner`; applies to existing sessions at once.
-    pub role: Option<Role>,
-    /// New password, at least 12 characters; ends every session of the user.
-    pub password: Option<String>,
-}
-
-impl std::fmt::Debug for UserPatch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserPatch")
-            .field("disabled", &self.disabled)
-            .field("role", &self.role)
-            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
-            .finish()
-    }
-}
-
-/// `POST /v1/keys` body.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewKey {
-    /// Display name.
-    pub name: String,
-    /// Role granted to the key.
-    pub role: Role,
-    /// Optional expiry (RFC 3339).
-    pub expires_at: Option<DateTime<Utc>>,
-}
-
-/// An API key as listed (never its secret).
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct KeyView {
-    /// Key id.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// Name.
-    pub name: String,
-    /// Role.
-    pub role: Role,
-    /// Created.
-    #[serde(with = "crate::time::rfc3339_ms")]
-    pub created: DateTime<Utc>,
-    /// Expiry.
-    pub expires_at: Option<DateTime<Utc>>,
-    /// Revoked?
-    pub revoked: bool,
-    /// The token: only in the answer to its creation.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-/// `POST /v1/grants` body.
-#[derive(Clone, Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NewGrant {
-    /// The partner's key or user id.
-    #[schema(value_type = String, format = Uuid)]
-    pub principal: Uuid,
-    /// When the grant lapses (RFC 3339, in the future).
-    pub expires_at: DateTime<Utc>,
 }
 
 /// A new session: the cookie secret and the CSRF token, both shown once.
@@ -162,56 +57,6 @@ impl std::fmt::Debug for NewSession {
             .field("user", &self.user)
             .finish_non_exhaustive()
     }
-}
-
-/// One audit entry as returned by `GET /v1/audit`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditView {
-    /// Entry id (time-ordered).
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// When.
-    #[serde(with = "crate::time::rfc3339_ms")]
-    pub at: DateTime<Utc>,
-    /// Who.
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub actor: Option<Uuid>,
-    /// Their role.
-    pub actor_role: Option<Role>,
-    /// What.
-    pub action: String,
-    /// Object kind.
-    pub object_type: Option<Kind>,
-    /// Object or resource id.
-    pub object_id: Option<String>,
-    /// Field ids involved (never values).
-    pub fields: Vec<String>,
-    /// Extra detail.
-    pub detail: String,
-}
-
-/// A page of the audit log.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AuditPage {
-    /// Entries, newest first.
-    pub items: Vec<AuditView>,
-    /// Cursor of the next (older) page.
-    pub next_cursor: Option<String>,
-}
-
-/// Everything held about one customer.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct CustomerExport {
-    /// The customer.
-    pub customer: ContextObject,
-    /// Every request, activity and detail linked to it, newest first.
-    pub objects: Vec<ContextObject>,
-    /// When the export was made.
-    #[serde(with = "crate::time::rfc3339_ms")]
-    pub exported_at: DateTime<Utc>,
 }
 
 fn hash_password(password: &str) -> Result<String, CoreError> {
@@ -297,7 +142,7 @@ fn password_error(password: &str) -> Option<FieldError> {
 fn user_error(id: Uuid) -> impl Fn(StoreError) -> CoreError {
     move |e| match e {
         StoreError::NotFound => CoreError::NotFound(format!("no user {id} in this partition")),
-        StoreError::LastAdmin => CoreError::Conflict(format!(
+        StoreError::LastAdmin => CoreError::LastAdmin(format!(
             "user {id} is the last enabled admin user of this partition: make another user \
              admin first, so that someone can still sign in to administer it"
         )),
@@ -392,9 +237,10 @@ impl Context {
             disabled: false,
         };
         self.store.insert_user(&user).await.map_err(|e| match e {
-            StoreError::AlreadyExists => {
-                CoreError::Conflict(format!("a user named '{}' exists", truncate(&new.name, 64)))
-            }
+            StoreError::AlreadyExists => CoreError::AlreadyExists(format!(
+                "a user named '{}' exists",
+                truncate(&new.name, 64)
+            )),
             e => e.into(),
         })?;
         self.audit_action(

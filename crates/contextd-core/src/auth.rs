@@ -1,69 +1,20 @@
 //! Principals, roles and API-key tokens.
 
 use std::fmt;
-use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::CoreError;
-use crate::ids::{truncate, Scope};
+use crate::ids::Scope;
 use crate::object::{Contributor, ContributorType};
 
-/// What a principal may do (§5).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Dictionary, credentials, connectors, settings, PII.
-    Admin,
-    /// Read/write context objects, PII.
-    Agent,
-    /// A connector credential: read/write objects, PII.
-    Machine,
-    /// Read/write objects; PII and ENCRYPTED values withheld unless granted.
-    Partner,
-}
-
-impl Role {
-    /// The lowercase name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Agent => "agent",
-            Role::Machine => "machine",
-            Role::Partner => "partner",
-        }
-    }
-}
-
-impl FromStr for Role {
-    type Err = CoreError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "agent" => Ok(Role::Agent),
-            "machine" => Ok(Role::Machine),
-            "partner" => Ok(Role::Partner),
-            _ => Err(CoreError::bad_request(format!(
-                "unknown role '{}'",
-                truncate(s, 32)
-            ))),
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use contextd_proto::access::Role;
 
 /// How the principal authenticated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

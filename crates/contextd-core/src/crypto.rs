@@ -444,7 +444,7 @@ impl Keyring {
                 Err(e) => return Err(keys_err(e)),
             }
         }
-        Err(CoreError::Conflict(
+        Err(CoreError::Contended(
             "the partition's keys keep changing under another process; retry".into(),
         ))
     }
@@ -497,7 +497,7 @@ impl Keyring {
                 Err(e) => return Err(keys_err(e)),
             }
         }
-        Err(CoreError::Conflict(
+        Err(CoreError::Contended(
             "the partition's keys keep changing under another process; retry".into(),
         ))
     }

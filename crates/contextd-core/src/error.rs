@@ -1,28 +1,8 @@
 //! The core's error type; the server maps each variant to one HTTP status in one place.
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::store::StoreError;
 
-/// One problem with one input field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
-pub struct FieldError {
-    /// The field (`data.Context_First_Name`, `parentId`, …).
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
-impl FieldError {
-    /// A new field error.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-}
+pub use contextd_proto::error::{ErrorCode, FieldError};
 
 /// Everything a core operation can refuse or fail with.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +22,27 @@ pub enum CoreError {
     /// No such object in the caller's scope.
     #[error("{0}")]
     NotFound(String),
-    /// A state conflict (closed request, data in use, …).
+    /// A state conflict no more precise variant names.
     #[error("{0}")]
     Conflict(String),
+    /// Something of that name or id exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The parent request is closed: it takes no new or moved children.
+    #[error("the parent request is closed")]
+    ParentClosed,
+    /// The object is closed or immutable.
+    #[error("{0}")]
+    Closed(String),
+    /// A dictionary entry is used by stored data (or a field set) and can't change so.
+    #[error("{0}")]
+    InUse(String),
+    /// The partition's last enabled admin user can't be disabled, demoted or deleted.
+    #[error("{0}")]
+    LastAdmin(String),
+    /// Other writers kept changing what the operation depends on; retrying is safe.
+    #[error("{0}")]
+    Contended(String),
     /// The object's stored version is not the one the write was based on.
     #[error("version conflict: the stored version is {current}")]
     VersionConflict {
@@ -75,6 +73,47 @@ impl CoreError {
     /// A 400 for one field.
     pub fn field(field: impl Into<String>, msg: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, msg)])
+    }
+}
+
+impl CoreError {
+    /// The wire error code of this error (and so its HTTP status).
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::BadRequest(_) => ErrorCode::BadRequest,
+            CoreError::Validation(_) => ErrorCode::Validation,
+            CoreError::Unauthorized(_) => ErrorCode::Unauthorized,
+            CoreError::Forbidden(_) => ErrorCode::Forbidden,
+            CoreError::NotFound(_) => ErrorCode::NotFound,
+            CoreError::Conflict(_) => ErrorCode::Conflict,
+            CoreError::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            CoreError::ParentClosed => ErrorCode::ParentClosed,
+            CoreError::Closed(_) => ErrorCode::Closed,
+            CoreError::InUse(_) => ErrorCode::InUse,
+            CoreError::LastAdmin(_) => ErrorCode::LastAdmin,
+            CoreError::Contended(_) => ErrorCode::Contended,
+            CoreError::VersionConflict { .. } => ErrorCode::VersionConflict,
+            CoreError::TooLarge(_) => ErrorCode::TooLarge,
+            CoreError::Keys(_) => ErrorCode::Keys,
+            CoreError::AuditUnavailable(_) => ErrorCode::AuditUnavailable,
+            CoreError::Store(e) => match e {
+                StoreError::NotFound => ErrorCode::NotFound,
+                StoreError::VersionConflict { .. } => ErrorCode::VersionConflict,
+                StoreError::AlreadyExists => ErrorCode::AlreadyExists,
+                StoreError::ParentClosed => ErrorCode::ParentClosed,
+                StoreError::LastAdmin => ErrorCode::LastAdmin,
+                StoreError::KeysChanged | StoreError::DictionaryChanged => ErrorCode::Contended,
+                StoreError::ParentNotFound | StoreError::CustomerNotFound => ErrorCode::Validation,
+                StoreError::InUse => ErrorCode::InUse,
+                StoreError::Backend(_) => ErrorCode::Storage,
+            },
+        }
+    }
+}
+
+impl From<contextd_proto::ParseError> for CoreError {
+    fn from(e: contextd_proto::ParseError) -> Self {
+        CoreError::BadRequest(e.0)
     }
 }
 

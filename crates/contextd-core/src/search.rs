@@ -1,13 +1,9 @@
 //! Search requests: parsing the wire body, planning it into normalized blind-index terms,
 //! and opaque cursors.
 
-use std::collections::BTreeMap;
-
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::crypto::{legacy_double_texts, normalize, Indexer};
 use crate::dictionary::{check_value, Dictionary};
@@ -15,6 +11,8 @@ use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId};
 use crate::object::{Kind, MediaType, State};
 use crate::store::{Condition, PagePosition, SearchPlan};
+
+pub use contextd_proto::object::{Match, SearchRequest};
 
 /// Largest page of whole objects.
 pub const MAX_LIMIT: usize = 200;
@@ -28,49 +26,6 @@ pub const MAX_TERMS: usize = 32;
 pub const MAX_VALUES: usize = 256;
 /// Longest value, in characters.
 pub const MAX_VALUE_CHARS: usize = 1024;
-
-/// How search keys combine.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Match {
-    /// Every key must match.
-    #[default]
-    All,
-    /// Any key may match.
-    Any,
-}
-
-/// The body of `POST /v1/{kind}/search`.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SearchRequest {
-    /// `all` (default) or `any`.
-    #[serde(rename = "match", default)]
-    pub match_mode: Match,
-    /// Field id or special key (`id`, `customerId`, `parentId`, `tags`, `state`, `mediaType`,
-    /// `contributor`) → values (OR-ed); a single value may be given without the array.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub terms: BTreeMap<String, serde_json::Value>,
-    /// Created at or after (RFC 3339).
-    pub created_from: Option<String>,
-    /// Created at or before.
-    pub created_to: Option<String>,
-    /// Last updated at or after.
-    pub updated_from: Option<String>,
-    /// Last updated at or before.
-    pub updated_to: Option<String>,
-    /// Fields the object must not hold a value for.
-    #[serde(default)]
-    pub not_exists: Vec<String>,
-    /// Page size: at most 200 (100,000 with `summary`).
-    pub limit: Option<usize>,
-    /// Cursor from a previous page's `nextCursor`.
-    pub cursor: Option<String>,
-    /// Return ids only.
-    #[serde(default)]
-    pub summary: bool,
-}
 
 /// Encodes a page position as an opaque cursor.
 pub fn encode_cursor(p: &PagePosition) -> String {
@@ -310,7 +265,7 @@ pub fn plan_with_limits(
                 for v in &vals {
                     // Query values arrive as text; coerce them to the field's type first.
                     let typed = coerce(field.data_type, v);
-                    let Some(value) = check_value(&Field::relaxed(field), &typed).ok() else {
+                    let Some(value) = check_value(&relaxed(field), &typed).ok() else {
                         errors.push(FieldError::new(
                             field_name.clone(),
                             "value does not fit the field's type",
@@ -383,15 +338,13 @@ pub fn plan_with_limits(
 
 use crate::dictionary::{DataType, Field};
 
-impl Field {
-    /// The same field without length and enum limits: a search value need not be a valid
-    /// value to be looked for, only of the right type.
-    fn relaxed(field: &Field) -> Field {
-        Field {
-            max_length: None,
-            enum_values: None,
-            ..field.clone()
-        }
+/// The same field without length and enum limits: a search value need not be a valid
+/// value to be looked for, only of the right type.
+fn relaxed(field: &Field) -> Field {
+    Field {
+        max_length: None,
+        enum_values: None,
+        ..field.clone()
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper::body::{Frame, Incoming, SizeHint};
@@ -28,7 +28,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 
 /// The connection-level limits of [`serve_connections`].
 #[derive(Clone, Copy, Debug)]
@@ -348,8 +348,7 @@ fn with_body_deadline(
 /// failed read: 408, and the connection is closed (the rest of the body is never read).
 fn body_too_late(timeout: Duration) -> Response {
     let mut response = ApiError::new(
-        StatusCode::REQUEST_TIMEOUT,
-        "request-timeout",
+        ErrorCode::RequestTimeout,
         format!(
             "the request body did not arrive within {}",
             humantime::format_duration(timeout)

@@ -3,12 +3,12 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use contextd_core::auth::Principal;
 use contextd_core::CoreError;
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::AppState;
 
 /// Name of the web session cookie.
@@ -42,8 +42,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
         // The body is read first even when refused, so the connection stays usable.
         if !json {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
+                ErrorCode::UnsupportedMediaType,
                 "expected a body with content-type application/json",
             ));
         }
@@ -55,18 +54,12 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8], max_depth: usize) -> Result<T, ApiError> {
     if crate::limits::json_depth_exceeds(bytes, max_depth) {
         return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
+            ErrorCode::MalformedJson,
             format!("JSON nested deeper than {max_depth} levels"),
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed-json",
-            format!("invalid JSON body: {e}"),
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::new(ErrorCode::MalformedJson, format!("invalid JSON body: {e}")))
 }
 
 /// Query parameters, with problem JSON on error.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post};
 use axum::Router;
@@ -29,7 +29,7 @@ use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::routes::{access, dictionary, objects, system};
 
 /// Shared state of every handler.
@@ -110,12 +110,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a handler panicked");
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error",
-    )
-    .into_response()
+    ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
 
 /// Builds the router with every route and middleware.
@@ -216,8 +211,7 @@ async fn header_limit(
         .sum();
     if size > state.limits.header_bytes {
         return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers-too-large",
+            ErrorCode::HeadersTooLarge,
             format!("request headers exceed {} bytes", state.limits.header_bytes),
         )
         .into_response();

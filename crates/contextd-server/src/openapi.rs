@@ -34,12 +34,12 @@ impl Modify for BearerAuth {
         system::ping, system::healthz, system::status, system::rotate, system::openapi,
     ),
     components(schemas(
-        contextd_core::ContextObject, contextd_core::object::Contributor, contextd_core::object::MediaType,
-        contextd_core::object::DetailType, contextd_core::object::State, contextd_core::object::ContributorType,
-        contextd_core::FieldError, contextd_core::dictionary::EnumValue,
-        contextd_core::dictionary::DataType, contextd_core::dictionary::Classification,
-        contextd_core::search::Match, contextd_core::auth::Role,
-        crate::error::Problem,
+        contextd_proto::ContextObject, contextd_proto::object::Contributor, contextd_proto::object::MediaType,
+        contextd_proto::object::DetailType, contextd_proto::object::State, contextd_proto::object::ContributorType,
+        contextd_proto::FieldError, contextd_proto::dictionary::EnumValue,
+        contextd_proto::dictionary::DataType, contextd_proto::dictionary::Classification,
+        contextd_proto::object::Match, contextd_proto::access::Role,
+        contextd_proto::Problem,
     )),
     modifiers(&BearerAuth),
     tags(

@@ -3,23 +3,7 @@
 
 use super::*;
 
-/// Encryption state of a partition, shown in `/v1/status`.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EncryptionStatus {
-    /// Current data-key version (new writes use it).
-    pub data_key_version: u32,
-    /// Customer keys still wrapped by an older version.
-    pub pending_customer_keys: u64,
-    /// Objects still sealed under an older version.
-    pub pending_objects: u64,
-    /// `idle`, `reencrypting`, or `failing` (the keys don't open here, or the last
-    /// re-encryption run failed in this partition: see `error`).
-    pub state: &'static str,
-    /// Why the partition is `failing`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
+pub use contextd_proto::system::EncryptionStatus;
 
 /// What [`Context::verify_keys`] found.
 #[derive(Clone, Debug, Default)]
@@ -134,7 +118,8 @@ impl Context {
                 (Some(_), _) => "failing",
                 (None, true) => "idle",
                 (None, false) => "reencrypting",
-            },
+            }
+            .to_owned(),
             error,
         })
     }

@@ -113,7 +113,10 @@ impl Context {
         let mut unused = Vec::new();
         match (path_id, current) {
             (None, Some(_)) => {
-                return Err(CoreError::Conflict(format!("field '{}' exists", field.id)))
+                return Err(CoreError::AlreadyExists(format!(
+                    "field '{}' exists",
+                    field.id
+                )))
             }
             (Some(_), None) => return Err(CoreError::NotFound(format!("no field '{}'", field.id))),
             (Some(_), Some(old)) => {
@@ -146,7 +149,7 @@ impl Context {
         result.map_err(|e| match e {
             StoreError::InUse => type_locked(&field.id),
             StoreError::AlreadyExists => {
-                CoreError::Conflict(format!("field '{}' exists", field.id))
+                CoreError::AlreadyExists(format!("field '{}' exists", field.id))
             }
             StoreError::NotFound => CoreError::NotFound(format!("no field '{}'", field.id)),
             e => e.into(),
@@ -186,14 +189,14 @@ impl Context {
             .into_iter()
             .find(|s| s.fields.iter().any(|f| f == id))
         {
-            return Err(CoreError::Conflict(format!(
+            return Err(CoreError::InUse(format!(
                 "field '{id}' belongs to field set '{}'",
                 set.id
             )));
         }
         self.guard_production(actor, &format!("field '{id}'"), |ix| ix.present(id))
             .await?;
-        let in_use = || CoreError::Conflict(format!("field '{id}' is used by stored data"));
+        let in_use = || CoreError::InUse(format!("field '{id}' is used by stored data"));
         let unused = self.in_both_partitions(org, |ix| ix.present(id)).await?;
         if self.store.any_token_in_use(org, &unused).await? {
             return Err(in_use());
@@ -262,7 +265,7 @@ impl Context {
                 )))
             }
             (None, Some(_)) => {
-                return Err(CoreError::Conflict(format!(
+                return Err(CoreError::AlreadyExists(format!(
                     "field set '{}' exists",
                     set.id
                 )))
@@ -286,7 +289,7 @@ impl Context {
         self.dictionaries.invalidate(org);
         result.map_err(|e| match e {
             StoreError::AlreadyExists => {
-                CoreError::Conflict(format!("field set '{}' exists", set.id))
+                CoreError::AlreadyExists(format!("field set '{}' exists", set.id))
             }
             StoreError::NotFound => CoreError::NotFound(format!("no field set '{}'", set.id)),
             e => e.into(),
@@ -323,7 +326,7 @@ impl Context {
         }
         self.guard_production(actor, &format!("field set '{id}'"), |ix| ix.fieldset(id))
             .await?;
-        let in_use = || CoreError::Conflict(format!("field set '{id}' is used by stored objects"));
+        let in_use = || CoreError::InUse(format!("field set '{id}' is used by stored objects"));
         let unused = self.in_both_partitions(org, |ix| ix.fieldset(id)).await?;
         if self.store.any_token_in_use(org, &unused).await? {
             return Err(in_use());
@@ -350,7 +353,7 @@ impl Context {
 
 /// The refusal of a type or classification change of a field that stored data uses.
 pub(super) fn type_locked(id: &str) -> CoreError {
-    CoreError::Conflict(format!(
+    CoreError::InUse(format!(
         "field '{id}' is used by stored data: its dataType and classification can't change"
     ))
 }

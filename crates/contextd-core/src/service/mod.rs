@@ -13,8 +13,7 @@ use std::sync::Arc;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::audit::AuditLog;
@@ -30,6 +29,10 @@ use crate::store::{
     ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
 };
 use crate::time::now_ms;
+
+pub use contextd_proto::object::{
+    FlushStatus, ObjectInput, ObjectPatch, SearchResult, TimelinePage,
+};
 
 /// Most tags on one object.
 pub const MAX_TAGS: usize = 100;
@@ -57,109 +60,6 @@ impl Default for ContextConfig {
             search_limits: search::SearchLimits::default(),
         }
     }
-}
-
-/// The body of a create (`POST`) or replace (`PUT`).
-///
-/// Read-only properties (`id`, `created`, `lastUpdated`, `contributors`, `withheld`) are
-/// accepted so that a client can send back the object it read; they are ignored.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ObjectInput {
-    /// Must match the path's kind if given.
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    /// Owning customer (required for requests).
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub customer_id: Option<String>,
-    /// Parent request (activities) or request/activity (details, required).
-    #[schema(value_type = Option<String>, format = Uuid)]
-    pub parent_id: Option<String>,
-    /// `active` (default) or `closed`.
-    pub state: Option<String>,
-    /// Required for activities.
-    pub media_type: Option<String>,
-    /// Required for details.
-    pub detail_type: Option<String>,
-    /// Field sets `data` draws from.
-    #[serde(default)]
-    pub fieldsets: Vec<String>,
-    /// Field id → value.
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    pub data: BTreeMap<String, serde_json::Value>,
-    /// Tags.
-    #[serde(default)]
-    pub tags: Vec<String>,
-    /// Required on `PUT` unless `If-Match` is sent: the version read.
-    pub version: Option<i64>,
-    /// Ignored (read-only).
-    #[schema(value_type = Option<String>)]
-    pub id: Option<serde_json::Value>,
-    /// Ignored (read-only).
-    #[schema(value_type = Option<String>)]
-    pub created: Option<serde_json::Value>,
-    /// Ignored (read-only).
-    #[schema(value_type = Option<String>)]
-    pub last_updated: Option<serde_json::Value>,
-    /// Ignored (read-only).
-    #[schema(value_type = Option<Object>)]
-    pub contributors: Option<serde_json::Value>,
-    /// Ignored (read-only).
-    #[schema(value_type = Option<Object>)]
-    pub withheld: Option<serde_json::Value>,
-}
-
-/// A JSON merge patch (RFC 7396) of an object: `data` keys merge (null removes), the other
-/// members replace. Allowed members: `data`, `tags`, `state`, `parentId`, `customerId`,
-/// `fieldsets`, and `version` (a concurrency check like `If-Match`).
-pub type ObjectPatch = serde_json::Map<String, serde_json::Value>;
-
-/// A page of search results.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SearchResult {
-    /// Whole objects (omitted when `summary`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub items: Option<Vec<ContextObject>>,
-    /// Ids (only when `summary`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Vec<String>>)]
-    pub ids: Option<Vec<ObjectId>>,
-    /// All matches.
-    pub total: u64,
-    /// Cursor of the next page, if any.
-    pub next_cursor: Option<String>,
-}
-
-/// A page of a customer's journey.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TimelinePage {
-    /// Requests, activities and details, newest first.
-    pub items: Vec<ContextObject>,
-    /// All entries.
-    pub total: u64,
-    /// Cursor of the next page.
-    pub next_cursor: Option<String>,
-}
-
-/// Status of a lab flush.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct FlushStatus {
-    /// Job id.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// Kind flushed.
-    #[serde(rename = "type")]
-    pub kind: Kind,
-    /// Finished?
-    pub completed: bool,
-    /// Objects deleted.
-    pub flushed: u64,
-    /// Status text.
-    pub message: String,
 }
 
 impl From<FlushJob> for FlushStatus {
@@ -255,7 +155,7 @@ impl Revealed {
     }
 }
 
-pub(super) fn parse_opt<T: std::str::FromStr<Err = CoreError>>(
+pub(super) fn parse_opt<T: std::str::FromStr<Err: std::fmt::Display>>(
     field: &str,
     value: Option<&str>,
     errors: &mut Vec<FieldError>,

@@ -318,7 +318,7 @@ impl Context {
                 other => return other,
             }
         }
-        Err(CoreError::Conflict(
+        Err(CoreError::Contended(
             "the object is being changed by many writers; retry".into(),
         ))
     }

@@ -21,7 +21,7 @@ impl Context {
                 "1–64 characters of A–Z, a–z, 0–9, '-', '_', '.'",
             ));
         }
-        let taken = || CoreError::Conflict(format!("an organization named '{name}' exists"));
+        let taken = || CoreError::AlreadyExists(format!("an organization named '{name}' exists"));
         if self.store.org_by_name(name).await?.is_some() {
             return Err(taken());
         }

@@ -228,7 +228,7 @@ impl Context {
                     ));
                 }
                 if p.kind == Kind::Request && self.effective_state(&p) == State::Closed {
-                    return Err(CoreError::Conflict("the parent request is closed".into()));
+                    return Err(CoreError::ParentClosed);
                 }
                 match (customer_id, p.customer_id) {
                     (None, inherited) => customer_id = inherited,
@@ -391,10 +391,10 @@ impl Context {
     ) -> Result<ContextObject, CoreError> {
         let stored = self.load(actor.scope, kind, id).await?;
         if kind == Kind::Detail {
-            return Err(CoreError::Conflict("details are immutable".into()));
+            return Err(CoreError::Closed("details are immutable".into()));
         }
         if kind == Kind::Request && self.effective_state(&stored) == State::Closed {
-            return Err(CoreError::Conflict("the request is closed".into()));
+            return Err(CoreError::Closed("the request is closed".into()));
         }
         // Partners can't see sealed values, so they can't carry them over: read as a full reader.
         let reader = Principal {
@@ -410,7 +410,7 @@ impl Context {
 /// The refusal of an object write, for its client.
 pub(super) fn write_error(e: StoreError, object: &ContextObject) -> CoreError {
     match e {
-        StoreError::ParentClosed => CoreError::Conflict("the parent request is closed".into()),
+        StoreError::ParentClosed => CoreError::ParentClosed,
         StoreError::ParentNotFound => {
             CoreError::field("parentId", "no such parent in this partition")
         }
@@ -418,7 +418,7 @@ pub(super) fn write_error(e: StoreError, object: &ContextObject) -> CoreError {
             CoreError::field("customerId", "no such customer in this partition")
         }
         StoreError::VersionConflict { current } => CoreError::VersionConflict { current },
-        StoreError::DictionaryChanged => CoreError::Conflict(
+        StoreError::DictionaryChanged => CoreError::Contended(
             "the dictionary kept changing while the object was written; retry".into(),
         ),
         StoreError::NotFound => not_found(object.kind, object.id),

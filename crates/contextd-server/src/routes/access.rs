@@ -5,16 +5,13 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
-use contextd_core::access::{
-    AuditPage, CustomerExport, KeyView, NewGrant, NewKey, NewUser, UserPatch, UserView,
-};
-use contextd_core::auth::Role;
-use contextd_core::ids::Partition;
+use chrono::Utc;
 use contextd_core::store::AuditQuery;
 use contextd_core::ObjectId;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use contextd_proto::access::{
+    AuditPage, AuditParams, CustomerExport, Erased, GrantCreated, KeyView, NewGrant, NewKey,
+    NewUser, SessionView, SessionsRevoked, SignIn, UserPatch, UserView, WhoAmI,
+};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult, Problem};
@@ -78,13 +75,6 @@ pub async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Answer to ending a user's sessions.
-#[derive(Serialize, ToSchema)]
-pub struct SessionsRevoked {
-    /// Sessions that were live and are now ended.
-    pub revoked: u64,
-}
-
 /// End every session of a user at once, on every instance (admin).
 #[utoipa::path(delete, path = "/v1/users/{id}/sessions", tag = "access", params(("id" = String, Path, format = Uuid)),
     responses((status = 200, body = SessionsRevoked), (status = 404, body = Problem)), security(("bearer" = [])))]
@@ -96,43 +86,6 @@ pub async fn revoke_user_sessions(
     let id = uuid(&id, "user")?;
     let revoked = state.context.revoke_user_sessions(&actor, id).await?;
     Ok(Json(SessionsRevoked { revoked }))
-}
-
-/// `POST /v1/sessions` body.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    /// Organization name (default `default`; at most 400 characters).
-    #[serde(default = "default_org")]
-    pub org: String,
-    /// `lab` or `production` (default).
-    #[serde(default = "default_partition")]
-    #[schema(value_type = String)]
-    pub partition: Partition,
-    /// User name (at most 400 characters).
-    pub name: String,
-    /// Password.
-    pub password: String,
-}
-
-fn default_org() -> String {
-    "default".into()
-}
-
-fn default_partition() -> Partition {
-    Partition::Production
-}
-
-/// The signed-in session.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SessionView {
-    /// The user.
-    pub user: UserView,
-    /// Send this in `x-csrf-token` on every unsafe request made with the cookie.
-    pub csrf_token: String,
-    /// Expiry.
-    pub expires_at: DateTime<Utc>,
 }
 
 /// Sign in with name and password; sets the `contextd_session` cookie (HttpOnly, SameSite=Strict).
@@ -184,22 +137,6 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiR
     Ok(response)
 }
 
-/// Who the caller is.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct WhoAmI {
-    /// Key or user id.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-    /// Role.
-    pub role: Role,
-    /// Partition.
-    #[schema(value_type = String)]
-    pub partition: Partition,
-    /// Organization id.
-    pub org_id: String,
-}
-
 /// The caller's identity (key or session).
 #[utoipa::path(get, path = "/v1/sessions/current", tag = "access", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
 pub async fn whoami(Auth(actor): Auth) -> Json<WhoAmI> {
@@ -244,14 +181,6 @@ pub async fn revoke_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Answer to a grant.
-#[derive(Serialize, ToSchema)]
-pub struct GrantCreated {
-    /// Grant id.
-    #[schema(value_type = String, format = Uuid)]
-    pub id: Uuid,
-}
-
 /// Let a partner principal see ENCRYPTED and PII values until `expiresAt` (admin).
 #[utoipa::path(post, path = "/v1/grants", tag = "access", request_body = NewGrant,
     responses((status = 201, body = GrantCreated)), security(("bearer" = [])))]
@@ -279,27 +208,6 @@ pub async fn revoke_grant(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Audit-log filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct AuditParams {
-    /// Only this action (`pii.read`, `pii.search`, `key.create`, `signin.failed`, …).
-    action: Option<String>,
-    /// Only this actor (key or user id).
-    actor: Option<String>,
-    /// Only this object or resource id.
-    object_id: Option<String>,
-    /// At or after (RFC 3339).
-    from: Option<DateTime<Utc>>,
-    /// At or before (RFC 3339).
-    to: Option<DateTime<Utc>>,
-    /// Page size (1–200, default 50).
-    limit: Option<usize>,
-    /// From a previous page's `nextCursor`.
-    cursor: Option<String>,
-}
-
 /// Read the audit log, newest first (admin). The log is append-only: there is no way to
 /// change or delete entries through the API.
 #[utoipa::path(get, path = "/v1/audit", tag = "access", params(AuditParams),
@@ -324,13 +232,6 @@ pub async fn audit(
             .read_audit(&actor, query, p.cursor.as_deref())
             .await?,
     ))
-}
-
-/// Answer to an erase.
-#[derive(Serialize, ToSchema)]
-pub struct Erased {
-    /// Objects removed (the customer and everything linked to it).
-    pub erased: u64,
 }
 
 /// Right to be forgotten: remove the customer and everything linked to it, and destroy the

@@ -5,11 +5,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use contextd_core::object::MediaType;
-use contextd_core::search::SearchRequest;
-use contextd_core::service::{FlushStatus, ObjectInput, ObjectPatch, SearchResult, TimelinePage};
 use contextd_core::{ContextObject, Kind, ObjectId};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use contextd_proto::object::{
+    FlushStatus, ObjectInput, ObjectPatch, SearchRequest, SearchResult, TimelinePage,
+    TimelineParams,
+};
 
 use crate::error::{ApiError, ApiResult, Problem};
 use crate::extract::{if_match, ApiJson, ApiPath, ApiQuery, Auth};
@@ -160,19 +160,6 @@ pub async fn search(
 ) -> ApiResult<Json<SearchResult>> {
     let kind = kind(&segment)?;
     Ok(Json(state.context.search(&actor, kind, &request).await?))
-}
-
-/// Timeline query parameters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TimelineParams {
-    /// Only activities of this channel.
-    media_type: Option<String>,
-    /// Page size (1–200, default 50).
-    limit: Option<usize>,
-    /// From a previous page's `nextCursor`.
-    cursor: Option<String>,
 }
 
 /// A customer's journey: requests, activities and details, newest first.

@@ -4,64 +4,27 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::Json;
-use contextd_core::ids::Partition;
-use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
+use contextd_proto::system::{Dependency, EncryptionStatus, Ping, Status};
+use utoipa::OpenApi;
 
 use crate::error::ApiResult;
 use crate::extract::Auth;
 use crate::AppState;
 
-/// `GET /v1/ping` answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Ping {
-    /// Always `ok`.
-    pub status: &'static str,
-}
-
 /// Liveness without authentication.
 #[utoipa::path(get, path = "/v1/ping", tag = "system", responses((status = 200, body = Ping)))]
 pub async fn ping() -> Json<Ping> {
-    Json(Ping { status: "ok" })
+    Json(Ping {
+        status: "ok".into(),
+    })
 }
 
 /// Liveness probe for orchestrators.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = Ping)))]
 pub async fn healthz() -> Json<Ping> {
-    Json(Ping { status: "ok" })
-}
-
-/// One dependency's health.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Dependency {
-    /// `storage` or `keyStore`.
-    pub name: &'static str,
-    /// Backend (`sqlite`, `postgres`).
-    pub backend: &'static str,
-    /// Answered the check?
-    pub reachable: bool,
-    /// Round trip of the check, milliseconds.
-    pub latency_ms: f64,
-}
-
-/// `GET /v1/status` answer.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    /// `ok`, `degraded` or `down`.
-    pub status: &'static str,
-    /// Server version.
-    pub version: &'static str,
-    /// Seconds since start.
-    pub uptime_seconds: u64,
-    /// The caller's partition.
-    #[schema(value_type = String)]
-    pub partition: Partition,
-    /// Dependencies.
-    pub dependencies: Vec<Dependency>,
-    /// Data-key version and re-encryption progress of the caller's partition.
-    pub encryption: Option<contextd_core::service::EncryptionStatus>,
+    Json(Ping {
+        status: "ok".into(),
+    })
 }
 
 /// Serviceability: overall status and each dependency.
@@ -84,20 +47,20 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
     let encryption = state.context.encryption_status(actor.scope).await.ok();
     Ok(Json(Status {
         encryption,
-        status,
-        version: env!("CARGO_PKG_VERSION"),
+        status: status.into(),
+        version: env!("CARGO_PKG_VERSION").into(),
         uptime_seconds: state.started.elapsed().as_secs(),
         partition: actor.scope.partition,
         dependencies: vec![
             Dependency {
-                name: "storage",
-                backend: store.backend(),
+                name: "storage".into(),
+                backend: store.backend().into(),
                 reachable: storage_ok,
                 latency_ms: storage_ms,
             },
             Dependency {
-                name: "keyStore",
-                backend: keys.backend(),
+                name: "keyStore".into(),
+                backend: keys.backend().into(),
                 reachable: keys_ok,
                 latency_ms: keys_ms,
             },
@@ -114,14 +77,11 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 /// Add a data-key version to the caller's partition (admin). New writes use it at once; a
 /// background job re-encrypts older values, with progress in `/v1/status`.
 #[utoipa::path(post, path = "/v1/encryption/rotate", tag = "system",
-    responses((status = 202, body = contextd_core::service::EncryptionStatus)), security(("bearer" = [])))]
+    responses((status = 202, body = EncryptionStatus)), security(("bearer" = [])))]
 pub async fn rotate(
     State(state): State<AppState>,
     Auth(actor): Auth,
-) -> ApiResult<(
-    axum::http::StatusCode,
-    Json<contextd_core::service::EncryptionStatus>,
-)> {
+) -> ApiResult<(axum::http::StatusCode, Json<EncryptionStatus>)> {
     let status = state.context.rotate_data_key(&actor).await?;
     state.reencrypt.notify_one();
     Ok((axum::http::StatusCode::ACCEPTED, Json(status)))

@@ -153,7 +153,7 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let done = restarted.encryption_status(scope).await.expect("status");
     assert_eq!(
         (done.pending_objects, done.pending_customer_keys, done.state),
-        (0, 0, "idle")
+        (0, 0, "idle".to_owned())
     );
     let c = restarted
         .get(&a, Kind::Customer, ObjectId::parse(&customer).expect("id"))

@@ -1,0 +1,107 @@
+//! Route paths of the native API, named once for the server's router and every client.
+//!
+//! Templates use axum's `{name}` placeholders; the functions fill them for a client.
+
+use crate::ids::ObjectId;
+use crate::object::Kind;
+
+/// Liveness without authentication.
+pub const PING: &str = "/v1/ping";
+/// Liveness probe for orchestrators.
+pub const HEALTHZ: &str = "/healthz";
+/// Serviceability status.
+pub const STATUS: &str = "/v1/status";
+/// The OpenAPI document.
+pub const OPENAPI: &str = "/v1/openapi.json";
+/// Create an object of a kind (`{kind}`: `customers`, `requests`, `activities`, `details`).
+pub const OBJECTS: &str = "/v1/{kind}";
+/// One object.
+pub const OBJECT: &str = "/v1/{kind}/{id}";
+/// Search objects of a kind.
+pub const SEARCH: &str = "/v1/{kind}/search";
+/// Flush every object of a kind (lab).
+pub const FLUSH: &str = "/v1/{kind}/flush";
+/// Status of a flush.
+pub const FLUSH_STATUS: &str = "/v1/flush/{id}";
+/// A customer's journey.
+pub const TIMELINE: &str = "/v1/customers/{id}/timeline";
+/// Right to be forgotten.
+pub const ERASE: &str = "/v1/customers/{id}/erase";
+/// Everything held about a customer.
+pub const EXPORT: &str = "/v1/customers/{id}/export";
+/// Dictionary fields.
+pub const FIELDS: &str = "/v1/fields";
+/// One field.
+pub const FIELD: &str = "/v1/fields/{id}";
+/// Dictionary field sets.
+pub const FIELDSETS: &str = "/v1/fieldsets";
+/// One field set.
+pub const FIELDSET: &str = "/v1/fieldsets/{id}";
+/// Users of a partition.
+pub const USERS: &str = "/v1/users";
+/// One user.
+pub const USER: &str = "/v1/users/{id}";
+/// Every session of one user.
+pub const USER_SESSIONS: &str = "/v1/users/{id}/sessions";
+/// Sign in.
+pub const SESSIONS: &str = "/v1/sessions";
+/// The caller's session or credential.
+pub const SESSION_CURRENT: &str = "/v1/sessions/current";
+/// API keys.
+pub const KEYS: &str = "/v1/keys";
+/// One API key.
+pub const KEY: &str = "/v1/keys/{id}";
+/// Partner grants.
+pub const GRANTS: &str = "/v1/grants";
+/// One partner grant.
+pub const GRANT: &str = "/v1/grants/{id}";
+/// The audit log.
+pub const AUDIT: &str = "/v1/audit";
+/// Add a data-key version.
+pub const ROTATE: &str = "/v1/encryption/rotate";
+
+/// `template` with `{name}` replaced by `value`.
+pub fn fill(template: &str, name: &str, value: &str) -> String {
+    template.replace(&format!("{{{name}}}"), value)
+}
+
+/// `/v1/{kind}` for a kind.
+pub fn objects(kind: Kind) -> String {
+    fill(OBJECTS, "kind", kind.plural())
+}
+
+/// `/v1/{kind}/{id}` for one object.
+pub fn object(kind: Kind, id: ObjectId) -> String {
+    fill(&fill(OBJECT, "kind", kind.plural()), "id", &id.to_string())
+}
+
+/// `/v1/{kind}/search` for a kind.
+pub fn search(kind: Kind) -> String {
+    fill(SEARCH, "kind", kind.plural())
+}
+
+/// `/v1/{kind}/flush` for a kind.
+pub fn flush(kind: Kind) -> String {
+    fill(FLUSH, "kind", kind.plural())
+}
+
+/// A template with its one `{id}` filled.
+pub fn with_id(template: &str, id: impl std::fmt::Display) -> String {
+    fill(template, "id", &id.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_fill() {
+        let id = ObjectId::new();
+        assert_eq!(object(Kind::Activity, id), format!("/v1/activities/{id}"));
+        assert_eq!(search(Kind::Customer), "/v1/customers/search");
+        assert_eq!(
+            with_id(TIMELINE, id),
+            format!("/v1/customers/{id}/timeline")
+        );
+    }
+}

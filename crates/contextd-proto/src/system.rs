@@ -1,0 +1,66 @@
+//! Serviceability on the wire: liveness, status of the service and its dependencies, and
+//! the encryption state of a partition.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::ids::Partition;
+
+/// `GET /v1/ping` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Ping {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// One dependency's health.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dependency {
+    /// `storage` or `keyStore`.
+    pub name: String,
+    /// Backend (`sqlite`, `postgres`).
+    pub backend: String,
+    /// Answered the check?
+    pub reachable: bool,
+    /// Round trip of the check, milliseconds.
+    pub latency_ms: f64,
+}
+
+/// `GET /v1/status` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// `ok`, `degraded` or `down`.
+    pub status: String,
+    /// Server version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// The caller's partition.
+    #[schema(value_type = String)]
+    pub partition: Partition,
+    /// Dependencies.
+    pub dependencies: Vec<Dependency>,
+    /// Data-key version and re-encryption progress of the caller's partition.
+    #[serde(default)]
+    pub encryption: Option<EncryptionStatus>,
+}
+
+/// Encryption state of a partition, shown in `/v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionStatus {
+    /// Current data-key version (new writes use it).
+    pub data_key_version: u32,
+    /// Customer keys still wrapped by an older version.
+    pub pending_customer_keys: u64,
+    /// Objects still sealed under an older version.
+    pub pending_objects: u64,
+    /// `idle`, `reencrypting`, or `failing` (the keys don't open here, or the last
+    /// re-encryption run failed in this partition: see `error`).
+    pub state: String,
+    /// Why the partition is `failing`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
