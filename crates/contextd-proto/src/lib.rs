@@ -9,6 +9,7 @@
 //! fields between minor releases.
 
 pub mod access;
+pub mod connection;
 pub mod dictionary;
 pub mod error;
 pub mod ids;

@@ -60,6 +60,37 @@ pub const AUDIT: &str = "/v1/audit";
 /// Add a data-key version.
 pub const ROTATE: &str = "/v1/encryption/rotate";
 
+/// Every path above: the server's OpenAPI document lists exactly these (a test checks it).
+pub const ALL: &[&str] = &[
+    PING,
+    HEALTHZ,
+    STATUS,
+    OPENAPI,
+    OBJECTS,
+    OBJECT,
+    SEARCH,
+    FLUSH,
+    FLUSH_STATUS,
+    TIMELINE,
+    ERASE,
+    EXPORT,
+    FIELDS,
+    FIELD,
+    FIELDSETS,
+    FIELDSET,
+    USERS,
+    USER,
+    USER_SESSIONS,
+    SESSIONS,
+    SESSION_CURRENT,
+    KEYS,
+    KEY,
+    GRANTS,
+    GRANT,
+    AUDIT,
+    ROTATE,
+];
+
 /// `template` with `{name}` replaced by `value`.
 pub fn fill(template: &str, name: &str, value: &str) -> String {
     template.replace(&format!("{{{name}}}"), value)

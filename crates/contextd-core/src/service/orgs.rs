@@ -2,6 +2,7 @@
 //! and resolving a bearer token to its principal.
 
 use super::*;
+use contextd_proto::connection::{ConnectionData, Credentials};
 
 impl Context {
     /// Creates an organization with admin keys for both partitions and connector credentials.
@@ -65,19 +66,24 @@ impl Context {
                 .await?;
             machine.push((id, token));
         }
-        let credentials = |i: usize| serde_json::json!({"clientId": machine[i].0.to_string(), "clientSecret": machine[i].1});
-        let connection = serde_json::json!({
-            "serviceUrl": service_url,
-            "orgId": org.id,
-            "credentials": credentials(1),
-            "credentialsLabMode": credentials(0),
-        });
+        let credentials = |i: usize| Credentials {
+            client_id: machine[i].0.to_string(),
+            client_secret: machine[i].1.clone(),
+        };
+        let connection = ConnectionData {
+            service_url: service_url.to_owned(),
+            org_id: org.id,
+            credentials: credentials(1),
+            credentials_lab_mode: credentials(0),
+        };
+        let connection = serde_json::to_string(&connection)
+            .map_err(|e| CoreError::bad_request(format!("connectionData: {e}")))?;
         Ok(OrgBootstrap {
             org_id: org.id,
             name: org.name,
             lab_admin_token: admin[0].1.clone(),
             production_admin_token: admin[1].1.clone(),
-            connection_data: STANDARD.encode(connection.to_string()),
+            connection_data: STANDARD.encode(connection),
         })
     }
 
