@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post};
 use axum::Router;
 use contextd_core::service::Context;
 use tokio::net::TcpListener;
@@ -28,6 +27,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
 use tower_http::LatencyUnit;
 use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::routes::{access, dictionary, objects, system};
@@ -113,6 +115,56 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::new(ErrorCode::Internal, "internal error").into_response()
 }
 
+/// Every route of the native API with its OpenAPI operation: the router and the document
+/// come from this one declaration (each handler's `#[utoipa::path]`), so neither can list a
+/// route the other lacks. One `routes!` per path.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(system::healthz))
+        .routes(routes!(system::ping))
+        .routes(routes!(system::status))
+        .routes(routes!(system::openapi))
+        .routes(routes!(system::rotate))
+        .routes(routes!(dictionary::list_fields, dictionary::create_field))
+        .routes(routes!(
+            dictionary::get_field,
+            dictionary::put_field,
+            dictionary::delete_field
+        ))
+        .routes(routes!(
+            dictionary::list_fieldsets,
+            dictionary::create_fieldset
+        ))
+        .routes(routes!(
+            dictionary::get_fieldset,
+            dictionary::put_fieldset,
+            dictionary::delete_fieldset
+        ))
+        .routes(routes!(access::list_users, access::create_user))
+        .routes(routes!(access::update_user, access::delete_user))
+        .routes(routes!(access::revoke_user_sessions))
+        .routes(routes!(access::sign_in))
+        .routes(routes!(access::whoami, access::sign_out))
+        .routes(routes!(access::list_keys, access::create_key))
+        .routes(routes!(access::revoke_key))
+        .routes(routes!(access::create_grant))
+        .routes(routes!(access::revoke_grant))
+        .routes(routes!(access::audit))
+        .routes(routes!(access::erase))
+        .routes(routes!(access::export))
+        .routes(routes!(objects::flush_status))
+        .routes(routes!(objects::timeline))
+        .routes(routes!(objects::create))
+        .routes(routes!(objects::search))
+        .routes(routes!(objects::flush))
+        .routes(routes!(
+            objects::get,
+            objects::replace,
+            objects::patch,
+            objects::delete
+        ))
+}
+
 /// Builds the router with every route and middleware.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -122,69 +174,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     })
     .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros))
     .on_failure(DefaultOnFailure::new().level(Level::WARN));
-    Router::new()
-        .route("/healthz", get(system::healthz))
-        .route("/v1/ping", get(system::ping))
-        .route("/v1/status", get(system::status))
-        .route("/v1/openapi.json", get(system::openapi))
-        .route(
-            "/v1/fields",
-            get(dictionary::list_fields).post(dictionary::create_field),
-        )
-        .route(
-            "/v1/fields/{id}",
-            get(dictionary::get_field)
-                .put(dictionary::put_field)
-                .delete(dictionary::delete_field),
-        )
-        .route(
-            "/v1/fieldsets",
-            get(dictionary::list_fieldsets).post(dictionary::create_fieldset),
-        )
-        .route(
-            "/v1/fieldsets/{id}",
-            get(dictionary::get_fieldset)
-                .put(dictionary::put_fieldset)
-                .delete(dictionary::delete_fieldset),
-        )
-        .route(
-            "/v1/users",
-            get(access::list_users).post(access::create_user),
-        )
-        .route(
-            "/v1/users/{id}",
-            patch(access::update_user).delete(access::delete_user),
-        )
-        .route(
-            "/v1/users/{id}/sessions",
-            delete(access::revoke_user_sessions),
-        )
-        .route("/v1/sessions", post(access::sign_in))
-        .route(
-            "/v1/sessions/current",
-            get(access::whoami).delete(access::sign_out),
-        )
-        .route("/v1/keys", get(access::list_keys).post(access::create_key))
-        .route("/v1/keys/{id}", delete(access::revoke_key))
-        .route("/v1/grants", post(access::create_grant))
-        .route("/v1/grants/{id}", delete(access::revoke_grant))
-        .route("/v1/audit", get(access::audit))
-        .route("/v1/customers/{id}/erase", post(access::erase))
-        .route("/v1/customers/{id}/export", get(access::export))
-        .route("/v1/encryption/rotate", post(system::rotate))
-        .route("/v1/flush/{id}", get(objects::flush_status))
-        .route("/v1/customers/{id}/timeline", get(objects::timeline))
-        .route("/v1/{kind}", post(objects::create))
-        .route("/v1/{kind}/search", post(objects::search))
-        .route("/v1/{kind}/flush", post(objects::flush))
-        .route(
-            "/v1/{kind}/{id}",
-            get(objects::get)
-                .put(objects::replace)
-                .patch(objects::patch)
-                .delete(objects::delete),
-        )
-        .fallback(|| async { ApiError::no_route() })
+    let (api, _) = api_routes().split_for_parts();
+    api.fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::middleware::from_fn_with_state(

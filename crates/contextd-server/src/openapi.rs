@@ -1,9 +1,8 @@
-//! The OpenAPI document, assembled from the handlers' annotations.
+//! The OpenAPI document: the routes come from [`crate::api_routes`] (each handler's
+//! `#[utoipa::path]`); this file adds the info, tags, shared schemas and the bearer scheme.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
-
-use crate::routes::{access, dictionary, objects, system};
 
 struct BearerAuth;
 
@@ -21,18 +20,6 @@ impl Modify for BearerAuth {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "contextd", description = "Omnichannel customer context service: native API."),
-    paths(
-        objects::create, objects::get, objects::replace, objects::patch, objects::delete,
-        objects::search, objects::timeline, objects::flush, objects::flush_status,
-        dictionary::list_fields, dictionary::create_field, dictionary::get_field, dictionary::put_field,
-        dictionary::delete_field, dictionary::list_fieldsets, dictionary::create_fieldset,
-        dictionary::get_fieldset, dictionary::put_fieldset, dictionary::delete_fieldset,
-        access::create_user, access::list_users, access::sign_in, access::sign_out, access::whoami,
-        access::update_user, access::delete_user, access::revoke_user_sessions,
-        access::create_key, access::list_keys, access::revoke_key, access::create_grant, access::revoke_grant,
-        access::audit, access::erase, access::export,
-        system::ping, system::healthz, system::status, system::rotate, system::openapi,
-    ),
     components(schemas(
         contextd_proto::ContextObject, contextd_proto::object::Contributor, contextd_proto::object::MediaType,
         contextd_proto::object::DetailType, contextd_proto::object::State, contextd_proto::object::ContributorType,
@@ -50,3 +37,12 @@ impl Modify for BearerAuth {
     )
 )]
 pub struct ApiDoc;
+
+/// The served document, built once from [`crate::api_routes`] and kept serialized.
+pub fn document_json() -> &'static [u8] {
+    static DOCUMENT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let (_, document) = crate::api_routes().split_for_parts();
+        serde_json::to_vec(&document).unwrap_or_default()
+    })
+}
