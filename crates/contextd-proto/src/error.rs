@@ -186,3 +186,19 @@ mod tests {
         assert_eq!(ErrorCode::from_type_uri("urn:contextd:problem:nope"), None);
     }
 }
+
+#[cfg(test)]
+mod documentation {
+    use super::ErrorCode;
+
+    /// Every code's documentation anchor exists in `docs/errors.md`, with its status.
+    #[test]
+    fn every_code_is_documented_under_its_anchor() {
+        let doc = include_str!("../../../docs/errors.md");
+        for code in ErrorCode::ALL {
+            let heading = format!("\n## {}\n\nStatus {}.", code.code(), code.status());
+            assert!(doc.contains(&heading), "docs/errors.md lacks {heading:?}");
+            assert!(code.doc_anchor().ends_with(&format!("#{}", code.code())));
+        }
+    }
+}

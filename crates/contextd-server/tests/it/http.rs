@@ -578,3 +578,48 @@ async fn the_served_document_is_valid_openapi_3_1() {
         "the document is not valid OpenAPI 3.1:\n{text}"
     );
 }
+
+/// Each refusal names its own code from the one table, and a version conflict says which
+/// version is stored, so a client can retry without parsing the detail text.
+#[tokio::test]
+async fn conflicts_name_their_code_and_a_version_conflict_the_current_version() {
+    use contextd_proto::ErrorCode;
+    let s = TestServer::start().await;
+    let code_of = |r: &Resp| contextd_proto::error::ErrorCode::from_type_uri(&r.str("/type"));
+
+    let customer = s.post(s.lab(), "/v1/customers", json!({})).await;
+    customer.expect(201);
+    let path = format!("/v1/customers/{}", customer.str("/id"));
+    let stale = s.put(s.lab(), &path, json!({"version": 7})).await;
+    stale.expect(409);
+    assert_eq!(code_of(&stale), Some(ErrorCode::VersionConflict));
+    assert_eq!(stale.at("/currentVersion"), &json!(1));
+    assert_eq!(stale.str("/title"), ErrorCode::VersionConflict.title());
+
+    let closed = s
+        .post(
+            s.lab(),
+            "/v1/requests",
+            json!({"customerId": customer.str("/id"), "state": "closed"}),
+        )
+        .await;
+    closed.expect(201);
+    let child = s
+        .post(
+            s.lab(),
+            "/v1/activities",
+            json!({"parentId": closed.str("/id"), "mediaType": "sms"}),
+        )
+        .await;
+    child.expect(409);
+    assert_eq!(code_of(&child), Some(ErrorCode::ParentClosed));
+
+    let field = json!({"id": "Tier", "dataType": "string", "classification": "UNENCRYPTED"});
+    s.post(s.lab(), "/v1/fields", field.clone())
+        .await
+        .expect(201);
+    let again = s.post(s.lab(), "/v1/fields", field).await;
+    again.expect(409);
+    assert_eq!(code_of(&again), Some(ErrorCode::AlreadyExists));
+    assert!(again.at("/currentVersion").is_null());
+}
