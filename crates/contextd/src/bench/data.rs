@@ -1,6 +1,9 @@
 //! Realistic, deterministic benchmark data: customer `n` always gets the same name, phones,
 //! emails and address, so runs can be repeated and phone numbers never collide across loads.
 
+use std::collections::BTreeMap;
+
+use contextd_proto::object::{ObjectInput, SearchRequest};
 use serde_json::{json, Value};
 
 const FIRST: &[&str] = &[
@@ -131,8 +134,29 @@ fn email_local(first: &str, last: &str, n: u64) -> String {
     format!("{}.{}{n}", clean(first), clean(last))
 }
 
+/// An object drawing on one field set, with these values (a JSON object).
+fn object(fieldset: &str, data: Value) -> ObjectInput {
+    let data: BTreeMap<String, Value> = match data {
+        Value::Object(map) => map.into_iter().collect(),
+        _ => BTreeMap::new(),
+    };
+    ObjectInput {
+        fieldsets: vec![fieldset.to_owned()],
+        data,
+        ..ObjectInput::default()
+    }
+}
+
+/// The lookup of a customer by a phone number (the `lookup` scenario).
+pub fn lookup(phone: &str) -> SearchRequest {
+    SearchRequest {
+        terms: BTreeMap::from([("Context_Mobile_Phone".to_owned(), json!([phone]))]),
+        ..SearchRequest::default()
+    }
+}
+
 /// Customer `n` with its mobile number as stored.
-pub fn customer(n: u64) -> (Value, String) {
+pub fn customer(n: u64) -> (ObjectInput, String) {
     let first = pick(FIRST, n, 1);
     let last = pick(LAST, n, 2);
     let (city, state, country) = pick(CITIES, n, 3);
@@ -161,30 +185,35 @@ pub fn customer(n: u64) -> (Value, String) {
     if !state.is_empty() {
         data["Context_State"] = json!(state);
     }
-    let body = json!({"fieldsets": ["cisco.base.customer"], "data": data, "tags": if n.is_multiple_of(10) { json!(["vip"]) } else { json!([]) }});
+    let mut body = object("cisco.base.customer", data);
+    if n.is_multiple_of(10) {
+        body.tags = vec!["vip".to_owned()];
+    }
     (body, mobile)
 }
 
 /// Request `k` of customer `n`.
-pub fn request(customer_id: &str, n: u64, k: u64) -> Value {
+pub fn request(customer_id: &str, n: u64, k: u64) -> ObjectInput {
     let titles = [
         "Service appointment",
         "Warranty claim",
         "Billing question",
         "Delivery delay",
     ];
-    json!({
-        "customerId": customer_id,
-        "fieldsets": ["cisco.base.request"],
-        "data": {
-            "Context_Title": pick(&titles, n, k + 10),
-            "Context_Description": format!("Case {k} of customer {n}: {}", pick(NOTES, n, k + 11)),
-        },
-    })
+    ObjectInput {
+        customer_id: Some(customer_id.to_owned()),
+        ..object(
+            "cisco.base.request",
+            json!({
+                "Context_Title": pick(&titles, n, k + 10),
+                "Context_Description": format!("Case {k} of customer {n}: {}", pick(NOTES, n, k + 11)),
+            }),
+        )
+    }
 }
 
 /// Activity `k` of customer `n` (media type `MEDIA_TYPES[k % 9]`), inside `parent` if given.
-pub fn activity(customer_id: &str, parent: Option<&str>, n: u64, k: u64) -> Value {
+pub fn activity(customer_id: &str, parent: Option<&str>, n: u64, k: u64) -> ObjectInput {
     let media = MEDIA_TYPES[(k % MEDIA_TYPES.len() as u64) as usize];
     let mut data = json!({"Context_Notes": NOTES[(k % NOTES.len() as u64) as usize]});
     match media {
@@ -202,57 +231,60 @@ pub fn activity(customer_id: &str, parent: Option<&str>, n: u64, k: u64) -> Valu
         }
         _ => {}
     }
-    let mut body = json!({
-        "customerId": customer_id,
-        "mediaType": media,
-        "fieldsets": ["cisco.base.pod"],
-        "data": data,
-    });
-    if let Some(p) = parent {
-        body["parentId"] = json!(p);
-    }
+    let mut body = ObjectInput {
+        customer_id: Some(customer_id.to_owned()),
+        parent_id: parent.map(str::to_owned),
+        media_type: Some(media.to_owned()),
+        ..object("cisco.base.pod", data)
+    };
     if k.is_multiple_of(7) {
-        body["tags"] = json!(["followup"]);
+        body.tags = vec!["followup".to_owned()];
     }
     body
 }
 
 /// A comment detail on a request or activity.
-pub fn comment(parent_id: &str, n: u64) -> Value {
-    json!({
-        "parentId": parent_id,
-        "detailType": "comment",
-        "fieldsets": ["cisco.base.comment"],
-        "data": {
-            "Context_Comment": format!("Internal note {n}: customer prefers SMS."),
-            "Context_Visible": n.is_multiple_of(2),
-            "Context_DisplayName": "Agent Smith",
-        },
-    })
+pub fn comment(parent_id: &str, n: u64) -> ObjectInput {
+    ObjectInput {
+        parent_id: Some(parent_id.to_owned()),
+        detail_type: Some("comment".to_owned()),
+        ..object(
+            "cisco.base.comment",
+            json!({
+                "Context_Comment": format!("Internal note {n}: customer prefers SMS."),
+                "Context_Visible": n.is_multiple_of(2),
+                "Context_DisplayName": "Agent Smith",
+            }),
+        )
+    }
 }
 
 /// A feedback detail on an activity.
-pub fn feedback(parent_id: &str, n: u64) -> Value {
-    json!({
-        "parentId": parent_id,
-        "detailType": "feedback",
-        "fieldsets": ["cisco.base.rating"],
-        "data": {
-            "cccRatingComments": "Quick and friendly.",
-            "cccRatingPoints": 1 + mix(n) % 5,
-        },
-    })
+pub fn feedback(parent_id: &str, n: u64) -> ObjectInput {
+    ObjectInput {
+        parent_id: Some(parent_id.to_owned()),
+        detail_type: Some("feedback".to_owned()),
+        ..object(
+            "cisco.base.rating",
+            json!({
+                "cccRatingComments": "Quick and friendly.",
+                "cccRatingPoints": 1 + mix(n) % 5,
+            }),
+        )
+    }
 }
 
 /// The body of an ingested activity (the `ingest` scenario).
-pub fn ingest(customer_id: &str, k: u64) -> Value {
+pub fn ingest(customer_id: &str, k: u64) -> ObjectInput {
     let media = MEDIA_TYPES[(k % MEDIA_TYPES.len() as u64) as usize];
-    json!({
-        "customerId": customer_id,
-        "mediaType": media,
-        "fieldsets": ["cisco.base.pod"],
-        "data": {"Context_Notes": NOTES[(k % NOTES.len() as u64) as usize]},
-    })
+    ObjectInput {
+        customer_id: Some(customer_id.to_owned()),
+        media_type: Some(media.to_owned()),
+        ..object(
+            "cisco.base.pod",
+            json!({"Context_Notes": NOTES[(k % NOTES.len() as u64) as usize]}),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
+use contextd_proto::access::{KeyView, NewKey, Role};
+use contextd_proto::object::ObjectInput;
+use contextd_proto::{paths, ContextObject, Kind};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
 
 use super::state::{BenchState, SampleCustomer};
 use super::{data, http_client, server_backend, LoadArgs};
@@ -27,28 +29,30 @@ struct Loader {
 
 impl Loader {
     /// Creates one object; returns its id.
-    async fn create(&self, worker: usize, kind: &str, body: &Value) -> anyhow::Result<String> {
+    async fn create(
+        &self,
+        worker: usize,
+        kind: Kind,
+        body: &ObjectInput,
+    ) -> anyhow::Result<String> {
         let token = &self.tokens[worker % self.tokens.len()];
         let bytes = serde_json::to_vec(body)?;
         let mut attempt = 0;
         loop {
             let response = self
                 .http
-                .post(format!("{}/v1/{kind}", self.url))
+                .post(format!("{}{}", self.url, paths::objects(kind)))
                 .bearer_auth(token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
                 .send()
                 .await
-                .with_context(|| format!("POST /v1/{kind}"))?;
+                .with_context(|| format!("POST {}", paths::objects(kind)))?;
             let status = response.status();
             if status == StatusCode::CREATED {
-                let created: Value = response.json().await.context("bad create answer")?;
+                let created: ContextObject = response.json().await.context("bad create answer")?;
                 self.objects.fetch_add(1, Ordering::Relaxed);
-                return created["id"]
-                    .as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| anyhow!("the created {kind} has no id"));
+                return Ok(created.id.to_string());
             }
             let retry = matches!(
                 status,
@@ -69,7 +73,8 @@ impl Loader {
             }
             let text = response.text().await.unwrap_or_default();
             bail!(
-                "POST /v1/{kind} answered {status}: {}",
+                "POST {} answered {status}: {}",
+                paths::objects(kind),
                 text.chars().take(300).collect::<String>()
             );
         }
@@ -78,11 +83,11 @@ impl Loader {
     /// Makes customer `n` with everything linked to it.
     async fn customer(&self, worker: usize, n: u64, args: &LoadArgs) -> anyhow::Result<Made> {
         let (body, mobile) = data::customer(n);
-        let id = self.create(worker, "customers", &body).await?;
+        let id = self.create(worker, Kind::Customer, &body).await?;
         let mut requests = Vec::new();
         for k in 0..args.requests_per_customer {
             requests.push(
-                self.create(worker, "requests", &data::request(&id, n, k))
+                self.create(worker, Kind::Request, &data::request(&id, n, k))
                     .await?,
             );
         }
@@ -92,7 +97,7 @@ impl Loader {
             let parent = (k.is_multiple_of(2) && !requests.is_empty())
                 .then(|| requests[(k / 2) as usize % requests.len()].as_str());
             let a = self
-                .create(worker, "activities", &data::activity(&id, parent, n, k))
+                .create(worker, Kind::Activity, &data::activity(&id, parent, n, k))
                 .await?;
             first_activity.get_or_insert(a);
         }
@@ -103,7 +108,7 @@ impl Loader {
                 (_, false) => data::comment(&requests[d as usize % requests.len()], n + d),
                 (None, true) => break,
             };
-            self.create(worker, "details", &body).await?;
+            self.create(worker, Kind::Detail, &body).await?;
         }
         self.customers.fetch_add(1, Ordering::Relaxed);
         Ok(Made { id, mobile })
@@ -112,9 +117,9 @@ impl Loader {
     /// Makes customer `n` with a long journey (activities only) for the timeline scenario.
     async fn long_journey(&self, worker: usize, n: u64, activities: u64) -> anyhow::Result<Made> {
         let (body, mobile) = data::customer(n);
-        let id = self.create(worker, "customers", &body).await?;
+        let id = self.create(worker, Kind::Customer, &body).await?;
         for k in 0..activities {
-            self.create(worker, "activities", &data::activity(&id, None, n, k))
+            self.create(worker, Kind::Activity, &data::activity(&id, None, n, k))
                 .await?;
         }
         self.customers.fetch_add(1, Ordering::Relaxed);
@@ -135,9 +140,13 @@ async fn create_key(
     name: &str,
 ) -> anyhow::Result<String> {
     let response = http
-        .post(format!("{url}/v1/keys"))
+        .post(format!("{url}{}", paths::KEYS))
         .bearer_auth(admin)
-        .json(&json!({"name": name, "role": "machine"}))
+        .json(&NewKey {
+            name: name.to_owned(),
+            role: Role::Machine,
+            expires_at: None,
+        })
         .send()
         .await
         .context("POST /v1/keys")?;
@@ -145,11 +154,8 @@ async fn create_key(
     if status != StatusCode::CREATED {
         bail!("POST /v1/keys answered {status}: the token must be a lab admin token");
     }
-    let key: Value = response.json().await.context("bad /v1/keys answer")?;
-    key["token"]
-        .as_str()
-        .map(str::to_owned)
-        .context("the new key has no token")
+    let key: KeyView = response.json().await.context("bad /v1/keys answer")?;
+    key.token.context("the new key has no token")
 }
 
 /// `bench load`.

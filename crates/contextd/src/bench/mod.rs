@@ -162,7 +162,7 @@ pub(crate) async fn server_backend(
     token: &str,
 ) -> anyhow::Result<String> {
     let response = http
-        .get(format!("{url}/v1/status"))
+        .get(format!("{url}{}", contextd_proto::paths::STATUS))
         .bearer_auth(token)
         .send()
         .await
@@ -173,11 +173,13 @@ pub(crate) async fn server_backend(
             response.status()
         );
     }
-    let status: serde_json::Value = response.json().await.context("bad /v1/status answer")?;
-    Ok(status["dependencies"][0]["backend"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_owned())
+    let status: contextd_proto::system::Status =
+        response.json().await.context("bad /v1/status answer")?;
+    Ok(status
+        .dependencies
+        .into_iter()
+        .find(|d| d.name == "storage")
+        .map_or_else(|| "unknown".to_owned(), |d| d.backend))
 }
 
 /// Value of a `ValueEnum` as typed on the command line.

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use clap::ValueEnum;
+use contextd_proto::{paths, Kind};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::echo::Echo;
 use super::state::BenchState;
@@ -98,7 +98,7 @@ impl Workload {
                 let body = data::ingest(&c.id, rng.gen());
                 Op {
                     method: Method::POST,
-                    path: "/v1/activities".into(),
+                    path: paths::objects(Kind::Activity),
                     body: serde_json::to_vec(&body).ok(),
                     check: Check::Created,
                 }
@@ -106,10 +106,10 @@ impl Workload {
             Scenario::Lookup | Scenario::Mixed => {
                 let c = &customers[rng.gen_range(0..customers.len())];
                 let phone = data::other_format(&c.mobile, rng.gen_range(0..8));
-                let body = json!({"terms": {"Context_Mobile_Phone": [phone]}});
+                let body = data::lookup(&phone);
                 Op {
                     method: Method::POST,
-                    path: "/v1/customers/search".into(),
+                    path: paths::search(Kind::Customer),
                     body: serde_json::to_vec(&body).ok(),
                     check: Check::FoundOne,
                 }
@@ -118,7 +118,10 @@ impl Workload {
                 let id = &self.state.timeline[rng.gen_range(0..self.state.timeline.len())];
                 Op {
                     method: Method::GET,
-                    path: format!("/v1/customers/{id}/timeline?limit={TIMELINE_PAGE}"),
+                    path: format!(
+                        "{}?limit={TIMELINE_PAGE}",
+                        paths::with_id(paths::TIMELINE, id)
+                    ),
                     body: None,
                     check: Check::FullPage,
                 }
@@ -171,11 +174,14 @@ fn histogram() -> anyhow::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_MICROS, 3).context("cannot make a latency histogram")
 }
 
+/// The one member of a search answer ([`contextd_proto::object::SearchResult`]) the check
+/// reads: decoding whole objects would spend the load generator's CPU, not the server's.
 #[derive(Deserialize)]
 struct Total {
     total: u64,
 }
 
+/// The timeline page ([`contextd_proto::object::TimelinePage`]) counted, not decoded.
 #[derive(Deserialize)]
 struct Items {
     items: Vec<serde::de::IgnoredAny>,
