@@ -1,206 +1,197 @@
-//! The §1 acceptance journey, up to the point the SDK exists.
+//! The §1 acceptance journey, driven through the SDK as an IVR, a chat server and an agent
+//! desktop would.
 
-use serde_json::{json, Value};
+use contextd_client::{Error, Search};
+use contextd_proto::object::{ContributorType, MediaType, State, TimelineParams};
+use contextd_proto::{ContextObject, ErrorCode, Kind, ObjectId};
+use futures::TryStreamExt;
+use serde_json::json;
 
-use crate::support::TestServer;
+use crate::support::{input, TestServer};
 
-fn ids(items: &Value) -> Vec<String> {
-    items
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|o| o["id"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
+fn ids(items: &[ContextObject]) -> Vec<ObjectId> {
+    items.iter().map(|o| o.id).collect()
 }
 
 #[tokio::test]
 async fn motorcycle_journey_on_one_timeline() {
     let s = TestServer::start().await;
-    let t = s.lab();
+    let c = s.client(s.lab());
 
     // The customer, stored with his mobile number written one way.
-    let customer = s
-        .customer(t, json!({"Context_First_Name": "Erik", "Context_Last_Name": "Lind", "Context_Mobile_Phone": "+1 (555) 010-0001", "Context_Home_Email": "erik@example.com"}))
-        .await;
+    let customer = c
+        .create(Kind::Customer, &input(json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Erik", "Context_Last_Name": "Lind", "Context_Mobile_Phone": "+1 (555) 010-0001", "Context_Home_Email": "erik@example.com"}})))
+        .await
+        .expect("customer")
+        .id;
 
     // The bike reports a fault: an IoT event written by a backend, no request yet.
-    let event = s
-        .post(t, "/v1/activities", json!({"customerId": customer, "mediaType": "event", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "ECU fault code P0301"}, "tags": ["iot", "fault"]}))
-        .await;
-    event.expect(201);
-    assert_eq!(event.at("/contributors/0/type"), "machine");
+    let event = c
+        .create(Kind::Activity, &input(json!({"customerId": customer, "mediaType": "event", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "ECU fault code P0301"}, "tags": ["iot", "fault"]})))
+        .await
+        .expect("event");
+    assert_eq!(event.contributors[0].kind, ContributorType::Machine);
 
     // He browses the service-center page.
-    s.post(t, "/v1/activities", json!({"customerId": customer, "mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Activity_Link": "https://dealer.example/service"}}))
+    c.create(Kind::Activity, &input(json!({"customerId": customer, "mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Activity_Link": "https://dealer.example/service"}})))
         .await
-        .expect(201);
+        .expect("web visit");
 
     // He chats with an agent, in a new request "Service appointment".
-    let request = s
-        .post(t, "/v1/requests", json!({"customerId": customer, "fieldsets": ["cisco.base.request"], "data": {"Context_Title": "Service appointment"}}))
-        .await;
-    request.expect(201);
-    let request_id = request.str("/id");
-    assert_eq!(request.str("/state"), "active");
-    let chat = s
-        .post(t, "/v1/activities", json!({"parentId": request_id, "mediaType": "chat", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "Booked for Tuesday"}}))
-        .await;
-    chat.expect(201);
+    let request = c
+        .create(Kind::Request, &input(json!({"customerId": customer, "fieldsets": ["cisco.base.request"], "data": {"Context_Title": "Service appointment"}})))
+        .await
+        .expect("request");
+    assert_eq!(request.state, State::Active);
+    let chat = c
+        .create(Kind::Activity, &input(json!({"parentId": request.id, "mediaType": "chat", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "Booked for Tuesday"}})))
+        .await
+        .expect("chat");
     assert_eq!(
-        chat.str("/customerId"),
-        customer,
+        chat.customer_id,
+        Some(customer),
         "an activity inherits its request's customer"
     );
 
     // He calls: the IVR looks him up by caller number, written differently than stored.
-    let found = s
-        .post(
-            t,
-            "/v1/customers/search",
-            json!({"terms": {"Context_Mobile_Phone": ["15550100001"]}}),
+    let ivr = s.client(s.lab());
+    let found = ivr
+        .search(
+            Kind::Customer,
+            &Search::all()
+                .term("Context_Mobile_Phone", "15550100001")
+                .build(),
         )
-        .await;
-    found.expect(200);
-    assert_eq!(ids(found.at("/items")), vec![customer.clone()]);
-    assert_eq!(found.at("/items/0/data/Context_First_Name"), "Erik");
-    // …finds the open request…
-    let open = s
-        .post(
-            t,
-            "/v1/requests/search",
-            json!({"terms": {"customerId": [customer], "state": ["active"]}}),
-        )
-        .await;
-    open.expect(200);
-    assert_eq!(ids(open.at("/items")), vec![request_id.clone()]);
-    // …and the call becomes an activity whose id travels with the call as POD.ID.
-    let voice = s.post(t, "/v1/activities", json!({"parentId": request_id, "customerId": customer, "mediaType": "voice", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Source_Phone": "+15550100001"}})).await;
-    voice.expect(201);
-    let pod_id = voice.str("/id");
-    s.get(t, &format!("/v1/activities/{pod_id}"))
         .await
-        .expect(200);
+        .expect("lookup");
+    let found = found.items.unwrap_or_default();
+    assert_eq!(ids(&found), vec![customer]);
+    assert_eq!(found[0].data["Context_First_Name"], "Erik");
+    // …finds the open request…
+    let open = ivr
+        .search(
+            Kind::Request,
+            &Search::all()
+                .term("customerId", customer.to_string())
+                .term("state", "active")
+                .build(),
+        )
+        .await
+        .expect("open requests");
+    assert_eq!(ids(&open.items.unwrap_or_default()), vec![request.id]);
+    // …and the call becomes an activity whose id travels with the call as POD.ID.
+    let voice = ivr
+        .create(Kind::Activity, &input(json!({"parentId": request.id, "customerId": customer, "mediaType": "voice", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Source_Phone": "+15550100001"}})))
+        .await
+        .expect("voice");
+    let pod = c.get(Kind::Activity, voice.id).await.expect("the POD");
+    assert_eq!(pod.media_type, Some(MediaType::Voice));
 
     // He proposes a new date by SMS; the agent confirms by SMS.
-    s.post(t, "/v1/activities", json!({"parentId": request_id, "mediaType": "sms", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "Can we do Thursday?"}}))
-        .await
-        .expect(201);
-    let agent_sms = s
-        .post(t, "/v1/activities", json!({"parentId": request_id, "mediaType": "sms", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "Thursday 10:00 confirmed"}}))
-        .await;
-    agent_sms.expect(201);
+    for note in ["Can we do Thursday?", "Thursday 10:00 confirmed"] {
+        c.create(Kind::Activity, &input(json!({"parentId": request.id, "mediaType": "sms", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": note}})))
+            .await
+            .expect("sms");
+    }
 
     // The agent leaves a comment and the customer rates the service.
-    let comment = s
-        .post(t, "/v1/details", json!({"parentId": request_id, "detailType": "comment", "fieldsets": ["cisco.base.comment"], "data": {"Context_Comment": "Rear brake pads too", "Context_Visible": true}}))
-        .await;
-    comment.expect(201);
-    assert_eq!(
-        comment.str("/state"),
-        "closed",
-        "details are created closed"
-    );
-    assert_eq!(comment.str("/customerId"), customer);
-    let rating = s
-        .post(t, "/v1/details", json!({"parentId": pod_id, "detailType": "feedback", "fieldsets": ["cisco.base.rating"], "data": {"cccRatingPoints": 5, "cccRatingComments": "Quick"}}))
-        .await;
-    rating.expect(201);
+    let comment = c
+        .create(Kind::Detail, &input(json!({"parentId": request.id, "detailType": "comment", "fieldsets": ["cisco.base.comment"], "data": {"Context_Comment": "Rear brake pads too", "Context_Visible": true}})))
+        .await
+        .expect("comment");
+    assert_eq!(comment.state, State::Closed, "details are created closed");
+    assert_eq!(comment.customer_id, Some(customer));
+    let rating = c
+        .create(Kind::Detail, &input(json!({"parentId": voice.id, "detailType": "feedback", "fieldsets": ["cisco.base.rating"], "data": {"cccRatingPoints": 5, "cccRatingComments": "Quick"}})))
+        .await
+        .expect("rating");
 
     // The bike is picked up: the request is closed, and then refuses new children.
-    let closed = s
-        .patch(
-            t,
-            &format!("/v1/requests/{request_id}"),
-            json!({"state": "closed"}),
+    let mut close = serde_json::Map::new();
+    close.insert("state".into(), json!("closed"));
+    let closed = c
+        .patch(Kind::Request, request.id, &close, None)
+        .await
+        .expect("close");
+    assert_eq!(closed.state, State::Closed);
+    let refused = c
+        .create(
+            Kind::Activity,
+            &input(json!({"parentId": request.id, "mediaType": "voice"})),
         )
         .await;
-    closed.expect(200);
-    assert_eq!(closed.str("/state"), "closed");
-    s.post(
-        t,
-        "/v1/activities",
-        json!({"parentId": request_id, "mediaType": "voice"}),
-    )
-    .await
-    .expect(409);
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Conflict {
+                code: ErrorCode::ParentClosed,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 
     // Every step is on one timeline, newest first.
-    let timeline = s
-        .get(t, &format!("/v1/customers/{customer}/timeline"))
-        .await;
-    timeline.expect(200);
-    let items = timeline
-        .at("/items")
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let timeline = c
+        .timeline(customer, &TimelineParams::default())
+        .await
+        .expect("timeline");
+    let items = timeline.items;
     assert_eq!(
         items.len(),
         9,
         "2 activities before the request, the request, 4 activities in it, 2 details"
     );
-    assert_eq!(timeline.at("/total"), 9);
-    let created: Vec<&str> = items.iter().filter_map(|o| o["created"].as_str()).collect();
+    assert_eq!(timeline.total, 9);
+    let created: Vec<_> = items.iter().map(|o| o.created).collect();
     let mut sorted = created.clone();
     sorted.sort_by(|a, b| b.cmp(a));
     assert_eq!(created, sorted, "newest first");
-    assert_eq!(
-        items[0]["id"],
-        rating.at("/id").clone(),
-        "the rating was written last"
-    );
-    assert_eq!(
-        items[8]["id"],
-        event.at("/id").clone(),
-        "the IoT event was first"
-    );
-    let kinds: Vec<&str> = items.iter().filter_map(|o| o["type"].as_str()).collect();
+    assert_eq!(items[0].id, rating.id, "the rating was written last");
+    assert_eq!(items[8].id, event.id, "the IoT event was first");
     assert!(
-        !kinds.contains(&"customer"),
+        items.iter().all(|o| o.kind != Kind::Customer),
         "the customer itself is not a timeline entry"
     );
     assert_eq!(
         items
             .iter()
-            .find(|o| o["type"] == "request")
-            .map(|o| o["state"].clone()),
-        Some(json!("closed"))
+            .find(|o| o.kind == Kind::Request)
+            .map(|o| o.state),
+        Some(State::Closed)
     );
 
     // Filter by channel, and page with a cursor.
-    let sms = s
-        .get(
-            t,
-            &format!("/v1/customers/{customer}/timeline?mediaType=sms"),
-        )
-        .await;
-    sms.expect(200);
-    assert_eq!(ids(sms.at("/items")).len(), 2);
-    assert!(sms
-        .at("/items")
-        .as_array()
-        .is_some_and(|a| a.iter().all(|o| o["mediaType"] == "sms")));
+    let sms: Vec<ContextObject> = c
+        .timeline_stream(customer, Some(MediaType::Sms))
+        .try_collect()
+        .await
+        .expect("sms entries");
+    assert_eq!(sms.len(), 2);
+    assert!(sms.iter().all(|o| o.media_type == Some(MediaType::Sms)));
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut params = TimelineParams {
+        limit: Some(4),
+        ..TimelineParams::default()
+    };
     loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/customers/{customer}/timeline?limit=4&cursor={c}"),
-            None => format!("/v1/customers/{customer}/timeline?limit=4"),
-        };
-        let page = s.get(t, &path).await;
-        page.expect(200);
-        seen.extend(ids(page.at("/items")));
-        match page.at("/nextCursor").as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
+        let page = c.timeline(customer, &params).await.expect("a page");
+        seen.extend(ids(&page.items));
+        match page.next_cursor {
+            Some(next) => params.cursor = Some(next),
             None => break,
         }
     }
     assert_eq!(
         seen,
-        ids(&Value::Array(items)),
+        ids(&items),
         "paging returns the same journey, each entry once"
+    );
+    let stats = c.stats_summary();
+    assert_eq!(stats["activity.create"]["count"], 6, "{stats}");
+    assert_eq!(
+        stats["activity.create.error.conflict"]["count"], 1,
+        "{stats}"
     );
     s.stop().await;
 }
@@ -208,48 +199,62 @@ async fn motorcycle_journey_on_one_timeline() {
 #[tokio::test]
 async fn activities_of_every_media_type() {
     let s = TestServer::start().await;
-    let t = s.lab();
-    let customer = s.customer(t, json!({"Context_First_Name": "Mia"})).await;
-    let media = [
-        "voice", "chat", "email", "sms", "social", "video", "web", "mobile", "event",
-    ];
-    for m in media {
-        let r = s
-            .post(
-                t,
-                "/v1/activities",
-                json!({"customerId": customer, "mediaType": m}),
+    let c = s.client(s.lab());
+    let customer = c
+        .create(
+            Kind::Customer,
+            &input(json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Mia"}})),
+        )
+        .await
+        .expect("customer")
+        .id;
+    for &m in MediaType::ALL {
+        let a = c
+            .create(
+                Kind::Activity,
+                &input(json!({"customerId": customer, "mediaType": m})),
             )
-            .await;
-        r.expect(201);
-        assert_eq!(r.str("/mediaType"), m);
-        assert_eq!(r.str("/type"), "activity");
-        assert_eq!(r.at("/version"), 1);
-        assert!(
-            r.str("/created").ends_with('Z') && r.str("/created").len() == 24,
-            "RFC 3339 UTC with milliseconds"
-        );
+            .await
+            .expect("activity");
+        assert_eq!(a.media_type, Some(m));
+        assert_eq!(a.kind, Kind::Activity);
+        assert_eq!(a.version, 1);
     }
-    for m in media {
-        let found = s
-            .post(
-                t,
-                "/v1/activities/search",
-                json!({"terms": {"mediaType": m, "customerId": customer}}),
+    for &m in MediaType::ALL {
+        let found = c
+            .search(
+                Kind::Activity,
+                &Search::all()
+                    .term("mediaType", m.as_str())
+                    .term("customerId", customer.to_string())
+                    .build(),
             )
-            .await;
-        found.expect(200);
-        assert_eq!(found.at("/total"), 1, "{m}");
+            .await
+            .expect("search");
+        assert_eq!(found.total, 1, "{m}");
     }
-    s.post(
-        t,
-        "/v1/activities",
-        json!({"customerId": customer, "mediaType": "fax"}),
-    )
-    .await
-    .expect(400);
-    let all = s
-        .get(t, &format!("/v1/customers/{customer}/timeline?limit=200"))
+    let fax = c
+        .create(
+            Kind::Activity,
+            &input(json!({"customerId": customer, "mediaType": "fax"})),
+        )
         .await;
-    assert_eq!(all.at("/total"), 9);
+    assert!(
+        matches!(
+            fax,
+            Err(Error::Validation { .. } | Error::BadRequest { .. })
+        ),
+        "{fax:?}"
+    );
+    let all = c
+        .timeline(
+            customer,
+            &TimelineParams {
+                limit: Some(200),
+                ..TimelineParams::default()
+            },
+        )
+        .await
+        .expect("timeline");
+    assert_eq!(all.total, 9);
 }

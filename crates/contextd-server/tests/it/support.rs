@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use contextd_client::{Client, Settings};
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig, OrgBootstrap};
+use contextd_proto::object::{ObjectInput, SearchRequest};
 use contextd_server::ServerConfig;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use reqwest::header::HeaderMap;
@@ -64,6 +66,17 @@ impl Resp {
         }
         self
     }
+}
+
+/// The wire type of an object body, from JSON written in a test (refused at once if it is not
+/// one: the SDK sends only well-formed bodies).
+pub fn input(body: Value) -> ObjectInput {
+    serde_json::from_value(body).expect("an ObjectInput")
+}
+
+/// The wire type of a search, from JSON written in a test.
+pub fn search(body: Value) -> SearchRequest {
+    serde_json::from_value(body).expect("a SearchRequest")
 }
 
 /// A running server with its own data directory and the `default` org.
@@ -207,6 +220,13 @@ impl TestServer {
 
     pub async fn delete(&self, token: &str, path: &str) -> Resp {
         self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// The SDK on this server with `token`; the longest standard timeout, as test machines
+    /// can be slow.
+    pub fn client(&self, token: &str) -> Client {
+        let settings = Settings::standard().with_timeout(Duration::from_millis(15_000));
+        Client::new(&self.url, token, settings).expect("an SDK client")
     }
 
     /// Creates a customer with the given base-fieldset data; returns its id.

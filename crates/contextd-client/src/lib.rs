@@ -1,0 +1,72 @@
+//! The Rust SDK of contextd: a typed async client for every endpoint of the native `/v1` API
+//! (objects, search, timeline, dictionary, flush, status, users, keys, grants, audit),
+//! built from a base URL and a token or from a component's connectionData.
+//!
+//! A [`Client`] applies the [`Settings`] of DESIGN §7 to every call: a timeout per operation
+//! (standard profile 200–15000 ms, default 1200; voice/IVR profile 1200–5000 ms, default
+//! 2400; values outside are clamped and logged), retries with jittered backoff for idempotent
+//! operations only and only within that timeout, an optional proxy, and lab mode. Failures
+//! are typed [`Error`]s that say what to fix; every operation is counted in
+//! [`Client::stats_summary`]. The wire types are those of [`contextd_proto`], re-exported as
+//! [`proto`], so the SDK, the server and the CLI cannot drift apart.
+//!
+//! The SDK never puts a secret (token, client secret, proxy password) in a `Debug` output, an
+//! error message or a log line, and never logs a request or answer body.
+//!
+//! # Example: a caller's journey
+//!
+//! ```no_run
+//! use contextd_client::proto::object::ObjectInput;
+//! use contextd_client::proto::Kind;
+//! use contextd_client::{Client, Search, Settings};
+//! use futures::TryStreamExt;
+//! use serde_json::json;
+//!
+//! # #[tokio::main]
+//! # async fn main() -> contextd_client::Result<()> {
+//! let client = Client::new("http://127.0.0.1:8080", "ctx_…", Settings::default())?;
+//!
+//! // A new customer…
+//! let customer = client
+//!     .create(
+//!         Kind::Customer,
+//!         &ObjectInput {
+//!             fieldsets: vec!["cisco.base.customer".into()],
+//!             data: [
+//!                 ("Context_First_Name".to_owned(), json!("Ada")),
+//!                 ("Context_Mobile_Phone".to_owned(), json!("+1 (555) 010-0001")),
+//!             ]
+//!             .into(),
+//!             ..Default::default()
+//!         },
+//!     )
+//!     .await?;
+//!
+//! // …found again by the caller number (phones match on digits only)…
+//! let found = client
+//!     .search(Kind::Customer, &Search::all().term("Context_Mobile_Phone", "15550100001").build())
+//!     .await?;
+//! assert!(found.items.unwrap_or_default().iter().any(|c| c.id == customer.id));
+//!
+//! // …and the whole journey, newest first.
+//! let journey: Vec<_> = client.timeline_stream(customer.id, None).try_collect().await?;
+//! println!("{} entries; stats: {}", journey.len(), client.stats_summary());
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![warn(rustdoc::broken_intra_doc_links)]
+
+mod client;
+mod connection;
+mod error;
+mod search;
+mod settings;
+mod stats;
+
+pub use client::Client;
+pub use connection::decode_connection_data;
+pub use contextd_proto as proto;
+pub use error::{Error, Result};
+pub use search::Search;
+pub use settings::{Profile, Settings};
