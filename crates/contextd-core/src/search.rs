@@ -189,100 +189,20 @@ pub fn plan_with_limits(
             format!("at most {} keys", limits.max_terms),
         ));
     }
-    let mut conditions = Vec::new();
-    for (key, raw) in &request.terms {
-        let vals = values(key, raw, &mut errors, limits);
-        let field_name = format!("terms.{}", truncate(key, 100));
-        let ids = |errors: &mut Vec<FieldError>| -> Vec<ObjectId> {
-            vals.iter()
-                .filter_map(|v| match ObjectId::parse(&as_text(v)) {
-                    Ok(id) => Some(id),
-                    Err(_) => {
-                        errors.push(FieldError::new(
-                            field_name.clone(),
-                            "values must be object ids",
-                        ));
-                        None
-                    }
-                })
-                .collect()
-        };
-        let condition = match key.as_str() {
-            "id" => Condition::Ids(ids(&mut errors)),
-            "customerId" => Condition::CustomerIds(ids(&mut errors)),
-            "parentId" => Condition::ParentIds(ids(&mut errors)),
-            "tags" => Condition::Tokens(
-                vals.iter()
-                    .map(|v| indexer.tag(&as_text(v).to_lowercase()))
-                    .collect(),
-            ),
-            "contributor" => Condition::Tokens(
-                vals.iter()
-                    .map(|v| indexer.contributor(&as_text(v)))
-                    .collect(),
-            ),
-            "state" => Condition::States {
-                active_since,
-                states: vals
-                    .iter()
-                    .filter_map(|v| match as_text(v).to_lowercase().parse::<State>() {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            errors.push(FieldError::new(field_name.clone(), e.to_string()));
-                            None
-                        }
-                    })
-                    .collect(),
-            },
-            "mediaType" => Condition::MediaTypes(
-                vals.iter()
-                    .filter_map(|v| match as_text(v).to_lowercase().parse::<MediaType>() {
-                        Ok(m) => Some(m),
-                        Err(e) => {
-                            errors.push(FieldError::new(field_name.clone(), e.to_string()));
-                            None
-                        }
-                    })
-                    .collect(),
-            ),
-            field_id => {
-                let Some(field) = dictionary.field(field_id) else {
-                    errors.push(FieldError::new(field_name, "unknown field or search key"));
-                    continue;
-                };
-                if !field.searchable {
-                    errors.push(FieldError::new(field_name, "field is not searchable"));
-                    continue;
-                }
-                if field.classification.is_sealed() && access == SealedAccess::Withheld {
-                    errors.push(FieldError::new(
-                        field_name,
-                        "field is withheld from this credential",
-                    ));
-                    continue;
-                }
-                let mut tokens = Vec::with_capacity(vals.len());
-                for v in &vals {
-                    // Query values arrive as text; coerce them to the field's type first.
-                    let typed = coerce(field.data_type, v);
-                    let Some(value) = check_value(&relaxed(field), &typed).ok() else {
-                        errors.push(FieldError::new(
-                            field_name.clone(),
-                            "value does not fit the field's type",
-                        ));
-                        continue;
-                    };
-                    tokens.extend(
-                        match_texts(field.data_type, field_id, &value)
-                            .iter()
-                            .map(|n| indexer.value(field_id, n)),
-                    );
-                }
-                Condition::Tokens(tokens)
-            }
-        };
-        conditions.push(condition);
-    }
+    let planner = Planner {
+        dictionary,
+        indexer,
+        access,
+        active_since,
+    };
+    let conditions = request
+        .terms
+        .iter()
+        .filter_map(|(key, raw)| {
+            let vals = values(key, raw, &mut errors, limits);
+            planner.condition(key, &vals, &mut errors)
+        })
+        .collect();
     let mut not_exists = Vec::new();
     for f in &request.not_exists {
         match dictionary.field(f) {
@@ -297,6 +217,148 @@ pub fn plan_with_limits(
     let created_to = parse_time("createdTo", &request.created_to, &mut errors);
     let updated_from = parse_time("updatedFrom", &request.updated_from, &mut errors);
     let updated_to = parse_time("updatedTo", &request.updated_to, &mut errors);
+    let (limit, after) = page_bounds(request, &mut errors);
+    if !errors.is_empty() {
+        return Err(CoreError::Validation(errors));
+    }
+    Ok(SearchPlan {
+        kind,
+        match_all: request.match_mode == Match::All,
+        conditions,
+        created_from,
+        created_to,
+        updated_from,
+        updated_to,
+        not_exists,
+        limit,
+        after,
+    })
+}
+
+/// What planning a search needs besides the request.
+struct Planner<'a> {
+    dictionary: &'a Dictionary,
+    indexer: &'a Indexer,
+    access: SealedAccess,
+    active_since: DateTime<Utc>,
+}
+
+impl Planner<'_> {
+    /// The condition of one search key and its values (OR-ed); `None` when the key is refused.
+    fn condition(
+        &self,
+        key: &str,
+        vals: &[serde_json::Value],
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Condition> {
+        let field_name = format!("terms.{}", truncate(key, 100));
+        let indexer = self.indexer;
+        Some(match key {
+            "id" => Condition::Ids(parse_each(vals, &field_name, errors, ids)),
+            "customerId" => Condition::CustomerIds(parse_each(vals, &field_name, errors, ids)),
+            "parentId" => Condition::ParentIds(parse_each(vals, &field_name, errors, ids)),
+            "tags" => Condition::Tokens(
+                vals.iter()
+                    .map(|v| indexer.tag(&as_text(v).to_lowercase()))
+                    .collect(),
+            ),
+            "contributor" => Condition::Tokens(
+                vals.iter()
+                    .map(|v| indexer.contributor(&as_text(v)))
+                    .collect(),
+            ),
+            "state" => Condition::States {
+                active_since: self.active_since,
+                states: parse_each(vals, &field_name, errors, lowercase::<State>),
+            },
+            "mediaType" => Condition::MediaTypes(parse_each(
+                vals,
+                &field_name,
+                errors,
+                lowercase::<MediaType>,
+            )),
+            field_id => return self.field_condition(field_id, field_name, vals, errors),
+        })
+    }
+
+    /// The condition on a dictionary field: blind-index tokens of each value, typed as the
+    /// field is.
+    fn field_condition(
+        &self,
+        field_id: &str,
+        field_name: String,
+        vals: &[serde_json::Value],
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Condition> {
+        let refusal = match self.dictionary.field(field_id) {
+            None => Err("unknown field or search key"),
+            Some(f) if !f.searchable => Err("field is not searchable"),
+            Some(f) if f.classification.is_sealed() && self.access == SealedAccess::Withheld => {
+                Err("field is withheld from this credential")
+            }
+            Some(f) => Ok(f),
+        };
+        let field = match refusal {
+            Ok(f) => f,
+            Err(why) => {
+                errors.push(FieldError::new(field_name, why));
+                return None;
+            }
+        };
+        let mut tokens = Vec::with_capacity(vals.len());
+        for v in vals {
+            // Query values arrive as text; coerce them to the field's type first.
+            let typed = coerce(field.data_type, v);
+            let Ok(value) = check_value(&relaxed(field), &typed) else {
+                errors.push(FieldError::new(
+                    field_name.clone(),
+                    "value does not fit the field's type",
+                ));
+                continue;
+            };
+            tokens.extend(
+                match_texts(field.data_type, field_id, &value)
+                    .iter()
+                    .map(|n| self.indexer.value(field_id, n)),
+            );
+        }
+        Some(Condition::Tokens(tokens))
+    }
+}
+
+/// An object id from a search value.
+fn ids(text: &str) -> Result<ObjectId, String> {
+    ObjectId::parse(text).map_err(|_| "values must be object ids".to_owned())
+}
+
+/// A wire enum from a search value, in any case.
+fn lowercase<T: std::str::FromStr<Err: std::fmt::Display>>(text: &str) -> Result<T, String> {
+    text.to_lowercase().parse::<T>().map_err(|e| e.to_string())
+}
+
+/// Each value parsed by `parse`; a value that doesn't parse is an error of `field_name`.
+fn parse_each<T>(
+    vals: &[serde_json::Value],
+    field_name: &str,
+    errors: &mut Vec<FieldError>,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Vec<T> {
+    vals.iter()
+        .filter_map(|v| match parse(&as_text(v)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                errors.push(FieldError::new(field_name, e));
+                None
+            }
+        })
+        .collect()
+}
+
+/// The page size (bounded by `summary`) and the position a cursor resumes after.
+fn page_bounds(
+    request: &SearchRequest,
+    errors: &mut Vec<FieldError>,
+) -> (usize, Option<PagePosition>) {
     let (max, default) = if request.summary {
         (MAX_SUMMARY, MAX_SUMMARY)
     } else {
@@ -319,21 +381,7 @@ pub fn plan_with_limits(
         },
         None => None,
     };
-    if !errors.is_empty() {
-        return Err(CoreError::Validation(errors));
-    }
-    Ok(SearchPlan {
-        kind,
-        match_all: request.match_mode == Match::All,
-        conditions,
-        created_from,
-        created_to,
-        updated_from,
-        updated_to,
-        not_exists,
-        limit,
-        after,
-    })
+    (limit, after)
 }
 
 use crate::dictionary::{DataType, Field};

@@ -187,43 +187,7 @@ impl Context {
         if_match: Option<i64>,
     ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
-        const ALLOWED: [&str; 7] = [
-            "data",
-            "tags",
-            "state",
-            "parentId",
-            "customerId",
-            "fieldsets",
-            "version",
-        ];
-        if let Some(k) = patch.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
-            return Err(CoreError::field(
-                k.clone(),
-                format!(
-                    "can't be patched; patchable members: {}",
-                    ALLOWED.join(", ")
-                ),
-            ));
-        }
-        let body_version = match patch.get("version") {
-            None | Some(serde_json::Value::Null) => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .ok_or_else(|| CoreError::field("version", "expected an integer"))?,
-            ),
-        };
-        let expected = if_match.or(body_version);
-        if kind == Kind::Customer {
-            if let Some(k) = ["customerId", "parentId"]
-                .into_iter()
-                .find(|k| patch.contains_key(*k))
-            {
-                return Err(CoreError::field(
-                    k,
-                    "a customer has no customerId or parentId",
-                ));
-            }
-        }
+        let expected = if_match.or(patch_version(kind, &patch)?);
         for _ in 0..PATCH_RETRIES {
             let current = self.current_for_update(actor, kind, id).await?;
             if let Some(v) = expected {
@@ -233,81 +197,12 @@ impl Context {
                     });
                 }
             }
-            let mut errors = Vec::new();
-            let mut data = current.data.clone();
-            match patch.get("data") {
-                None => {}
-                Some(serde_json::Value::Object(m)) => {
-                    for (k, v) in m {
-                        if v.is_null() {
-                            data.remove(k);
-                        } else {
-                            data.insert(k.clone(), v.clone());
-                        }
-                    }
-                }
-                Some(serde_json::Value::Null) => data.clear(),
-                Some(_) => errors.push(FieldError::new("data", "expected an object")),
-            }
-            let tags = match patch.get("tags") {
-                None => current.tags.clone(),
-                Some(serde_json::Value::Null) => Vec::new(),
-                Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|_| {
-                    errors.push(FieldError::new("tags", "expected an array of strings"));
-                    Vec::new()
-                }),
-            };
-            let fieldsets = match patch.get("fieldsets") {
-                None => current.fieldsets.clone(),
-                Some(v) => serde_json::from_value(v.clone()).unwrap_or_else(|_| {
-                    errors.push(FieldError::new("fieldsets", "expected an array of strings"));
-                    Vec::new()
-                }),
-            };
-            let text = |name: &str, errors: &mut Vec<FieldError>| -> Option<Option<String>> {
-                match patch.get(name) {
-                    None => None,
-                    Some(serde_json::Value::Null) => Some(None),
-                    Some(serde_json::Value::String(s)) => Some(Some(s.clone())),
-                    Some(_) => {
-                        errors.push(FieldError::new(name, "expected a string or null"));
-                        None
-                    }
-                }
-            };
-            let state = match text("state", &mut errors) {
-                None => Some(current.state),
-                Some(s) => parse_opt("state", s.as_deref(), &mut errors),
-            };
-            let parent_id = match text("parentId", &mut errors) {
-                None => current.parent_id,
-                Some(s) => parse_id("parentId", s.as_deref(), &mut errors),
-            };
-            let customer_id = match (kind, text("customerId", &mut errors)) {
-                (Kind::Customer, _) => None,
-                // Moving under another parent moves to that parent's customer.
-                (_, None) if patch.contains_key("parentId") && parent_id.is_some() => None,
-                (_, None) => current.customer_id,
-                (_, Some(s)) => parse_id("customerId", s.as_deref(), &mut errors),
-            };
-            let kept = self.keep_withheld(actor, &current, &mut data).await?;
+            let mut proposal = merge_patch(kind, &current, &patch);
+            let kept = self
+                .keep_withheld(actor, &current, &mut proposal.data)
+                .await?;
             let draft = self
-                .draft(
-                    actor,
-                    Some(&current),
-                    Proposal {
-                        kind,
-                        customer_id,
-                        parent_id,
-                        state,
-                        media_type: current.media_type,
-                        detail_type: current.detail_type,
-                        fieldsets,
-                        data,
-                        tags,
-                        errors,
-                    },
-                )
+                .draft(actor, Some(&current), proposal)
                 .await
                 .map_err(|e| hide_withheld(e, &kept))?;
             match self
@@ -530,5 +425,121 @@ impl Context {
             .store
             .close_stale_requests(self.autoclose_cutoff(), now_ms())
             .await?)
+    }
+}
+
+/// Checks a merge patch's members (only those a client may change) and returns the `version`
+/// it names, if any.
+fn patch_version(kind: Kind, patch: &ObjectPatch) -> Result<Option<i64>, CoreError> {
+    const ALLOWED: [&str; 7] = [
+        "data",
+        "tags",
+        "state",
+        "parentId",
+        "customerId",
+        "fieldsets",
+        "version",
+    ];
+    if let Some(k) = patch.keys().find(|k| !ALLOWED.contains(&k.as_str())) {
+        return Err(CoreError::field(
+            k.clone(),
+            format!(
+                "can't be patched; patchable members: {}",
+                ALLOWED.join(", ")
+            ),
+        ));
+    }
+    if kind == Kind::Customer {
+        if let Some(k) = ["customerId", "parentId"]
+            .into_iter()
+            .find(|k| patch.contains_key(*k))
+        {
+            return Err(CoreError::field(
+                k,
+                "a customer has no customerId or parentId",
+            ));
+        }
+    }
+    match patch.get("version") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| CoreError::field("version", "expected an integer")),
+    }
+}
+
+/// The object `current` becomes under a JSON merge patch (RFC 7396): `data` keys merge (null
+/// removes), the other members replace. Problems are collected in the proposal's errors.
+fn merge_patch(kind: Kind, current: &ContextObject, patch: &ObjectPatch) -> Proposal {
+    let mut errors = Vec::new();
+    let mut data = current.data.clone();
+    match patch.get("data") {
+        None => {}
+        Some(serde_json::Value::Object(m)) => {
+            for (k, v) in m {
+                if v.is_null() {
+                    data.remove(k);
+                } else {
+                    data.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        Some(serde_json::Value::Null) => data.clear(),
+        Some(_) => errors.push(FieldError::new("data", "expected an object")),
+    }
+    let strings = |name: &str, errors: &mut Vec<FieldError>| -> Vec<String> {
+        let value = patch.get(name).cloned().unwrap_or_default();
+        serde_json::from_value(value).unwrap_or_else(|_| {
+            errors.push(FieldError::new(name, "expected an array of strings"));
+            Vec::new()
+        })
+    };
+    let tags = match patch.get("tags") {
+        None => current.tags.clone(),
+        Some(serde_json::Value::Null) => Vec::new(),
+        Some(_) => strings("tags", &mut errors),
+    };
+    let fieldsets = match patch.get("fieldsets") {
+        None => current.fieldsets.clone(),
+        Some(_) => strings("fieldsets", &mut errors),
+    };
+    let text = |name: &str, errors: &mut Vec<FieldError>| -> Option<Option<String>> {
+        match patch.get(name) {
+            None => None,
+            Some(serde_json::Value::Null) => Some(None),
+            Some(serde_json::Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => {
+                errors.push(FieldError::new(name, "expected a string or null"));
+                None
+            }
+        }
+    };
+    let state = match text("state", &mut errors) {
+        None => Some(current.state),
+        Some(s) => parse_opt("state", s.as_deref(), &mut errors),
+    };
+    let parent_id = match text("parentId", &mut errors) {
+        None => current.parent_id,
+        Some(s) => parse_id("parentId", s.as_deref(), &mut errors),
+    };
+    let customer_id = match (kind, text("customerId", &mut errors)) {
+        (Kind::Customer, _) => None,
+        // Moving under another parent moves to that parent's customer.
+        (_, None) if patch.contains_key("parentId") && parent_id.is_some() => None,
+        (_, None) => current.customer_id,
+        (_, Some(s)) => parse_id("customerId", s.as_deref(), &mut errors),
+    };
+    Proposal {
+        kind,
+        customer_id,
+        parent_id,
+        state,
+        media_type: current.media_type,
+        detail_type: current.detail_type,
+        fieldsets,
+        data,
+        tags,
+        errors,
     }
 }

@@ -19,6 +19,113 @@ pub(super) struct Proposal {
     pub errors: Vec<FieldError>,
 }
 
+/// What a draft links to, checked: its customer (given or inherited from the parent), and
+/// the checks the store repeats inside the write's transaction.
+struct Links {
+    customer_id: Option<ObjectId>,
+    parent_check: Option<ParentCheck>,
+    customer_check: Option<ObjectId>,
+}
+
+/// The per-kind rules of §2 on an object's shape (which links, channel, detail type and state
+/// each kind has), adding what is wrong to the proposal's errors; returns the state to store.
+/// A customer is its own customer (`id`); a detail is always closed.
+fn check_shape(p: &mut Proposal, id: ObjectId) -> State {
+    let kind = p.kind;
+    let mut state = p.state.unwrap_or(State::Active);
+    let mut refuse = |field: &str, message: String| p.errors.push(FieldError::new(field, message));
+    match kind {
+        Kind::Customer => {
+            if p.customer_id.is_some() {
+                refuse("customerId", "a customer has no customerId".into());
+            }
+            if p.parent_id.is_some() {
+                refuse("parentId", "a customer has no parent".into());
+            }
+            if state == State::Closed {
+                refuse("state", "a customer can't be closed".into());
+            }
+        }
+        Kind::Request => {
+            if p.parent_id.is_some() {
+                refuse("parentId", "a request has no parent".into());
+            }
+            if p.customer_id.is_none() {
+                refuse("customerId", "a request needs a customerId".into());
+            }
+        }
+        Kind::Activity => {
+            if p.media_type.is_none() {
+                refuse("mediaType", "an activity needs a mediaType".into());
+            }
+        }
+        Kind::Detail => {
+            if p.parent_id.is_none() {
+                refuse(
+                    "parentId",
+                    "a detail needs a parentId (request or activity)".into(),
+                );
+            }
+            if p.detail_type.is_none() {
+                refuse(
+                    "detailType",
+                    "a detail needs a detailType (comment or feedback)".into(),
+                );
+            }
+            state = State::Closed;
+        }
+    }
+    if kind != Kind::Activity && p.media_type.is_some() {
+        refuse("mediaType", format!("a {kind} has no mediaType"));
+    }
+    if kind != Kind::Detail && p.detail_type.is_some() {
+        refuse("detailType", format!("a {kind} has no detailType"));
+    }
+    if kind == Kind::Customer {
+        p.customer_id = Some(id);
+    }
+    state
+}
+
+/// The parent a `kind` may hang under: a request for an activity, a request or an activity
+/// for a detail, in the caller's partition.
+fn check_parent(kind: Kind, parent: Option<&StoredObject>) -> Result<&StoredObject, CoreError> {
+    match parent {
+        Some(p) if kind == Kind::Detail && matches!(p.kind, Kind::Request | Kind::Activity) => {
+            Ok(p)
+        }
+        Some(p) if kind != Kind::Detail && p.kind == Kind::Request => Ok(p),
+        Some(_) if kind == Kind::Activity => Err(CoreError::field(
+            "parentId",
+            "the parent of an activity must be a request",
+        )),
+        Some(_) => Err(CoreError::field(
+            "parentId",
+            "the parent of a detail must be a request or an activity",
+        )),
+        None => Err(CoreError::field(
+            "parentId",
+            "no such parent in this partition",
+        )),
+    }
+}
+
+/// Refuses an object larger than [`MAX_OBJECT_BYTES`] serialized. The size counts values a
+/// partner is not shown, so a partner is not told it.
+fn check_size(actor: &Principal, object: &ContextObject) -> Result<(), CoreError> {
+    let size = serde_json::to_vec(object)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    Err(CoreError::TooLarge(if actor.sees_sealed() {
+        format!("the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}")
+    } else {
+        format!("the object would exceed the maximum of {MAX_OBJECT_BYTES} bytes serialized")
+    }))
+}
+
 impl Context {
     /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
     /// transaction); returns the object as the client sees it. The write names the dictionary
@@ -108,161 +215,23 @@ impl Context {
         existing: Option<&ContextObject>,
         proposal: Proposal,
     ) -> Result<Draft, CoreError> {
-        let Proposal {
-            kind,
-            customer_id,
-            parent_id,
-            state,
-            media_type,
-            detail_type,
-            fieldsets,
-            data,
-            tags,
-            mut errors,
-        } = proposal;
-        let scope = actor.scope;
         let id = existing.map(|e| e.id).unwrap_or_default();
-        let mut customer_id = customer_id;
-        let mut parent_check = None;
-        let mut customer_check = None;
-        let mut state = state.unwrap_or(State::Active);
-        match kind {
-            Kind::Customer => {
-                if customer_id.is_some() {
-                    errors.push(FieldError::new(
-                        "customerId",
-                        "a customer has no customerId",
-                    ));
-                }
-                if parent_id.is_some() {
-                    errors.push(FieldError::new("parentId", "a customer has no parent"));
-                }
-                customer_id = Some(id);
-            }
-            Kind::Request => {
-                if parent_id.is_some() {
-                    errors.push(FieldError::new("parentId", "a request has no parent"));
-                }
-                if customer_id.is_none() {
-                    errors.push(FieldError::new(
-                        "customerId",
-                        "a request needs a customerId",
-                    ));
-                }
-            }
-            Kind::Activity => {
-                if media_type.is_none() {
-                    errors.push(FieldError::new(
-                        "mediaType",
-                        "an activity needs a mediaType",
-                    ));
-                }
-            }
-            Kind::Detail => {
-                if parent_id.is_none() {
-                    errors.push(FieldError::new(
-                        "parentId",
-                        "a detail needs a parentId (request or activity)",
-                    ));
-                }
-                if detail_type.is_none() {
-                    errors.push(FieldError::new(
-                        "detailType",
-                        "a detail needs a detailType (comment or feedback)",
-                    ));
-                }
-                state = State::Closed;
-            }
-        }
-        if kind != Kind::Activity && media_type.is_some() {
-            errors.push(FieldError::new(
-                "mediaType",
-                format!("a {kind} has no mediaType"),
-            ));
-        }
-        if kind != Kind::Detail && detail_type.is_some() {
-            errors.push(FieldError::new(
-                "detailType",
-                format!("a {kind} has no detailType"),
-            ));
-        }
-        if kind == Kind::Customer && state == State::Closed {
-            errors.push(FieldError::new("state", "a customer can't be closed"));
-        }
-        let tags = clean_tags(tags, &mut errors);
-        let dict = self.dictionary(scope.org).await?;
-        let data = match dict.validate_data(&fieldsets, &data) {
+        let mut p = proposal;
+        let state = check_shape(&mut p, id);
+        let tags = clean_tags(std::mem::take(&mut p.tags), &mut p.errors);
+        let dict = self.dictionary(actor.scope.org).await?;
+        let data = match dict.validate_data(&p.fieldsets, &p.data) {
             Ok(d) => d,
             Err(CoreError::Validation(more)) => {
-                errors.extend(more);
+                p.errors.extend(more);
                 BTreeMap::new()
             }
             Err(e) => return Err(e),
         };
-        if !errors.is_empty() {
-            return Err(CoreError::Validation(errors));
+        if !p.errors.is_empty() {
+            return Err(CoreError::Validation(p.errors));
         }
-        // Links: the customer must exist; the parent must exist, be of the right kind and open.
-        if kind != Kind::Customer {
-            if let Some(parent) = parent_id {
-                let moved = existing.is_none_or(|e| e.parent_id != Some(parent));
-                let p = match self.store.object(scope, parent).await? {
-                    Some(p) if kind == Kind::Detail || p.kind == Kind::Request => p,
-                    Some(_) if kind == Kind::Activity => {
-                        return Err(CoreError::field(
-                            "parentId",
-                            "the parent of an activity must be a request",
-                        ))
-                    }
-                    _ => {
-                        return Err(CoreError::field(
-                            "parentId",
-                            "no such parent in this partition",
-                        ))
-                    }
-                };
-                if p.kind == Kind::Customer || p.kind == Kind::Detail {
-                    return Err(CoreError::field(
-                        "parentId",
-                        "the parent of a detail must be a request or an activity",
-                    ));
-                }
-                if p.kind == Kind::Request && self.effective_state(&p) == State::Closed {
-                    return Err(CoreError::ParentClosed);
-                }
-                match (customer_id, p.customer_id) {
-                    (None, inherited) => customer_id = inherited,
-                    (Some(c), Some(pc)) if c != pc => {
-                        return Err(CoreError::field(
-                            "customerId",
-                            "differs from the parent's customerId",
-                        ))
-                    }
-                    _ => {}
-                }
-                if moved || p.kind == Kind::Request {
-                    parent_check = Some(ParentCheck {
-                        id: parent,
-                        must_be_request: kind == Kind::Activity,
-                        active_since: self.autoclose_cutoff(),
-                    });
-                }
-            }
-            if let Some(c) = customer_id {
-                if existing.is_none_or(|e| e.customer_id != Some(c)) {
-                    customer_check = Some(c);
-                    match self.store.object(scope, c).await? {
-                        Some(o) if o.kind == Kind::Customer => {}
-                        _ => {
-                            return Err(CoreError::field(
-                                "customerId",
-                                "no such customer in this partition",
-                            ))
-                        }
-                    }
-                }
-            }
-        }
+        let links = self.check_links(actor.scope, &p, existing).await?;
         let now = now_ms();
         let me = actor.contributor();
         let (created, version, mut contributors) = match existing {
@@ -274,13 +243,13 @@ impl Context {
         }
         let object = ContextObject {
             id,
-            kind,
-            customer_id,
-            parent_id,
+            kind: p.kind,
+            customer_id: links.customer_id,
+            parent_id: p.parent_id,
             state,
-            media_type,
-            detail_type,
-            fieldsets,
+            media_type: p.media_type,
+            detail_type: p.detail_type,
+            fieldsets: p.fieldsets,
             data,
             tags,
             contributors,
@@ -290,19 +259,7 @@ impl Context {
             last_updated: existing.map_or(now, |e| now.max(e.last_updated)),
             version,
         };
-        let size = serde_json::to_vec(&object)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
-        if size > MAX_OBJECT_BYTES {
-            // The size counts values a partner is not shown: it must not learn theirs.
-            return Err(CoreError::TooLarge(if actor.sees_sealed() {
-                format!("the object is {size} bytes serialized; the maximum is {MAX_OBJECT_BYTES}")
-            } else {
-                format!(
-                    "the object would exceed the maximum of {MAX_OBJECT_BYTES} bytes serialized"
-                )
-            }));
-        }
+        check_size(actor, &object)?;
         let moved = match existing {
             Some(e) if e.customer_id != object.customer_id => {
                 self.moving_with(actor, &object).await?
@@ -311,10 +268,70 @@ impl Context {
         };
         Ok(Draft {
             object,
-            parent_check,
-            customer_check,
+            parent_check: links.parent_check,
+            customer_check: links.customer_check,
             moved,
         })
+    }
+
+    /// Links: the customer must exist; the parent must exist, be of the right kind and open.
+    /// A child without a customer inherits its parent's.
+    async fn check_links(
+        &self,
+        scope: Scope,
+        p: &Proposal,
+        existing: Option<&ContextObject>,
+    ) -> Result<Links, CoreError> {
+        let mut links = Links {
+            customer_id: p.customer_id,
+            parent_check: None,
+            customer_check: None,
+        };
+        if p.kind == Kind::Customer {
+            return Ok(links);
+        }
+        if let Some(parent) = p.parent_id {
+            let moved = existing.is_none_or(|e| e.parent_id != Some(parent));
+            let stored = self.store.object(scope, parent).await?;
+            let parent_object = check_parent(p.kind, stored.as_ref())?;
+            if parent_object.kind == Kind::Request
+                && self.effective_state(parent_object) == State::Closed
+            {
+                return Err(CoreError::ParentClosed);
+            }
+            match (links.customer_id, parent_object.customer_id) {
+                (None, inherited) => links.customer_id = inherited,
+                (Some(c), Some(pc)) if c != pc => {
+                    return Err(CoreError::field(
+                        "customerId",
+                        "differs from the parent's customerId",
+                    ))
+                }
+                _ => {}
+            }
+            if moved || parent_object.kind == Kind::Request {
+                links.parent_check = Some(ParentCheck {
+                    id: parent,
+                    must_be_request: p.kind == Kind::Activity,
+                    active_since: self.autoclose_cutoff(),
+                });
+            }
+        }
+        if let Some(c) = links.customer_id {
+            if existing.is_none_or(|e| e.customer_id != Some(c)) {
+                links.customer_check = Some(c);
+                match self.store.object(scope, c).await? {
+                    Some(o) if o.kind == Kind::Customer => {}
+                    _ => {
+                        return Err(CoreError::field(
+                            "customerId",
+                            "no such customer in this partition",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(links)
     }
 
     /// The objects linked below a request or activity that moves to another customer (a
