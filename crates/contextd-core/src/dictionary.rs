@@ -434,36 +434,7 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
     if field.description.chars().count() > 1024 {
         errors.push(FieldError::new("description", "at most 1024 characters"));
     }
-    for key in field.translations.keys() {
-        match canonical_locale(key) {
-            Some(c) if c == *key => {}
-            Some(c)
-                if field
-                    .translations
-                    .keys()
-                    .any(|k| k != key && canonical_locale(k).as_ref() == Some(&c)) =>
-            {
-                errors.push(FieldError::new(
-                    "translations",
-                    format!(
-                        "'{}' names the locale {c} that another key names too",
-                        truncate(key, 100)
-                    ),
-                ))
-            }
-            Some(c) => errors.push(FieldError::new(
-                "translations",
-                format!("'{}' must be written {c}", truncate(key, 100)),
-            )),
-            None => errors.push(FieldError::new(
-                "translations",
-                format!(
-                    "'{}' is not a locale tag (such as en_US or en-US)",
-                    truncate(key, 100)
-                ),
-            )),
-        }
-    }
+    check_translation_keys(field, &mut errors);
     let texts = std::iter::once(&field.description)
         .chain(field.translations.keys())
         .chain(field.translations.values())
@@ -478,6 +449,33 @@ pub fn validate_field(field: &Field) -> Result<(), CoreError> {
         Ok(())
     } else {
         Err(CoreError::Validation(errors))
+    }
+}
+
+/// Each `translations` key must be a locale tag in its canonical form, and name a locale no
+/// other key names.
+fn check_translation_keys(field: &Field, errors: &mut Vec<FieldError>) {
+    for key in field.translations.keys() {
+        let message = match canonical_locale(key) {
+            Some(c) if c == *key => continue,
+            Some(c)
+                if field
+                    .translations
+                    .keys()
+                    .any(|k| k != key && canonical_locale(k).as_ref() == Some(&c)) =>
+            {
+                format!(
+                    "'{}' names the locale {c} that another key names too",
+                    truncate(key, 100)
+                )
+            }
+            Some(c) => format!("'{}' must be written {c}", truncate(key, 100)),
+            None => format!(
+                "'{}' is not a locale tag (such as en_US or en-US)",
+                truncate(key, 100)
+            ),
+        };
+        errors.push(FieldError::new("translations", message));
     }
 }
 
