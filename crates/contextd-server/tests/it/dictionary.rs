@@ -1,23 +1,86 @@
 //! The dictionary over HTTP (DESIGN §2, §3): fields and field sets, the read-only base sets,
-//! the in-use rules, and admin-only writes.
+//! the in-use rules, and admin-only writes, driven through the SDK.
 
+use std::fmt::Debug;
+
+use contextd_client::{Client, Error};
 use contextd_core::auth::Role;
 use contextd_core::{Partition, Scope};
-use serde_json::{json, Value};
+use contextd_proto::dictionary::{Classification, DataType, EnumValue, Field, FieldSet};
+use contextd_proto::{ErrorCode, Kind};
+use serde_json::json;
 
-use crate::support::{Resp, TestServer};
+use crate::support::{input, TestServer};
 
-fn ids(r: &Resp) -> Vec<String> {
-    r.body
-        .as_array()
-        .expect("a JSON array")
-        .iter()
-        .map(|v| v["id"].as_str().expect("id").to_owned())
-        .collect()
+/// A custom field with nothing but its id, type and class.
+fn field(id: &str, data_type: DataType, classification: Classification) -> Field {
+    Field {
+        id: id.to_owned(),
+        description: String::new(),
+        data_type,
+        classification,
+        searchable: false,
+        max_length: None,
+        enum_values: None,
+        translations: Default::default(),
+        base: false,
+    }
 }
 
-fn string_field(id: &str) -> Value {
-    json!({"id": id, "description": "a custom field", "dataType": "string", "classification": "UNENCRYPTED", "searchable": true})
+fn string_field(id: &str) -> Field {
+    Field {
+        description: "a custom field".into(),
+        searchable: true,
+        ..field(id, DataType::String, Classification::Unencrypted)
+    }
+}
+
+fn set(id: &str, fields: &[&str]) -> FieldSet {
+    FieldSet {
+        id: id.to_owned(),
+        description: String::new(),
+        fields: fields.iter().map(|f| (*f).to_owned()).collect(),
+        inactive_fields: Vec::new(),
+        base: false,
+    }
+}
+
+fn has<T>(items: &[T], id: &str, key: impl Fn(&T) -> &str) -> bool {
+    items.iter().any(|i| key(i) == id)
+}
+
+#[track_caller]
+fn forbidden<T: Debug>(r: Result<T, Error>) {
+    assert!(matches!(r, Err(Error::Forbidden { .. })), "{r:?}");
+}
+
+#[track_caller]
+fn not_found<T: Debug>(r: Result<T, Error>) {
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+}
+
+#[track_caller]
+fn conflict<T: Debug>(r: Result<T, Error>, want: ErrorCode) {
+    assert!(
+        matches!(&r, Err(Error::Conflict { code, .. }) if *code == want),
+        "{want:?}: {r:?}"
+    );
+}
+
+/// A validation error naming `member` among its fields.
+#[track_caller]
+fn invalid<T: Debug>(r: Result<T, Error>, member: &str) {
+    assert!(
+        matches!(&r, Err(Error::Validation { errors, .. }) if errors.iter().any(|e| e.field == member)),
+        "{member} invalid: {r:?}"
+    );
+}
+
+async fn customer(c: &Client, body: serde_json::Value) -> contextd_proto::ObjectId {
+    c.create(Kind::Customer, &input(body))
+        .await
+        .expect("customer")
+        .id
 }
 
 async fn agent_token(s: &TestServer) -> String {
@@ -36,9 +99,8 @@ async fn agent_token(s: &TestServer) -> String {
 #[tokio::test]
 async fn lists_include_base_sets_with_original_names() {
     let s = TestServer::start().await;
-    let r = s.get(s.lab(), "/v1/fieldsets").await;
-    r.expect(200);
-    let sets = ids(&r);
+    let c = s.client(s.lab());
+    let sets = c.fieldsets().await.expect("field sets");
     for base in [
         "cisco.base.customer",
         "cisco.base.request",
@@ -46,21 +108,9 @@ async fn lists_include_base_sets_with_original_names() {
         "cisco.base.comment",
         "cisco.base.rating",
     ] {
-        assert!(sets.iter().any(|s| s == base), "{base} is listed: {sets:?}");
+        assert!(has(&sets, base, |s| &s.id), "{base} is listed: {sets:?}");
     }
-    let customer = r
-        .body
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["id"] == "cisco.base.customer")
-        .unwrap();
-    let fields: Vec<&str> = customer["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f.as_str().unwrap())
-        .collect();
+    let customer = sets.iter().find(|s| s.id == "cisco.base.customer").unwrap();
     for f in [
         "Context_First_Name",
         "Context_Last_Name",
@@ -78,183 +128,159 @@ async fn lists_include_base_sets_with_original_names() {
         "Context_Preferred_Language",
     ] {
         assert!(
-            fields.contains(&f),
-            "cisco.base.customer has {f}: {fields:?}"
+            customer.fields.iter().any(|x| x == f),
+            "cisco.base.customer has {f}: {:?}",
+            customer.fields
         );
     }
 
-    let r = s.get(s.lab(), "/v1/fields").await;
-    r.expect(200);
-    let all = r.body.as_array().unwrap();
+    let all = c.fields().await.expect("fields");
     let field = |id: &str| {
         all.iter()
-            .find(|f| f["id"] == id)
+            .find(|f| f.id == id)
             .unwrap_or_else(|| panic!("field {id} is listed"))
             .clone()
     };
-    assert_eq!(field("Context_ZIP")["classification"], "PII");
-    assert_eq!(field("Context_Last_Name")["classification"], "PII");
-    assert_eq!(field("Context_Work_Email")["classification"], "PII");
+    use Classification::{Encrypted, Pii, Unencrypted};
+    assert_eq!(field("Context_ZIP").classification, Pii);
+    assert_eq!(field("Context_Last_Name").classification, Pii);
+    assert_eq!(field("Context_Work_Email").classification, Pii);
     assert_eq!(
-        field("Context_Customer_External_ID")["classification"],
-        "ENCRYPTED"
+        field("Context_Customer_External_ID").classification,
+        Encrypted
     );
     assert_eq!(
-        field("Context_Preferred_Language")["classification"],
-        "UNENCRYPTED"
+        field("Context_Preferred_Language").classification,
+        Unencrypted
     );
-    assert!(field("Context_Preferred_Language")["enumValues"]
-        .as_array()
+    assert!(field("Context_Preferred_Language")
+        .enum_values
         .is_some_and(|v| !v.is_empty()));
-    assert_eq!(field("Context_Description")["classification"], "ENCRYPTED");
-    assert_eq!(field("Context_Notes")["classification"], "ENCRYPTED");
+    assert_eq!(field("Context_Description").classification, Encrypted);
+    assert_eq!(field("Context_Notes").classification, Encrypted);
     assert_eq!(
-        field("Context_POD_Activity_Link")["classification"],
-        "UNENCRYPTED"
+        field("Context_POD_Activity_Link").classification,
+        Unencrypted
     );
-    assert_eq!(field("Context_Visible")["dataType"], "boolean");
-    assert_eq!(field("cccRatingPoints")["dataType"], "integer");
-    assert_eq!(field("cccRatingComments")["classification"], "ENCRYPTED");
-    for f in all.iter().filter(|f| f["base"] == true) {
-        assert_eq!(f["searchable"], true, "every base field is searchable: {f}");
+    assert_eq!(field("Context_Visible").data_type, DataType::Boolean);
+    assert_eq!(field("cccRatingPoints").data_type, DataType::Integer);
+    assert_eq!(field("cccRatingComments").classification, Encrypted);
+    for f in all.iter().filter(|f| f.base) {
+        assert!(f.searchable, "every base field is searchable: {f:?}");
     }
 
     // One set and one field by id.
-    let r = s.get(s.lab(), "/v1/fieldsets/cisco.base.rating").await;
-    r.expect(200);
-    assert_eq!(
-        r.at("/fields"),
-        &json!(["cccRatingComments", "cccRatingPoints"])
-    );
-    s.get(s.lab(), "/v1/fields/Context_First_Name")
-        .await
-        .expect(200);
-    s.get(s.lab(), "/v1/fields/No_Such_Field").await.expect(404);
-    s.get(s.lab(), "/v1/fieldsets/no.such.set")
-        .await
-        .expect(404);
+    let rating = c.fieldset("cisco.base.rating").await.expect("rating set");
+    assert_eq!(rating.fields, ["cccRatingComments", "cccRatingPoints"]);
+    c.field("Context_First_Name").await.expect("a base field");
+    not_found(c.field("No_Such_Field").await);
+    not_found(c.fieldset("no.such.set").await);
 }
 
 #[tokio::test]
 async fn base_dictionary_is_read_only() {
     let s = TestServer::start().await;
-    let before = s.get(s.lab(), "/v1/fields/Context_First_Name").await.body;
+    let c = s.client(s.lab());
+    let before = c.field("Context_First_Name").await.expect("field");
     let mut edited = before.clone();
-    edited["description"] = json!("changed");
-    edited.as_object_mut().unwrap().remove("base");
-    s.put(s.lab(), "/v1/fields/Context_First_Name", edited.clone())
-        .await
-        .expect(403);
-    s.delete(s.lab(), "/v1/fields/Context_First_Name")
-        .await
-        .expect(403);
-    s.post(s.lab(), "/v1/fields", edited).await.expect(403);
-    assert_eq!(
-        s.get(s.lab(), "/v1/fields/Context_First_Name").await.body,
-        before
-    );
+    edited.description = "changed".into();
+    edited.base = false;
+    forbidden(c.update_field(&edited).await);
+    forbidden(c.delete_field("Context_First_Name").await);
+    forbidden(c.create_field(&edited).await);
+    assert_eq!(c.field("Context_First_Name").await.expect("field"), before);
 
-    let set_before = s
-        .get(s.lab(), "/v1/fieldsets/cisco.base.customer")
-        .await
-        .body;
-    let set = json!({"id": "cisco.base.customer", "description": "mine now", "fields": ["Context_First_Name"]});
-    s.put(s.lab(), "/v1/fieldsets/cisco.base.customer", set.clone())
-        .await
-        .expect(403);
-    s.delete(s.lab(), "/v1/fieldsets/cisco.base.customer")
-        .await
-        .expect(403);
-    s.post(s.lab(), "/v1/fieldsets", set).await.expect(403);
+    let set_before = c.fieldset("cisco.base.customer").await.expect("set");
+    let mine = FieldSet {
+        description: "mine now".into(),
+        ..set("cisco.base.customer", &["Context_First_Name"])
+    };
+    forbidden(c.update_fieldset(&mine).await);
+    forbidden(c.delete_fieldset("cisco.base.customer").await);
+    forbidden(c.create_fieldset(&mine).await);
     assert_eq!(
-        s.get(s.lab(), "/v1/fieldsets/cisco.base.customer")
-            .await
-            .body,
+        c.fieldset("cisco.base.customer").await.expect("set"),
         set_before
     );
 
     // Production admins can't change it either (the dictionary is the org's).
-    s.delete(s.prod(), "/v1/fields/Context_ZIP")
-        .await
-        .expect(403);
-    s.delete(s.prod(), "/v1/fieldsets/cisco.base.pod")
-        .await
-        .expect(403);
+    let prod = s.client(s.prod());
+    forbidden(prod.delete_field("Context_ZIP").await);
+    forbidden(prod.delete_fieldset("cisco.base.pod").await);
 }
 
 #[tokio::test]
 async fn custom_field_crud() {
     let s = TestServer::start().await;
+    let (c, prod) = (s.client(s.lab()), s.client(s.prod()));
+    // Raw HTTP: the Location header of a create is wire, not in the SDK's answer.
     let r = s
-        .post(s.lab(), "/v1/fields", string_field("Loyalty_Tier"))
+        .post(
+            s.lab(),
+            "/v1/fields",
+            serde_json::to_value(string_field("Loyalty_Tier")).unwrap(),
+        )
         .await;
     r.expect(201);
     assert_eq!(
         r.headers.get("location").and_then(|v| v.to_str().ok()),
         Some("/v1/fields/Loyalty_Tier")
     );
-    assert_eq!(r.at("/id"), "Loyalty_Tier");
-    assert_eq!(r.at("/base"), false);
+    let created: Field = serde_json::from_value(r.body.clone()).expect("a Field");
+    assert_eq!(created.id, "Loyalty_Tier");
+    assert!(!created.base);
 
-    let r = s.get(s.lab(), "/v1/fields/Loyalty_Tier").await;
-    r.expect(200);
-    assert_eq!(r.at("/dataType"), "string");
-    assert_eq!(r.at("/classification"), "UNENCRYPTED");
-    assert_eq!(r.at("/searchable"), true);
-    assert!(ids(&s.get(s.lab(), "/v1/fields").await).contains(&"Loyalty_Tier".to_owned()));
+    let got = c.field("Loyalty_Tier").await.expect("field");
+    assert_eq!(got.data_type, DataType::String);
+    assert_eq!(got.classification, Classification::Unencrypted);
+    assert!(got.searchable);
+    let all = c.fields().await.expect("fields");
+    assert!(has(&all, "Loyalty_Tier", |f| &f.id));
     // Shared by both partitions.
-    s.get(s.prod(), "/v1/fields/Loyalty_Tier").await.expect(200);
+    prod.field("Loyalty_Tier")
+        .await
+        .expect("seen in production");
 
     // Duplicate: 409, and the original is untouched.
     let mut dup = string_field("Loyalty_Tier");
-    dup["dataType"] = json!("integer");
-    s.post(s.lab(), "/v1/fields", dup.clone()).await.expect(409);
-    s.post(s.prod(), "/v1/fields", dup).await.expect(409);
-    assert_eq!(
-        s.get(s.lab(), "/v1/fields/Loyalty_Tier")
-            .await
-            .at("/dataType"),
-        "string"
-    );
+    dup.data_type = DataType::Integer;
+    conflict(c.create_field(&dup).await, ErrorCode::AlreadyExists);
+    conflict(prod.create_field(&dup).await, ErrorCode::AlreadyExists);
+    let got = c.field("Loyalty_Tier").await.expect("field");
+    assert_eq!(got.data_type, DataType::String);
 
     // Replace an unused field: anything may change.
     let mut changed = string_field("Loyalty_Tier");
-    changed["dataType"] = json!("integer");
-    changed["classification"] = json!("PII");
-    changed["translations"] = json!({"de_DE": "Treuestufe"});
-    s.put(s.lab(), "/v1/fields/Loyalty_Tier", changed)
-        .await
-        .expect(200);
-    let r = s.get(s.lab(), "/v1/fields/Loyalty_Tier").await;
-    assert_eq!(r.at("/dataType"), "integer");
-    assert_eq!(r.at("/classification"), "PII");
-    assert_eq!(r.at("/translations/de_DE"), "Treuestufe");
-    // Path and body ids must agree; a PUT doesn't create.
+    changed.data_type = DataType::Integer;
+    changed.classification = Classification::Pii;
+    changed.translations = [("de_DE".to_owned(), "Treuestufe".to_owned())].into();
+    c.update_field(&changed).await.expect("replaced");
+    let got = c.field("Loyalty_Tier").await.expect("field");
+    assert_eq!(got.data_type, DataType::Integer);
+    assert_eq!(got.classification, Classification::Pii);
+    assert_eq!(got.translations["de_DE"], "Treuestufe");
+    // Path and body ids must agree: raw HTTP, as the SDK takes the path from the body.
     s.put(
         s.lab(),
         "/v1/fields/Loyalty_Tier",
-        string_field("Other_Field"),
+        serde_json::to_value(string_field("Other_Field")).unwrap(),
     )
     .await
     .expect(400);
-    s.put(s.lab(), "/v1/fields/Not_There", string_field("Not_There"))
-        .await
-        .expect(404);
-    s.get(s.lab(), "/v1/fields/Not_There").await.expect(404);
+    // A PUT doesn't create.
+    not_found(c.update_field(&string_field("Not_There")).await);
+    not_found(c.field("Not_There").await);
 
     // Delete an unused field.
-    s.delete(s.lab(), "/v1/fields/Loyalty_Tier")
-        .await
-        .expect(204);
-    s.get(s.lab(), "/v1/fields/Loyalty_Tier").await.expect(404);
-    s.delete(s.lab(), "/v1/fields/Loyalty_Tier")
-        .await
-        .expect(404);
+    c.delete_field("Loyalty_Tier").await.expect("deleted");
+    not_found(c.field("Loyalty_Tier").await);
+    not_found(c.delete_field("Loyalty_Tier").await);
 }
 
 #[tokio::test]
 async fn invalid_definitions_are_400() {
     let s = TestServer::start().await;
+    let c = s.client(s.lab());
     for bad in [
         "1bad",
         "has space",
@@ -264,76 +290,54 @@ async fn invalid_definitions_are_400() {
         "ünïcode",
         &format!("a{}", "b".repeat(100)),
     ] {
-        s.post(s.lab(), "/v1/fields", string_field(bad))
-            .await
-            .expect(400);
-        s.post(s.lab(), "/v1/fieldsets", json!({"id": bad, "fields": []}))
-            .await
-            .expect(400);
+        invalid(c.create_field(&string_field(bad)).await, "id");
+        invalid(c.create_fieldset(&set(bad, &[])).await, "id");
     }
     // Longest valid id: 100 characters.
-    s.post(
-        s.lab(),
-        "/v1/fields",
-        string_field(&format!("a{}", "b".repeat(99))),
-    )
-    .await
-    .expect(201);
-    // Bad types, classifications, limits.
-    let mut f = string_field("Bad_Type");
+    c.create_field(&string_field(&format!("a{}", "b".repeat(99))))
+        .await
+        .expect("100 characters");
+    // Bad types and classifications: raw HTTP, as the SDK's typed Field can't hold them.
+    let mut f = serde_json::to_value(string_field("Bad_Type")).unwrap();
     f["dataType"] = json!("blob");
     s.post(s.lab(), "/v1/fields", f).await.expect(400);
-    let mut f = string_field("Bad_Class");
+    let mut f = serde_json::to_value(string_field("Bad_Class")).unwrap();
     f["classification"] = json!("SECRET");
     s.post(s.lab(), "/v1/fields", f).await.expect(400);
+    // Limits.
     let mut f = string_field("Int_With_Max");
-    f["dataType"] = json!("integer");
-    f["maxLength"] = json!(5);
-    s.post(s.lab(), "/v1/fields", f).await.expect(400);
+    f.data_type = DataType::Integer;
+    f.max_length = Some(5);
+    invalid(c.create_field(&f).await, "maxLength");
     for name in ["Bad_Type", "Bad_Class", "Int_With_Max"] {
-        s.get(s.lab(), &format!("/v1/fields/{name}"))
-            .await
-            .expect(404);
+        not_found(c.field(name).await);
     }
 
     // A field set naming an unknown field.
-    s.post(s.lab(), "/v1/fields", string_field("Known"))
-        .await
-        .expect(201);
-    let r = s
-        .post(
-            s.lab(),
-            "/v1/fieldsets",
-            json!({"id": "custom.bad", "fields": ["Known", "Unknown_Field"]}),
-        )
-        .await;
-    r.expect(400);
-    assert!(
-        r.at("/errors")
-            .as_array()
-            .is_some_and(|e| e.iter().any(|e| e["field"] == "fields")),
-        "{}",
-        r.body
+    c.create_field(&string_field("Known")).await.expect("Known");
+    invalid(
+        c.create_fieldset(&set("custom.bad", &["Known", "Unknown_Field"]))
+            .await,
+        "fields",
     );
-    s.get(s.lab(), "/v1/fieldsets/custom.bad").await.expect(404);
+    not_found(c.fieldset("custom.bad").await);
     // And an inactive field that is not among the set's fields.
-    let r = s
-        .post(
-            s.lab(),
-            "/v1/fieldsets",
-            json!({"id": "custom.bad", "fields": ["Known"], "inactiveFields": ["Context_ZIP"]}),
-        )
-        .await;
-    r.expect(400);
-    s.get(s.lab(), "/v1/fieldsets/custom.bad").await.expect(404);
+    let inactive = FieldSet {
+        inactive_fields: vec!["Context_ZIP".into()],
+        ..set("custom.bad", &["Known"])
+    };
+    invalid(c.create_fieldset(&inactive).await, "inactiveFields");
+    not_found(c.fieldset("custom.bad").await);
 }
 
 #[tokio::test]
 async fn fieldset_crud() {
     let s = TestServer::start().await;
-    s.post(s.lab(), "/v1/fields", string_field("Vehicle_VIN"))
+    let (c, prod) = (s.client(s.lab()), s.client(s.prod()));
+    c.create_field(&string_field("Vehicle_VIN"))
         .await
-        .expect(201);
+        .expect("field");
+    // Raw HTTP: the Location header of a create is wire, not in the SDK's answer.
     let r = s
         .post(s.lab(), "/v1/fieldsets", json!({"id": "custom.vehicle", "description": "bike", "fields": ["Vehicle_VIN", "Context_First_Name"]}))
         .await;
@@ -342,416 +346,275 @@ async fn fieldset_crud() {
         r.headers.get("location").and_then(|v| v.to_str().ok()),
         Some("/v1/fieldsets/custom.vehicle")
     );
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.vehicle", "fields": []}),
-    )
-    .await
-    .expect(409);
-    let r = s.get(s.lab(), "/v1/fieldsets/custom.vehicle").await;
-    r.expect(200);
-    assert_eq!(
-        r.at("/fields"),
-        &json!(["Vehicle_VIN", "Context_First_Name"])
+    conflict(
+        c.create_fieldset(&set("custom.vehicle", &[])).await,
+        ErrorCode::AlreadyExists,
     );
-    assert!(ids(&s.get(s.prod(), "/v1/fieldsets").await).contains(&"custom.vehicle".to_owned()));
+    let got = c.fieldset("custom.vehicle").await.expect("set");
+    assert_eq!(got.fields, ["Vehicle_VIN", "Context_First_Name"]);
+    let listed = prod.fieldsets().await.expect("sets");
+    assert!(has(&listed, "custom.vehicle", |s| &s.id));
 
     // Usable right away, in both partitions.
-    for token in [s.lab(), s.prod()] {
-        s.post(token, "/v1/customers", json!({"fieldsets": ["custom.vehicle"], "data": {"Vehicle_VIN": "VIN1", "Context_First_Name": "Ann"}}))
-            .await
-            .expect(201);
+    for client in [&c, &prod] {
+        customer(client, json!({"fieldsets": ["custom.vehicle"], "data": {"Vehicle_VIN": "VIN1", "Context_First_Name": "Ann"}})).await;
     }
 
     // Production data uses the set: its membership is the production admin's to change.
-    s.put(
-        s.lab(),
-        "/v1/fieldsets/custom.vehicle",
-        json!({"id": "custom.vehicle", "description": "v2", "fields": ["Vehicle_VIN"]}),
-    )
-    .await
-    .expect(403);
-    s.put(
-        s.prod(),
-        "/v1/fieldsets/custom.vehicle",
-        json!({"id": "custom.vehicle", "description": "v2", "fields": ["Vehicle_VIN"]}),
-    )
-    .await
-    .expect(200);
-    assert_eq!(
-        s.get(s.lab(), "/v1/fieldsets/custom.vehicle")
-            .await
-            .at("/description"),
-        "v2"
-    );
+    let v2 = FieldSet {
+        description: "v2".into(),
+        ..set("custom.vehicle", &["Vehicle_VIN"])
+    };
+    forbidden(c.update_fieldset(&v2).await);
+    prod.update_fieldset(&v2).await.expect("production admin");
+    let got = c.fieldset("custom.vehicle").await.expect("set");
+    assert_eq!(got.description, "v2");
     // Unused set: deletable.
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.unused", "fields": ["Vehicle_VIN"]}),
-    )
-    .await
-    .expect(201);
-    s.delete(s.lab(), "/v1/fieldsets/custom.unused")
+    c.create_fieldset(&set("custom.unused", &["Vehicle_VIN"]))
         .await
-        .expect(204);
-    s.get(s.lab(), "/v1/fieldsets/custom.unused")
-        .await
-        .expect(404);
+        .expect("unused set");
+    c.delete_fieldset("custom.unused").await.expect("deleted");
+    not_found(c.fieldset("custom.unused").await);
 }
 
 #[tokio::test]
 async fn fields_in_use_keep_type_and_classification() {
     let s = TestServer::start().await;
-    s.post(s.lab(), "/v1/fields", string_field("Loyalty_Tier"))
+    let c = s.client(s.lab());
+    for id in ["Loyalty_Tier", "Other_Field"] {
+        c.create_field(&string_field(id)).await.expect("field");
+    }
+    c.create_fieldset(&set("custom.loyalty", &["Loyalty_Tier", "Other_Field"]))
         .await
-        .expect(201);
-    s.post(s.lab(), "/v1/fields", string_field("Other_Field"))
-        .await
-        .expect(201);
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.loyalty", "fields": ["Loyalty_Tier", "Other_Field"]}),
+        .expect("set");
+    let id = customer(
+        &c,
+        json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "gold"}}),
     )
-    .await
-    .expect(201);
-    let r = s
-        .post(
-            s.lab(),
-            "/v1/customers",
-            json!({"fieldsets": ["custom.loyalty"], "data": {"Loyalty_Tier": "gold"}}),
-        )
-        .await;
-    r.expect(201);
-    let customer = r.str("/id");
+    .await;
 
     let mut f = string_field("Loyalty_Tier");
-    f["dataType"] = json!("integer");
-    s.put(s.lab(), "/v1/fields/Loyalty_Tier", f)
-        .await
-        .expect(409);
+    f.data_type = DataType::Integer;
+    conflict(c.update_field(&f).await, ErrorCode::InUse);
     let mut f = string_field("Loyalty_Tier");
-    f["classification"] = json!("ENCRYPTED");
-    s.put(s.lab(), "/v1/fields/Loyalty_Tier", f)
-        .await
-        .expect(409);
-    let r = s.get(s.lab(), "/v1/fields/Loyalty_Tier").await;
-    assert_eq!(r.at("/dataType"), "string");
-    assert_eq!(r.at("/classification"), "UNENCRYPTED");
+    f.classification = Classification::Encrypted;
+    conflict(c.update_field(&f).await, ErrorCode::InUse);
+    let got = c.field("Loyalty_Tier").await.expect("field");
+    assert_eq!(got.data_type, DataType::String);
+    assert_eq!(got.classification, Classification::Unencrypted);
 
     // The description (and other metadata) can change.
     let mut f = string_field("Loyalty_Tier");
-    f["description"] = json!("Tier of the loyalty program");
-    f["translations"] = json!({"fr_FR": "Niveau"});
-    s.put(s.lab(), "/v1/fields/Loyalty_Tier", f)
-        .await
-        .expect(200);
-    let r = s.get(s.lab(), "/v1/fields/Loyalty_Tier").await;
-    assert_eq!(r.at("/description"), "Tier of the loyalty program");
-    assert_eq!(r.at("/translations/fr_FR"), "Niveau");
+    f.description = "Tier of the loyalty program".into();
+    f.translations = [("fr_FR".to_owned(), "Niveau".to_owned())].into();
+    c.update_field(&f).await.expect("metadata");
+    let got = c.field("Loyalty_Tier").await.expect("field");
+    assert_eq!(got.description, "Tier of the loyalty program");
+    assert_eq!(got.translations["fr_FR"], "Niveau");
 
     // Still listed in a field set: 409.
-    s.delete(s.lab(), "/v1/fields/Loyalty_Tier")
-        .await
-        .expect(409);
+    conflict(c.delete_field("Loyalty_Tier").await, ErrorCode::InUse);
     // Out of every set but still in stored data: 409 too.
-    s.put(
-        s.lab(),
-        "/v1/fieldsets/custom.loyalty",
-        json!({"id": "custom.loyalty", "fields": ["Other_Field"]}),
-    )
-    .await
-    .expect(200);
-    s.delete(s.lab(), "/v1/fields/Loyalty_Tier")
+    c.update_fieldset(&set("custom.loyalty", &["Other_Field"]))
         .await
-        .expect(409);
-    s.get(s.lab(), "/v1/fields/Loyalty_Tier").await.expect(200);
+        .expect("set");
+    conflict(c.delete_field("Loyalty_Tier").await, ErrorCode::InUse);
+    c.field("Loyalty_Tier").await.expect("still there");
     // The stored value is still readable.
-    assert_eq!(
-        s.get(s.lab(), &format!("/v1/customers/{customer}"))
-            .await
-            .at("/data/Loyalty_Tier"),
-        "gold"
-    );
+    let o = c.get(Kind::Customer, id).await.expect("customer");
+    assert_eq!(o.data["Loyalty_Tier"], "gold");
 
     // A field in no set and with no data: deletable.
-    s.put(
-        s.lab(),
-        "/v1/fieldsets/custom.loyalty",
-        json!({"id": "custom.loyalty", "fields": ["Loyalty_Tier"]}),
-    )
-    .await
-    .expect(200);
-    s.delete(s.lab(), "/v1/fields/Other_Field")
+    c.update_fieldset(&set("custom.loyalty", &["Loyalty_Tier"]))
         .await
-        .expect(204);
-    s.get(s.lab(), "/v1/fields/Other_Field").await.expect(404);
+        .expect("set");
+    c.delete_field("Other_Field").await.expect("deleted");
+    not_found(c.field("Other_Field").await);
 }
 
 #[tokio::test]
 async fn data_in_production_counts_as_use() {
     let s = TestServer::start().await;
-    s.post(s.lab(), "/v1/fields", string_field("Prod_Only"))
+    let (c, prod) = (s.client(s.lab()), s.client(s.prod()));
+    c.create_field(&string_field("Prod_Only"))
         .await
-        .expect(201);
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.prod", "fields": ["Prod_Only"]}),
-    )
-    .await
-    .expect(201);
-    s.post(
-        s.prod(),
-        "/v1/customers",
+        .expect("field");
+    c.create_fieldset(&set("custom.prod", &["Prod_Only"]))
+        .await
+        .expect("set");
+    customer(
+        &prod,
         json!({"fieldsets": ["custom.prod"], "data": {"Prod_Only": "x"}}),
     )
-    .await
-    .expect(201);
+    .await;
 
     let mut f = string_field("Prod_Only");
-    f["dataType"] = json!("boolean");
+    f.data_type = DataType::Boolean;
     // A lab admin may not touch it at all; for a production admin the in-use rule answers.
-    s.put(s.lab(), "/v1/fields/Prod_Only", f.clone())
-        .await
-        .expect(403);
-    s.put(s.prod(), "/v1/fields/Prod_Only", f).await.expect(409);
-    s.delete(s.lab(), "/v1/fieldsets/custom.prod")
-        .await
-        .expect(403);
-    s.delete(s.prod(), "/v1/fieldsets/custom.prod")
-        .await
-        .expect(409);
-    assert_eq!(
-        s.get(s.lab(), "/v1/fields/Prod_Only").await.at("/dataType"),
-        "string"
-    );
+    forbidden(c.update_field(&f).await);
+    conflict(prod.update_field(&f).await, ErrorCode::InUse);
+    forbidden(c.delete_fieldset("custom.prod").await);
+    conflict(prod.delete_fieldset("custom.prod").await, ErrorCode::InUse);
+    let got = c.field("Prod_Only").await.expect("field");
+    assert_eq!(got.data_type, DataType::String);
 }
 
 #[tokio::test]
 async fn fieldset_used_by_an_object_cant_be_deleted() {
     let s = TestServer::start().await;
-    s.post(s.lab(), "/v1/fields", string_field("Bike_Model"))
+    let c = s.client(s.lab());
+    c.create_field(&string_field("Bike_Model"))
         .await
-        .expect(201);
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.bike", "fields": ["Bike_Model"]}),
-    )
-    .await
-    .expect(201);
+        .expect("field");
+    c.create_fieldset(&set("custom.bike", &["Bike_Model"]))
+        .await
+        .expect("set");
     // Declaring the set is use, even with no value stored under it.
-    let r = s.post(s.lab(), "/v1/customers", json!({"fieldsets": ["custom.bike", "cisco.base.customer"], "data": {"Context_First_Name": "Ann"}})).await;
-    r.expect(201);
-    let id = r.str("/id");
+    let id = customer(&c, json!({"fieldsets": ["custom.bike", "cisco.base.customer"], "data": {"Context_First_Name": "Ann"}})).await;
 
-    s.delete(s.lab(), "/v1/fieldsets/custom.bike")
-        .await
-        .expect(409);
-    s.get(s.lab(), "/v1/fieldsets/custom.bike")
-        .await
-        .expect(200);
-    let o = s.get(s.lab(), &format!("/v1/customers/{id}")).await;
-    o.expect(200);
-    assert!(o
-        .at("/fieldsets")
-        .as_array()
-        .unwrap()
-        .contains(&json!("custom.bike")));
+    conflict(c.delete_fieldset("custom.bike").await, ErrorCode::InUse);
+    c.fieldset("custom.bike").await.expect("still there");
+    let o = c.get(Kind::Customer, id).await.expect("customer");
+    assert!(o.fieldsets.iter().any(|f| f == "custom.bike"));
 
     // Once no object declares it, it can go.
-    s.delete(s.lab(), &format!("/v1/customers/{id}"))
+    c.delete(Kind::Customer, id)
         .await
-        .expect(204);
-    s.delete(s.lab(), "/v1/fieldsets/custom.bike")
-        .await
-        .expect(204);
-    s.get(s.lab(), "/v1/fieldsets/custom.bike")
-        .await
-        .expect(404);
+        .expect("customer deleted");
+    c.delete_fieldset("custom.bike").await.expect("set deleted");
+    not_found(c.fieldset("custom.bike").await);
 }
 
 #[tokio::test]
 async fn non_admins_read_but_cant_write_the_dictionary() {
     let s = TestServer::start().await;
-    let agent = agent_token(&s).await;
-    s.post(s.lab(), "/v1/fields", string_field("Admin_Field"))
+    let c = s.client(s.lab());
+    let agent = s.client(&agent_token(&s).await);
+    c.create_field(&string_field("Admin_Field"))
         .await
-        .expect(201);
-    s.post(
-        s.lab(),
-        "/v1/fieldsets",
-        json!({"id": "custom.admin", "fields": ["Admin_Field"]}),
-    )
-    .await
-    .expect(201);
+        .expect("field");
+    c.create_fieldset(&set("custom.admin", &["Admin_Field"]))
+        .await
+        .expect("set");
 
     // Reads work.
-    let r = s.get(&agent, "/v1/fields").await;
-    r.expect(200);
-    assert!(ids(&r).contains(&"Admin_Field".to_owned()));
-    assert!(ids(&r).contains(&"Context_First_Name".to_owned()));
-    let r = s.get(&agent, "/v1/fieldsets").await;
-    r.expect(200);
-    assert!(ids(&r).contains(&"cisco.base.customer".to_owned()));
-    s.get(&agent, "/v1/fields/Admin_Field").await.expect(200);
-    s.get(&agent, "/v1/fieldsets/custom.admin")
-        .await
-        .expect(200);
+    let fields = agent.fields().await.expect("fields");
+    assert!(has(&fields, "Admin_Field", |f| &f.id));
+    assert!(has(&fields, "Context_First_Name", |f| &f.id));
+    let sets = agent.fieldsets().await.expect("sets");
+    assert!(has(&sets, "cisco.base.customer", |s| &s.id));
+    agent.field("Admin_Field").await.expect("field");
+    agent.fieldset("custom.admin").await.expect("set");
 
     // Writes don't.
-    s.post(&agent, "/v1/fields", string_field("Agent_Field"))
-        .await
-        .expect(403);
+    forbidden(agent.create_field(&string_field("Agent_Field")).await);
     let mut f = string_field("Admin_Field");
-    f["description"] = json!("agent was here");
-    s.put(&agent, "/v1/fields/Admin_Field", f).await.expect(403);
-    s.delete(&agent, "/v1/fields/Admin_Field").await.expect(403);
-    s.post(
-        &agent,
-        "/v1/fieldsets",
-        json!({"id": "custom.agent", "fields": ["Admin_Field"]}),
-    )
-    .await
-    .expect(403);
-    s.put(
-        &agent,
-        "/v1/fieldsets/custom.admin",
-        json!({"id": "custom.admin", "fields": []}),
-    )
-    .await
-    .expect(403);
-    s.delete(&agent, "/v1/fieldsets/custom.admin")
-        .await
-        .expect(403);
+    f.description = "agent was here".into();
+    forbidden(agent.update_field(&f).await);
+    forbidden(agent.delete_field("Admin_Field").await);
+    forbidden(
+        agent
+            .create_fieldset(&set("custom.agent", &["Admin_Field"]))
+            .await,
+    );
+    forbidden(agent.update_fieldset(&set("custom.admin", &[])).await);
+    forbidden(agent.delete_fieldset("custom.admin").await);
 
     // Nothing changed.
-    s.get(s.lab(), "/v1/fields/Agent_Field").await.expect(404);
-    s.get(s.lab(), "/v1/fieldsets/custom.agent")
-        .await
-        .expect(404);
-    assert_eq!(
-        s.get(s.lab(), "/v1/fields/Admin_Field")
-            .await
-            .at("/description"),
-        "a custom field"
-    );
-    assert_eq!(
-        s.get(s.lab(), "/v1/fieldsets/custom.admin")
-            .await
-            .at("/fields"),
-        &json!(["Admin_Field"])
-    );
+    not_found(c.field("Agent_Field").await);
+    not_found(c.fieldset("custom.agent").await);
+    let got = c.field("Admin_Field").await.expect("field");
+    assert_eq!(got.description, "a custom field");
+    let got = c.fieldset("custom.admin").await.expect("set");
+    assert_eq!(got.fields, ["Admin_Field"]);
 
     // But the agent can use the dictionary in objects.
-    s.post(
+    customer(
         &agent,
-        "/v1/customers",
         json!({"fieldsets": ["custom.admin"], "data": {"Admin_Field": "v"}}),
     )
-    .await
-    .expect(201);
+    .await;
 }
 
 #[tokio::test]
 async fn lab_admins_cannot_change_what_production_data_uses() {
     let s = TestServer::start().await;
-    let (lab, prod) = (s.lab().to_owned(), s.prod().to_owned());
+    let (lab, prod) = (s.client(s.lab()), s.client(s.prod()));
     for id in ["prod_used", "lab_only"] {
-        s.post(
-            &prod,
-            "/v1/fields",
-            json!({"id": id, "dataType": "string", "classification": "UNENCRYPTED", "maxLength": 50}),
-        )
-        .await
-        .expect(201);
+        let f = Field {
+            max_length: Some(50),
+            ..field(id, DataType::String, Classification::Unencrypted)
+        };
+        prod.create_field(&f).await.expect("field");
     }
-    s.post(
+    prod.create_fieldset(&set("prod_set", &["prod_used"]))
+        .await
+        .expect("prod set");
+    lab.create_fieldset(&set("lab_set", &["lab_only"]))
+        .await
+        .expect("lab set");
+    customer(
         &prod,
-        "/v1/fieldsets",
-        json!({"id": "prod_set", "fields": ["prod_used"]}),
-    )
-    .await
-    .expect(201);
-    s.post(
-        &lab,
-        "/v1/fieldsets",
-        json!({"id": "lab_set", "fields": ["lab_only"]}),
-    )
-    .await
-    .expect(201);
-    s.post(
-        &prod,
-        "/v1/customers",
         json!({"fieldsets": ["prod_set"], "data": {"prod_used": "in production"}}),
     )
-    .await
-    .expect(201);
-    s.post(
+    .await;
+    customer(
         &lab,
-        "/v1/customers",
         json!({"fieldsets": ["lab_set"], "data": {"lab_only": "in the lab"}}),
     )
-    .await
-    .expect(201);
+    .await;
 
-    let field = s.get(&lab, "/v1/fields/prod_used").await.body;
-    for (key, value) in [
-        ("maxLength", json!(10)),
-        (
-            "enumValues",
-            json!([{"value": "in production", "active": true}]),
-        ),
-        ("classification", json!("PII")),
-        ("dataType", json!("integer")),
-    ] {
-        let mut changed = field.clone();
-        if key == "dataType" {
-            changed["maxLength"] = Value::Null;
+    let original = lab.field("prod_used").await.expect("field");
+    let changes: [fn(&mut Field); 4] = [
+        |f| f.max_length = Some(10),
+        |f| {
+            f.enum_values = Some(vec![EnumValue {
+                value: "in production".into(),
+                active: true,
+            }])
+        },
+        |f| f.classification = Classification::Pii,
+        |f| {
+            f.max_length = None;
+            f.data_type = DataType::Integer;
+        },
+    ];
+    for change in changes {
+        let mut changed = original.clone();
+        change(&mut changed);
+        match lab.update_field(&changed).await {
+            Err(Error::Forbidden { detail }) => assert!(
+                detail.contains("production"),
+                "the refusal says why: {detail}"
+            ),
+            other => panic!("{changed:?}: {other:?}"),
         }
-        changed[key] = value;
-        let r = s.put(&lab, "/v1/fields/prod_used", changed).await;
-        r.expect(403);
-        assert!(
-            r.str("/detail").contains("production"),
-            "the refusal says why: {}",
-            r.str("/detail")
-        );
     }
-    let mut described = field.clone();
-    described["description"] = json!("a lab admin may still describe it");
-    s.put(&lab, "/v1/fields/prod_used", described)
-        .await
-        .expect(200);
-    let mut set = s.get(&lab, "/v1/fieldsets/prod_set").await.body;
-    set["fields"] = json!(["prod_used", "lab_only"]);
-    s.put(&lab, "/v1/fieldsets/prod_set", set).await.expect(403);
-    s.delete(&lab, "/v1/fieldsets/prod_set").await.expect(403);
+    let mut described = original.clone();
+    described.description = "a lab admin may still describe it".into();
+    lab.update_field(&described).await.expect("described");
+    let mut grown = lab.fieldset("prod_set").await.expect("set");
+    grown.fields = vec!["prod_used".into(), "lab_only".into()];
+    forbidden(lab.update_fieldset(&grown).await);
+    forbidden(lab.delete_fieldset("prod_set").await);
 
     // What production doesn't use stays the lab's to change; new entries too.
-    let mut lab_field = s.get(&lab, "/v1/fields/lab_only").await.body;
-    lab_field["maxLength"] = json!(40);
-    s.put(&lab, "/v1/fields/lab_only", lab_field)
-        .await
-        .expect(200);
-    s.post(
-        &lab,
-        "/v1/fields",
-        json!({"id": "lab_new", "dataType": "string", "classification": "UNENCRYPTED"}),
-    )
+    let mut lab_field = lab.field("lab_only").await.expect("field");
+    lab_field.max_length = Some(40);
+    lab.update_field(&lab_field).await.expect("lab field");
+    lab.create_field(&field(
+        "lab_new",
+        DataType::String,
+        Classification::Unencrypted,
+    ))
     .await
-    .expect(201);
-    s.delete(&lab, "/v1/fields/lab_new").await.expect(204);
+    .expect("new field");
+    lab.delete_field("lab_new").await.expect("deleted");
     // A production admin may make the change (the in-use rules still apply).
-    let mut shorter = s.get(&prod, "/v1/fields/prod_used").await.body;
-    shorter["maxLength"] = json!(20);
-    s.put(&prod, "/v1/fields/prod_used", shorter)
-        .await
-        .expect(200);
-    s.delete(&prod, "/v1/fieldsets/prod_set").await.expect(409);
+    let mut shorter = prod.field("prod_used").await.expect("field");
+    shorter.max_length = Some(20);
+    prod.update_field(&shorter).await.expect("shorter");
+    conflict(prod.delete_fieldset("prod_set").await, ErrorCode::InUse);
 }
 
 /// Another instance seals a field while this one still caches it as clear: this instance's
@@ -762,28 +625,23 @@ async fn a_field_sealed_on_another_instance_is_never_written_in_the_clear() {
     use std::sync::Arc;
 
     use contextd_core::crypto::Keyring;
-    use contextd_core::dictionary::Classification;
     use contextd_core::service::{Context, ContextConfig};
     use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 
     let s = TestServer::start().await;
-    let t = s.lab();
-    s.post(
-        t,
-        "/v1/fields",
-        json!({"id": "late_sealed", "dataType": "string", "classification": "UNENCRYPTED"}),
-    )
+    let c = s.client(s.lab());
+    c.create_field(&field(
+        "late_sealed",
+        DataType::String,
+        Classification::Unencrypted,
+    ))
     .await
-    .expect(201);
-    s.post(
-        t,
-        "/v1/fieldsets",
-        json!({"id": "late_set", "fields": ["late_sealed"]}),
-    )
-    .await
-    .expect(201);
+    .expect("field");
+    c.create_fieldset(&set("late_set", &["late_sealed"]))
+        .await
+        .expect("set");
     // This instance reads (and caches) the dictionary.
-    s.get(t, "/v1/fields/late_sealed").await.expect(200);
+    c.field("late_sealed").await.expect("field");
 
     let other = Context::new(
         Arc::new(SqliteStore::open(&s.dir.path().join("contextd.db")).expect("open data")),
@@ -802,15 +660,11 @@ async fn a_field_sealed_on_another_instance_is_never_written_in_the_clear() {
         .await
         .expect("seal the field on the other instance");
 
-    let created = s
-        .post(
-            t,
-            "/v1/customers",
-            json!({"fieldsets": ["late_set"], "data": {"late_sealed": "secret-after-sealing"}}),
-        )
-        .await;
-    created.expect(201);
-    let id = contextd_core::ObjectId::parse(&created.str("/id")).expect("id");
+    let id = customer(
+        &c,
+        json!({"fieldsets": ["late_set"], "data": {"late_sealed": "secret-after-sealing"}}),
+    )
+    .await;
     let scope = admin.scope;
     let stored = s
         .context

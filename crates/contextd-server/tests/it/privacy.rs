@@ -1,8 +1,10 @@
 //! Privacy invariants: no plaintext of ENCRYPTED/PII values in the database files.
 
+use contextd_client::Search;
+use contextd_proto::Kind;
 use serde_json::json;
 
-use crate::support::TestServer;
+use crate::support::{input, TestServer};
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
@@ -25,36 +27,40 @@ fn raw_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
 #[tokio::test]
 async fn sealed_values_never_reach_the_database_files() {
     let s = TestServer::start().await;
-    let t = s.lab();
+    let c = s.client(s.lab());
     let pii_name = "Zebulonia";
     let pii_mail = "zebulonia.q@example.org";
     let pii_phone = "+44 7700 900123";
     let secret_id = "EXT-SECRET-884422";
     let secret_note = "Customer disclosed a medical condition XYZZY";
     let clear_link = "https://clear.example/visible-link-5521";
-    let customer = s
-        .customer(t, json!({"Context_First_Name": pii_name, "Context_Work_Email": pii_mail, "Context_Mobile_Phone": pii_phone, "Context_Customer_External_ID": secret_id, "Context_Preferred_Language": "en_GB"}))
-        .await;
-    s.post(t, "/v1/activities", json!({"customerId": customer, "mediaType": "chat", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": secret_note, "Context_POD_Activity_Link": clear_link}}))
+    let customer = c
+        .create(Kind::Customer, &input(json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": pii_name, "Context_Work_Email": pii_mail, "Context_Mobile_Phone": pii_phone, "Context_Customer_External_ID": secret_id, "Context_Preferred_Language": "en_GB"}})))
         .await
-        .expect(201);
+        .expect("customer")
+        .id;
+    c.create(Kind::Activity, &input(json!({"customerId": customer, "mediaType": "chat", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": secret_note, "Context_POD_Activity_Link": clear_link}})))
+        .await
+        .expect("activity of the customer");
     // An object with no customer uses the partition key.
-    s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Source_Email": pii_mail}}))
+    c.create(Kind::Activity, &input(json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_POD_Source_Email": pii_mail}})))
         .await
-        .expect(201);
+        .expect("activity without a customer");
     // They are readable through the API…
-    let back = s.get(t, &format!("/v1/customers/{customer}")).await;
-    assert_eq!(back.str("/data/Context_First_Name"), pii_name);
-    assert_eq!(back.str("/data/Context_Customer_External_ID"), secret_id);
+    let back = c.get(Kind::Customer, customer).await.expect("read back");
+    assert_eq!(back.data["Context_First_Name"], pii_name);
+    assert_eq!(back.data["Context_Customer_External_ID"], secret_id);
     // …and searchable by blind index.
-    let found = s
-        .post(
-            t,
-            "/v1/customers/search",
-            json!({"terms": {"Context_Work_Email": [pii_mail.to_uppercase()]}}),
+    let found = c
+        .search(
+            Kind::Customer,
+            &Search::all()
+                .term("Context_Work_Email", pii_mail.to_uppercase())
+                .build(),
         )
-        .await;
-    assert_eq!(found.at("/total"), 1);
+        .await
+        .expect("search");
+    assert_eq!(found.total, 1);
 
     let files = raw_files(s.dir.path());
     assert!(
