@@ -164,6 +164,24 @@ impl Error {
         }
     }
 
+    /// The per-field problems of a [`Error::Validation`] (empty for every other error).
+    ///
+    /// ```
+    /// use contextd_client::proto::FieldError;
+    /// use contextd_client::Error;
+    /// let e = Error::Validation {
+    ///     detail: "the request has invalid fields".into(),
+    ///     errors: vec![FieldError::new("limit", "must be between 1 and 200")],
+    /// };
+    /// assert!(e.field_errors().iter().any(|f| f.field == "limit"));
+    /// ```
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            Error::Validation { errors, .. } => errors,
+            _ => &[],
+        }
+    }
+
     /// contextd's error code, when the error is an answer of the server that named one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
