@@ -4,27 +4,79 @@
 
 use std::collections::BTreeMap;
 
+use contextd_client::{Client, Error, Search};
 use contextd_core::object::MediaType;
 use contextd_core::store::{ObjectWrite, StoredObject};
-use contextd_core::{Kind, ObjectId, Scope};
+use contextd_core::Scope;
+use contextd_proto::access::{AuditParams, AuditView, NewKey, Role};
+use contextd_proto::object::{ObjectInput, ObjectPatch, TimelineParams};
+use contextd_proto::{ContextObject, ErrorCode, Kind, ObjectId};
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::support::TestServer;
+use crate::support::{input, TestServer};
 
-async fn key(s: &TestServer, role: &str) -> (String, String) {
-    s.key(role).await
+/// A new API key of the lab partition with `role`: its id and token.
+async fn key(s: &TestServer, role: Role) -> (Uuid, String) {
+    let k = s
+        .client(s.lab())
+        .create_key(&NewKey {
+            name: format!("{role} key"),
+            role,
+            expires_at: None,
+        })
+        .await
+        .expect("key");
+    (k.id, k.token.expect("the token is shown on creation"))
+}
+
+/// A customer with base-fieldset `data`.
+async fn customer(c: &Client, data: Value) -> ObjectId {
+    c.create(
+        Kind::Customer,
+        &input(json!({"fieldsets": ["cisco.base.customer"], "data": data})),
+    )
+    .await
+    .expect("customer")
+    .id
 }
 
 /// The `pii.read` entries of one actor, newest first.
-async fn reads(s: &TestServer, actor: &str) -> Vec<Value> {
-    let r = s
-        .get(
-            s.lab(),
-            &format!("/v1/audit?action=pii.read&actor={actor}&limit=200"),
-        )
-        .await;
-    r.expect(200);
-    r.at("/items").as_array().cloned().unwrap_or_default()
+async fn reads(s: &TestServer, actor: Uuid) -> Vec<AuditView> {
+    let params = AuditParams {
+        action: Some("pii.read".into()),
+        actor: Some(actor.to_string()),
+        limit: Some(200),
+        ..AuditParams::default()
+    };
+    s.client(s.lab()).audit(&params).await.expect("audit").items
+}
+
+fn patch(body: Value) -> ObjectPatch {
+    body.as_object()
+        .cloned()
+        .expect("a merge patch is an object")
+}
+
+/// A data value of an object, or Null (withheld values are answered as null).
+fn value<'a>(o: &'a ContextObject, field: &str) -> &'a Value {
+    o.data.get(field).unwrap_or(&Value::Null)
+}
+
+/// Asserts the refusal of a request whose audit entry can't be recorded.
+#[track_caller]
+fn unaudited<T: std::fmt::Debug>(r: contextd_client::Result<T>) {
+    assert!(
+        matches!(
+            r,
+            Err(Error::Server {
+                status: 503,
+                code: Some(ErrorCode::AuditUnavailable),
+                ..
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 /// Makes every append to the SQLite audit file fail (a real fault of the real file), or heals it.
@@ -45,100 +97,115 @@ fn break_audit_file(s: &TestServer, broken: bool) {
 #[tokio::test]
 async fn every_response_that_reveals_pii_is_audited_once_per_customer() {
     let s = TestServer::start().await;
-    let (agent_id, agent) = key(&s, "agent").await;
-    let (partner_id, partner) = key(&s, "partner").await;
-    let created = s
-        .post(
-            &agent,
-            "/v1/customers",
-            json!({"fieldsets": ["cisco.base.customer"],
-                   "data": {"Context_First_Name": "Pat", "Context_City": "Lyon"}}),
-        )
-        .await;
-    created.expect(201);
-    let customer = created.str("/id");
-    let path = format!("/v1/customers/{customer}");
-    let entries = reads(&s, &agent_id).await;
+    let admin = s.client(s.lab());
+    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let agent = s.client(&agent);
+    let (partner_id, partner) = key(&s, Role::Partner).await;
+    let partner = s.client(&partner);
+    let customer = customer(
+        &agent,
+        json!({"Context_First_Name": "Pat", "Context_City": "Lyon"}),
+    )
+    .await;
+    let named = customer.to_string();
+    let entries = reads(&s, agent_id).await;
     assert_eq!(entries.len(), 1, "the create's answer reveals the name");
-    assert_eq!(entries[0]["detail"], "create: 1 object");
-    assert_eq!(entries[0]["objectId"], customer.as_str());
+    assert_eq!(entries[0].detail, "create: 1 object");
+    assert_eq!(entries[0].object_id.as_deref(), Some(named.as_str()));
 
     // An empty merge patch answers with every value: audited (it was not, before).
-    s.patch(&agent, &path, json!({})).await.expect(200);
-    let entries = reads(&s, &agent_id).await;
+    let nothing = ObjectPatch::new();
+    agent
+        .patch(Kind::Customer, customer, &nothing, None)
+        .await
+        .expect("empty patch");
+    let entries = reads(&s, agent_id).await;
     assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0]["detail"], "patch: 1 object");
-    assert_eq!(
-        entries[0]["fields"],
-        json!(["Context_City", "Context_First_Name"])
-    );
+    assert_eq!(entries[0].detail, "patch: 1 object");
+    assert_eq!(entries[0].fields, ["Context_City", "Context_First_Name"]);
 
-    let current = s.get(&agent, &path).await;
-    let mut body = current.body.clone();
-    body["data"]["Context_Preferred_Language"] = json!("fr_FR");
-    s.put(&agent, &path, body).await.expect(200);
-    let entries = reads(&s, &agent_id).await;
+    let current = agent.get(Kind::Customer, customer).await.expect("read");
+    let mut data = current.data.clone();
+    data.insert("Context_Preferred_Language".into(), json!("fr_FR"));
+    let replacement = ObjectInput {
+        fieldsets: current.fieldsets.clone(),
+        tags: current.tags.clone(),
+        data,
+        version: Some(current.version),
+        ..ObjectInput::default()
+    };
+    agent
+        .replace(Kind::Customer, customer, &replacement)
+        .await
+        .expect("replace");
+    let entries = reads(&s, agent_id).await;
     assert_eq!(entries.len(), 4, "one for the read, one for the replace");
-    assert_eq!(entries[0]["detail"], "replace: 1 object");
+    assert_eq!(entries[0].detail, "replace: 1 object");
 
     // An activity's answer is audited as a read of its customer.
-    s.post(
-        &agent,
-        "/v1/activities",
-        json!({"customerId": customer, "mediaType": "chat", "fieldsets": ["cisco.base.pod"],
-               "data": {"Context_Notes": "wants a call back"}}),
-    )
-    .await
-    .expect(201);
-    let entries = reads(&s, &agent_id).await;
+    agent
+        .create(
+            Kind::Activity,
+            &input(
+                json!({"customerId": customer, "mediaType": "chat", "fieldsets": ["cisco.base.pod"],
+                   "data": {"Context_Notes": "wants a call back"}}),
+            ),
+        )
+        .await
+        .expect("activity");
+    let entries = reads(&s, agent_id).await;
     assert_eq!(entries.len(), 5);
-    assert_eq!(entries[0]["objectId"], customer.as_str());
-    assert_eq!(entries[0]["objectType"], "customer");
-    assert_eq!(entries[0]["fields"], json!(["Context_Notes"]));
+    assert_eq!(entries[0].object_id.as_deref(), Some(named.as_str()));
+    assert_eq!(entries[0].object_type, Some(Kind::Customer));
+    assert_eq!(entries[0].fields, ["Context_Notes"]);
 
     // An export is one request: one entry for the customer, however many pages it read.
     for n in 0..3 {
-        s.post(
-            s.lab(),
-            "/v1/activities",
-            json!({"customerId": customer, "mediaType": "voice", "fieldsets": ["cisco.base.pod"],
-                   "data": {"Context_Notes": format!("call {n}")}}),
-        )
-        .await
-        .expect(201);
+        admin
+            .create(
+                Kind::Activity,
+                &input(json!({"customerId": customer, "mediaType": "voice", "fieldsets": ["cisco.base.pod"],
+                       "data": {"Context_Notes": format!("call {n}")}})),
+            )
+            .await
+            .expect("activity");
     }
-    let admin_id = s.get(s.lab(), "/v1/sessions/current").await.str("/id");
-    let before = reads(&s, &admin_id).await.len();
-    s.get(s.lab(), &format!("{path}/export")).await.expect(200);
-    let entries = reads(&s, &admin_id).await;
+    let admin_id = admin.whoami().await.expect("whoami").id;
+    let before = reads(&s, admin_id).await.len();
+    admin.export_customer(customer).await.expect("export");
+    let entries = reads(&s, admin_id).await;
     assert_eq!(entries.len(), before + 1, "one entry for the whole export");
-    assert_eq!(entries[0]["detail"], "export: 5 objects");
+    assert_eq!(entries[0].detail, "export: 5 objects");
     assert_eq!(
-        entries[0]["fields"],
-        json!(["Context_City", "Context_First_Name", "Context_Notes"])
+        entries[0].fields,
+        ["Context_City", "Context_First_Name", "Context_Notes"]
     );
 
     // A partner is shown no sealed value, so nothing of it is audited as revealed.
-    s.patch(&partner, &path, json!({})).await.expect(200);
-    s.get(&partner, &path).await.expect(200);
-    assert!(reads(&s, &partner_id).await.is_empty());
+    partner
+        .patch(Kind::Customer, customer, &nothing, None)
+        .await
+        .expect("partner patch");
+    partner
+        .get(Kind::Customer, customer)
+        .await
+        .expect("partner read");
+    assert!(reads(&s, partner_id).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
     let s = TestServer::start().await;
-    let (agent_id, agent) = key(&s, "agent").await;
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Dura"}))
-        .await;
-    let count = |actor: &str| -> i64 {
+    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let agent = s.client(&agent);
+    let customer = customer(&s.client(s.lab()), json!({"Context_First_Name": "Dura"})).await;
+    let count = |actor: Uuid| -> i64 {
         // Straight from the audit file, without asking the server to flush anything.
         let conn = rusqlite::Connection::open_with_flags(
             s.dir.path().join("contextd-audit.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open the audit file");
-        let actor = uuid::Uuid::parse_str(actor).expect("actor id");
         conn.query_row(
             "SELECT count(*) FROM audit WHERE action = 'pii.read' AND actor = ?1",
             [actor.as_bytes().to_vec()],
@@ -147,11 +214,9 @@ async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
         .expect("count audit rows")
     };
     for n in 1..=20 {
-        s.get(&agent, &format!("/v1/customers/{customer}"))
-            .await
-            .expect(200);
+        agent.get(Kind::Customer, customer).await.expect("read");
         assert_eq!(
-            count(&agent_id),
+            count(agent_id),
             n,
             "the entry is on disk when the answer arrives"
         );
@@ -161,90 +226,104 @@ async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
 #[tokio::test]
 async fn reads_and_admin_actions_are_refused_when_the_audit_log_cannot_record() {
     let s = TestServer::start().await;
-    let (_, agent) = key(&s, "agent").await;
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Faye"}))
-        .await;
-    let path = format!("/v1/customers/{customer}");
-    s.post(
-        s.lab(),
-        "/v1/activities",
-        json!({"customerId": customer, "mediaType": "sms", "fieldsets": ["cisco.base.pod"],
-               "data": {"Context_Notes": "new date?"}}),
-    )
-    .await
-    .expect(201);
+    let admin = s.client(s.lab());
+    let (_, agent) = key(&s, Role::Agent).await;
+    let agent = s.client(&agent);
+    let customer = customer(&admin, json!({"Context_First_Name": "Faye"})).await;
+    admin
+        .create(
+            Kind::Activity,
+            &input(
+                json!({"customerId": customer, "mediaType": "sms", "fieldsets": ["cisco.base.pod"],
+                   "data": {"Context_Notes": "new date?"}}),
+            ),
+        )
+        .await
+        .expect("activity");
     break_audit_file(&s, true);
 
-    let refused = s.get(&agent, &path).await;
-    refused.expect(503);
-    assert!(refused.str("/detail").contains("audit"));
-    assert!(!refused.body.to_string().contains("Faye"));
-    s.post(
-        &agent,
-        "/v1/customers/search",
-        json!({"terms": {"Context_First_Name": "faye"}}),
-    )
-    .await
-    .expect(503);
-    s.get(&agent, &format!("{path}/timeline")).await.expect(503);
+    match agent.get(Kind::Customer, customer).await {
+        Err(Error::Server {
+            status: 503,
+            code: Some(ErrorCode::AuditUnavailable),
+            detail,
+        }) => {
+            assert!(detail.contains("audit"), "{detail}");
+            assert!(!detail.contains("Faye"), "{detail}");
+        }
+        other => panic!("expected audit-unavailable, got {other:?}"),
+    }
+    unaudited(
+        agent
+            .search(
+                Kind::Customer,
+                &Search::all().term("Context_First_Name", "faye").build(),
+            )
+            .await,
+    );
+    unaudited(agent.timeline(customer, &TimelineParams::default()).await);
     // A write whose answer would reveal values is refused before it is made.
-    s.post(
-        &agent,
-        "/v1/customers",
-        json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ghost"}}),
-    )
-    .await
-    .expect(503);
-    s.patch(
-        &agent,
-        &path,
-        json!({"data": {"Context_First_Name": "Changed"}}),
-    )
-    .await
-    .expect(503);
+    unaudited(
+        agent
+            .create(
+                Kind::Customer,
+                &input(json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ghost"}})),
+            )
+            .await,
+    );
+    unaudited(
+        agent
+            .patch(
+                Kind::Customer,
+                customer,
+                &patch(json!({"data": {"Context_First_Name": "Changed"}})),
+                None,
+            )
+            .await,
+    );
     // An admin action is not answered as done without its entry.
-    s.post(
-        s.lab(),
-        "/v1/keys",
-        json!({"name": "unaudited", "role": "agent"}),
-    )
-    .await
-    .expect(503);
+    unaudited(
+        admin
+            .create_key(&NewKey {
+                name: "unaudited".into(),
+                role: Role::Agent,
+                expires_at: None,
+            })
+            .await,
+    );
     // Values without PII need no audit and still work.
-    s.get(&agent, "/v1/fields").await.expect(200);
+    agent.fields().await.expect("fields");
 
     break_audit_file(&s, false);
-    let back = s.get(&agent, &path).await;
-    back.expect(200);
+    let back = agent.get(Kind::Customer, customer).await.expect("read");
     assert_eq!(
-        back.str("/data/Context_First_Name"),
-        "Faye",
+        back.data["Context_First_Name"], "Faye",
         "the refused patch changed nothing"
     );
-    let ghosts = s
-        .post(
-            s.lab(),
-            "/v1/customers/search",
-            json!({"terms": {"Context_First_Name": "ghost"}}),
+    let ghosts = admin
+        .search(
+            Kind::Customer,
+            &Search::all().term("Context_First_Name", "ghost").build(),
         )
-        .await;
-    assert_eq!(ghosts.at("/total"), 0, "the refused create wrote nothing");
+        .await
+        .expect("search");
+    assert_eq!(ghosts.total, 0, "the refused create wrote nothing");
 }
 
 #[tokio::test]
 async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
     let s = TestServer::start().await;
-    let (partner_id, partner) = key(&s, "partner").await;
-    let (agent_id, agent) = key(&s, "agent").await;
+    let (partner_id, partner) = key(&s, Role::Partner).await;
+    let partner = s.client(&partner);
+    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let agent = s.client(&agent);
     // A value written in the clear before its field was sealed (by an instance whose
     // dictionary cache was stale): build such a row directly in the store.
     let scope = Scope {
         org: s.org.org_id,
         partition: contextd_core::Partition::Lab,
     };
-    let customer =
-        ObjectId::parse(&s.customer(s.lab(), json!({"Context_City": "Oslo"})).await).expect("id");
+    let customer = customer(&s.client(s.lab()), json!({"Context_City": "Oslo"})).await;
     let id = ObjectId::new();
     let now = contextd_core::time::now_ms();
     let object = StoredObject {
@@ -279,21 +358,25 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
         })
         .await
         .expect("write a legacy row");
-    let path = format!("/v1/activities/{id}");
-    let hidden = s.get(&partner, &path).await;
-    hidden.expect(200);
-    assert_eq!(hidden.at("/data/Context_Notes"), &Value::Null);
-    assert_eq!(hidden.at("/withheld"), &json!(["Context_Notes"]));
-    assert!(reads(&s, &partner_id).await.is_empty());
-    let shown = s.get(&agent, &path).await;
-    assert_eq!(shown.str("/data/Context_Notes"), "old clear note");
-    let entries = reads(&s, &agent_id).await;
+    let hidden = partner.get(Kind::Activity, id).await.expect("partner read");
+    assert_eq!(value(&hidden, "Context_Notes"), &Value::Null);
+    assert_eq!(hidden.withheld, ["Context_Notes"]);
+    assert!(reads(&s, partner_id).await.is_empty());
+    let shown = agent.get(Kind::Activity, id).await.expect("agent read");
+    assert_eq!(shown.data["Context_Notes"], "old clear note");
+    let entries = reads(&s, agent_id).await;
     assert_eq!(entries.len(), 1, "revealing it is audited");
-    assert_eq!(entries[0]["fields"], json!(["Context_Notes"]));
+    assert_eq!(entries[0].fields, ["Context_Notes"]);
     // The next write seals it.
-    s.patch(&agent, &path, json!({"tags": ["resealed"]}))
+    agent
+        .patch(
+            Kind::Activity,
+            id,
+            &patch(json!({"tags": ["resealed"]})),
+            None,
+        )
         .await
-        .expect(200);
+        .expect("patch");
     let stored = s
         .context
         .store()

@@ -1,10 +1,14 @@
 //! Consistency of the object model across links: moves carry linked objects along, and an
 //! erase is idempotent, crash-safe and leaves no object naming the erased customer.
 
-use contextd_core::{ObjectId, Partition, Scope};
+use contextd_client::{Client, Error, Search};
+use contextd_core::{Partition, Scope};
+use contextd_proto::access::AuditParams;
+use contextd_proto::object::{ObjectPatch, TimelineParams};
+use contextd_proto::{Kind, ObjectId};
 use serde_json::{json, Value};
 
-use crate::support::TestServer;
+use crate::support::{input, TestServer};
 
 fn lab_scope(s: &TestServer) -> Scope {
     Scope {
@@ -13,168 +17,144 @@ fn lab_scope(s: &TestServer) -> Scope {
     }
 }
 
-async fn create(s: &TestServer, path: &str, body: Value) -> String {
-    let r = s.post(s.lab(), path, body).await;
-    r.expect(201);
-    r.str("/id")
+async fn create(c: &Client, kind: Kind, body: Value) -> ObjectId {
+    c.create(kind, &input(body)).await.expect("create").id
 }
 
-/// Ids on a customer's timeline.
-async fn timeline_ids(s: &TestServer, customer: &str) -> Vec<String> {
-    let r = s
-        .get(
-            s.lab(),
-            &format!("/v1/customers/{customer}/timeline?limit=200"),
-        )
-        .await;
-    r.expect(200);
-    r.at("/items")
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|o| o["id"].as_str().unwrap_or("").to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+async fn customer(c: &Client, first_name: &str) -> ObjectId {
+    create(
+        c,
+        Kind::Customer,
+        json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": first_name}}),
+    )
+    .await
+}
+
+/// Moves an object to another customer.
+async fn move_to(c: &Client, kind: Kind, id: ObjectId, customer: ObjectId) {
+    let mut to = ObjectPatch::new();
+    to.insert("customerId".into(), json!(customer));
+    c.patch(kind, id, &to, None).await.expect("move");
+}
+
+/// Ids on a customer's timeline, sorted.
+async fn timeline_ids(c: &Client, customer: ObjectId) -> Vec<ObjectId> {
+    let params = TimelineParams {
+        limit: Some(200),
+        ..TimelineParams::default()
+    };
+    let page = c.timeline(customer, &params).await.expect("timeline");
+    let mut ids: Vec<ObjectId> = page.items.iter().map(|o| o.id).collect();
+    ids.sort();
+    ids
+}
+
+#[track_caller]
+fn not_found<T: std::fmt::Debug>(r: contextd_client::Result<T>) {
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
 }
 
 #[tokio::test]
 async fn moving_a_request_or_activity_takes_its_linked_objects_along() {
     let s = TestServer::start().await;
-    let alice = s
-        .customer(s.lab(), json!({"Context_First_Name": "Alice"}))
-        .await;
-    let bob = s
-        .customer(s.lab(), json!({"Context_First_Name": "Bob"}))
-        .await;
+    let c = s.client(s.lab());
+    let alice = customer(&c, "Alice").await;
+    let bob = customer(&c, "Bob").await;
     let request = create(
-        &s,
-        "/v1/requests",
+        &c,
+        Kind::Request,
         json!({"customerId": alice, "fieldsets": ["cisco.base.request"],
                "data": {"Context_Title": "Service appointment"}}),
     )
     .await;
     let chat = create(
-        &s,
-        "/v1/activities",
+        &c,
+        Kind::Activity,
         json!({"parentId": request, "mediaType": "chat", "fieldsets": ["cisco.base.pod"],
                "data": {"Context_Notes": "wants Friday"}}),
     )
     .await;
     let comment = create(
-        &s,
-        "/v1/details",
+        &c,
+        Kind::Detail,
         json!({"parentId": chat, "detailType": "comment", "fieldsets": ["cisco.base.comment"],
                "data": {"Context_Comment": "confirmed by phone"}}),
     )
     .await;
     let on_request = create(
-        &s,
-        "/v1/details",
+        &c,
+        Kind::Detail,
         json!({"parentId": request, "detailType": "comment", "fieldsets": ["cisco.base.comment"],
                "data": {"Context_Comment": "bike ready"}}),
     )
     .await;
-    let moved = s
-        .patch(
-            s.lab(),
-            &format!("/v1/requests/{request}"),
-            json!({"customerId": bob}),
-        )
-        .await;
-    moved.expect(200);
+    move_to(&c, Kind::Request, request, bob).await;
 
-    let mut on_bob = timeline_ids(&s, &bob).await;
-    on_bob.sort();
-    let mut expected = vec![
-        request.clone(),
-        chat.clone(),
-        comment.clone(),
-        on_request.clone(),
-    ];
+    let mut expected = vec![request, chat, comment, on_request];
     expected.sort();
     assert_eq!(
-        on_bob, expected,
+        timeline_ids(&c, bob).await,
+        expected,
         "the whole request is on the new customer's timeline"
     );
     assert!(
-        timeline_ids(&s, &alice).await.is_empty(),
+        timeline_ids(&c, alice).await.is_empty(),
         "and nothing is left on the old one"
     );
     // The linked objects name the new customer and their values open under its key.
-    let activity = s.get(s.lab(), &format!("/v1/activities/{chat}")).await;
-    assert_eq!(activity.str("/customerId"), bob);
-    assert_eq!(activity.str("/data/Context_Notes"), "wants Friday");
-    assert_eq!(activity.at("/version"), 2, "a move is a write");
-    let detail = s.get(s.lab(), &format!("/v1/details/{comment}")).await;
-    assert_eq!(detail.str("/customerId"), bob);
-    assert_eq!(detail.str("/data/Context_Comment"), "confirmed by phone");
-    let export = s.get(s.lab(), &format!("/v1/customers/{bob}/export")).await;
-    assert_eq!(export.at("/objects").as_array().map(Vec::len), Some(4));
+    let activity = c.get(Kind::Activity, chat).await.expect("activity");
+    assert_eq!(activity.customer_id, Some(bob));
+    assert_eq!(activity.data["Context_Notes"], "wants Friday");
+    assert_eq!(activity.version, 2, "a move is a write");
+    let detail = c.get(Kind::Detail, comment).await.expect("detail");
+    assert_eq!(detail.customer_id, Some(bob));
+    assert_eq!(detail.data["Context_Comment"], "confirmed by phone");
+    let export = c.export_customer(bob).await.expect("export");
+    assert_eq!(export.objects.len(), 4);
 
     // An activity moved alone takes its details.
-    let carol = s
-        .customer(s.lab(), json!({"Context_First_Name": "Carol"}))
-        .await;
+    let carol = customer(&c, "Carol").await;
     let call = create(
-        &s,
-        "/v1/activities",
+        &c,
+        Kind::Activity,
         json!({"customerId": bob, "mediaType": "voice", "fieldsets": ["cisco.base.pod"],
                "data": {"Context_Notes": "called"}}),
     )
     .await;
     let rating = create(
-        &s,
-        "/v1/details",
+        &c,
+        Kind::Detail,
         json!({"parentId": call, "detailType": "feedback", "fieldsets": ["cisco.base.rating"],
                "data": {"cccRatingPoints": 5}}),
     )
     .await;
-    s.patch(
-        s.lab(),
-        &format!("/v1/activities/{call}"),
-        json!({"customerId": carol}),
-    )
-    .await
-    .expect(200);
-    let mut on_carol = timeline_ids(&s, &carol).await;
-    on_carol.sort();
+    move_to(&c, Kind::Activity, call, carol).await;
     let mut expected = vec![call, rating];
     expected.sort();
-    assert_eq!(on_carol, expected);
+    assert_eq!(timeline_ids(&c, carol).await, expected);
 
     // Erasing the new owner removes everything that moved to it.
-    s.post(s.lab(), &format!("/v1/customers/{bob}/erase"), json!({}))
-        .await
-        .expect(200);
-    for path in [
-        format!("/v1/requests/{request}"),
-        format!("/v1/activities/{chat}"),
-        format!("/v1/details/{comment}"),
-        format!("/v1/details/{on_request}"),
-    ] {
-        s.get(s.lab(), &path).await.expect(404);
-    }
-    s.get(s.lab(), &format!("/v1/customers/{alice}"))
-        .await
-        .expect(200);
+    c.erase_customer(bob).await.expect("erase");
+    not_found(c.get(Kind::Request, request).await);
+    not_found(c.get(Kind::Activity, chat).await);
+    not_found(c.get(Kind::Detail, comment).await);
+    not_found(c.get(Kind::Detail, on_request).await);
+    c.get(Kind::Customer, alice).await.expect("alice stays");
 }
 
 #[tokio::test]
 async fn a_half_done_erase_is_finished_by_a_retry_and_erase_is_idempotent() {
     let s = TestServer::start().await;
+    let c = s.client(s.lab());
     let scope = lab_scope(&s);
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Erin"}))
-        .await;
+    let id = customer(&c, "Erin").await;
     create(
-        &s,
-        "/v1/activities",
-        json!({"customerId": customer, "mediaType": "sms", "fieldsets": ["cisco.base.pod"],
+        &c,
+        Kind::Activity,
+        json!({"customerId": id, "mediaType": "sms", "fieldsets": ["cisco.base.pod"],
                "data": {"Context_Notes": "please forget me"}}),
     )
     .await;
-    let id = ObjectId::parse(&customer).expect("id");
     let key = || async {
         s.context
             .keyring()
@@ -191,49 +171,24 @@ async fn a_half_done_erase_is_finished_by_a_retry_and_erase_is_idempotent() {
         .expect("first step of an erase");
     assert!(key().await.is_some(), "the key survived the interruption");
 
-    let retry = s
-        .post(
-            s.lab(),
-            &format!("/v1/customers/{customer}/erase"),
-            json!({}),
-        )
-        .await;
-    retry.expect(200);
-    assert_eq!(
-        retry.at("/erased"),
-        2,
-        "it reports what the first attempt erased"
-    );
+    let retry = c.erase_customer(id).await.expect("retry");
+    assert_eq!(retry.erased, 2, "it reports what the first attempt erased");
     assert!(key().await.is_none(), "the retry destroyed the key");
-    let again = s
-        .post(
-            s.lab(),
-            &format!("/v1/customers/{customer}/erase"),
-            json!({}),
-        )
-        .await;
-    again.expect(200);
-    assert_eq!(again.at("/erased"), 2);
-    let audit = s
-        .get(
-            s.lab(),
-            &format!("/v1/audit?action=customer.erase&objectId={customer}"),
-        )
-        .await;
-    assert_eq!(audit.at("/items").as_array().map(Vec::len), Some(2));
-    s.post(
-        s.lab(),
-        &format!("/v1/customers/{}/erase", ObjectId::new()),
-        json!({}),
-    )
-    .await
-    .expect(404);
+    let again = c.erase_customer(id).await.expect("again");
+    assert_eq!(again.erased, 2);
+    let audit = c
+        .audit(&AuditParams {
+            action: Some("customer.erase".into()),
+            object_id: Some(id.to_string()),
+            ..AuditParams::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.items.len(), 2);
+    not_found(c.erase_customer(ObjectId::new()).await);
 
     // The server's sweep finishes an interrupted erase nobody retries.
-    let other = s
-        .customer(s.lab(), json!({"Context_First_Name": "Ola"}))
-        .await;
-    let other_id = ObjectId::parse(&other).expect("id");
+    let other_id = customer(&c, "Ola").await;
     s.context
         .store()
         .erase_customer(scope, other_id)
@@ -254,51 +209,38 @@ async fn a_half_done_erase_is_finished_by_a_retry_and_erase_is_idempotent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_object_naming_a_customer_survives_its_erase() {
     let s = TestServer::start().await;
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Race"}))
-        .await;
+    let c = s.client(s.lab());
+    let customer = customer(&c, "Race").await;
     let writers: Vec<_> = (0..40)
         .map(|n| {
-            let (http, url, token, customer) = (
-                s.http.clone(),
-                s.url.clone(),
-                s.lab().to_owned(),
-                customer.clone(),
-            );
+            let c = c.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(std::time::Duration::from_millis(n)).await;
-                http.post(format!("{url}/v1/activities"))
-                    .bearer_auth(token)
-                    .json(&json!({"customerId": customer, "mediaType": "web"}))
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0)
+                c.create(
+                    Kind::Activity,
+                    &input(json!({"customerId": customer, "mediaType": "web"})),
+                )
+                .await
             })
         })
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(15)).await;
-    s.post(
-        s.lab(),
-        &format!("/v1/customers/{customer}/erase"),
-        json!({}),
-    )
-    .await
-    .expect(200);
+    c.erase_customer(customer).await.expect("erase");
     for w in writers {
-        let status = w.await.expect("writer");
+        let r = w.await.expect("writer");
         assert!(
-            status == 201 || status == 400,
-            "a write is done before the erase (and erased) or refused after it: {status}"
+            matches!(r, Ok(_) | Err(Error::Validation { .. })),
+            "a write is done before the erase (and erased) or refused after it: {r:?}"
         );
     }
-    let left = s
-        .post(
-            s.lab(),
-            "/v1/activities/search",
-            json!({"terms": {"customerId": [customer]}}),
+    let left = c
+        .search(
+            Kind::Activity,
+            &Search::all()
+                .term("customerId", customer.to_string())
+                .build(),
         )
-        .await;
-    left.expect(200);
-    assert_eq!(left.at("/total"), 0, "no orphan names the erased customer");
+        .await
+        .expect("search");
+    assert_eq!(left.total, 0, "no orphan names the erased customer");
 }

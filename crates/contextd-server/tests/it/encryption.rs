@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 
+use contextd_client::{Client, Search};
 use contextd_core::auth::Principal;
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig};
-use contextd_core::{CoreError, Kind, ObjectId};
+use contextd_core::CoreError;
+use contextd_proto::system::EncryptionStatus;
+use contextd_proto::{Kind, ObjectId};
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::support::TestServer;
+use crate::support::{input, TestServer};
 
 fn context_on(
     dir: &std::path::Path,
@@ -30,51 +33,65 @@ fn admin(s: &TestServer) -> Principal {
     s.lab_admin()
 }
 
+/// A customer with base-fieldset `data`.
+async fn customer(c: &Client, data: Value) -> ObjectId {
+    c.create(
+        Kind::Customer,
+        &input(json!({"fieldsets": ["cisco.base.customer"], "data": data})),
+    )
+    .await
+    .expect("customer")
+    .id
+}
+
+/// The encryption state of the client's partition, from `/v1/status`.
+async fn encryption(c: &Client) -> EncryptionStatus {
+    c.status()
+        .await
+        .expect("status")
+        .encryption
+        .expect("the status shows the encryption state")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let s = TestServer::start().await;
-    let t = s.lab();
-    let customer = s
-        .customer(
-            t,
-            json!({"Context_First_Name": "Rota", "Context_Mobile_Phone": "5550009999"}),
+    let c = s.client(s.lab());
+    let customer = customer(
+        &c,
+        json!({"Context_First_Name": "Rota", "Context_Mobile_Phone": "5550009999"}),
+    )
+    .await;
+    let note = |text: String| {
+        input(
+            json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": text}}),
         )
-        .await;
+    };
     let mut loose = Vec::new();
     for i in 0..5 {
-        let r = s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": format!("note {i}")}})).await;
-        r.expect(201);
-        loose.push(r.str("/id"));
+        let a = c.create(Kind::Activity, &note(format!("note {i}"))).await;
+        loose.push(a.expect("activity").id);
     }
-    let before = s.get(t, "/v1/status").await;
-    assert_eq!(before.at("/encryption/dataKeyVersion"), 1);
+    assert_eq!(encryption(&c).await.data_key_version, 1);
 
-    s.post(s.prod(), "/v1/encryption/rotate", json!({}))
+    s.client(s.prod())
+        .rotate_data_key()
         .await
-        .expect(202);
-    let rotated = s.post(t, "/v1/encryption/rotate", json!({})).await;
-    rotated.expect(202);
-    assert_eq!(rotated.at("/dataKeyVersion"), 2);
+        .expect("production rotates too");
+    let rotated = c.rotate_data_key().await.expect("rotate");
+    assert_eq!(rotated.data_key_version, 2);
 
     // Reads keep working whatever the job has done so far; new writes use version 2.
-    assert_eq!(
-        s.get(t, &format!("/v1/customers/{customer}"))
-            .await
-            .str("/data/Context_First_Name"),
-        "Rota"
-    );
-    assert_eq!(
-        s.get(t, &format!("/v1/activities/{}", loose[0]))
-            .await
-            .str("/data/Context_Notes"),
-        "note 0"
-    );
-    let fresh = s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "fresh"}})).await.str("/id");
+    let read = c.get(Kind::Customer, customer).await.expect("customer");
+    assert_eq!(read.data["Context_First_Name"], "Rota");
+    let read = c.get(Kind::Activity, loose[0]).await.expect("activity");
+    assert_eq!(read.data["Context_Notes"], "note 0");
+    let fresh = c.create(Kind::Activity, &note("fresh".into())).await;
     let scope = admin(&s).scope;
     let stored = s
         .context
         .store()
-        .object(scope, ObjectId::parse(&fresh).expect("id"))
+        .object(scope, fresh.expect("fresh").id)
         .await
         .expect("read")
         .expect("exists");
@@ -86,16 +103,10 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     // The background job finishes; progress reaches zero in /v1/status.
     let mut pending = u64::MAX;
     for _ in 0..100 {
-        let st = s.get(t, "/v1/status").await;
-        pending = st
-            .at("/encryption/pendingObjects")
-            .as_u64()
-            .unwrap_or(u64::MAX)
-            + st.at("/encryption/pendingCustomerKeys")
-                .as_u64()
-                .unwrap_or(u64::MAX);
+        let st = encryption(&c).await;
+        pending = st.pending_objects + st.pending_customer_keys;
         if pending == 0 {
-            assert_eq!(st.str("/encryption/state"), "idle");
+            assert_eq!(st.state, "idle");
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -105,27 +116,25 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
         let o = s
             .context
             .store()
-            .object(scope, ObjectId::parse(id).expect("id"))
+            .object(scope, *id)
             .await
             .expect("read")
             .expect("exists");
         assert_eq!(o.key_version, 2, "old values re-sealed under version 2");
         assert_eq!(o.version, 1, "re-encryption is not a client write");
     }
-    assert_eq!(
-        s.get(t, &format!("/v1/customers/{customer}"))
-            .await
-            .str("/data/Context_Mobile_Phone"),
-        "5550009999"
-    );
-    let by_phone = s
-        .post(
-            t,
-            "/v1/customers/search",
-            json!({"terms": {"Context_Mobile_Phone": "555-000-9999"}}),
+    let read = c.get(Kind::Customer, customer).await.expect("customer");
+    assert_eq!(read.data["Context_Mobile_Phone"], "5550009999");
+    let by_phone = c
+        .search(
+            Kind::Customer,
+            &Search::all()
+                .term("Context_Mobile_Phone", "555-000-9999")
+                .build(),
         )
-        .await;
-    assert_eq!(by_phone.at("/total"), 1, "blind indexes survive rotation");
+        .await
+        .expect("search");
+    assert_eq!(by_phone.total, 1, "blind indexes survive rotation");
 
     // Interrupted rotation: rotate again, re-encrypt a single item, "restart" on the same files.
     let (first, _) = context_on(s.dir.path(), &s.master, vec![]);
@@ -142,7 +151,7 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     );
     for id in &loose {
         let o = restarted
-            .get(&a, Kind::Activity, ObjectId::parse(id).expect("id"))
+            .get(&a, Kind::Activity, *id)
             .await
             .expect("readable mid-rotation");
         assert!(o.data["Context_Notes"]
@@ -156,7 +165,7 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
         (0, 0, "idle".to_owned())
     );
     let c = restarted
-        .get(&a, Kind::Customer, ObjectId::parse(&customer).expect("id"))
+        .get(&a, Kind::Customer, customer)
         .await
         .expect("customer");
     assert_eq!(c.data["Context_First_Name"], "Rota");
@@ -165,10 +174,7 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
 #[tokio::test]
 async fn an_org_with_its_own_kek_is_unreadable_with_the_master_key_alone() {
     let s = TestServer::start().await;
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Byok"}))
-        .await;
-    let id = ObjectId::parse(&customer).expect("id");
+    let id = customer(&s.client(s.lab()), json!({"Context_First_Name": "Byok"})).await;
     let a = admin(&s);
     let org_kek = MasterKey::generate();
 

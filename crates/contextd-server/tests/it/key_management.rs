@@ -7,18 +7,21 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
+use contextd_client::{Client, Settings};
 use contextd_core::auth::{Principal, PrincipalKind, Role};
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::memory_keys::MemoryKeyStore;
 use contextd_core::search::SearchRequest;
 use contextd_core::service::{Context, ContextConfig, ObjectInput};
 use contextd_core::store::KeyStore;
-use contextd_core::{CoreError, Kind, ObjectId, OrgId, Partition, Scope};
+use contextd_core::{CoreError, OrgId, Partition, Scope};
+use contextd_proto::system::EncryptionStatus;
+use contextd_proto::{Kind, ObjectId};
 use contextd_server::ServerConfig;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use serde_json::json;
 
-use crate::support::{Resp, TestServer};
+use crate::support::{input, TestServer};
 
 /// A context on the data of `data_dir` and the key store of `keys_dir` (another process).
 fn context_on(
@@ -64,9 +67,15 @@ fn expect_key_error<T: std::fmt::Debug>(result: Result<T, CoreError>, needles: &
 #[tokio::test]
 async fn without_its_keys_an_org_fails_the_start_up_check_and_no_keys_are_made() {
     let s = TestServer::start().await;
-    let customer = s
-        .customer(s.lab(), json!({"Context_First_Name": "Kept"}))
-        .await;
+    let id = s
+        .client(s.lab())
+        .create(
+            Kind::Customer,
+            &input(json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Kept"}})),
+        )
+        .await
+        .expect("customer")
+        .id;
     let second = s
         .context
         .create_org("second", &s.url)
@@ -92,7 +101,6 @@ async fn without_its_keys_an_org_fails_the_start_up_check_and_no_keys_are_made()
 
     // Reads and writes fail clearly, and make no keys.
     let admin = lab_admin(s.org.org_id);
-    let id = ObjectId::parse(&customer).expect("id");
     let missing = [default.as_str(), "lab", "wrong --data-dir"];
     expect_key_error(wrong.get(&admin, Kind::Customer, id).await, &missing);
     let input: ObjectInput = serde_json::from_value(
@@ -167,10 +175,13 @@ async fn a_wrong_master_key_or_org_key_fails_the_start_up_check_an_unloaded_org_
     assert!(check.without_org_kek.is_empty());
 }
 
-async fn status(s: &TestServer, token: &str) -> Resp {
-    let r = s.get(token, "/v1/status").await;
-    r.expect(200);
-    r
+/// The encryption state of the client's partition, from `/v1/status`.
+async fn encryption(c: &Client) -> EncryptionStatus {
+    c.status()
+        .await
+        .expect("status")
+        .encryption
+        .expect("the status shows the encryption state")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,12 +192,12 @@ async fn reencryption_goes_on_past_an_org_whose_own_kek_is_not_loaded() {
         .create_org("other", &s.url)
         .await
         .expect("other org");
-    let t = &other.lab_admin_token;
-    let mut loose = Vec::new();
+    let t = s.client(&other.lab_admin_token);
+    let mut loose: Vec<ObjectId> = Vec::new();
     for i in 0..5 {
-        let r = s.post(t, "/v1/activities", json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": format!("note {i}")}})).await;
-        r.expect(201);
-        loose.push(ObjectId::parse(&r.str("/id")).expect("id"));
+        let note = json!({"mediaType": "web", "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": format!("note {i}")}});
+        let a = t.create(Kind::Activity, &input(note)).await;
+        loose.push(a.expect("activity").id);
     }
     // The default org (first in the key store's order) brings its own key, which this
     // server does not have.
@@ -197,21 +208,19 @@ async fn reencryption_goes_on_past_an_org_whose_own_kek_is_not_loaded() {
         .expect("adopt");
     drop(cli);
 
-    s.post(t, "/v1/encryption/rotate", json!({}))
-        .await
-        .expect(202);
+    t.rotate_data_key().await.expect("rotate");
     let mut done = None;
     for _ in 0..200 {
-        let st = status(&s, t).await;
-        if st.str("/encryption/state") == "idle" {
+        let st = encryption(&t).await;
+        if st.state == "idle" {
             done = Some(st);
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let done = done.expect("the other org's rotation is fully re-encrypted");
-    assert_eq!(done.at("/encryption/dataKeyVersion"), 2);
-    assert_eq!(done.at("/encryption/pendingObjects"), 0);
+    assert_eq!(done.data_key_version, 2);
+    assert_eq!(done.pending_objects, 0);
     let scope = lab_admin(other.org_id).scope;
     for id in &loose {
         let o = s
@@ -224,17 +233,17 @@ async fn reencryption_goes_on_past_an_org_whose_own_kek_is_not_loaded() {
         assert_eq!(o.key_version, 2, "re-sealed under version 2");
     }
 
-    let byok = status(&s, s.lab()).await;
-    assert_eq!(byok.str("/encryption/state"), "failing", "{:?}", byok.body);
+    let byok = encryption(&s.client(s.lab())).await;
+    assert_eq!(byok.state, "failing", "{byok:?}");
     assert!(
-        byok.str("/encryption/error")
-            .contains("own key-encryption key, which is not loaded"),
-        "{:?}",
-        byok.body
+        byok.error
+            .as_deref()
+            .is_some_and(|e| e.contains("own key-encryption key, which is not loaded")),
+        "{byok:?}"
     );
-    assert_eq!(byok.at("/encryption/dataKeyVersion"), 1);
+    assert_eq!(byok.data_key_version, 1);
     assert!(
-        done.at("/encryption/error").is_null(),
+        done.error.is_none(),
         "a partition that works reports no error"
     );
 }
@@ -242,9 +251,10 @@ async fn reencryption_goes_on_past_an_org_whose_own_kek_is_not_loaded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_rotations_of_one_partition_all_succeed_with_distinct_versions() {
     let s = TestServer::start().await;
-    let rotations = (0..8).map(|_| s.post(s.lab(), "/v1/encryption/rotate", json!({})));
+    let c = s.client(s.lab());
+    let rotations = (0..8).map(|_| c.rotate_data_key());
     for r in futures::future::join_all(rotations).await {
-        r.expect(202);
+        r.expect("rotate");
     }
     let scope = lab_admin(s.org.org_id).scope;
     let versions: BTreeSet<u32> = s
@@ -262,10 +272,7 @@ async fn concurrent_rotations_of_one_partition_all_succeed_with_distinct_version
         (1..=9).collect(),
         "eight rotations, eight versions"
     );
-    assert_eq!(
-        status(&s, s.lab()).await.at("/encryption/dataKeyVersion"),
-        9
-    );
+    assert_eq!(encryption(&c).await.data_key_version, 9);
 }
 
 #[tokio::test]
@@ -290,22 +297,17 @@ async fn status_names_the_key_stores_own_backend() {
         ServerConfig::default(),
         std::future::pending(),
     ));
-    let status: serde_json::Value = reqwest::Client::new()
-        .get(format!("{url}/v1/status"))
-        .bearer_auth(&org.lab_admin_token)
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let client = Client::new(&url, &org.lab_admin_token, Settings::standard()).expect("client");
+    let status = client.status().await;
     server.abort();
+    let status = status.expect("status");
     let backend = |name: &str| {
-        status["dependencies"]
-            .as_array()
-            .and_then(|d| d.iter().find(|d| d["name"] == name))
-            .map(|d| d["backend"].clone())
+        status
+            .dependencies
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.backend.as_str())
     };
-    assert_eq!(backend("storage"), Some(json!("sqlite")));
-    assert_eq!(backend("keyStore"), Some(json!("memory")), "{status}");
+    assert_eq!(backend("storage"), Some("sqlite"));
+    assert_eq!(backend("keyStore"), Some("memory"), "{status:?}");
 }

@@ -242,19 +242,6 @@ impl TestServer {
         r.str("/id")
     }
 
-    /// A new API key of the lab partition with `role`: its id and token.
-    pub async fn key(&self, role: &str) -> (String, String) {
-        let r = self
-            .post(
-                self.lab(),
-                "/v1/keys",
-                serde_json::json!({"name": format!("{role} key"), "role": role}),
-            )
-            .await;
-        r.expect(201);
-        (r.str("/id"), r.str("/token"))
-    }
-
     /// A lab admin principal of the default org, for calling the core directly.
     pub fn lab_admin(&self) -> contextd_core::auth::Principal {
         contextd_core::auth::Principal {
