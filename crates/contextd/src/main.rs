@@ -1,11 +1,13 @@
-//! The `contextd` binary: `serve`, `org`, `keys`, `bench`, `users`, and (later) more client
-//! commands.
+//! The `contextd` binary: the operator commands (`serve`, `org`, `keys rotate`), `bench`,
+//! and the client commands of a running server (`customers`, `timeline`, `fields`, `status`,
+//! `users`, …; see [`client`]).
 
 mod bench;
+mod client;
 mod startup;
-mod users;
 
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -23,7 +25,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "contextd",
     version,
-    about = "Omnichannel customer context service"
+    about = "Omnichannel customer context service",
+    after_long_help = client::exit::help()
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,7 +53,9 @@ enum Command {
         #[command(subcommand)]
         command: OrgCommand,
     },
-    /// Manage encryption keys.
+    /// Keys: `rotate` adds an encryption key version (an operator command on the database);
+    /// `list`, `create` and `revoke` manage the API keys of a running server over HTTP.
+    #[command(after_long_help = client::exit::help())]
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
@@ -60,11 +65,8 @@ enum Command {
         #[command(subcommand)]
         command: bench::BenchCommand,
     },
-    /// Manage the people of a running server's partition over HTTP (an admin token).
-    Users {
-        #[command(subcommand)]
-        command: users::UsersCommand,
-    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 /// Abuse limits of the server.
@@ -146,8 +148,9 @@ impl LimitArgs {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// Add a data-key version to an organization's partition; a running server re-encrypts
-    /// older values in the background (progress in /v1/status).
+    /// Operator command, on the database (not over HTTP): add a data-encryption key version
+    /// to an organization's partition; a running server re-encrypts older values in the
+    /// background (progress in /v1/status).
     Rotate {
         /// Organization name.
         #[arg(long, default_value = "default")]
@@ -158,6 +161,8 @@ enum KeysCommand {
         #[command(flatten)]
         storage: StorageArgs,
     },
+    #[command(flatten)]
+    Api(client::people::ApiKeyCommand),
 }
 
 #[derive(Subcommand)]
@@ -192,8 +197,10 @@ enum OrgCommand {
     },
 }
 
-fn init_logging() {
-    let filter = EnvFilter::try_from_env("CONTEXTD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to standard error at `default` level unless `CONTEXTD_LOG` says otherwise.
+fn init_logging(default: &str) {
+    let filter =
+        EnvFilter::try_from_env("CONTEXTD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -205,17 +212,22 @@ fn init_logging() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    init_logging();
-    match Cli::parse().command {
-        Command::Bench { command } => bench::main(command).await,
-        Command::Users { command } => users::main(command).await,
-        Command::Serve {
-            listen,
-            public_url,
-            limits,
-            storage,
-        } => serve(listen, public_url, limits.server_config(), storage).await,
+async fn main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    // A client command's output is its result; only warnings may join its error line.
+    let is_client = matches!(
+        cli.command,
+        Command::Client(_)
+            | Command::Keys {
+                command: KeysCommand::Api(_)
+            }
+    );
+    init_logging(if is_client { "warn" } else { "info" });
+    let done = match cli.command {
+        Command::Client(command) => return Ok(client::run(command).await),
+        Command::Keys {
+            command: KeysCommand::Api(command),
+        } => return Ok(client::exit::finish(client::people::keys(command).await)),
         Command::Keys {
             command:
                 KeysCommand::Rotate {
@@ -223,28 +235,48 @@ async fn main() -> anyhow::Result<()> {
                     partition,
                     storage,
                 },
-        } => {
-            let context = startup::open_context(&storage).await?;
-            let org_record = context
-                .store()
-                .org_by_name(&org)
-                .await?
-                .with_context(|| format!("no organization named '{org}'"))?;
-            let scope = contextd_core::Scope {
-                org: org_record.id,
-                partition,
-            };
-            let version = context.rotate_data_key_as_operator(scope).await?;
-            println!("{org}/{partition}: data key version {version}; running servers re-encrypt older values in the background");
-            Ok(())
-        }
-        Command::Org {
-            command:
-                OrgCommand::SetKek {
-                    name,
-                    kek_file,
-                    storage,
-                },
+        } => rotate(&org, partition, &storage).await,
+        Command::Bench { command } => bench::main(command).await,
+        Command::Serve {
+            listen,
+            public_url,
+            limits,
+            storage,
+        } => serve(listen, public_url, limits.server_config(), storage).await,
+        Command::Org { command } => org(command).await,
+    };
+    // An operator command's failure is reported by `main`'s error, with its causes.
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `contextd keys rotate`: on the database, not over HTTP.
+async fn rotate(
+    org: &str,
+    partition: contextd_core::Partition,
+    storage: &StorageArgs,
+) -> anyhow::Result<()> {
+    let context = startup::open_context(storage).await?;
+    let org_record = context
+        .store()
+        .org_by_name(org)
+        .await?
+        .with_context(|| format!("no organization named '{org}'"))?;
+    let scope = contextd_core::Scope {
+        org: org_record.id,
+        partition,
+    };
+    let version = context.rotate_data_key_as_operator(scope).await?;
+    println!("{org}/{partition}: data key version {version}; running servers re-encrypt older values in the background");
+    Ok(())
+}
+
+/// `contextd org …`.
+async fn org(command: OrgCommand) -> anyhow::Result<()> {
+    match command {
+        OrgCommand::SetKek {
+            name,
+            kek_file,
+            storage,
         } => {
             let context = startup::open_context(&storage).await?;
             let org = context
@@ -257,14 +289,11 @@ async fn main() -> anyhow::Result<()> {
             println!("{name}: keys re-wrapped under the organization's own key; start servers with --org-kek {name}=PATH");
             Ok(())
         }
-        Command::Org {
-            command:
-                OrgCommand::Create {
-                    name,
-                    json,
-                    public_url,
-                    storage,
-                },
+        OrgCommand::Create {
+            name,
+            json,
+            public_url,
+            storage,
         } => {
             let context = startup::open_context(&storage).await?;
             let org = context

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
+mod cli;
 mod postgres;
 mod signin;
 mod users;
@@ -113,11 +114,13 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("server did not start");
 }
 
-/// A `contextd serve` of its own, on a free port over `dir`, ready, with its lab admin token.
+/// A `contextd serve` of its own, on a free port over `dir`, ready, with its lab admin token
+/// and its connectionData.
 pub struct Served {
     pub child: std::process::Child,
     pub base: String,
     pub lab: String,
+    pub connection_data: String,
     /// Kept open: the server prints more after the token, and a closed pipe would stop it.
     _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
@@ -142,12 +145,22 @@ async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
                 .map(|t| t.trim().to_owned())
         })
         .expect("the lab admin token is printed");
+    let connection_data = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("connectionData:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("the connectionData is printed");
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&reqwest::Client::new(), &base).await;
     Served {
         child,
         base,
         lab,
+        connection_data,
         _stdout: lines,
     }
 }
