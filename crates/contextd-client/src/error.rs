@@ -367,16 +367,7 @@ fn server_message(status: u16, code: Option<ErrorCode>, detail: &str) -> String 
     }
 }
 
-/// At most `max` characters of `s`, with an ellipsis when cut.
-pub(crate) fn excerpt(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
+pub(crate) use contextd_proto::truncate as excerpt;
 
 #[cfg(test)]
 mod tests {

@@ -47,16 +47,7 @@ pub fn is_valid_dictionary_id(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
-/// Shortens client text quoted back in error messages.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
-    }
-}
+pub(crate) use contextd_proto::truncate;
 
 #[cfg(test)]
 mod tests {

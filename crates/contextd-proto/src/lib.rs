@@ -22,8 +22,8 @@ pub use error::{ErrorCode, FieldError, Problem};
 pub use ids::{ObjectId, OrgId, ParseError, Partition};
 pub use object::{ContextObject, Kind};
 
-/// `s` cut to `max` characters, with an ellipsis when cut (for messages quoting input).
-pub(crate) fn truncate(s: &str, max: usize) -> String {
+/// `s` cut to `max` characters, with an ellipsis when cut: how error messages quote input.
+pub fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_owned()
     } else {

@@ -1,7 +1,6 @@
 //! Access control (§5): roles on every endpoint, partner grants, sessions and CSRF, API keys,
 //! the right to be forgotten, export, the audit log and abuse limits.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +12,7 @@ use contextd_core::service::{Context, ContextConfig};
 use contextd_core::{CoreError, Scope};
 use contextd_proto::access::{AuditParams, NewGrant, NewKey, NewUser, Role, UserPatch};
 use contextd_proto::dictionary::{Field, FieldSet};
-use contextd_proto::object::{ObjectInput, ObjectPatch, TimelineParams};
+use contextd_proto::object::{ObjectInput, TimelineParams};
 use contextd_proto::{ContextObject, ErrorCode, Kind, ObjectId, Partition};
 use contextd_server::ServerConfig;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
@@ -21,44 +20,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{input, search, TestServer};
-
-/// A new API key of the lab partition with `role`, made by `admin`: its id and token.
-async fn key(admin: &Client, role: Role) -> (Uuid, String) {
-    let k = admin
-        .create_key(&NewKey {
-            name: format!("{role} key"),
-            role,
-            expires_at: None,
-        })
-        .await
-        .expect("key");
-    let token = k.token.expect("the token is shown on creation");
-    assert!(token.starts_with("ctxd_"), "the token is shown on creation");
-    (k.id, token)
-}
-
-/// A customer with base-fieldset `data`.
-async fn new_customer(c: &Client, data: Value) -> ObjectId {
-    c.create(
-        Kind::Customer,
-        &input(json!({"fieldsets": ["cisco.base.customer"], "data": data})),
-    )
-    .await
-    .expect("customer")
-    .id
-}
-
-/// A data value of an object, or Null (withheld values are answered as null).
-fn value<'a>(o: &'a ContextObject, field: &str) -> &'a Value {
-    o.data.get(field).unwrap_or(&Value::Null)
-}
-
-fn patch(body: Value) -> ObjectPatch {
-    body.as_object()
-        .cloned()
-        .expect("a merge patch is an object")
-}
+use crate::support::{input, invalid, key, new_customer, patch, search, value, TestServer};
 
 fn field(body: Value) -> Field {
     serde_json::from_value(body).expect("a Field")
@@ -83,18 +45,6 @@ fn audit(action: &str) -> AuditParams {
     AuditParams {
         action: Some(action.into()),
         ..AuditParams::default()
-    }
-}
-
-/// Asserts a validation error that names `field`.
-#[track_caller]
-fn invalid<T: Debug>(r: contextd_client::Result<T>, field: &str) {
-    match r {
-        Err(Error::Validation { errors, .. }) => assert!(
-            errors.iter().any(|e| e.field == field),
-            "{field} not among {errors:?}"
-        ),
-        other => panic!("expected a validation error of {field}, got {other:?}"),
     }
 }
 

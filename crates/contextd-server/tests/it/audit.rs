@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use contextd_client::{Client, Error, Search};
+use contextd_client::{Error, Search};
 use contextd_core::object::MediaType;
 use contextd_core::store::{ObjectWrite, StoredObject};
 use contextd_core::Scope;
 use contextd_proto::access::{AuditParams, AuditView, NewKey, Role};
 use contextd_proto::object::{ObjectInput, ObjectPatch, TimelineParams};
-use contextd_proto::{ContextObject, ErrorCode, Kind, ObjectId};
+use contextd_proto::{ErrorCode, Kind, ObjectId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{input, TestServer};
+use crate::support::{input, new_customer, patch, value, TestServer};
 
 /// A new API key of the lab partition with `role`: its id and token.
 async fn key(s: &TestServer, role: Role) -> (Uuid, String) {
@@ -30,17 +30,6 @@ async fn key(s: &TestServer, role: Role) -> (Uuid, String) {
     (k.id, k.token.expect("the token is shown on creation"))
 }
 
-/// A customer with base-fieldset `data`.
-async fn customer(c: &Client, data: Value) -> ObjectId {
-    c.create(
-        Kind::Customer,
-        &input(json!({"fieldsets": ["cisco.base.customer"], "data": data})),
-    )
-    .await
-    .expect("customer")
-    .id
-}
-
 /// The `pii.read` entries of one actor, newest first.
 async fn reads(s: &TestServer, actor: Uuid) -> Vec<AuditView> {
     let params = AuditParams {
@@ -50,17 +39,6 @@ async fn reads(s: &TestServer, actor: Uuid) -> Vec<AuditView> {
         ..AuditParams::default()
     };
     s.client(s.lab()).audit(&params).await.expect("audit").items
-}
-
-fn patch(body: Value) -> ObjectPatch {
-    body.as_object()
-        .cloned()
-        .expect("a merge patch is an object")
-}
-
-/// A data value of an object, or Null (withheld values are answered as null).
-fn value<'a>(o: &'a ContextObject, field: &str) -> &'a Value {
-    o.data.get(field).unwrap_or(&Value::Null)
 }
 
 /// Asserts the refusal of a request whose audit entry can't be recorded.
@@ -102,7 +80,7 @@ async fn every_response_that_reveals_pii_is_audited_once_per_customer() {
     let agent = s.client(&agent);
     let (partner_id, partner) = key(&s, Role::Partner).await;
     let partner = s.client(&partner);
-    let customer = customer(
+    let customer = new_customer(
         &agent,
         json!({"Context_First_Name": "Pat", "Context_City": "Lyon"}),
     )
@@ -198,7 +176,7 @@ async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
     let s = TestServer::start().await;
     let (agent_id, agent) = key(&s, Role::Agent).await;
     let agent = s.client(&agent);
-    let customer = customer(&s.client(s.lab()), json!({"Context_First_Name": "Dura"})).await;
+    let customer = new_customer(&s.client(s.lab()), json!({"Context_First_Name": "Dura"})).await;
     let count = |actor: Uuid| -> i64 {
         // Straight from the audit file, without asking the server to flush anything.
         let conn = rusqlite::Connection::open_with_flags(
@@ -229,7 +207,7 @@ async fn reads_and_admin_actions_are_refused_when_the_audit_log_cannot_record() 
     let admin = s.client(s.lab());
     let (_, agent) = key(&s, Role::Agent).await;
     let agent = s.client(&agent);
-    let customer = customer(&admin, json!({"Context_First_Name": "Faye"})).await;
+    let customer = new_customer(&admin, json!({"Context_First_Name": "Faye"})).await;
     admin
         .create(
             Kind::Activity,
@@ -323,7 +301,7 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
         org: s.org.org_id,
         partition: contextd_core::Partition::Lab,
     };
-    let customer = customer(&s.client(s.lab()), json!({"Context_City": "Oslo"})).await;
+    let customer = new_customer(&s.client(s.lab()), json!({"Context_City": "Oslo"})).await;
     let id = ObjectId::new();
     let now = contextd_core::time::now_ms();
     let object = StoredObject {

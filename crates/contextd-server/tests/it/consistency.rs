@@ -8,7 +8,7 @@ use contextd_proto::object::{ObjectPatch, TimelineParams};
 use contextd_proto::{Kind, ObjectId};
 use serde_json::{json, Value};
 
-use crate::support::{input, TestServer};
+use crate::support::{input, not_found, TestServer};
 
 fn lab_scope(s: &TestServer) -> Scope {
     Scope {
@@ -47,11 +47,6 @@ async fn timeline_ids(c: &Client, customer: ObjectId) -> Vec<ObjectId> {
     let mut ids: Vec<ObjectId> = page.items.iter().map(|o| o.id).collect();
     ids.sort();
     ids
-}
-
-#[track_caller]
-fn not_found<T: std::fmt::Debug>(r: contextd_client::Result<T>) {
-    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use contextd_proto::dictionary::{Classification, DataType, EnumValue, Field, Fie
 use contextd_proto::{ErrorCode, Kind};
 use serde_json::json;
 
-use crate::support::{input, TestServer};
+use crate::support::{forbidden, input, invalid, not_found, TestServer};
 
 /// A custom field with nothing but its id, type and class.
 fn field(id: &str, data_type: DataType, classification: Classification) -> Field {
@@ -50,29 +50,10 @@ fn has<T>(items: &[T], id: &str, key: impl Fn(&T) -> &str) -> bool {
 }
 
 #[track_caller]
-fn forbidden<T: Debug>(r: Result<T, Error>) {
-    assert!(matches!(r, Err(Error::Forbidden { .. })), "{r:?}");
-}
-
-#[track_caller]
-fn not_found<T: Debug>(r: Result<T, Error>) {
-    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
-}
-
-#[track_caller]
 fn conflict<T: Debug>(r: Result<T, Error>, want: ErrorCode) {
     assert!(
         matches!(&r, Err(Error::Conflict { code, .. }) if *code == want),
         "{want:?}: {r:?}"
-    );
-}
-
-/// A validation error naming `member` among its fields.
-#[track_caller]
-fn invalid<T: Debug>(r: Result<T, Error>, member: &str) {
-    assert!(
-        matches!(&r, Err(Error::Validation { errors, .. }) if errors.iter().any(|e| e.field == member)),
-        "{member} invalid: {r:?}"
     );
 }
 

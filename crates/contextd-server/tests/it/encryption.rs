@@ -3,17 +3,16 @@
 
 use std::sync::Arc;
 
-use contextd_client::{Client, Search};
+use contextd_client::Search;
 use contextd_core::auth::Principal;
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig};
 use contextd_core::CoreError;
-use contextd_proto::system::EncryptionStatus;
-use contextd_proto::{Kind, ObjectId};
+use contextd_proto::Kind;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::support::{input, TestServer};
+use crate::support::{encryption, input, new_customer, TestServer};
 
 fn context_on(
     dir: &std::path::Path,
@@ -33,31 +32,11 @@ fn admin(s: &TestServer) -> Principal {
     s.lab_admin()
 }
 
-/// A customer with base-fieldset `data`.
-async fn customer(c: &Client, data: Value) -> ObjectId {
-    c.create(
-        Kind::Customer,
-        &input(json!({"fieldsets": ["cisco.base.customer"], "data": data})),
-    )
-    .await
-    .expect("customer")
-    .id
-}
-
-/// The encryption state of the client's partition, from `/v1/status`.
-async fn encryption(c: &Client) -> EncryptionStatus {
-    c.status()
-        .await
-        .expect("status")
-        .encryption
-        .expect("the status shows the encryption state")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
     let s = TestServer::start().await;
     let c = s.client(s.lab());
-    let customer = customer(
+    let customer = new_customer(
         &c,
         json!({"Context_First_Name": "Rota", "Context_Mobile_Phone": "5550009999"}),
     )
@@ -174,7 +153,7 @@ async fn rotation_reencrypts_in_the_background_and_resumes_after_a_restart() {
 #[tokio::test]
 async fn an_org_with_its_own_kek_is_unreadable_with_the_master_key_alone() {
     let s = TestServer::start().await;
-    let id = customer(&s.client(s.lab()), json!({"Context_First_Name": "Byok"})).await;
+    let id = new_customer(&s.client(s.lab()), json!({"Context_First_Name": "Byok"})).await;
     let a = admin(&s);
     let org_kek = MasterKey::generate();
 

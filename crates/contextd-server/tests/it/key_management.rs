@@ -15,13 +15,12 @@ use contextd_core::search::SearchRequest;
 use contextd_core::service::{Context, ContextConfig, ObjectInput};
 use contextd_core::store::KeyStore;
 use contextd_core::{CoreError, OrgId, Partition, Scope};
-use contextd_proto::system::EncryptionStatus;
 use contextd_proto::{Kind, ObjectId};
 use contextd_server::ServerConfig;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use serde_json::json;
 
-use crate::support::{input, TestServer};
+use crate::support::{encryption, input, TestServer};
 
 /// A context on the data of `data_dir` and the key store of `keys_dir` (another process).
 fn context_on(
@@ -173,15 +172,6 @@ async fn a_wrong_master_key_or_org_key_fails_the_start_up_check_an_unloaded_org_
     let (loaded, _) = context_on(dir, dir, &s.master, vec![(s.org.org_id, org_kek)]);
     let check = loaded.verify_keys().await.expect("the org's key opens it");
     assert!(check.without_org_kek.is_empty());
-}
-
-/// The encryption state of the client's partition, from `/v1/status`.
-async fn encryption(c: &Client) -> EncryptionStatus {
-    c.status()
-        .await
-        .expect("status")
-        .encryption
-        .expect("the status shows the encryption state")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

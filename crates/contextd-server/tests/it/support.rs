@@ -3,10 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use contextd_client::{Client, Settings};
+use std::fmt::Debug;
+
+use contextd_client::{Client, Error, Settings};
 use contextd_core::crypto::{Keyring, MasterKey};
 use contextd_core::service::{Context, ContextConfig, OrgBootstrap};
+use contextd_proto::access::{NewKey, Role};
+use contextd_proto::object::ObjectPatch;
 use contextd_proto::object::{ObjectInput, SearchRequest};
+use contextd_proto::system::EncryptionStatus;
+use contextd_proto::{ContextObject, Kind, ObjectId};
 use contextd_server::ServerConfig;
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use reqwest::header::HeaderMap;
@@ -14,6 +20,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 /// One response, fully read.
 #[derive(Debug)]
@@ -77,6 +84,84 @@ pub fn input(body: Value) -> ObjectInput {
 /// The wire type of a search, from JSON written in a test.
 pub fn search(body: Value) -> SearchRequest {
     serde_json::from_value(body).expect("a SearchRequest")
+}
+
+/// The SDK on the server at `url` with `token` (the longest standard timeout).
+pub fn client_at(url: &str, token: &str) -> Client {
+    let settings = Settings::standard().with_timeout(Duration::from_millis(15_000));
+    Client::new(url, token, settings).expect("an SDK client")
+}
+
+/// A JSON merge patch, from JSON written in a test.
+pub fn patch(body: Value) -> ObjectPatch {
+    body.as_object()
+        .cloned()
+        .expect("a merge patch is an object")
+}
+
+/// A data value of an object, or Null (withheld values are answered as null).
+pub fn value<'a>(o: &'a ContextObject, field: &str) -> &'a Value {
+    o.data.get(field).unwrap_or(&Value::Null)
+}
+
+/// A customer with base-fieldset `data`, made through the SDK.
+pub async fn new_customer(c: &Client, data: Value) -> ObjectId {
+    c.create(
+        Kind::Customer,
+        &input(serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": data})),
+    )
+    .await
+    .expect("customer")
+    .id
+}
+
+/// A new API key with `role`, made by `admin`: its id and its token (shown once).
+pub async fn key(admin: &Client, role: Role) -> (Uuid, String) {
+    let k = admin
+        .create_key(&NewKey {
+            name: format!("{role} key"),
+            role,
+            expires_at: None,
+        })
+        .await
+        .expect("key");
+    let token = k.token.expect("the token is shown on creation");
+    assert!(token.starts_with("ctxd_"), "the token is shown on creation");
+    (k.id, token)
+}
+
+/// The encryption state of the client's partition, from `/v1/status`.
+pub async fn encryption(c: &Client) -> EncryptionStatus {
+    c.status()
+        .await
+        .expect("status")
+        .encryption
+        .expect("the status shows the encryption state")
+}
+
+/// Asserts a 403.
+#[track_caller]
+pub fn forbidden<T: Debug>(r: contextd_client::Result<T>) {
+    assert!(matches!(r, Err(Error::Forbidden { .. })), "{r:?}");
+}
+
+/// Asserts a 404.
+#[track_caller]
+pub fn not_found<T: Debug>(r: contextd_client::Result<T>) {
+    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+}
+
+/// Asserts a validation error that names `field` (among others).
+#[track_caller]
+pub fn invalid<T: Debug>(r: contextd_client::Result<T>, field: &str) {
+    match r {
+        Err(e @ Error::Validation { .. }) => assert!(
+            e.field_errors().iter().any(|f| f.field == field),
+            "{field} not among {:?}",
+            e.field_errors()
+        ),
+        other => panic!("expected a validation error of {field}, got {other:?}"),
+    }
 }
 
 /// A running server with its own data directory and the `default` org.
@@ -225,8 +310,7 @@ impl TestServer {
     /// The SDK on this server with `token`; the longest standard timeout, as test machines
     /// can be slow.
     pub fn client(&self, token: &str) -> Client {
-        let settings = Settings::standard().with_timeout(Duration::from_millis(15_000));
-        Client::new(&self.url, token, settings).expect("an SDK client")
+        client_at(&self.url, token)
     }
 
     /// Creates a customer with the given base-fieldset data; returns its id.

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::support::{input, Resp, TestServer};
+use crate::support::{forbidden, input, not_found, Resp, TestServer};
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "tr0ub4dor & 3 more";
@@ -78,16 +78,6 @@ fn password(password: &str) -> UserPatch {
         password: Some(password.into()),
         ..UserPatch::default()
     }
-}
-
-#[track_caller]
-fn forbidden<T: Debug>(r: Result<T, Error>) {
-    assert!(matches!(r, Err(Error::Forbidden { .. })), "{r:?}");
-}
-
-#[track_caller]
-fn not_found<T: Debug>(r: Result<T, Error>) {
-    assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
 }
 
 /// A validation error naming exactly `members`, each once.
