@@ -89,6 +89,24 @@ pub struct Field {
     pub base: bool,
 }
 
+impl Field {
+    /// A custom field with nothing but its id, type and class: not searchable, no limits,
+    /// no translations.
+    pub fn new(id: impl Into<String>, data_type: DataType, classification: Classification) -> Self {
+        Self {
+            id: id.into(),
+            description: String::new(),
+            data_type,
+            classification,
+            searchable: false,
+            max_length: None,
+            enum_values: None,
+            translations: BTreeMap::new(),
+            base: false,
+        }
+    }
+}
+
 /// A named group of fields that objects declare in `fieldsets`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

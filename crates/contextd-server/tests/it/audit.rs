@@ -14,21 +14,7 @@ use contextd_proto::{ErrorCode, Kind, ObjectId};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::support::{input, new_customer, patch, value, TestServer};
-
-/// A new API key of the lab partition with `role`: its id and token.
-async fn key(s: &TestServer, role: Role) -> (Uuid, String) {
-    let k = s
-        .client(s.lab())
-        .create_key(&NewKey {
-            name: format!("{role} key"),
-            role,
-            expires_at: None,
-        })
-        .await
-        .expect("key");
-    (k.id, k.token.expect("the token is shown on creation"))
-}
+use crate::support::{input, key, new_customer, patch, value, TestServer};
 
 /// The `pii.read` entries of one actor, newest first.
 async fn reads(s: &TestServer, actor: Uuid) -> Vec<AuditView> {
@@ -76,9 +62,9 @@ fn break_audit_file(s: &TestServer, broken: bool) {
 async fn every_response_that_reveals_pii_is_audited_once_per_customer() {
     let s = TestServer::start().await;
     let admin = s.client(s.lab());
-    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let (agent_id, agent) = key(&s.client(s.lab()), Role::Agent).await;
     let agent = s.client(&agent);
-    let (partner_id, partner) = key(&s, Role::Partner).await;
+    let (partner_id, partner) = key(&s.client(s.lab()), Role::Partner).await;
     let partner = s.client(&partner);
     let customer = new_customer(
         &agent,
@@ -174,7 +160,7 @@ async fn every_response_that_reveals_pii_is_audited_once_per_customer() {
 #[tokio::test]
 async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
     let s = TestServer::start().await;
-    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let (agent_id, agent) = key(&s.client(s.lab()), Role::Agent).await;
     let agent = s.client(&agent);
     let customer = new_customer(&s.client(s.lab()), json!({"Context_First_Name": "Dura"})).await;
     let count = |actor: Uuid| -> i64 {
@@ -205,7 +191,7 @@ async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
 async fn reads_and_admin_actions_are_refused_when_the_audit_log_cannot_record() {
     let s = TestServer::start().await;
     let admin = s.client(s.lab());
-    let (_, agent) = key(&s, Role::Agent).await;
+    let (_, agent) = key(&s.client(s.lab()), Role::Agent).await;
     let agent = s.client(&agent);
     let customer = new_customer(&admin, json!({"Context_First_Name": "Faye"})).await;
     admin
@@ -291,9 +277,9 @@ async fn reads_and_admin_actions_are_refused_when_the_audit_log_cannot_record() 
 #[tokio::test]
 async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
     let s = TestServer::start().await;
-    let (partner_id, partner) = key(&s, Role::Partner).await;
+    let (partner_id, partner) = key(&s.client(s.lab()), Role::Partner).await;
     let partner = s.client(&partner);
-    let (agent_id, agent) = key(&s, Role::Agent).await;
+    let (agent_id, agent) = key(&s.client(s.lab()), Role::Agent).await;
     let agent = s.client(&agent);
     // A value written in the clear before its field was sealed (by an instance whose
     // dictionary cache was stale): build such a row directly in the store.

@@ -14,17 +14,7 @@ use crate::support::{forbidden, input, invalid, not_found, TestServer};
 
 /// A custom field with nothing but its id, type and class.
 fn field(id: &str, data_type: DataType, classification: Classification) -> Field {
-    Field {
-        id: id.to_owned(),
-        description: String::new(),
-        data_type,
-        classification,
-        searchable: false,
-        max_length: None,
-        enum_values: None,
-        translations: Default::default(),
-        base: false,
-    }
+    Field::new(id, data_type, classification)
 }
 
 fn string_field(id: &str) -> Field {

@@ -173,17 +173,11 @@ impl FieldArgs {
         let (Some(data_type), Some(classification)) = (self.data_type, self.classification) else {
             return usage("a new field needs --data-type and --classification (or --from-file)");
         };
-        let template = Field {
-            id: self.id.clone().unwrap_or_default(),
-            description: String::new(),
+        let template = Field::new(
+            self.id.clone().unwrap_or_default(),
             data_type,
             classification,
-            searchable: false,
-            max_length: None,
-            enum_values: None,
-            translations: Default::default(),
-            base: false,
-        };
+        );
         Ok(self.apply(template))
     }
 
