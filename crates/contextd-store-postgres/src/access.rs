@@ -1,23 +1,24 @@
 //! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
-//! `Store` methods of DESIGN §5. Called from the `Store` impl in `store.rs`.
+//! store methods of DESIGN §5, called from the trait impls in `credentials.rs`, `audit.rs` and
+//! `objects.rs`.
 
 use chrono::{DateTime, Utc};
-use contextd_core::auth::Role;
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::Kind;
 use contextd_core::store::{
-    ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
-    UserChange, UserRecord,
+    check_last_admin, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord,
+    StoreError, UserChange, UserRecord,
 };
 use deadpool_postgres::Transaction;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
+use crate::credentials::{api_key_from_row, API_KEY_COLUMNS};
 use crate::db::{
     col, corrupt, count, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
 };
-use crate::store::{api_key_from_row, PgStore, API_KEY_COLUMNS};
+use crate::store::PgStore;
 
 /// `Ok` if a statement changed a row, else `err`.
 fn changed(n: u64, err: StoreError) -> Result<(), StoreError> {
@@ -91,7 +92,7 @@ async fn lock_user(
     tx: &Transaction<'_>,
     scope: Scope,
     id: Uuid,
-) -> Result<(UserRecord, usize), Failure> {
+) -> Result<(UserRecord, u64), Failure> {
     let admins = tx
         .prepare_cached(
             "SELECT id FROM users WHERE org_id = $1 AND partition = $2 AND role = 'admin'
@@ -117,16 +118,7 @@ async fn lock_user(
         .iter()
         .filter(|r| r.try_get::<_, Uuid>(0).is_ok_and(|a| a != id))
         .count();
-    Ok((user_from_row(&user)?, others))
-}
-
-/// `LastAdmin` if `user`, an enabled admin, is to stop being one and no other is left.
-fn keep_an_admin(user: &UserRecord, others: usize, stays: bool) -> Result<(), Failure> {
-    if stays || user.disabled || user.role != Role::Admin || others > 0 {
-        Ok(())
-    } else {
-        Err(StoreError::LastAdmin.into())
-    }
+    Ok((user_from_row(&user)?, others as u64))
 }
 
 async fn end_user_sessions(
@@ -308,13 +300,8 @@ impl PgStore {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
                 let (old, others) = lock_user(&tx, scope, id).await?;
-                let mut new = old.clone();
-                new.role = change.role.unwrap_or(old.role);
-                new.disabled = change.disabled.unwrap_or(old.disabled);
-                if let Some(h) = &change.password_hash {
-                    new.password_hash.clone_from(h);
-                }
-                keep_an_admin(&old, others, new.role == Role::Admin && !new.disabled)?;
+                let new = change.apply(&old);
+                check_last_admin(&old, Some(&new), || Ok(others))?;
                 let stmt = tx
                     .prepare_cached(
                         "UPDATE users SET role = $2, password_hash = $3, disabled = $4 WHERE id = $1",
@@ -340,7 +327,7 @@ impl PgStore {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
                 let (old, others) = lock_user(&tx, scope, id).await?;
-                keep_an_admin(&old, others, false)?;
+                check_last_admin(&old, None, || Ok(others))?;
                 let sessions = tx
                     .prepare_cached(
                         "DELETE FROM sessions WHERE user_id = $1 AND org_id = $2 AND partition = $3",

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contextd_core::store::StoreError;
+use contextd_core::store::{check_schema_version, Migration, StoreError};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
@@ -92,7 +92,7 @@ impl Failure {
 
 /// A corrupt or unexpected column value.
 pub(crate) fn corrupt(what: &str) -> Failure {
-    Failure::Store(StoreError::Backend(format!("corrupt {what} column")))
+    Failure::Store(StoreError::corrupt(what))
 }
 
 /// Reads column `i` of a row, which must have the expected type.
@@ -145,21 +145,13 @@ pub(crate) fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
         .collect()
 }
 
-/// One embedded migration.
-pub(crate) struct Migration {
-    /// Its number; applied in ascending order, never twice.
-    pub version: i64,
-    /// The SQL, run with the schema first on the search path.
-    pub sql: &'static str,
-}
-
 /// How a schema is set up.
 pub(crate) struct Profile {
     /// Used in logs.
     pub name: &'static str,
     /// Most pooled connections.
     pub connections: usize,
-    /// The schema, in order.
+    /// The schema, in order; each migration runs with the schema first on the search path.
     pub migrations: &'static [Migration],
 }
 
@@ -334,12 +326,6 @@ impl Db {
                 Err(e) => return Err(db_error(&e)),
             }
         }
-        let newest_known = profile
-            .migrations
-            .iter()
-            .map(|m| m.version)
-            .max()
-            .unwrap_or(0);
         let tx = client.transaction().await.map_err(|e| db_error(&e))?;
         tx.batch_execute(&format!(
             "LOCK TABLE \"{schema}\".schema_migrations IN EXCLUSIVE MODE; SET LOCAL search_path TO \"{schema}\";"
@@ -357,12 +343,11 @@ impl Db {
             .map(|r| r.try_get::<_, i64>(0))
             .collect::<Result<_, _>>()
             .map_err(|e| db_error(&e))?;
-        if let Some(newest) = applied.iter().copied().max().filter(|v| *v > newest_known) {
-            return Err(StoreError::Backend(format!(
-                "the {} schema \"{schema}\" has version {newest}, newer than this contextd knows ({newest_known})",
-                profile.name
-            )));
-        }
+        check_schema_version(
+            &format!("{} schema \"{schema}\"", profile.name),
+            applied.iter().copied().max().unwrap_or(0),
+            profile.migrations,
+        )?;
         for migration in profile.migrations {
             if applied.contains(&migration.version) {
                 continue;

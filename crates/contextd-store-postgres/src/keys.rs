@@ -3,12 +3,12 @@
 use async_trait::async_trait;
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::store::{
-    data_key_insert_conflict, same_key_set, KeyStore, StoreError, WrappedKey,
+    data_key_insert_conflict, same_key_set, KeyStore, Migration, StoreError, WrappedKey,
 };
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::{col, corrupt, count, parse_col, Db, Failure, Migration, Profile};
+use crate::db::{col, count, parse_col, Db, Failure, Profile};
 
 /// The schema of the key store, unless told otherwise.
 pub const KEYS_SCHEMA: &str = "contextd_keys";
@@ -114,14 +114,11 @@ async fn lock_partition(
 }
 
 fn key_from_row(r: &Row) -> Result<WrappedKey, Failure> {
-    let u32_col = |i: usize, what: &str| -> Result<u32, Failure> {
-        u32::try_from(col::<i64>(r, i, what)?).map_err(|_| corrupt(what))
-    };
-    Ok(WrappedKey {
-        version: u32_col(0, "version")?,
-        wrapped_by: u32_col(1, "wrapped_by")?,
-        bytes: col(r, 2, "bytes")?,
-    })
+    Ok(WrappedKey::from_columns(
+        col(r, 0, "version")?,
+        col(r, 1, "wrapped_by")?,
+        col(r, 2, "bytes")?,
+    )?)
 }
 
 #[async_trait]

@@ -1,4 +1,4 @@
-//! PostgreSQL backend of contextd: [`PgStore`] implements the core's `Store` (the data, in
+//! PostgreSQL backend of contextd: [`PgStore`] implements the core's `Store` traits (the data, in
 //! schema `contextd`) and [`PgKeyStore`] its `KeyStore` (wrapped keys, in schema
 //! `contextd_keys` or a database of their own, so that a dump of the data alone decrypts
 //! nothing). Several contextd instances may share one database: migrations take a table lock,
@@ -10,8 +10,13 @@
 //! live in `contextd-core`.
 
 mod access;
+mod audit;
+mod credentials;
 mod db;
+mod dictionary;
+mod jobs;
 mod keys;
+mod objects;
 mod rows;
 mod search;
 mod store;

@@ -1,16 +1,12 @@
 //! Conversions between `StoredObject` and `objects` rows.
 
-use std::collections::BTreeMap;
-
 use contextd_core::ids::{ObjectId, Scope};
-use contextd_core::object::Contributor;
-use contextd_core::store::{decode_sealed, encode_sealed, StoreError, StoredObject};
-use serde::{Deserialize, Serialize};
+use contextd_core::store::{encode_sealed, ObjectBody, ObjectColumns, StoreError, StoredObject};
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{col, corrupt, ms, opt_parse_col, parse_col, Failure, Param};
+use crate::db::{col, ms, opt_parse_col, parse_col, Failure, Param};
 
 /// The columns [`object_from_row`] reads, in order, for a table aliased `o`.
 pub(crate) const OBJECT_COLUMNS: &str =
@@ -19,26 +15,6 @@ pub(crate) const OBJECT_COLUMNS: &str =
 
 /// How many columns [`OBJECT_COLUMNS`] names.
 pub(crate) const OBJECT_COLUMN_COUNT: usize = 14;
-
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    fieldsets: &'a [String],
-    clear: &'a BTreeMap<String, serde_json::Value>,
-    tags: &'a [String],
-    contributors: &'a [Contributor],
-}
-
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    fieldsets: Vec<String>,
-    #[serde(default)]
-    clear: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    contributors: Vec<Contributor>,
-}
 
 /// An object flattened into the values bound to an `objects` row, in column order:
 /// `$1` org … `$15` sealed, `$16` key_version.
@@ -54,13 +30,7 @@ impl ObjectRow {
     /// Flattens an object.
     pub(crate) fn new(o: &StoredObject) -> Result<Self, StoreError> {
         // Serialized here, once: the driver would otherwise serialize on every retry.
-        let body = serde_json::to_value(BodyRef {
-            fieldsets: &o.fieldsets,
-            clear: &o.clear,
-            tags: &o.tags,
-            contributors: &o.contributors,
-        })
-        .map_err(|e| StoreError::Backend(format!("cannot encode object body: {e}")))?;
+        let body = o.body_value()?;
         let (org, partition, id) = (o.scope.org.0, o.scope.partition.as_str(), o.id.0);
         let params: Vec<Param> = vec![
             Box::new(org),
@@ -93,27 +63,22 @@ impl ObjectRow {
 /// Reads a row whose first columns are [`OBJECT_COLUMNS`]. A body that does not parse is
 /// a corrupt column, like any other.
 pub(crate) fn object_from_row(scope: Scope, row: &Row) -> Result<StoredObject, Failure> {
-    let Json(body): Json<Body> = col(row, 11, "body")?;
-    let sealed = decode_sealed(col::<&[u8]>(row, 12, "sealed")?)?;
-    Ok(StoredObject {
+    let Json(body): Json<ObjectBody> = col(row, 11, "body")?;
+    Ok(ObjectColumns {
         id: ObjectId(col(row, 0, "id")?),
-        scope,
         kind: parse_col(row, 1, "kind")?,
         customer_id: col::<Option<Uuid>>(row, 2, "customer_id")?.map(ObjectId),
         parent_id: col::<Option<Uuid>>(row, 3, "parent_id")?.map(ObjectId),
         state: parse_col(row, 4, "state")?,
         media_type: opt_parse_col(row, 5, "media_type")?,
         detail_type: opt_parse_col(row, 6, "detail_type")?,
-        fieldsets: body.fieldsets,
-        clear: body.clear,
-        sealed,
-        tags: body.tags,
-        contributors: body.contributors,
         created: col(row, 7, "created")?,
         last_updated: col(row, 8, "last_updated")?,
         touched: col(row, 9, "touched")?,
         version: col(row, 10, "version")?,
-        key_version: u32::try_from(col::<i64>(row, 13, "key_version")?)
-            .map_err(|_| corrupt("key_version"))?,
-    })
+        body,
+        sealed: col(row, 12, "sealed")?,
+        key_version: col(row, 13, "key_version")?,
+    }
+    .into_object(scope)?)
 }

@@ -8,10 +8,13 @@
 
 use contextd_core::ids::{ObjectId, Scope};
 use contextd_core::object::State;
-use contextd_core::store::{Condition, PagePosition, SearchPlan, TimelineQuery, Token};
+use contextd_core::store::{
+    wanted_states, Condition, PagePosition, SearchPlan, TimelineQuery, Token,
+};
 use uuid::Uuid;
 
 use crate::db::{ms, Param};
+use crate::store::token_bytes;
 
 /// A WHERE clause over `objects o` with its bound values, and the order of its pages.
 pub(crate) struct Filter {
@@ -25,10 +28,6 @@ pub(crate) struct Filter {
 pub(crate) struct Statement {
     pub sql: String,
     pub params: Vec<Param>,
-}
-
-fn token_bytes(tokens: &[Token]) -> Vec<Vec<u8>> {
-    tokens.iter().map(|t| t.0.to_vec()).collect()
 }
 
 fn uuids(ids: &[ObjectId]) -> Vec<Uuid> {
@@ -68,6 +67,7 @@ impl Filter {
         self.push("))");
     }
 
+    /// Writes one condition of [`SearchPlan::live_conditions`] (none is empty).
     fn condition(&mut self, condition: &Condition) {
         match condition {
             Condition::Tokens(tokens) => {
@@ -102,27 +102,18 @@ impl Filter {
                 // An active request untouched since the cutoff is closed for every reader,
                 // whether or not the sweep has written it yet.
                 self.push("(");
-                let mut first = true;
-                for state in [State::Active, State::Closed] {
-                    if !states.contains(&state) {
-                        continue;
-                    }
-                    if !first {
-                        self.push(" OR ");
-                    }
-                    first = false;
-                    if state == State::Active {
-                        self.push("(o.state = 'active' AND (o.kind <> 'request' OR o.touched >= ");
-                        self.bind(Box::new(ms(active_since)));
-                        self.push("))");
-                    } else {
-                        self.push("(o.state = 'closed' OR (o.kind = 'request' AND o.touched < ");
-                        self.bind(Box::new(ms(active_since)));
-                        self.push("))");
-                    }
-                }
-                if first {
-                    self.push("false");
+                for (i, state) in wanted_states(states).enumerate() {
+                    self.push(if i == 0 { "(" } else { " OR (" });
+                    self.push(match state {
+                        State::Active => {
+                            "o.state = 'active' AND (o.kind <> 'request' OR o.touched >= "
+                        }
+                        State::Closed => {
+                            "o.state = 'closed' OR (o.kind = 'request' AND o.touched < "
+                        }
+                    });
+                    self.bind(Box::new(ms(active_since)));
+                    self.push("))");
                 }
                 self.push(")");
             }
@@ -138,33 +129,20 @@ impl Filter {
         }
     }
 
-    /// The filter of a search, or `None` when the plan cannot match anything (a condition
-    /// without values matches nothing).
+    /// The filter of a search, or `None` when the plan cannot match anything
+    /// ([`SearchPlan::live_conditions`]).
     pub(crate) fn search(scope: Scope, plan: &SearchPlan) -> Option<Self> {
-        let conditions: Vec<&Condition> = plan.conditions.iter().filter(|c| !is_empty(c)).collect();
-        if !plan.conditions.is_empty()
-            && (conditions.is_empty()
-                || (plan.match_all && conditions.len() < plan.conditions.len()))
-        {
-            return None;
-        }
+        let conditions = plan.live_conditions()?;
         let mut f = Self::new(scope, "last_updated");
         f.push(" AND o.kind = ");
         f.bind(Box::new(plan.kind.as_str()));
-        for (column, op, bound) in [
-            ("created", ">=", plan.created_from),
-            ("created", "<=", plan.created_to),
-            ("last_updated", ">=", plan.updated_from),
-            ("last_updated", "<=", plan.updated_to),
-        ] {
-            if let Some(t) = bound {
-                f.push(" AND o.");
-                f.push(column);
-                f.push(" ");
-                f.push(op);
-                f.push(" ");
-                f.bind(Box::new(ms(&t)));
-            }
+        for b in plan.time_bounds() {
+            f.push(&format!(
+                " AND o.{} {} ",
+                b.field,
+                if b.lower { ">=" } else { "<=" }
+            ));
+            f.bind(Box::new(ms(&b.at)));
         }
         if !plan.not_exists.is_empty() {
             f.push(" AND o.id NOT IN ");
@@ -248,14 +226,5 @@ impl Filter {
              ORDER BY p.{order} DESC, p.id DESC"
         );
         Statement { sql, params }
-    }
-}
-
-fn is_empty(c: &Condition) -> bool {
-    match c {
-        Condition::Tokens(v) => v.is_empty(),
-        Condition::Ids(v) | Condition::CustomerIds(v) | Condition::ParentIds(v) => v.is_empty(),
-        Condition::States { states, .. } => states.is_empty(),
-        Condition::MediaTypes(v) => v.is_empty(),
     }
 }

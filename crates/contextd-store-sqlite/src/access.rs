@@ -1,11 +1,12 @@
 //! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
-//! `Store` methods of DESIGN §5.
+//! store methods of DESIGN §5, called from the trait impls in `credentials.rs`, `audit.rs` and
+//! `objects.rs`.
 
 use chrono::{DateTime, Utc};
-use contextd_core::auth::Role;
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{
-    AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
+    check_last_admin, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
+    UserChange, UserRecord,
 };
 use contextd_core::time::now_ms;
 use rusqlite::types::Value;
@@ -14,8 +15,8 @@ use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
 use uuid::Uuid;
 
 use crate::db::{
-    corrupt, int_col, ms, opt_text_col, opt_time_col, opt_uuid_col, parse_col, text_col, time_col,
-    uuid_col, DbResultExt,
+    int_col, ms, opt_parse_col, opt_text_col, opt_time_col, opt_uuid_col, parse_col, text_col,
+    time_col, uuid_col, DbResultExt,
 };
 
 fn hash_col(r: &Row<'_>, i: usize, what: &str) -> Result<[u8; 32], StoreError> {
@@ -24,7 +25,7 @@ fn hash_col(r: &Row<'_>, i: usize, what: &str) -> Result<[u8; 32], StoreError> {
         .as_blob()
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or_else(|| corrupt(what))
+        .ok_or_else(|| StoreError::corrupt(what))
 }
 
 fn scope_cols(r: &Row<'_>, org: usize) -> Result<Scope, StoreError> {
@@ -205,12 +206,9 @@ fn scoped_user(
     rows.next().db()?.map(user_from_row).transpose()
 }
 
-/// `LastAdmin` if `user` is an enabled admin, is to stop being one, and is the scope's only
-/// one. The writer thread runs one write at a time, so the count can't change underneath.
-fn keep_an_admin(tx: &Transaction<'_>, user: &UserRecord, stays: bool) -> Result<(), StoreError> {
-    if stays || user.disabled || user.role != Role::Admin {
-        return Ok(());
-    }
+/// How many enabled admins `user`'s scope has besides `user`, for [`check_last_admin`]. The
+/// writer thread runs one write at a time, so the count can't change underneath.
+fn other_admins(tx: &Transaction<'_>, user: &UserRecord) -> Result<u64, StoreError> {
     let others: i64 = tx
         .prepare_cached(
             "SELECT count(*) FROM users WHERE org_id = ?1 AND partition = ?2 AND role = 'admin'
@@ -226,11 +224,7 @@ fn keep_an_admin(tx: &Transaction<'_>, user: &UserRecord, stays: bool) -> Result
             |r| r.get(0),
         )
         .db()?;
-    if others == 0 {
-        Err(StoreError::LastAdmin)
-    } else {
-        Ok(())
-    }
+    u64::try_from(others).map_err(|_| StoreError::corrupt("count"))
 }
 
 pub(crate) fn update_user(
@@ -240,13 +234,8 @@ pub(crate) fn update_user(
     change: &UserChange,
 ) -> Result<UserRecord, StoreError> {
     let old = scoped_user(tx, scope, id)?.ok_or(StoreError::NotFound)?;
-    let mut new = old.clone();
-    new.role = change.role.unwrap_or(old.role);
-    new.disabled = change.disabled.unwrap_or(old.disabled);
-    if let Some(h) = &change.password_hash {
-        new.password_hash.clone_from(h);
-    }
-    keep_an_admin(tx, &old, new.role == Role::Admin && !new.disabled)?;
+    let new = change.apply(&old);
+    check_last_admin(&old, Some(&new), || other_admins(tx, &old))?;
     tx.prepare_cached(
         "UPDATE users SET role = ?2, password_hash = ?3, disabled = ?4 WHERE id = ?1",
     )
@@ -266,7 +255,7 @@ pub(crate) fn update_user(
 
 pub(crate) fn delete_user(tx: &Transaction<'_>, scope: Scope, id: Uuid) -> Result<(), StoreError> {
     let old = scoped_user(tx, scope, id)?.ok_or(StoreError::NotFound)?;
-    keep_an_admin(tx, &old, false)?;
+    check_last_admin(&old, None, || other_admins(tx, &old))?;
     let (org, partition) = (scope.org.0.as_bytes(), scope.partition.as_str());
     tx.prepare_cached("DELETE FROM sessions WHERE user_id = ?1 AND org_id = ?2 AND partition = ?3")
         .db()?
@@ -449,19 +438,15 @@ pub(crate) fn audit(
     let mut out = Vec::new();
     while let Some(r) = rows.next().db()? {
         let fields: Vec<String> = serde_json::from_str(text_col(r.get_ref(9).db()?, "fields")?)
-            .map_err(|_| corrupt("fields"))?;
+            .map_err(|_| StoreError::corrupt("fields"))?;
         out.push(AuditEntry {
             id: uuid_col(r.get_ref(0).db()?, "id")?,
             scope: scope_cols(r, 1)?,
             at: time_col(r.get_ref(3).db()?, "at")?,
             actor: opt_uuid_col(r.get_ref(4).db()?, "actor")?,
-            actor_role: opt_text_col(r.get_ref(5).db()?, "actor_role")?
-                .map(|s| s.parse().map_err(|_| corrupt("actor_role")))
-                .transpose()?,
+            actor_role: opt_parse_col(r.get_ref(5).db()?, "actor_role")?,
             action: text_col(r.get_ref(6).db()?, "action")?.to_owned(),
-            object_kind: opt_text_col(r.get_ref(7).db()?, "object_kind")?
-                .map(|s| s.parse().map_err(|_| corrupt("object_kind")))
-                .transpose()?,
+            object_kind: opt_parse_col(r.get_ref(7).db()?, "object_kind")?,
             object_id: opt_text_col(r.get_ref(8).db()?, "object_id")?.map(str::to_owned),
             fields,
             detail: text_col(r.get_ref(10).db()?, "detail")?.to_owned(),

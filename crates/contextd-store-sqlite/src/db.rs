@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use contextd_core::store::StoreError;
+use contextd_core::store::{check_schema_version, Migration, StoreError};
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::config::DbConfig;
@@ -30,14 +30,6 @@ impl<T> DbResultExt<T> for Result<T, rusqlite::Error> {
     fn db(self) -> Result<T, StoreError> {
         self.map_err(|e| StoreError::Backend(format!("sqlite: {e}")))
     }
-}
-
-/// One embedded migration.
-pub(crate) struct Migration {
-    /// Its number; applied in ascending order, never twice.
-    pub version: i64,
-    /// The SQL.
-    pub sql: &'static str,
 }
 
 /// How a database file is set up.
@@ -227,12 +219,6 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
          );",
     )
     .db()?;
-    let newest_known = profile
-        .migrations
-        .iter()
-        .map(|m| m.version)
-        .max()
-        .unwrap_or(0);
     let newest_applied: i64 = conn
         .query_row(
             "SELECT coalesce(max(version), 0) FROM schema_migrations",
@@ -240,12 +226,11 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .db()?;
-    if newest_applied > newest_known {
-        return Err(StoreError::Backend(format!(
-            "the {} database has schema version {newest_applied}, newer than this contextd knows ({newest_known})",
-            profile.name
-        )));
-    }
+    check_schema_version(
+        &format!("{} database", profile.name),
+        newest_applied,
+        profile.migrations,
+    )?;
     for migration in profile.migrations {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -276,17 +261,12 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// A corrupt or unexpected column value.
-pub(crate) fn corrupt(what: &str) -> StoreError {
-    StoreError::Backend(format!("corrupt {what} column"))
-}
-
 /// Reads a 16-byte id column.
 pub(crate) fn uuid_col(v: ValueRef<'_>, what: &str) -> Result<Uuid, StoreError> {
     v.as_blob()
         .ok()
         .and_then(|b| Uuid::from_slice(b).ok())
-        .ok_or_else(|| corrupt(what))
+        .ok_or_else(|| StoreError::corrupt(what))
 }
 
 /// Reads a nullable 16-byte id column.
@@ -299,17 +279,17 @@ pub(crate) fn opt_uuid_col(v: ValueRef<'_>, what: &str) -> Result<Option<Uuid>, 
 
 /// Reads a text column.
 pub(crate) fn text_col<'a>(v: ValueRef<'a>, what: &str) -> Result<&'a str, StoreError> {
-    v.as_str().map_err(|_| corrupt(what))
+    v.as_str().map_err(|_| StoreError::corrupt(what))
 }
 
 /// Reads a nullable text column.
 pub(crate) fn opt_text_col<'a>(v: ValueRef<'a>, what: &str) -> Result<Option<&'a str>, StoreError> {
-    v.as_str_or_null().map_err(|_| corrupt(what))
+    v.as_str_or_null().map_err(|_| StoreError::corrupt(what))
 }
 
 /// Reads an integer column.
 pub(crate) fn int_col(v: ValueRef<'_>, what: &str) -> Result<i64, StoreError> {
-    v.as_i64().map_err(|_| corrupt(what))
+    v.as_i64().map_err(|_| StoreError::corrupt(what))
 }
 
 /// Milliseconds since the epoch, as stored.
@@ -329,7 +309,7 @@ pub(crate) fn opt_time_col(
 ) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.as_i64_or_null()
         .map(|o| o.map(contextd_core::time::from_millis))
-        .map_err(|_| corrupt(what))
+        .map_err(|_| StoreError::corrupt(what))
 }
 
 /// Parses a stored enum name.
@@ -337,5 +317,17 @@ pub(crate) fn parse_col<T: std::str::FromStr>(
     v: ValueRef<'_>,
     what: &str,
 ) -> Result<T, StoreError> {
-    text_col(v, what)?.parse().map_err(|_| corrupt(what))
+    text_col(v, what)?
+        .parse()
+        .map_err(|_| StoreError::corrupt(what))
+}
+
+/// Parses a nullable stored enum name.
+pub(crate) fn opt_parse_col<T: std::str::FromStr>(
+    v: ValueRef<'_>,
+    what: &str,
+) -> Result<Option<T>, StoreError> {
+    opt_text_col(v, what)?
+        .map(|s| s.parse().map_err(|_| StoreError::corrupt(what)))
+        .transpose()
 }

@@ -5,11 +5,11 @@ use std::path::Path;
 use async_trait::async_trait;
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{
-    data_key_insert_conflict, same_key_set, KeyStore, StoreError, WrappedKey,
+    data_key_insert_conflict, same_key_set, KeyStore, Migration, StoreError, WrappedKey,
 };
 use rusqlite::{params, Connection, Row};
 
-use crate::db::{corrupt, int_col, parse_col, uuid_col, Db, DbResultExt, Migration, Profile};
+use crate::db::{int_col, parse_col, uuid_col, Db, DbResultExt, Profile};
 
 const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
@@ -43,19 +43,12 @@ impl SqliteKeyStore {
 }
 
 fn key_from_row(r: &Row<'_>) -> Result<WrappedKey, StoreError> {
-    let u32_col = |i: usize, what: &str| -> Result<u32, StoreError> {
-        u32::try_from(int_col(r.get_ref(i).db()?, what)?).map_err(|_| corrupt(what))
-    };
-    Ok(WrappedKey {
-        version: u32_col(0, "version")?,
-        wrapped_by: u32_col(1, "wrapped_by")?,
-        bytes: r
-            .get_ref(2)
-            .db()?
-            .as_blob()
-            .map_err(|_| corrupt("bytes"))?
-            .to_vec(),
-    })
+    let bytes = r.get_ref(2).db()?.as_blob();
+    WrappedKey::from_columns(
+        int_col(r.get_ref(0).db()?, "version")?,
+        int_col(r.get_ref(1).db()?, "wrapped_by")?,
+        bytes.map_err(|_| StoreError::corrupt("bytes"))?.to_vec(),
+    )
 }
 
 fn scope_params(scope: Scope) -> ([u8; 16], &'static str) {

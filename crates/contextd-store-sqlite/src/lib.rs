@@ -1,4 +1,4 @@
-//! Embedded SQLite backend of contextd: [`SqliteStore`] implements the core's `Store` (the
+//! Embedded SQLite backend of contextd: [`SqliteStore`] implements the core's `Store` traits (the
 //! data database, `contextd.db`) and [`SqliteKeyStore`] its `KeyStore` (wrapped keys,
 //! `keys.db`, a separate file so that a copy of the data alone decrypts nothing).
 //!
@@ -11,8 +11,13 @@
 //! live in `contextd-core`.
 
 mod access;
+mod audit;
+mod credentials;
 mod db;
+mod dictionary;
+mod jobs;
 mod keys;
+mod objects;
 mod rows;
 mod search;
 mod store;

@@ -1,41 +1,17 @@
 //! Conversions between `StoredObject` and `objects` rows.
 
-use std::collections::BTreeMap;
-
 use contextd_core::ids::{ObjectId, Scope};
-use contextd_core::object::Contributor;
-use contextd_core::store::{decode_sealed, encode_sealed, StoreError, StoredObject};
+use contextd_core::store::{encode_sealed, ObjectBody, ObjectColumns, StoreError, StoredObject};
 use rusqlite::Row;
-use serde::{Deserialize, Serialize};
 
 use crate::db::{
-    corrupt, int_col, ms, opt_text_col, opt_uuid_col, parse_col, time_col, uuid_col, DbResultExt,
+    int_col, ms, opt_parse_col, opt_uuid_col, parse_col, time_col, uuid_col, DbResultExt,
 };
 
 /// The columns [`object_from_row`] reads, in order, for a table aliased `o`.
 pub(crate) const OBJECT_COLUMNS: &str =
     "o.id, o.kind, o.customer_id, o.parent_id, o.state, o.media_type, \
      o.detail_type, o.created, o.last_updated, o.touched, o.version, o.body, o.sealed, o.key_version";
-
-#[derive(Serialize)]
-struct BodyRef<'a> {
-    fieldsets: &'a [String],
-    clear: &'a BTreeMap<String, serde_json::Value>,
-    tags: &'a [String],
-    contributors: &'a [Contributor],
-}
-
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    fieldsets: Vec<String>,
-    #[serde(default)]
-    clear: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    contributors: Vec<Contributor>,
-}
 
 /// An object flattened into the values bound to an `objects` row; built on the caller's
 /// thread so that the writer thread only binds and steps.
@@ -61,13 +37,7 @@ pub(crate) struct ObjectRow {
 impl ObjectRow {
     /// Flattens an object.
     pub(crate) fn new(o: &StoredObject) -> Result<Self, StoreError> {
-        let body = serde_json::to_string(&BodyRef {
-            fieldsets: &o.fieldsets,
-            clear: &o.clear,
-            tags: &o.tags,
-            contributors: &o.contributors,
-        })
-        .map_err(|e| StoreError::Backend(format!("cannot encode object body: {e}")))?;
+        let body = o.body_json()?;
         Ok(Self {
             org: o.scope.org.0.into_bytes(),
             partition: o.scope.partition.as_str(),
@@ -91,42 +61,28 @@ impl ObjectRow {
 
 /// Reads a row selected with [`OBJECT_COLUMNS`].
 pub(crate) fn object_from_row(scope: Scope, row: &Row<'_>) -> Result<StoredObject, StoreError> {
-    let body: Body = serde_json::from_slice(
-        row.get_ref(11)
-            .db()?
-            .as_bytes()
-            .map_err(|_| corrupt("body"))?,
-    )
-    .map_err(|_| corrupt("body"))?;
-    let sealed = decode_sealed(
-        row.get_ref(12)
-            .db()?
+    let col = |i: usize| row.get_ref(i).db();
+    ObjectColumns {
+        id: ObjectId(uuid_col(col(0)?, "id")?),
+        kind: parse_col(col(1)?, "kind")?,
+        customer_id: opt_uuid_col(col(2)?, "customer_id")?.map(ObjectId),
+        parent_id: opt_uuid_col(col(3)?, "parent_id")?.map(ObjectId),
+        state: parse_col(col(4)?, "state")?,
+        media_type: opt_parse_col(col(5)?, "media_type")?,
+        detail_type: opt_parse_col(col(6)?, "detail_type")?,
+        created: time_col(col(7)?, "created")?,
+        last_updated: time_col(col(8)?, "last_updated")?,
+        touched: time_col(col(9)?, "touched")?,
+        version: int_col(col(10)?, "version")?,
+        body: ObjectBody::from_json(
+            col(11)?
+                .as_bytes()
+                .map_err(|_| StoreError::corrupt("body"))?,
+        )?,
+        sealed: col(12)?
             .as_blob()
-            .map_err(|_| corrupt("sealed"))?,
-    )?;
-    Ok(StoredObject {
-        id: ObjectId(uuid_col(row.get_ref(0).db()?, "id")?),
-        scope,
-        kind: parse_col(row.get_ref(1).db()?, "kind")?,
-        customer_id: opt_uuid_col(row.get_ref(2).db()?, "customer_id")?.map(ObjectId),
-        parent_id: opt_uuid_col(row.get_ref(3).db()?, "parent_id")?.map(ObjectId),
-        state: parse_col(row.get_ref(4).db()?, "state")?,
-        media_type: opt_text_col(row.get_ref(5).db()?, "media_type")?
-            .map(|s| s.parse().map_err(|_| corrupt("media_type")))
-            .transpose()?,
-        detail_type: opt_text_col(row.get_ref(6).db()?, "detail_type")?
-            .map(|s| s.parse().map_err(|_| corrupt("detail_type")))
-            .transpose()?,
-        fieldsets: body.fieldsets,
-        clear: body.clear,
-        sealed,
-        tags: body.tags,
-        contributors: body.contributors,
-        created: time_col(row.get_ref(7).db()?, "created")?,
-        last_updated: time_col(row.get_ref(8).db()?, "last_updated")?,
-        touched: time_col(row.get_ref(9).db()?, "touched")?,
-        version: int_col(row.get_ref(10).db()?, "version")?,
-        key_version: u32::try_from(int_col(row.get_ref(13).db()?, "key_version")?)
-            .map_err(|_| corrupt("key_version"))?,
-    })
+            .map_err(|_| StoreError::corrupt("sealed"))?,
+        key_version: int_col(col(13)?, "key_version")?,
+    }
+    .into_object(scope)
 }

@@ -7,7 +7,9 @@
 
 use contextd_core::ids::Scope;
 use contextd_core::object::State;
-use contextd_core::store::{Condition, PagePosition, SearchPlan, StoreError, TimelineQuery, Token};
+use contextd_core::store::{
+    wanted_states, Condition, PagePosition, SearchPlan, StoreError, TimelineQuery, Token,
+};
 use rusqlite::types::Value;
 
 use crate::db::ms;
@@ -97,6 +99,7 @@ impl Filter {
         Ok(())
     }
 
+    /// Writes one condition of [`SearchPlan::live_conditions`] (none is empty).
     fn condition(&mut self, condition: &Condition) -> Result<(), StoreError> {
         fn ids(v: &[contextd_core::ids::ObjectId]) -> Vec<Value> {
             v.iter()
@@ -126,27 +129,18 @@ impl Filter {
             } => {
                 let cutoff = Value::Integer(ms(active_since));
                 self.push("(");
-                let mut first = true;
-                for state in [State::Active, State::Closed] {
-                    if !states.contains(&state) {
-                        continue;
-                    }
-                    if !first {
-                        self.push(" OR ");
-                    }
-                    first = false;
-                    if state == State::Active {
-                        self.push("(o.state = 'active' AND (o.kind <> 'request' OR o.touched >= ");
-                        self.bind(cutoff.clone());
-                        self.push("))");
-                    } else {
-                        self.push("(o.state = 'closed' OR (o.kind = 'request' AND o.touched < ");
-                        self.bind(cutoff.clone());
-                        self.push("))");
-                    }
-                }
-                if first {
-                    self.push("0");
+                for (i, state) in wanted_states(states).enumerate() {
+                    self.push(if i == 0 { "(" } else { " OR (" });
+                    self.push(match state {
+                        State::Active => {
+                            "o.state = 'active' AND (o.kind <> 'request' OR o.touched >= "
+                        }
+                        State::Closed => {
+                            "o.state = 'closed' OR (o.kind = 'request' AND o.touched < "
+                        }
+                    });
+                    self.bind(cutoff.clone());
+                    self.push("))");
                 }
                 self.push(")");
                 Ok(())
@@ -162,16 +156,12 @@ impl Filter {
         }
     }
 
-    /// The filter of a search, or `None` when the plan cannot match anything (a condition
-    /// without values matches nothing).
+    /// The filter of a search, or `None` when the plan cannot match anything
+    /// ([`SearchPlan::live_conditions`]).
     pub(crate) fn search(scope: Scope, plan: &SearchPlan) -> Result<Option<Self>, StoreError> {
-        let conditions: Vec<&Condition> = plan.conditions.iter().filter(|c| !is_empty(c)).collect();
-        if !plan.conditions.is_empty()
-            && (conditions.is_empty()
-                || (plan.match_all && conditions.len() < plan.conditions.len()))
-        {
+        let Some(conditions) = plan.live_conditions() else {
             return Ok(None);
-        }
+        };
         // Walking `objects_by_kind` in page order spares a sort, which tempts SQLite even when
         // it means testing every object of the kind — a full scan for a lookup by phone. When
         // the conditions name few objects (tokens, ids, customers, parents), the unary `+`
@@ -189,20 +179,13 @@ impl Filter {
             " AND o.kind = "
         });
         f.bind(Value::Text(plan.kind.as_str().to_owned()));
-        for (column, op, bound) in [
-            ("created", ">=", plan.created_from),
-            ("created", "<=", plan.created_to),
-            ("last_updated", ">=", plan.updated_from),
-            ("last_updated", "<=", plan.updated_to),
-        ] {
-            if let Some(t) = bound {
-                f.push(" AND o.");
-                f.push(column);
-                f.push(" ");
-                f.push(op);
-                f.push(" ");
-                f.bind(Value::Integer(ms(&t)));
-            }
+        for b in plan.time_bounds() {
+            f.push(&format!(
+                " AND o.{} {} ",
+                b.field,
+                if b.lower { ">=" } else { "<=" }
+            ));
+            f.bind(Value::Integer(ms(&b.at)));
         }
         if !plan.not_exists.is_empty() {
             f.push(" AND o.id NOT IN ");
@@ -275,15 +258,6 @@ fn is_selective(c: &Condition) -> bool {
             | Condition::CustomerIds(_)
             | Condition::ParentIds(_)
     )
-}
-
-fn is_empty(c: &Condition) -> bool {
-    match c {
-        Condition::Tokens(v) => v.is_empty(),
-        Condition::Ids(v) | Condition::CustomerIds(v) | Condition::ParentIds(v) => v.is_empty(),
-        Condition::States { states, .. } => states.is_empty(),
-        Condition::MediaTypes(v) => v.is_empty(),
-    }
 }
 
 #[cfg(test)]

@@ -4,9 +4,8 @@ use std::path::Path;
 
 use contextd_core::ids::ObjectId;
 use contextd_core::object::Kind;
-use contextd_core::store::{
-    AuditEntry, AuditQuery, Condition, KeyStore, OrgRecord, Store, WrappedKey,
-};
+use contextd_core::store::prelude::*;
+use contextd_core::store::{AuditEntry, AuditQuery, Condition, OrgRecord, WrappedKey};
 use contextd_store_conformance::fixtures::{
     insert, lab, now, object, plan_with, read, rich_object, search, token,
 };
