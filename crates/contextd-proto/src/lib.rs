@@ -8,6 +8,8 @@
 //! ([`error::ErrorCode`]) are the public contract and only grow; the Rust types may gain
 //! fields between minor releases.
 
+#![deny(missing_docs)]
+
 pub mod access;
 pub mod connection;
 pub mod dictionary;
