@@ -199,7 +199,7 @@ impl Client {
         Self::build(base_url, token.into(), settings)
     }
 
-    /// A client built from a component's connectionData (DESIGN §7): the standard base64 of
+    /// A client built from a component's connectionData (README, "Rust SDK"): the standard base64 of
     /// the JSON [`ConnectionData`](contextd_proto::connection::ConnectionData), at most 4096
     /// bytes. Its `serviceUrl` is the base URL; its `credentialsLabMode` are used when
     /// [`Settings::lab_mode`] is set, else its `credentials`.

@@ -1,4 +1,4 @@
-//! Reading a connectionData string (DESIGN §7) and turning one of its credential sets into a
+//! Reading a connectionData string (README, "Rust SDK") and turning one of its credential sets into a
 //! bearer token.
 
 use base64::Engine as _;

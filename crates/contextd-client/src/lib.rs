@@ -2,7 +2,7 @@
 //! (objects, search, timeline, dictionary, flush, status, users, keys, grants, audit),
 //! built from a base URL and a token or from a component's connectionData.
 //!
-//! A [`Client`] applies the [`Settings`] of DESIGN §7 to every call: a timeout per operation
+//! A [`Client`] applies its [`Settings`] (README, "Rust SDK") to every call: a timeout per operation
 //! (standard profile 200–15000 ms, default 1200; voice/IVR profile 1200–5000 ms, default
 //! 2400; values outside are clamped and logged), retries with jittered backoff for idempotent
 //! operations only and only within that timeout, an optional proxy, and lab mode. Failures

@@ -1,4 +1,4 @@
-//! A builder of search requests (DESIGN §3): terms, time windows, absent fields, paging.
+//! A builder of search requests (README, "API overview"): terms, time windows, absent fields, paging.
 
 use std::collections::BTreeMap;
 

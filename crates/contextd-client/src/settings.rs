@@ -1,4 +1,4 @@
-//! Client settings (DESIGN §7): a profile with its timeout range, the timeout, a proxy, lab
+//! Client settings (README, "Rust SDK"): a profile with its timeout range, the timeout, a proxy, lab
 //! mode and the number of attempts an idempotent operation gets.
 
 use std::fmt;

@@ -1,4 +1,4 @@
-//! People and credentials (§5): users with Argon2id passwords, web sessions, API keys,
+//! People and credentials (docs/security.md): users with Argon2id passwords, web sessions, API keys,
 //! partner grants, the audit log, and the privacy operations erase and export.
 
 use argon2::password_hash::rand_core::OsRng;

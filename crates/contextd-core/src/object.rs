@@ -5,5 +5,5 @@ pub use contextd_proto::object::{
     ContextObject, Contributor, ContributorType, DetailType, Kind, MediaType, State,
 };
 
-/// Largest serialized object accepted (§2).
+/// Largest serialized object accepted (README, "API overview").
 pub const MAX_OBJECT_BYTES: usize = 256 * 1024;

@@ -13,7 +13,7 @@ use crate::ids::{ParseError, Partition};
 use crate::object::{ContextObject, Kind};
 use crate::truncate;
 
-/// What a principal may do (§5).
+/// What a principal may do (docs/security.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {

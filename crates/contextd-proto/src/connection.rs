@@ -1,4 +1,4 @@
-//! connectionData (DESIGN §7): what a component is given to reach contextd. On the wire it is
+//! connectionData (README, "Rust SDK"): what a component is given to reach contextd. On the wire it is
 //! the standard base64 of this JSON object, at most [`MAX_CONNECTION_DATA_BYTES`] long.
 
 use serde::{Deserialize, Serialize};

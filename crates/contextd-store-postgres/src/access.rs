@@ -1,5 +1,5 @@
 //! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
-//! store methods of DESIGN §5, called from the trait impls in `credentials.rs`, `audit.rs` and
+//! store methods of people and credentials (docs/security.md), called from the trait impls in `credentials.rs`, `audit.rs` and
 //! `objects.rs`.
 
 use chrono::{DateTime, Utc};

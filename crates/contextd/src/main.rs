@@ -60,7 +60,7 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
-    /// Load, benchmark and plot a running server over HTTP (DESIGN §9).
+    /// Load, benchmark and plot a running server over HTTP (BENCHMARKS.md).
     Bench {
         #[command(subcommand)]
         command: bench::BenchCommand,

@@ -1,5 +1,5 @@
 //! The context service: every operation on objects, the dictionary and organizations, with
-//! every rule of §2 applied once, here, for all APIs and all backends.
+//! every rule of the object model applied once, here, for all APIs and all backends.
 //!
 //! One room per concern, each an `impl Context` of its own: `orgs` (organizations and
 //! credentials), `fields` (the dictionary service), `objects` (the operations clients call),
@@ -86,7 +86,7 @@ pub struct OrgBootstrap {
     pub lab_admin_token: String,
     /// Admin API key of the production partition.
     pub production_admin_token: String,
-    /// Base64 connectionData for components (§7).
+    /// Base64 connectionData for components (README, "Rust SDK").
     pub connection_data: String,
 }
 

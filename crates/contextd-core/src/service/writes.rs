@@ -27,7 +27,7 @@ struct Links {
     customer_check: Option<ObjectId>,
 }
 
-/// The per-kind rules of §2 on an object's shape (which links, channel, detail type and state
+/// The per-kind rules of the object model (README, "API overview") on an object's shape (which links, channel, detail type and state
 /// each kind has), adding what is wrong to the proposal's errors; returns the state to store.
 /// A customer is its own customer (`id`); a detail is always closed.
 fn check_shape(p: &mut Proposal, id: ObjectId) -> State {

@@ -1,4 +1,4 @@
-//! Hostile-input suite of the core (issue 7; DESIGN §5 "Bad input"): property tests over the
+//! Hostile-input suite of the core (docs/security.md, "Bad input"): property tests over the
 //! JSON decoders, field validation, search-term parsing, cursor decoding and id/key/token
 //! parsing. Pure core, no I/O: the keyring runs over an in-memory key store, which also holds
 //! the key-management tests (no keys made but with an org, racing key operations).

@@ -1,4 +1,4 @@
-//! Access control (§5): roles on every endpoint, partner grants, sessions and CSRF, API keys,
+//! Access control (docs/security.md): roles on every endpoint, partner grants, sessions and CSRF, API keys,
 //! the right to be forgotten, export, the audit log and abuse limits.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! The audit guarantees (§5): every response that carries revealed ENCRYPTED/PII values is
+//! The audit guarantees (docs/security.md): every response that carries revealed ENCRYPTED/PII values is
 //! audited, once per request and customer, durably before it is sent; an audit log that can't
 //! record refuses the request (503) instead of losing the entry.
 

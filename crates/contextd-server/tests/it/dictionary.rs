@@ -1,4 +1,4 @@
-//! The dictionary over HTTP (DESIGN §2, §3): fields and field sets, the read-only base sets,
+//! The dictionary over HTTP (README, "API overview"): fields and field sets, the read-only base sets,
 //! the in-use rules, and admin-only writes, driven through the SDK.
 
 use std::fmt::Debug;

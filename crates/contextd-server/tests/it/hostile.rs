@@ -1,4 +1,4 @@
-//! Hostile input over real HTTP (issue 7; DESIGN §5 "Bad input"): property tests that throw
+//! Hostile input over real HTTP (docs/security.md, "Bad input"): property tests that throw
 //! generated bodies, raw bytes, path ids and query strings at one running server per test.
 //!
 //! Every response must be below 500, every 4xx problem JSON, and nothing may be written
@@ -1226,7 +1226,7 @@ async fn hostile_paths_and_queries_answer_4xx_and_write_nothing() {
 
 /// Regression case found by `hostile_paths_and_queries_answer_4xx_and_write_nothing`: a path
 /// segment that percent-decodes to invalid UTF-8 (`%FF%FE`) is refused by axum's own `Path`
-/// extractor, whose rejection is `text/plain`, not problem JSON (DESIGN §3).
+/// extractor, whose rejection is `text/plain`, not problem JSON (README, "API overview").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn non_utf8_path_segments_are_refused_with_problem_json() {
     let harness = Harness::start().await;

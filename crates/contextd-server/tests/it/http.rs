@@ -1,4 +1,4 @@
-//! HTTP behaviour of DESIGN §3: request ids, authentication, problem JSON for unknown routes
+//! HTTP behaviour (README, "API overview"): request ids, authentication, problem JSON for unknown routes
 //! and methods, the OpenAPI document, status, lab flush, ETag and Location.
 
 use reqwest::Method;

@@ -1,4 +1,4 @@
-//! The §1 acceptance journey, driven through the SDK as an IVR, a chat server and an agent
+//! The acceptance journey (a customer's motorcycle, from an IoT fault to a closed request), driven through the SDK as an IVR, a chat server and an agent
 //! desktop would.
 
 use contextd_client::{Error, Search};

@@ -1,4 +1,4 @@
-//! Search semantics of DESIGN §3 through the SDK: match modes, special keys, normalization,
+//! Search semantics (README, "API overview") through the SDK: match modes, special keys, normalization,
 //! phone digits, blind indexes, date ranges, notExists, ordering, cursor paging, summary,
 //! limits and read-your-writes.
 

@@ -1,4 +1,4 @@
-//! Locking people out (§5, issue 9 item 3): `PATCH /v1/users/{id}`, `DELETE /v1/users/{id}` and
+//! Locking people out (docs/security.md): `PATCH /v1/users/{id}`, `DELETE /v1/users/{id}` and
 //! `DELETE /v1/users/{id}/sessions` end sessions at once, on every instance; the last enabled
 //! admin user stays; every change is audited, never with a password.
 //!

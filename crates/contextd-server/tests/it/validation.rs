@@ -1,4 +1,4 @@
-//! Bad input (DESIGN §2, §3, §5 "Bad input"): every refusal is a clear 4xx problem and
+//! Bad input (README, "API overview" and docs/security.md): every refusal is a clear 4xx problem and
 //! changes nothing in the database, which each test checks by reading the data back.
 
 use std::time::Duration;

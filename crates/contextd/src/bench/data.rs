@@ -61,7 +61,7 @@ const LOCALES: &[&str] = &[
     "en_US", "nb_NO", "fr_FR", "de_DE", "es_MX", "pt_BR", "ja_JP",
 ];
 const DOMAINS: &[&str] = &["example.com", "example.org", "example.net", "mail.example"];
-/// Every activity media type (§2), in the order activities of a customer take them.
+/// Every activity media type (README, "API overview"), in the order activities of a customer take them.
 pub const MEDIA_TYPES: &[&str] = &[
     "event", "web", "chat", "voice", "sms", "email", "social", "video", "mobile",
 ];

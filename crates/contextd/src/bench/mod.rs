@@ -1,6 +1,6 @@
 //! `contextd bench`: fills a running server with realistic data (`load`), drives it over HTTP
 //! and measures it against a bare HTTP echo server started in the same process (`run`), and
-//! draws the results (`plot`). DESIGN §9 and §11.
+//! draws the results (`plot`). See BENCHMARKS.md and the README's "Benchmarks".
 //!
 //! The load generator is an ordinary client of the public API: it never opens the database,
 //! so every figure includes authentication, validation, encryption, blind indexing, the audit

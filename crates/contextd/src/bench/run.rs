@@ -333,7 +333,7 @@ async fn measure(
     Ok(total)
 }
 
-/// One result line: the keys of DESIGN §11 first, then context.
+/// One result line: the keys the README's "Benchmarks" lists first, then context.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RunResult {
     pub scenario: String,

@@ -1,4 +1,4 @@
-//! The client commands of `contextd` (DESIGN §11): objects, timeline, flush, dictionary,
+//! The client commands of `contextd` (README, "Command-line client"): objects, timeline, flush, dictionary,
 //! status, users, API keys, grants and audit of a running server, all through the SDK
 //! (`contextd-client`), never over raw HTTP.
 //!

@@ -1,5 +1,5 @@
 //! `contextd users|keys|grants|audit`: the people and credentials of a partition, through
-//! the SDK with an admin token (DESIGN §5). Passwords are read from standard input or the
+//! the SDK with an admin token (docs/security.md). Passwords are read from standard input or the
 //! environment, never from the command line, where other users of the machine and the
 //! shell history would see them.
 

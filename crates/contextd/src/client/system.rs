@@ -1,4 +1,4 @@
-//! `contextd status`: the server's serviceability summary (DESIGN §7).
+//! `contextd status`: the server's serviceability summary (README, "Rust SDK").
 
 use std::time::Duration;
 

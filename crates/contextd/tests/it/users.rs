@@ -1,5 +1,5 @@
 //! `contextd users list|create|disable|enable|delete|reset-password` against a running server
-//! (issue 9 item 3): the real binary on both sides, the effect checked by signing in over HTTP.
+//! : the real binary on both sides, the effect checked by signing in over HTTP.
 
 use std::io::Write;
 use std::process::{Output, Stdio};
