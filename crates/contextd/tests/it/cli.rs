@@ -1,4 +1,4 @@
-//! The client commands of README, "Command-line client" (issue item 4) against the real binary serving on port
+//! The client commands (README, "Command-line client") against the real binary serving on port
 //! 0: a round trip of objects with `--json` parsed here, the connection settings from
 //! connectionData, a config file, the environment and flags, the dictionary, flush, API
 //! keys, and the exit status of each kind of failure.

@@ -1,4 +1,4 @@
-//! Tests of the `contextd` binary itself: the operator commands of README, "Command-line client".
+//! Tests of the `contextd` binary itself: the operator commands (README, "Operator commands").
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -476,7 +476,7 @@ async fn serve_refuses_to_start_without_the_keys_or_with_another_master_key() {
     refused(&out, &missing);
 }
 
-/// `contextd bench load` and `contextd bench run … --json` against a real server (BENCHMARKS.md and README, "Command-line client"):
+/// `contextd bench load` and `contextd bench run … --json` against a real server (the README's "Benchmarks"):
 /// one JSON object per scenario with every key, no errors, and lookups that really find their
 /// customer (the tool counts any other answer as an error).
 #[tokio::test]
