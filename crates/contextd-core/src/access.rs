@@ -7,14 +7,13 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::audit::audit_entry;
 use crate::auth::{self, Principal, PrincipalKind, Role};
 use crate::error::{CoreError, FieldError};
 use crate::ids::{truncate, ObjectId, Partition, Scope};
 use crate::object::Kind;
 use crate::service::Context;
-use crate::store::{
-    AuditEntry, AuditQuery, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
-};
+use crate::store::{AuditQuery, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord};
 use crate::time::now_ms;
 
 pub use contextd_proto::access::{
@@ -73,34 +72,6 @@ fn verify_password(password: &str, phc: &str) -> bool {
             .verify_password(password.as_bytes(), &h)
             .is_ok()
     })
-}
-
-/// An audit entry of `actor` (none: an anonymous or operator action) at this moment.
-pub(crate) fn audit_entry(
-    actor: Option<&Principal>,
-    scope: Scope,
-    action: &str,
-    object: Option<(Option<Kind>, String)>,
-    fields: Vec<String>,
-    detail: String,
-) -> AuditEntry {
-    let (object_kind, object_id) = match object {
-        Some((k, id)) => (k, Some(id)),
-        None => (None, None),
-    };
-    AuditEntry {
-        id: Uuid::now_v7(),
-        scope,
-        at: now_ms(),
-        actor: actor.map(|a| a.id),
-        actor_role: actor.map(|a| a.role),
-        action: action.to_owned(),
-        object_kind,
-        object_id,
-        fields,
-        // Details quote client text (a sign-in name): keep it printable.
-        detail: detail.chars().filter(|c| !c.is_control()).collect(),
-    }
 }
 
 /// A valid Argon2id hash of a random password, verified against when the user does not exist

@@ -10,8 +10,13 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::Principal;
 use crate::error::CoreError;
+use crate::ids::Scope;
+use crate::object::Kind;
 use crate::store::{AuditEntry, Store};
+use crate::time::now_ms;
+use uuid::Uuid;
 
 /// Most entries appended in one transaction.
 const BATCH: usize = 1024;
@@ -152,5 +157,33 @@ async fn run(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>) {
         for w in waiters {
             let _ = w.send(result.clone());
         }
+    }
+}
+
+/// An audit entry of `actor` (none: an anonymous or operator action) at this moment.
+pub(crate) fn audit_entry(
+    actor: Option<&Principal>,
+    scope: Scope,
+    action: &str,
+    object: Option<(Option<Kind>, String)>,
+    fields: Vec<String>,
+    detail: String,
+) -> AuditEntry {
+    let (object_kind, object_id) = match object {
+        Some((k, id)) => (k, Some(id)),
+        None => (None, None),
+    };
+    AuditEntry {
+        id: Uuid::now_v7(),
+        scope,
+        at: now_ms(),
+        actor: actor.map(|a| a.id),
+        actor_role: actor.map(|a| a.role),
+        action: action.to_owned(),
+        object_kind,
+        object_id,
+        fields,
+        // Details quote client text (a sign-in name): keep it printable.
+        detail: detail.chars().filter(|c| !c.is_control()).collect(),
     }
 }

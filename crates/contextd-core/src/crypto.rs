@@ -794,9 +794,6 @@ pub fn is_locale_field(field: &str) -> bool {
     field == crate::dictionary::LOCALE_FIELD
 }
 
-/// 2^63: integral numbers below it in magnitude are written as plain integers.
-pub(crate) const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
-
 /// The one text a number is indexed under, whichever way it was written: an integral value
 /// (`2`, `2.0`, `2e0`, `-0.0`) as its integer digits (`2`, `0`) when it fits an i64, any
 /// other value as the shortest decimal that reads back as the same double (`2.5`, `1e300`).
@@ -808,7 +805,9 @@ pub fn number_text(n: &serde_json::Number) -> String {
         return u.to_string();
     }
     match n.as_f64() {
-        Some(f) if f.fract() == 0.0 && f.abs() < I64_BOUND => (f as i64).to_string(),
+        Some(f) if f.fract() == 0.0 && f.abs() < crate::dictionary::I64_BOUND => {
+            (f as i64).to_string()
+        }
         _ => n.to_string(),
     }
 }
@@ -823,7 +822,7 @@ pub fn legacy_double_texts(n: &serde_json::Number) -> Vec<String> {
     let mut texts = Vec::new();
     if f == 0.0 {
         texts.extend(["0.0".to_owned(), "-0.0".to_owned()]);
-    } else if f.fract() == 0.0 && f.abs() < I64_BOUND {
+    } else if f.fract() == 0.0 && f.abs() < crate::dictionary::I64_BOUND {
         // serde_json writes a double as the shortest round-trip text: "2.0" for 2.
         texts.extend(serde_json::Number::from_f64(f).map(|n| n.to_string()));
     }

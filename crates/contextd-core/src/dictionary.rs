@@ -10,6 +10,9 @@ pub use contextd_proto::dictionary::{
     canonical_locale, Classification, DataType, EnumValue, Field, FieldSet,
 };
 
+/// 2^63: integral numbers below it in magnitude are written as plain integers.
+pub(crate) const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 /// The base field holding a customer's locale.
 pub const LOCALE_FIELD: &str = "Context_Preferred_Language";
 
@@ -353,9 +356,9 @@ fn integer_of(value: &serde_json::Value, expected: &str) -> Result<i64, String> 
     }
     match n.as_f64() {
         Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() <= EXACT_INTEGERS => Ok(f as i64),
-        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < crate::crypto::I64_BOUND => Err(
-            format!("{expected}; beyond 2^53 write it without a fraction or exponent"),
-        ),
+        Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < I64_BOUND => Err(format!(
+            "{expected}; beyond 2^53 write it without a fraction or exponent"
+        )),
         _ => Err(expected.to_owned()),
     }
 }
@@ -364,7 +367,7 @@ fn integer_of(value: &serde_json::Value, expected: &str) -> Result<i64, String> 
 /// i64 range as an integer (`2.0` → `2`, `-0.0` → `0`), any other as the double itself, so
 /// one number is stored and indexed one way however it was written.
 pub fn canonical_double(f: f64) -> Option<serde_json::Value> {
-    if f.fract() == 0.0 && f.abs() < crate::crypto::I64_BOUND {
+    if f.fract() == 0.0 && f.abs() < I64_BOUND {
         Some(serde_json::Value::from(f as i64))
     } else {
         serde_json::Number::from_f64(f).map(serde_json::Value::Number)

@@ -2,9 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::CoreError;
-
-pub use contextd_proto::ids::{ObjectId, OrgId, Partition};
+pub use contextd_proto::ids::{ObjectId, OrgId, ParseError, Partition};
 
 /// The org and partition every request and every stored row is bound to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -22,11 +20,11 @@ pub struct FieldId(String);
 
 impl FieldId {
     /// Validates a field (or field set) id.
-    pub fn parse(s: &str) -> Result<Self, CoreError> {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
         if is_valid_dictionary_id(s) {
             Ok(Self(s.to_owned()))
         } else {
-            Err(CoreError::bad_request(format!(
+            Err(ParseError(format!(
                 "'{}' is not a valid id: it must match [A-Za-z][A-Za-z0-9_.]{{0,99}}",
                 truncate(s, 120)
             )))

@@ -20,17 +20,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 const READERS: u32 = 8;
 const STATEMENT_CACHE: usize = 256;
 
-/// Maps driver errors into [`StoreError::Backend`].
-pub(crate) trait DbResultExt<T> {
-    /// Converts the error.
-    fn db(self) -> Result<T, StoreError>;
-}
-
-impl<T> DbResultExt<T> for Result<T, rusqlite::Error> {
-    fn db(self) -> Result<T, StoreError> {
-        self.map_err(|e| StoreError::Backend(format!("sqlite: {e}")))
-    }
-}
+pub(crate) use crate::error::DbResultExt;
 
 /// How a database file is set up.
 pub(crate) struct Profile {

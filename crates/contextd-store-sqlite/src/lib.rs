@@ -15,6 +15,7 @@ mod audit;
 mod credentials;
 mod db;
 mod dictionary;
+mod error;
 mod jobs;
 mod keys;
 mod objects;

@@ -16,7 +16,7 @@ use contextd_core::store::StoreError;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::db::DbResultExt;
+use crate::error::DbResultExt;
 
 /// Most jobs committed together.
 pub(crate) const MAX_BATCH: usize = 512;

@@ -274,7 +274,7 @@ impl Context {
             .collect();
         // Recorded with the page's reads, in one append: the answer waits for one commit.
         let searched = (!sealed_keys.is_empty()).then(|| {
-            crate::access::audit_entry(
+            crate::audit::audit_entry(
                 Some(actor),
                 scope,
                 "pii.search",

@@ -42,7 +42,7 @@ impl Context {
     ) -> Result<(), CoreError> {
         let mut entries: Vec<_> = also.into_iter().collect();
         entries.extend(revealed.0.into_iter().map(|(owner, (kind, fields, n))| {
-            crate::access::audit_entry(
+            crate::audit::audit_entry(
                 Some(actor),
                 actor.scope,
                 "pii.read",
