@@ -1,0 +1,6 @@
+//! The SDK against real sockets that misbehave as networks do: a peer that drops every
+//! connection without answering, one that answers 503, one that never answers. The SDK's
+//! behaviour against a real contextd is tested by the server crate's integration tests, which
+//! drive the server through it.
+
+mod network;
