@@ -7,7 +7,6 @@
 //! that all backends and all APIs share it. Plaintext of ENCRYPTED and PII values never
 //! leaves this crate towards a store.
 
-pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod crypto;
@@ -20,6 +19,8 @@ pub mod search;
 pub mod service;
 pub mod store;
 pub mod time;
+
+pub use service::access;
 
 pub use error::{CoreError, FieldError};
 pub use ids::{ObjectId, OrgId, Partition, Scope};

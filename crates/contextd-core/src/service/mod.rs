@@ -1,11 +1,12 @@
 //! The context service: every operation on objects, the dictionary and organizations, with
 //! every rule of the object model applied once, here, for all APIs and all backends.
 //!
-//! One room per concern, each an `impl Context` of its own: `orgs` (organizations and
-//! credentials), `fields` (the dictionary service), `objects` (the operations clients call),
-//! `writes` (drafting, sealing, moving linked objects, writing), `reveal` (decrypting for a
-//! caller, withholding, auditing what a response reveals) and `encryption` (rotation,
-//! re-encryption, the start-up key check). This file holds the shared types.
+//! One room per concern, each an `impl Context` of its own: `access` (people, sessions, API
+//! keys, grants, the audit log, erase and export), `orgs` (organizations and credentials),
+//! `fields` (the dictionary service), `objects` (the operations clients call), `writes`
+//! (drafting, sealing, moving linked objects, writing), `reveal` (decrypting for a caller,
+//! withholding, auditing what a response reveals) and `encryption` (rotation, re-encryption,
+//! the start-up key check). This file holds the shared types.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -187,6 +188,7 @@ pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
     CoreError::NotFound(format!("no {kind} with id {id}"))
 }
 
+pub mod access;
 mod encryption;
 mod fields;
 mod objects;
