@@ -41,6 +41,16 @@ const BACKOFF_CAP: Duration = Duration::from_secs(2);
 /// A retry is made only if at least this much of the timeout is left after the backoff.
 const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(20);
 /// Answers after which an idempotent operation is tried again.
+/// The outcome of one attempt of a call.
+enum Attempt<B> {
+    /// A 2xx answer's body.
+    Answered(B),
+    /// A failure another attempt may mend, and the least wait before it.
+    Transient(Error, Duration),
+    /// A failure no retry mends.
+    Final(Error),
+}
+
 const RETRY_STATUSES: [StatusCode; 4] = [
     StatusCode::TOO_MANY_REQUESTS,
     StatusCode::BAD_GATEWAY,
@@ -848,88 +858,21 @@ impl Client {
         started: Instant,
     ) -> Result<impl std::ops::Deref<Target = [u8]>> {
         let inner = &*self.inner;
-        let budget = inner.settings.timeout();
-        let deadline = started + budget;
+        let deadline = started + inner.settings.timeout();
         let url = self.url(call)?;
-        let timeout = || Error::Timeout {
-            operation: call.op.clone(),
-            after: budget,
-        };
         let request_id = Uuid::new_v4().to_string();
         let mut attempt: u32 = 1;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(timeout());
+                return Err(self.timeout(call));
             }
-            let mut request = inner
-                .http
-                .request(call.method.clone(), url.clone())
-                .timeout(remaining)
-                .header(header::ACCEPT, JSON)
-                .header(REQUEST_ID, request_id.as_str());
-            if let Some(auth) = &inner.auth {
-                request = request.header(header::AUTHORIZATION, auth.clone());
-            }
-            if let Some(version) = call.if_match {
-                request = request.header(header::IF_MATCH, format!("\"{version}\""));
-            }
-            if let Some((content_type, body)) = &call.body {
-                request = request
-                    .header(header::CONTENT_TYPE, *content_type)
-                    .body(body.clone());
-            }
-
-            // What failed, and the least wait before another attempt (a `Retry-After`).
-            let (error, floor) = match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let retry_after = retry_after(response.headers());
-                    let body = match response.bytes().await {
-                        Ok(body) => body,
-                        Err(e) if e.is_timeout() => return Err(timeout()),
-                        Err(e) => {
-                            return Err(Error::Unreachable {
-                                url: url_for_humans(&url),
-                                reason: format!(
-                                    "the connection broke while reading the answer: {}",
-                                    transport_reason(&e)
-                                ),
-                            })
-                        }
-                    };
-                    if status.is_success() {
-                        return Ok(body);
-                    }
-                    let problem = serde_json::from_slice::<Problem>(&body).ok();
-                    let error = Error::from_answer(
-                        status.as_u16(),
-                        problem,
-                        &String::from_utf8_lossy(&body),
-                        retry_after,
-                    );
-                    if !RETRY_STATUSES.contains(&status) {
-                        return Err(error);
-                    }
-                    (error, retry_after.unwrap_or_default())
-                }
-                Err(e) if e.is_timeout() => (timeout(), Duration::ZERO),
-                Err(e) if e.is_builder() => {
-                    return Err(Error::InvalidSettings(format!(
-                        "the request can't be built: {}",
-                        transport_reason(&e)
-                    )))
-                }
-                // Connection refused or reset, DNS, TLS: no answer was received.
-                Err(e) => (
-                    Error::Unreachable {
-                        url: url_for_humans(&url),
-                        reason: transport_reason(&e),
-                    },
-                    Duration::ZERO,
-                ),
+            let request = self.request(call, &url, remaining, &request_id);
+            let (error, floor) = match self.attempt(call, &url, request).await {
+                Attempt::Answered(body) => return Ok(body),
+                Attempt::Final(error) => return Err(error),
+                Attempt::Transient(error, floor) => (error, floor),
             };
-
             if !call.idempotent || attempt >= inner.settings.retries() {
                 return Err(error);
             }
@@ -946,6 +889,104 @@ impl Client {
             );
             tokio::time::sleep(wait).await;
             attempt += 1;
+        }
+    }
+
+    /// The timeout error of a call: its whole budget is spent.
+    fn timeout(&self, call: &Call) -> Error {
+        Error::Timeout {
+            operation: call.op.clone(),
+            after: self.inner.settings.timeout(),
+        }
+    }
+
+    /// One attempt's request: what is left of the budget as its timeout, the same request id
+    /// on every attempt, the credential, the concurrency token and the body.
+    fn request(
+        &self,
+        call: &Call,
+        url: &Url,
+        remaining: Duration,
+        request_id: &str,
+    ) -> reqwest::RequestBuilder {
+        let inner = &*self.inner;
+        let mut request = inner
+            .http
+            .request(call.method.clone(), url.clone())
+            .timeout(remaining)
+            .header(header::ACCEPT, JSON)
+            .header(REQUEST_ID, request_id);
+        if let Some(auth) = &inner.auth {
+            request = request.header(header::AUTHORIZATION, auth.clone());
+        }
+        if let Some(version) = call.if_match {
+            request = request.header(header::IF_MATCH, format!("\"{version}\""));
+        }
+        if let Some((content_type, body)) = &call.body {
+            request = request
+                .header(header::CONTENT_TYPE, *content_type)
+                .body(body.clone());
+        }
+        request
+    }
+
+    /// Sends one attempt and sorts its outcome: an answer, a failure worth another attempt
+    /// (with the least wait before it, a `Retry-After`), or one that is final.
+    async fn attempt(
+        &self,
+        call: &Call,
+        url: &Url,
+        request: reqwest::RequestBuilder,
+    ) -> Attempt<impl std::ops::Deref<Target = [u8]>> {
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if e.is_timeout() => {
+                return Attempt::Transient(self.timeout(call), Duration::ZERO)
+            }
+            Err(e) if e.is_builder() => {
+                return Attempt::Final(Error::InvalidSettings(format!(
+                    "the request can't be built: {}",
+                    transport_reason(&e)
+                )))
+            }
+            // Connection refused or reset, DNS, TLS: no answer was received.
+            Err(e) => {
+                let error = Error::Unreachable {
+                    url: url_for_humans(url),
+                    reason: transport_reason(&e),
+                };
+                return Attempt::Transient(error, Duration::ZERO);
+            }
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = match response.bytes().await {
+            Ok(body) => body,
+            Err(e) if e.is_timeout() => return Attempt::Final(self.timeout(call)),
+            Err(e) => {
+                return Attempt::Final(Error::Unreachable {
+                    url: url_for_humans(url),
+                    reason: format!(
+                        "the connection broke while reading the answer: {}",
+                        transport_reason(&e)
+                    ),
+                })
+            }
+        };
+        if status.is_success() {
+            return Attempt::Answered(body);
+        }
+        let problem = serde_json::from_slice::<Problem>(&body).ok();
+        let error = Error::from_answer(
+            status.as_u16(),
+            problem,
+            &String::from_utf8_lossy(&body),
+            retry_after,
+        );
+        if RETRY_STATUSES.contains(&status) {
+            Attempt::Transient(error, retry_after.unwrap_or_default())
+        } else {
+            Attempt::Final(error)
         }
     }
 
