@@ -38,109 +38,11 @@ fn write_object(
         }
     }
     if let Some(customer) = write.customer_check {
-        // The writer thread serializes this with an erase: the customer is there, or gone.
-        let exists: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM objects
-                 WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND kind = 'customer')",
-            )
-            .db()?
-            .query_row(params![row.org, row.partition, blob(customer.0)], |r| {
-                r.get(0)
-            })
-            .db()?;
-        if !exists {
-            return Err(StoreError::CustomerNotFound);
-        }
+        check_customer(tx, row, customer)?;
     }
     match write.expected_version {
-        None => {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
-                         detail_type, created, last_updated, touched, version, body, sealed, key_version)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
-                     ON CONFLICT DO NOTHING",
-                )
-                .db()?
-                .execute(params![
-                    row.org,
-                    row.partition,
-                    row.id,
-                    row.kind,
-                    row.customer_id,
-                    row.parent_id,
-                    row.state,
-                    row.media_type,
-                    row.detail_type,
-                    row.created,
-                    row.last_updated,
-                    row.touched,
-                    row.version,
-                    row.body,
-                    row.sealed,
-                    row.key_version,
-                ])
-                .db()?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists);
-            }
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO tokens (org_id, partition, token, object_id) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT DO NOTHING",
-                )
-                .db()?;
-            for token in tokens {
-                insert
-                    .execute(params![row.org, row.partition, token, row.id])
-                    .db()?;
-            }
-        }
-        Some(expected) => {
-            // `touched` never moves back: a child written meanwhile may have advanced it.
-            let updated = tx
-                .prepare_cached(
-                    "UPDATE objects SET kind = ?4, customer_id = ?5, parent_id = ?6, state = ?7, media_type = ?8,
-                         detail_type = ?9, created = ?10, last_updated = ?11, touched = max(touched, ?12),
-                         version = ?13, body = ?14, sealed = ?15, key_version = ?17
-                     WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?16",
-                )
-                .db()?
-                .execute(params![
-                    row.org,
-                    row.partition,
-                    row.id,
-                    row.kind,
-                    row.customer_id,
-                    row.parent_id,
-                    row.state,
-                    row.media_type,
-                    row.detail_type,
-                    row.created,
-                    row.last_updated,
-                    row.touched,
-                    row.version,
-                    row.body,
-                    row.sealed,
-                    expected,
-                    row.key_version,
-                ])
-                .db()?;
-            if updated == 0 {
-                let current: Option<i64> = tx
-                    .prepare_cached("SELECT version FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3")
-                    .db()?
-                    .query_row(params![row.org, row.partition, row.id], |r| r.get(0))
-                    .optional()
-                    .db()?;
-                return Err(match current {
-                    Some(current) => StoreError::VersionConflict { current },
-                    None => StoreError::NotFound,
-                });
-            }
-            replace_tokens(tx, row, tokens)?;
-        }
+        None => insert_object(tx, row, tokens)?,
+        Some(expected) => update_object(tx, row, tokens, expected)?,
     }
     if let Some(rowid) = parent_rowid {
         tx.prepare_cached("UPDATE objects SET touched = max(touched, ?1) WHERE rowid = ?2")
@@ -148,6 +50,134 @@ fn write_object(
             .execute(params![row.last_updated, rowid])
             .db()?;
     }
+    Ok(())
+}
+
+/// The customer an object newly links to is there (the writer thread serializes this with an
+/// erase: the customer is there, or gone).
+fn check_customer(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    customer: ObjectId,
+) -> Result<(), StoreError> {
+    let exists: bool = tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM objects
+             WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND kind = 'customer')",
+        )
+        .db()?
+        .query_row(params![row.org, row.partition, blob(customer.0)], |r| {
+            r.get(0)
+        })
+        .db()?;
+    if exists {
+        Ok(())
+    } else {
+        Err(StoreError::CustomerNotFound)
+    }
+}
+
+/// Inserts a new object and its tokens.
+fn insert_object(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    tokens: &[[u8; 16]],
+) -> Result<(), StoreError> {
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
+                 detail_type, created, last_updated, touched, version, body, sealed, key_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+             ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            row.org,
+            row.partition,
+            row.id,
+            row.kind,
+            row.customer_id,
+            row.parent_id,
+            row.state,
+            row.media_type,
+            row.detail_type,
+            row.created,
+            row.last_updated,
+            row.touched,
+            row.version,
+            row.body,
+            row.sealed,
+            row.key_version,
+        ])
+        .db()?;
+    if inserted == 0 {
+        return Err(StoreError::AlreadyExists);
+    }
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO tokens (org_id, partition, token, object_id) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )
+        .db()?;
+    for token in tokens {
+        insert
+            .execute(params![row.org, row.partition, token, row.id])
+            .db()?;
+    }
+    Ok(())
+}
+
+/// Replaces the stored object if it still has the `expected` version, and its tokens.
+fn update_object(
+    tx: &Transaction<'_>,
+    row: &ObjectRow,
+    tokens: &[[u8; 16]],
+    expected: i64,
+) -> Result<(), StoreError> {
+    // `touched` never moves back: a child written meanwhile may have advanced it.
+    let updated = tx
+        .prepare_cached(
+            "UPDATE objects SET kind = ?4, customer_id = ?5, parent_id = ?6, state = ?7, media_type = ?8,
+                 detail_type = ?9, created = ?10, last_updated = ?11, touched = max(touched, ?12),
+                 version = ?13, body = ?14, sealed = ?15, key_version = ?17
+             WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?16",
+        )
+        .db()?
+        .execute(params![
+            row.org,
+            row.partition,
+            row.id,
+            row.kind,
+            row.customer_id,
+            row.parent_id,
+            row.state,
+            row.media_type,
+            row.detail_type,
+            row.created,
+            row.last_updated,
+            row.touched,
+            row.version,
+            row.body,
+            row.sealed,
+            expected,
+            row.key_version,
+        ])
+        .db()?;
+    if updated == 0 {
+        let current: Option<i64> = tx
+            .prepare_cached(
+                "SELECT version FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3",
+            )
+            .db()?
+            .query_row(params![row.org, row.partition, row.id], |r| r.get(0))
+            .optional()
+            .db()?;
+        return Err(match current {
+            Some(current) => StoreError::VersionConflict { current },
+            None => StoreError::NotFound,
+        });
+    }
+    replace_tokens(tx, row, tokens)?;
     Ok(())
 }
 
