@@ -11,6 +11,7 @@ use contextd_proto::access::{
     AuditPage, AuditParams, CustomerExport, Erased, GrantCreated, KeyView, NewGrant, NewKey,
     NewUser, SessionsRevoked, UserPatch, UserView, WhoAmI,
 };
+use contextd_proto::connectors::{ConnectorCreated, ConnectorView, NewConnector, RotateConnector};
 use contextd_proto::dictionary::{Field, FieldSet};
 use contextd_proto::error::{FieldError, Problem};
 use contextd_proto::object::{
@@ -28,7 +29,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::connection::{bearer_from, decode_connection_data};
+use crate::connection::{basic_from, decode_connection_data};
 use crate::error::{excerpt, Error, Result};
 use crate::search::Search;
 use crate::settings::{redact_userinfo, Settings};
@@ -93,10 +94,31 @@ pub struct Client {
 struct Inner {
     http: reqwest::Client,
     base_url: String,
-    auth: Option<HeaderValue>,
+    auth: Credential,
     settings: Settings,
     stats: Stats,
 }
+
+/// How calls authenticate.
+enum Credential {
+    /// No `Authorization` header (ping, health).
+    None,
+    /// A bearer token given by the caller (an API key).
+    Bearer(HeaderValue),
+    /// A connector credential, exchanged at `POST /v1/token` for short-lived tokens.
+    Exchange(TokenSource),
+}
+
+/// A connector credential and the token last issued for it.
+struct TokenSource {
+    /// `Authorization: Basic` of the client id and secret (RFC 6749 §2.3.1).
+    basic: HeaderValue,
+    /// The current token and when it expires.
+    cached: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
+}
+
+/// A token is renewed this long before it expires, so that no call carries a dying one.
+const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -206,7 +228,19 @@ impl Client {
     /// ```
     pub fn new(base_url: &str, token: impl Into<String>, settings: Settings) -> Result<Client> {
         let base_url = check_base_url(base_url).map_err(Error::InvalidSettings)?;
-        Self::build(base_url, token.into(), settings)
+        let token = token.into();
+        let auth = if token.is_empty() {
+            Credential::None
+        } else {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                Error::InvalidSettings(
+                    "the token holds characters that can't be sent in an HTTP header".into(),
+                )
+            })?;
+            value.set_sensitive(true);
+            Credential::Bearer(value)
+        };
+        Self::build(base_url, auth, settings)
     }
 
     /// A client built from a component's connectionData (README, "Rust SDK"): the standard base64 of
@@ -214,9 +248,9 @@ impl Client {
     /// bytes. Its `serviceUrl` is the base URL; its `credentialsLabMode` are used when
     /// [`Settings::lab_mode`] is set, else its `credentials`.
     ///
-    /// Today a credential's `clientSecret` is itself a bearer token. The components issue
-    /// will exchange `clientId` + `clientSecret` for a short-lived token at
-    /// `POST /v1/token` instead; callers won't need to change.
+    /// The credential is exchanged for a short-lived bearer token at `POST /v1/token` (OAuth
+    /// 2.0 client credentials) on the first call, renewed a minute before it expires, and
+    /// fetched anew once if a call is refused with 401 (a rotation or revocation meanwhile).
     ///
     /// Fails with [`Error::InvalidConnectionData`] if the string can't be decoded or holds
     /// an unusable URL or credential.
@@ -237,24 +271,17 @@ impl Client {
         } else {
             &decoded.credentials
         };
-        let token = bearer_from(credentials)?;
+        let basic = basic_from(credentials)?;
         let base_url = check_base_url(&decoded.service_url)
             .map_err(|e| Error::InvalidConnectionData(format!("serviceUrl: {e}")))?;
-        Self::build(base_url, token, settings)
+        let auth = Credential::Exchange(TokenSource {
+            basic,
+            cached: tokio::sync::Mutex::new(None),
+        });
+        Self::build(base_url, auth, settings)
     }
 
-    fn build(base_url: String, token: String, settings: Settings) -> Result<Client> {
-        let auth = if token.is_empty() {
-            None
-        } else {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                Error::InvalidSettings(
-                    "the token holds characters that can't be sent in an HTTP header".into(),
-                )
-            })?;
-            value.set_sensitive(true);
-            Some(value)
-        };
+    fn build(base_url: String, auth: Credential, settings: Settings) -> Result<Client> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("contextd-client/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = settings.proxy() {
@@ -772,6 +799,40 @@ impl Client {
     // System
     // ---------------------------------------------------------------------------------
 
+    /// The organization's connectors with their state (admin).
+    pub async fn connectors(&self) -> Result<Vec<ConnectorView>> {
+        self.json(Ok(Call::get(
+            "connector.list",
+            paths::CONNECTORS.to_owned(),
+        )))
+        .await
+    }
+
+    /// Creates a connector (production admin); the answer's connectionData is shown once.
+    pub async fn create_connector(&self, new: &NewConnector) -> Result<ConnectorCreated> {
+        self.json(Call::post("connector.create", paths::CONNECTORS.to_owned()).json(new))
+            .await
+    }
+
+    /// Gives a connector new secrets (production admin); the old ones keep working for the
+    /// grace period. The answer's connectionData is shown once.
+    pub async fn rotate_connector(
+        &self,
+        id: Uuid,
+        options: &RotateConnector,
+    ) -> Result<ConnectorCreated> {
+        let path = paths::with_id(paths::CONNECTOR_ROTATE, id);
+        self.json(Call::post("connector.rotate", path).json(options))
+            .await
+    }
+
+    /// Revokes a connector (production admin): its secrets and tokens stop working at once.
+    pub async fn revoke_connector(&self, id: Uuid) -> Result<()> {
+        let path = paths::with_id(paths::CONNECTOR, id);
+        self.empty(Ok(Call::delete("connector.revoke", path).idempotent(true)))
+            .await
+    }
+
     /// Liveness, without authentication (`ping`).
     pub async fn ping(&self) -> Result<Ping> {
         self.json(Ok(Call::get("ping", paths::PING.to_owned())))
@@ -862,14 +923,23 @@ impl Client {
         let url = self.url(call)?;
         let request_id = Uuid::new_v4().to_string();
         let mut attempt: u32 = 1;
+        let mut renewed = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 return Err(self.timeout(call));
             }
-            let request = self.request(call, &url, remaining, &request_id);
+            let auth = self.authorization(call, deadline).await?;
+            let request = self.request(call, &url, remaining, &request_id, auth);
             let (error, floor) = match self.attempt(call, &url, request).await {
                 Attempt::Answered(body) => return Ok(body),
+                // An exchanged token refused: rotated or revoked meanwhile. A 401 means the
+                // call was not carried out, so one more try with a new token is safe.
+                Attempt::Final(Error::Unauthorized { .. }) if self.renewable() && !renewed => {
+                    self.forget_token().await;
+                    renewed = true;
+                    continue;
+                }
                 Attempt::Final(error) => return Err(error),
                 Attempt::Transient(error, floor) => (error, floor),
             };
@@ -892,6 +962,79 @@ impl Client {
         }
     }
 
+    /// The `Authorization` header of a call: the caller's token, or a connector credential's
+    /// current token, exchanged first if there is none or it is about to expire.
+    async fn authorization(&self, call: &Call, deadline: Instant) -> Result<Option<HeaderValue>> {
+        let source = match &self.inner.auth {
+            Credential::None => return Ok(None),
+            Credential::Bearer(value) => return Ok(Some(value.clone())),
+            Credential::Exchange(source) => source,
+        };
+        let mut cached = source.cached.lock().await;
+        if let Some((token, expires)) = cached.as_ref() {
+            if Instant::now() + TOKEN_RENEW_BEFORE < *expires {
+                return Ok(Some(token.clone()));
+            }
+        }
+        let (token, lifetime) = self.exchange(call, source, deadline).await?;
+        *cached = Some((token.clone(), Instant::now() + lifetime));
+        Ok(Some(token))
+    }
+
+    /// Whether a 401 may be mended by fetching a new token.
+    fn renewable(&self) -> bool {
+        matches!(self.inner.auth, Credential::Exchange(_))
+    }
+
+    /// Drops the current token of a connector credential.
+    async fn forget_token(&self) {
+        if let Credential::Exchange(source) = &self.inner.auth {
+            *source.cached.lock().await = None;
+        }
+    }
+
+    /// `POST /v1/token` with the credential: a bearer header and its lifetime.
+    async fn exchange(
+        &self,
+        call: &Call,
+        source: &TokenSource,
+        deadline: Instant,
+    ) -> Result<(HeaderValue, Duration)> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(self.timeout(call));
+        }
+        let url = Url::parse(&format!("{}{}", self.inner.base_url, paths::TOKEN))
+            .map_err(|e| Error::InvalidSettings(format!("the token URL can't be built: {e}")))?;
+        let request = self
+            .inner
+            .http
+            .post(url.clone())
+            .timeout(remaining)
+            .header(header::AUTHORIZATION, source.basic.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::ACCEPT, JSON)
+            .body("grant_type=client_credentials");
+        let body = match self.attempt(call, &url, request).await {
+            Attempt::Answered(body) => body,
+            Attempt::Final(Error::Unauthorized { .. }) => {
+                return Err(Error::Unauthorized {
+                    detail: "the connectionData's credential was refused at /v1/token: the \
+                             connector was revoked or its secret rotated past its grace; \
+                             register the component again"
+                        .into(),
+                })
+            }
+            Attempt::Final(error) | Attempt::Transient(error, _) => return Err(error),
+        };
+        let answer: contextd_proto::connectors::TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| Error::Protocol(format!("the token endpoint's answer: {e}")))?;
+        let mut value = HeaderValue::from_str(&format!("Bearer {}", answer.access_token))
+            .map_err(|_| Error::Protocol("the token endpoint issued an unusable token".into()))?;
+        value.set_sensitive(true);
+        Ok((value, Duration::from_secs(answer.expires_in)))
+    }
+
     /// The timeout error of a call: its whole budget is spent.
     fn timeout(&self, call: &Call) -> Error {
         Error::Timeout {
@@ -908,6 +1051,7 @@ impl Client {
         url: &Url,
         remaining: Duration,
         request_id: &str,
+        auth: Option<HeaderValue>,
     ) -> reqwest::RequestBuilder {
         let inner = &*self.inner;
         let mut request = inner
@@ -916,8 +1060,8 @@ impl Client {
             .timeout(remaining)
             .header(header::ACCEPT, JSON)
             .header(REQUEST_ID, request_id);
-        if let Some(auth) = &inner.auth {
-            request = request.header(header::AUTHORIZATION, auth.clone());
+        if let Some(auth) = auth {
+            request = request.header(header::AUTHORIZATION, auth);
         }
         if let Some(version) = call.if_match {
             request = request.header(header::IF_MATCH, format!("\"{version}\""));
@@ -1290,9 +1434,18 @@ mod tests {
         let lab =
             Client::from_connection_data(&text, Settings::default().with_lab_mode(true)).unwrap();
         assert_eq!(prod.base_url(), "http://127.0.0.1:9");
-        let header = |c: &Client| c.inner.auth.as_ref().unwrap().to_str().unwrap().to_owned();
-        assert_eq!(header(&prod), "Bearer prod-token");
-        assert_eq!(header(&lab), "Bearer lab-token");
+        let basic = |c: &Client| match &c.inner.auth {
+            Credential::Exchange(source) => source.basic.to_str().unwrap().to_owned(),
+            _ => panic!("a connectionData client exchanges its credential"),
+        };
+        let encoded = |text: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(text)
+            )
+        };
+        assert_eq!(basic(&prod), encoded("p:prod-token"));
+        assert_eq!(basic(&lab), encoded("l:lab-token"));
 
         let bad_url = serde_json::json!({
             "serviceUrl": "nowhere",

@@ -48,19 +48,27 @@ pub fn decode_connection_data(data: &str) -> Result<ConnectionData> {
     Ok(decoded)
 }
 
-/// The bearer token that a credential set stands for.
-///
-/// Today a connector's `clientSecret` is itself a bearer token (an API key). The components
-/// issue exchanges `clientId` + `clientSecret` for a short-lived token at `POST /v1/token`
-/// (OAuth 2.0 client credentials); that exchange goes here, and only here.
-pub(crate) fn bearer_from(credentials: &Credentials) -> Result<String> {
-    let secret = credentials.client_secret.trim();
-    if secret.is_empty() {
+/// The `Authorization: Basic` header of a credential set, as the token endpoint takes it
+/// (RFC 6749 §2.3.1: the id and secret form-urlencoded, joined by `:`, base64).
+pub(crate) fn basic_from(credentials: &Credentials) -> Result<reqwest::header::HeaderValue> {
+    let (id, secret) = (
+        credentials.client_id.trim(),
+        credentials.client_secret.trim(),
+    );
+    if id.is_empty() || secret.is_empty() {
         return Err(Error::InvalidConnectionData(
-            "the clientSecret is empty".into(),
+            "the clientId or clientSecret is empty".into(),
         ));
     }
-    Ok(secret.to_owned())
+    let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+    let pair = format!("{}:{}", encode(id), encode(secret));
+    let mut value = reqwest::header::HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
+    .map_err(|_| Error::InvalidConnectionData("the credential can't be sent in a header".into()))?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -93,10 +101,14 @@ mod tests {
         let text = encode(&serde_json::to_vec(&data).unwrap());
         assert_eq!(decode_connection_data(&text).unwrap(), data);
         assert_eq!(decode_connection_data(&format!("{text}\n")).unwrap(), data);
-        assert_eq!(bearer_from(&data.credentials).unwrap(), "prod-secret");
+        let basic = |c: &Credentials| basic_from(c).unwrap().to_str().unwrap().to_owned();
         assert_eq!(
-            bearer_from(&data.credentials_lab_mode).unwrap(),
-            "lab-secret"
+            basic(&data.credentials),
+            format!("Basic {}", encode(b"prod-id:prod-secret"))
+        );
+        assert_eq!(
+            basic(&data.credentials_lab_mode),
+            format!("Basic {}", encode(b"lab-id:lab-secret"))
         );
     }
 

@@ -10,6 +10,10 @@
 //! [`Client::stats_summary`]. The wire types are those of [`contextd_proto`], re-exported as
 //! [`proto`], so the SDK, the server and the CLI cannot drift apart.
 //!
+//! With the `registration` feature (on by default) the SDK also ships the `registration` module: the
+//! registration resource a component exposes (`GET`/`PUT …/contextservice`), as an axum router,
+//! with the storage of the component's connectionData.
+//!
 //! The SDK never puts a secret (token, client secret, proxy password) in a `Debug` output, an
 //! error message or a log line, and never logs a request or answer body.
 //!
@@ -60,6 +64,8 @@
 mod client;
 mod connection;
 mod error;
+#[cfg(feature = "registration")]
+pub mod registration;
 mod search;
 mod settings;
 mod stats;

@@ -12,6 +12,7 @@
 
 pub mod access;
 pub mod connection;
+pub mod connectors;
 pub mod dictionary;
 pub mod error;
 pub mod ids;

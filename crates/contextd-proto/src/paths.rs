@@ -59,6 +59,14 @@ pub const GRANT: &str = "/v1/grants/{id}";
 pub const AUDIT: &str = "/v1/audit";
 /// Add a data-key version.
 pub const ROTATE: &str = "/v1/encryption/rotate";
+/// Connectors (components).
+pub const CONNECTORS: &str = "/v1/connectors";
+/// One connector (`DELETE`: revoke).
+pub const CONNECTOR: &str = "/v1/connectors/{id}";
+/// Rotate a connector's secrets.
+pub const CONNECTOR_ROTATE: &str = "/v1/connectors/{id}/rotate";
+/// The OAuth 2.0 token endpoint (client-credentials grant).
+pub const TOKEN: &str = "/v1/token";
 
 /// Every path above: the server's OpenAPI document lists exactly these (a test checks it).
 pub const ALL: &[&str] = &[
@@ -89,6 +97,10 @@ pub const ALL: &[&str] = &[
     GRANT,
     AUDIT,
     ROTATE,
+    CONNECTORS,
+    CONNECTOR,
+    CONNECTOR_ROTATE,
+    TOKEN,
 ];
 
 /// `template` with `{name}` replaced by `value`.

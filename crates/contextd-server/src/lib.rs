@@ -32,7 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::{access, dictionary, objects, system};
+use crate::routes::{access, connectors, dictionary, objects, system};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -47,6 +47,8 @@ pub struct AppState {
     pub cookie_secure: bool,
     /// Wakes the background re-encryption job.
     pub reencrypt: Arc<tokio::sync::Notify>,
+    /// The URL components reach this service at (the `serviceUrl` of connectionData).
+    pub public_url: Arc<str>,
 }
 
 /// Server settings.
@@ -80,6 +82,9 @@ pub struct ServerConfig {
     pub cookie_secure: bool,
     /// How often the re-encryption job looks for work besides being woken by a rotation.
     pub reencrypt_every: Duration,
+    /// The URL components reach this service at, written into connectionData; default
+    /// `http://` and the listener's address.
+    pub public_url: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -99,6 +104,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             cookie_secure: false,
             reencrypt_every: Duration::from_secs(30),
+            public_url: None,
         }
     }
 }
@@ -152,6 +158,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(access::audit))
         .routes(routes!(access::erase))
         .routes(routes!(access::export))
+        .routes(routes!(connectors::list, connectors::create))
+        .routes(routes!(connectors::revoke))
+        .routes(routes!(connectors::rotate))
+        .routes(routes!(connectors::token))
         .routes(routes!(objects::flush_status))
         .routes(routes!(objects::timeline))
         .routes(routes!(objects::create))
@@ -219,7 +229,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = Arc::new(limits::Limits::new(&config));
+    let public_url = match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => format!("http://{}", listener.local_addr()?),
+    };
     let state = AppState {
+        public_url: public_url.into(),
         context: context.clone(),
         started: Instant::now(),
         limits: limits.clone(),

@@ -33,6 +33,7 @@ impl Modify for BearerAuth {
         (name = "objects", description = "Customers, requests, activities and details"),
         (name = "dictionary", description = "Fields and field sets"),
         (name = "access", description = "Users, sessions, API keys, partner grants, audit, erase and export"),
+        (name = "connectors", description = "Components, their connectionData and the token endpoint"),
         (name = "system", description = "Health, status and this document"),
     )
 )]

@@ -108,6 +108,7 @@ pub async fn check_api_keys(store: &dyn Store) {
         created: t,
         expires_at: None,
         revoked_at: None,
+        connector: None,
     };
     let full = ApiKeyRecord {
         id: Uuid::new_v4(),
@@ -121,6 +122,7 @@ pub async fn check_api_keys(store: &dyn Store) {
         created: at(t, 1),
         expires_at: Some(at(t, 86_400_000)),
         revoked_at: Some(at(t, 3_600_000)),
+        connector: None,
     };
     for key in [&plain, &full] {
         store.insert_api_key(key).await.expect("insert_api_key");

@@ -149,7 +149,8 @@ impl PgStore {
         let rows = self
             .query(
                 &format!(
-                    "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE org_id = $1 AND partition = $2 ORDER BY id"
+                    "SELECT {API_KEY_COLUMNS} FROM api_keys
+                     WHERE org_id = $1 AND partition = $2 AND connector_id IS NULL ORDER BY id"
                 ),
                 &[&scope.org.0, &scope.partition.as_str()],
             )

@@ -1,5 +1,5 @@
-//! [`CredentialStore`] for [`PgStore`]: orgs and API keys here, users, sessions and grants
-//! in `access.rs`.
+//! [`CredentialStore`] for [`PgStore`]: orgs and API keys here (the tokens of connectors too,
+//! which `connectors.rs` issues), users, sessions and grants in `access.rs`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,6 +8,7 @@ use contextd_core::store::{
     ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord, StoreError, UserChange,
     UserRecord,
 };
+use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -30,11 +31,50 @@ pub(crate) fn api_key_from_row(r: &Row) -> Result<ApiKeyRecord, Failure> {
         created: col(r, 6, "created")?,
         expires_at: col(r, 7, "expires_at")?,
         revoked_at: col(r, 8, "revoked_at")?,
+        connector: col(r, 9, "connector_id")?,
     })
 }
 
+/// The columns [`api_key_from_row`] reads, in its order.
 pub(crate) const API_KEY_COLUMNS: &str =
-    "id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at";
+    "id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at, connector_id";
+
+/// Inserts an API key (a connector's token too) on `client`, a connection or a transaction;
+/// `AlreadyExists` if its id is taken.
+pub(crate) async fn insert_api_key(
+    client: &impl GenericClient,
+    key: &ApiKeyRecord,
+) -> Result<(), Failure> {
+    let stmt = client
+        .prepare_cached(
+            "INSERT INTO api_keys (id, org_id, partition, name, role, secret_hash, created, expires_at,
+                 revoked_at, connector_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let n = client
+        .execute(
+            &stmt,
+            &[
+                &key.id,
+                &key.scope.org.0,
+                &key.scope.partition.as_str(),
+                &key.name,
+                &key.role.as_str(),
+                &&key.secret_hash[..],
+                &ms(&key.created),
+                &key.expires_at.as_ref().map(ms),
+                &key.revoked_at.as_ref().map(ms),
+                &key.connector,
+            ],
+        )
+        .await?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists.into())
+    } else {
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl CredentialStore for PgStore {
@@ -96,29 +136,8 @@ impl CredentialStore for PgStore {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let n = self
-            .execute(
-                "INSERT INTO api_keys (id, org_id, partition, name, role, secret_hash, created, expires_at,
-                     revoked_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-                &[
-                    &key.id,
-                    &key.scope.org.0,
-                    &key.scope.partition.as_str(),
-                    &key.name,
-                    &key.role.as_str(),
-                    &&key.secret_hash[..],
-                    &ms(&key.created),
-                    &key.expires_at.as_ref().map(ms),
-                    &key.revoked_at.as_ref().map(ms),
-                ],
-            )
-            .await?;
-        if n == 0 {
-            Err(StoreError::AlreadyExists)
-        } else {
-            Ok(())
-        }
+        let client = self.db.client().await?;
+        Ok(insert_api_key(&client, key).await?)
     }
 
     async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {

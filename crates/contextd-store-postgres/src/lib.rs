@@ -11,6 +11,7 @@
 
 mod access;
 mod audit;
+mod connectors;
 mod credentials;
 mod db;
 mod dictionary;

@@ -1,6 +1,6 @@
 //! [`PgStore`]: the data schema — its connection, migrations, statement helpers and the
 //! [`Store`] trait itself. The traits per concern are implemented one file each:
-//! `objects.rs`, `dictionary.rs`, `credentials.rs`, `audit.rs` and `jobs.rs`.
+//! `objects.rs`, `dictionary.rs`, `credentials.rs`, `audit.rs`, `jobs.rs` and `connectors.rs`.
 
 use async_trait::async_trait;
 use contextd_core::store::{Migration, Store, StoreError, Token};
@@ -33,6 +33,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 5,
         sql: include_str!("../migrations/data/0005_sessions_by_user.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../migrations/data/0006_connectors.sql"),
+    },
 ];
 
 /// Concurrent writers each hold a connection for one short transaction; PostgreSQL flushes
@@ -45,8 +49,8 @@ const PROFILE: Profile = Profile {
 };
 
 /// The data in one schema of a PostgreSQL database: objects, tokens, dictionary, orgs,
-/// credentials, people, grants, the audit log and flush jobs. Several contextd instances may
-/// share it.
+/// credentials, people, grants, connectors, the audit log and flush jobs. Several contextd
+/// instances may share it.
 pub struct PgStore {
     pub(crate) db: Db,
 }

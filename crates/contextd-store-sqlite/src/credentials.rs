@@ -1,5 +1,5 @@
-//! [`CredentialStore`] for [`SqliteStore`]: orgs and API keys here, users, sessions and
-//! grants in `access.rs`.
+//! [`CredentialStore`] for [`SqliteStore`]: orgs and API keys here (the tokens of connectors
+//! too, which `connectors.rs` issues), users, sessions and grants in `access.rs`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -8,11 +8,13 @@ use contextd_core::store::{
     ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord, StoreError, UserChange,
     UserRecord,
 };
-use rusqlite::{params, Row};
+use rusqlite::{params, Row, Transaction};
 use uuid::Uuid;
 
 use crate::access;
-use crate::db::{ms, opt_time_col, parse_col, text_col, time_col, uuid_col, DbResultExt};
+use crate::db::{
+    ms, opt_time_col, opt_uuid_col, parse_col, text_col, time_col, uuid_col, DbResultExt,
+};
 use crate::store::{blob, SqliteStore};
 
 fn api_key_from_row(r: &Row<'_>) -> Result<ApiKeyRecord, StoreError> {
@@ -34,7 +36,37 @@ fn api_key_from_row(r: &Row<'_>) -> Result<ApiKeyRecord, StoreError> {
         created: time_col(r.get_ref(6).db()?, "created")?,
         expires_at: opt_time_col(r.get_ref(7).db()?, "expires_at")?,
         revoked_at: opt_time_col(r.get_ref(8).db()?, "revoked_at")?,
+        connector: opt_uuid_col(r.get_ref(9).db()?, "connector_id")?,
     })
+}
+
+/// Inserts an API key (a connector's token too); `AlreadyExists` if its id is taken.
+pub(crate) fn insert_api_key(tx: &Transaction<'_>, key: &ApiKeyRecord) -> Result<(), StoreError> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO api_keys (id, org_id, partition, name, role, secret_hash, created, expires_at,
+                 revoked_at, connector_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
+        )
+        .db()?
+        .execute(params![
+            blob(key.id),
+            blob(key.scope.org.0),
+            key.scope.partition.as_str(),
+            key.name,
+            key.role.as_str(),
+            key.secret_hash,
+            ms(&key.created),
+            key.expires_at.as_ref().map(ms),
+            key.revoked_at.as_ref().map(ms),
+            key.connector.map(blob),
+        ])
+        .db()?;
+    if n == 0 {
+        Err(StoreError::AlreadyExists)
+    } else {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -112,34 +144,7 @@ impl CredentialStore for SqliteStore {
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
-        self.db
-            .write(move |tx| {
-                let n = tx
-                    .prepare_cached(
-                        "INSERT INTO api_keys (id, org_id, partition, name, role, secret_hash, created, expires_at,
-                             revoked_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-                    )
-                    .db()?
-                    .execute(params![
-                        blob(key.id),
-                        blob(key.scope.org.0),
-                        key.scope.partition.as_str(),
-                        key.name,
-                        key.role.as_str(),
-                        key.secret_hash,
-                        ms(&key.created),
-                        key.expires_at.as_ref().map(ms),
-                        key.revoked_at.as_ref().map(ms),
-                    ])
-                    .db()?;
-                if n == 0 {
-                    Err(StoreError::AlreadyExists)
-                } else {
-                    Ok(())
-                }
-            })
-            .await
+        self.db.write(move |tx| insert_api_key(tx, &key)).await
     }
 
     async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -147,7 +152,8 @@ impl CredentialStore for SqliteStore {
             .point_read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
-                        "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at
+                        "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at,
+                             connector_id
                          FROM api_keys WHERE id = ?1",
                     )
                     .db()?;
@@ -162,8 +168,9 @@ impl CredentialStore for SqliteStore {
             .read(move |c| {
                 let mut stmt = c
                     .prepare_cached(
-                        "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at
-                         FROM api_keys WHERE org_id = ?1 AND partition = ?2 ORDER BY id",
+                        "SELECT id, org_id, partition, name, role, secret_hash, created, expires_at, revoked_at,
+                             connector_id
+                         FROM api_keys WHERE org_id = ?1 AND partition = ?2 AND connector_id IS NULL ORDER BY id",
                     )
                     .db()?;
                 let mut rows = stmt.query(params![blob(scope.org.0), scope.partition.as_str()]).db()?;

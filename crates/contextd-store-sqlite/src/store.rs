@@ -1,6 +1,6 @@
 //! [`SqliteStore`]: the data database — its files, schema and the [`Store`] trait itself. The
 //! traits per concern are implemented one file each: `objects.rs`, `dictionary.rs`,
-//! `credentials.rs`, `audit.rs` and `jobs.rs`.
+//! `credentials.rs`, `audit.rs`, `jobs.rs` and `connectors.rs`.
 
 use std::path::Path;
 
@@ -36,6 +36,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         sql: include_str!("../migrations/data/0006_sessions_by_user.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/data/0007_connectors.sql"),
+    },
 ];
 
 const AUDIT_MIGRATIONS: &[Migration] = &[Migration {
@@ -58,8 +62,8 @@ const PROFILE: Profile = Profile {
 };
 
 /// The data database in one SQLite file (WAL mode): objects, tokens, dictionary, orgs,
-/// API keys and flush jobs. Writes are group-committed by one writer thread; reads run on a
-/// pool of query-only connections.
+/// API keys, connectors and flush jobs. Writes are group-committed by one writer thread;
+/// reads run on a pool of query-only connections.
 pub struct SqliteStore {
     pub(crate) db: Db,
     /// The audit log, in a file of its own (`<name>-audit.db` beside the data file): a commit

@@ -348,11 +348,15 @@ async fn serve(
                 println!("  admin console:          {url}/admin");
             }
             // Another instance on the same database created it first.
-            Err(contextd_core::CoreError::Conflict(_)) => {}
+            Err(contextd_core::CoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e).context("cannot create the default organization"),
         }
     }
     tracing::info!(%local, backend = context.store().backend(), "contextd listening");
+    let config = ServerConfig {
+        public_url: Some(url),
+        ..config
+    };
     contextd_server::serve(listener, context, config, shutdown_signal()).await?;
     tracing::info!("contextd stopped");
     Ok(())

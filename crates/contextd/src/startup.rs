@@ -24,6 +24,9 @@ pub struct StorageArgs {
     /// Requests with no write to them or their activities for this long are closed.
     #[arg(long, env = "CONTEXTD_REQUEST_AUTOCLOSE", default_value = "5days", value_parser = humantime::parse_duration)]
     pub request_autoclose: std::time::Duration,
+    /// A connector that has not exchanged its credentials for a token this long is `stale`.
+    #[arg(long, env = "CONTEXTD_CONNECTOR_STALE_AFTER", default_value = "1day", value_parser = humantime::parse_duration)]
+    pub connector_stale_after: std::time::Duration,
     /// Organizations' own key-encryption keys, `ORG_NAME=PATH` (repeatable, or comma-separated
     /// in the environment); an org that brought its own key is unreadable without it.
     #[arg(long = "org-kek", env = "CONTEXTD_ORG_KEKS", value_delimiter = ',')]
@@ -72,6 +75,8 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
     let config = ContextConfig {
         request_autoclose: chrono::Duration::from_std(args.request_autoclose)
             .context("request auto-close period is too long")?,
+        connector_stale_after: chrono::Duration::from_std(args.connector_stale_after)
+            .context("connector stale period is too long")?,
         search_limits: contextd_core::search::SearchLimits {
             max_terms: args.search_max_terms,
             max_values: args.search_max_values,

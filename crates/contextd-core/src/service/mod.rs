@@ -51,6 +51,8 @@ pub struct ContextConfig {
     pub cached_customer_keys: usize,
     /// Bounds of one search.
     pub search_limits: search::SearchLimits,
+    /// A connector that has not fetched a token for this long is shown as `stale`.
+    pub connector_stale_after: chrono::Duration,
 }
 
 impl Default for ContextConfig {
@@ -59,6 +61,7 @@ impl Default for ContextConfig {
             request_autoclose: chrono::Duration::days(5),
             cached_customer_keys: 100_000,
             search_limits: search::SearchLimits::default(),
+            connector_stale_after: chrono::Duration::days(1),
         }
     }
 }
@@ -189,6 +192,7 @@ pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 }
 
 pub mod access;
+pub mod connectors;
 mod encryption;
 mod fields;
 mod objects;

@@ -2,10 +2,10 @@
 //! and resolving a bearer token to its principal.
 
 use super::*;
-use contextd_proto::connection::{ConnectionData, Credentials};
 
 impl Context {
-    /// Creates an organization with admin keys for both partitions and connector credentials.
+    /// Creates an organization with admin keys for both partitions and a `default` connector,
+    /// whose connectionData components can use at once.
     pub async fn create_org(
         &self,
         name: &str,
@@ -46,7 +46,6 @@ impl Context {
             e => e.into(),
         })?;
         let mut admin = Vec::new();
-        let mut machine = Vec::new();
         for partition in Partition::ALL {
             let scope = Scope {
                 org: org.id,
@@ -56,34 +55,20 @@ impl Context {
                 self.create_api_key(scope, &format!("{partition} admin"), Role::Admin, None)
                     .await?,
             );
-            let (id, token) = self
-                .create_api_key(
-                    scope,
-                    &format!("{partition} connector"),
-                    Role::Machine,
-                    None,
-                )
-                .await?;
-            machine.push((id, token));
         }
-        let credentials = |i: usize| Credentials {
-            client_id: machine[i].0.to_string(),
-            client_secret: machine[i].1.clone(),
-        };
-        let connection = ConnectionData {
-            service_url: service_url.to_owned(),
-            org_id: org.id,
-            credentials: credentials(1),
-            credentials_lab_mode: credentials(0),
-        };
-        let connection = serde_json::to_string(&connection)
-            .map_err(|e| CoreError::bad_request(format!("connectionData: {e}")))?;
+        let (_, connection_data) = self
+            .insert_connector(
+                org.id,
+                super::connectors::bootstrap_connector(),
+                service_url,
+            )
+            .await?;
         Ok(OrgBootstrap {
             org_id: org.id,
             name: org.name,
             lab_admin_token: admin[0].1.clone(),
             production_admin_token: admin[1].1.clone(),
-            connection_data: STANDARD.encode(connection),
+            connection_data,
         })
     }
 
@@ -110,6 +95,7 @@ impl Context {
             created: now_ms(),
             expires_at,
             revoked_at: None,
+            connector: None,
         };
         self.store.insert_api_key(&record).await?;
         Ok((minted.id, auth::reveal(&minted.token).to_owned()))

@@ -39,6 +39,9 @@ pub struct ApiKeyRecord {
     pub expires_at: Option<DateTime<Utc>>,
     /// Revocation time, if revoked.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The connector this key is a short-lived token of (revoked with it; not listed with
+    /// the partition's API keys).
+    pub connector: Option<Uuid>,
 }
 
 /// A person who signs in with name and password (Argon2id hash).
@@ -167,7 +170,8 @@ pub trait CredentialStore: Send + Sync + 'static {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     /// Reads an API key by id (any org: the token names it).
     async fn api_key(&self, id: Uuid) -> Result<Option<ApiKeyRecord>, StoreError>;
-    /// Lists the API keys of a scope (hashes included; callers must not show them).
+    /// Lists the API keys of a scope, without the tokens issued to connectors (hashes
+    /// included; callers must not show them).
     async fn api_keys(&self, scope: Scope) -> Result<Vec<ApiKeyRecord>, StoreError>;
     /// Revokes an API key of the scope at `at`; `NotFound` if absent or already revoked.
     async fn revoke_api_key(

@@ -9,7 +9,8 @@
 //! [`Store`] is the sum of one trait per concern, each in a module of its own with the
 //! records it speaks: [`ObjectStore`] (objects, search, timelines, erasure),
 //! [`DictionaryStore`], [`CredentialStore`] (orgs, API keys, users, sessions, grants),
-//! [`AuditStore`] and [`JobStore`] (flush jobs, re-encryption). A new concern is a new module
+//! [`AuditStore`], [`JobStore`] (flush jobs, re-encryption) and [`ConnectorStore`]
+//! (components and their credentials). A new concern is a new module
 //! with a trait of its own, added to `Store`'s bounds. [`KeyStore`] stands apart: keys live
 //! in a database of their own.
 //!
@@ -28,6 +29,7 @@ use async_trait::async_trait;
 use crate::ids::Partition;
 
 mod audit;
+mod connectors;
 mod credentials;
 mod dictionary;
 mod encoding;
@@ -38,6 +40,7 @@ mod schema;
 mod search;
 
 pub use audit::{AuditEntry, AuditQuery, AuditStore};
+pub use connectors::{ConnectorCredential, ConnectorRecord, ConnectorStore};
 pub use credentials::{
     check_last_admin, ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord,
     UserChange, UserRecord,
@@ -56,7 +59,8 @@ pub use search::{wanted_states, Condition, SearchPlan, TimeBound};
 /// The store traits, for code that calls them on a backend type rather than on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        AuditStore, CredentialStore, DictionaryStore, JobStore, KeyStore, ObjectStore, Store,
+        AuditStore, ConnectorStore, CredentialStore, DictionaryStore, JobStore, KeyStore,
+        ObjectStore, Store,
     };
 }
 
@@ -124,7 +128,9 @@ pub struct Token(pub [u8; 16]);
 /// a whole. Implemented by `contextd-store-sqlite` and `contextd-store-postgres`, held to the
 /// same behaviour by the conformance suite.
 #[async_trait]
-pub trait Store: ObjectStore + DictionaryStore + CredentialStore + AuditStore + JobStore {
+pub trait Store:
+    ObjectStore + DictionaryStore + CredentialStore + AuditStore + JobStore + ConnectorStore
+{
     /// A short name for logs and status (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;
 

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per resource. Each extracts, calls one core function, maps the result.
 
 pub mod access;
+pub mod connectors;
 pub mod dictionary;
 pub mod objects;
 pub mod system;

@@ -6,6 +6,7 @@ mod access;
 mod audit;
 mod concurrency;
 mod connections;
+mod connectors;
 mod consistency;
 mod dictionary;
 mod encryption;

@@ -358,3 +358,55 @@ impl Drop for TestServer {
         }
     }
 }
+
+/// A second server over the same SQLite files, as a second instance of a deployment.
+pub struct SecondInstance {
+    /// Its base URL.
+    pub url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl SecondInstance {
+    /// Starts it over `s`'s files.
+    pub async fn start(s: &TestServer) -> Self {
+        let store =
+            SqliteStore::open(&s.dir.path().join("contextd.db")).expect("open the same data");
+        let keys = SqliteKeyStore::open(&s.dir.path().join("keys.db")).expect("open the same keys");
+        let keyring = Keyring::new(s.master.clone(), Arc::new(keys), 1000);
+        let context = Arc::new(Context::new(
+            Arc::new(store),
+            keyring,
+            ContextConfig::default(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(contextd_server::serve(
+            listener,
+            context,
+            ServerConfig {
+                sign_in_per_minute: 0,
+                ..ServerConfig::default()
+            },
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            url,
+            shutdown: Some(tx),
+            task,
+        }
+    }
+
+    /// Stops it gracefully.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+}

@@ -6,22 +6,17 @@
 //! on raw HTTP: cookies are wire, and the SDK speaks bearer tokens only.
 
 use std::fmt::Debug;
-use std::sync::Arc;
-use std::time::Duration;
 
-use contextd_client::{Client, Error, Settings};
-use contextd_core::crypto::Keyring;
-use contextd_core::service::{Context, ContextConfig};
+use contextd_client::{Client, Error};
+use contextd_core::service::ContextConfig;
 use contextd_proto::access::{AuditParams, AuditView, NewKey, NewUser, Role, UserPatch};
 use contextd_proto::{ErrorCode, Kind};
 use contextd_server::ServerConfig;
-use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use reqwest::Method;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::support::{forbidden, input, not_found, Resp, TestServer};
+use crate::support::{client_at, forbidden, input, not_found, Resp, SecondInstance, TestServer};
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "tr0ub4dor & 3 more";
@@ -36,12 +31,6 @@ async fn server() -> TestServer {
         },
     )
     .await
-}
-
-/// The SDK on the server at `url` (another instance), set up as `TestServer::client`.
-fn client_at(url: &str, token: &str) -> Client {
-    let settings = Settings::standard().with_timeout(Duration::from_millis(15_000));
-    Client::new(url, token, settings).expect("an SDK client")
 }
 
 /// Creates a user with `PASSWORD` in the partition of `token`; returns its id.
@@ -524,55 +513,6 @@ async fn the_user_endpoints_are_documented() {
     assert!(at("/paths/~1v1~1users~1{id}~1sessions/delete"));
     assert!(at("/components/schemas/UserPatch/properties/password"));
     assert!(at("/components/schemas/UserView/properties/disabled"));
-}
-
-/// A second server over the same SQLite files, as a second instance of a deployment.
-struct SecondInstance {
-    url: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl SecondInstance {
-    async fn start(s: &TestServer) -> Self {
-        let store =
-            SqliteStore::open(&s.dir.path().join("contextd.db")).expect("open the same data");
-        let keys = SqliteKeyStore::open(&s.dir.path().join("keys.db")).expect("open the same keys");
-        let keyring = Keyring::new(s.master.clone(), Arc::new(keys), 1000);
-        let context = Arc::new(Context::new(
-            Arc::new(store),
-            keyring,
-            ContextConfig::default(),
-        ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(contextd_server::serve(
-            listener,
-            context,
-            ServerConfig {
-                sign_in_per_minute: 0,
-                ..ServerConfig::default()
-            },
-            async {
-                let _ = rx.await;
-            },
-        ));
-        Self {
-            url,
-            shutdown: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = self.task.await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! What is particular to PostgreSQL: migrations under concurrency, schemas, native types.
 
 use contextd_core::object::Kind;
-use contextd_core::store::{KeyStore, Store, WrappedKey};
+use contextd_core::store::{CredentialStore, KeyStore, Store, WrappedKey};
 use contextd_store_conformance::fixtures::{insert, lab, now, object, read};
 use contextd_store_postgres::{PgKeyStore, PgStore};
 
@@ -85,6 +85,49 @@ async fn instances_starting_together_migrate_once() {
 }
 
 #[tokio::test]
+async fn api_keys_of_an_older_schema_survive_the_connectors_migration() {
+    let Some(db) = TestDb::fresh().await else {
+        return;
+    };
+    let TestDb {
+        store,
+        keys,
+        database,
+    } = db;
+    drop((store, keys));
+    let client = database.connect().await;
+    // Put the schema back as version 5 left it, with a key in it.
+    client
+        .batch_execute(
+            "DROP TABLE contextd.connectors;
+             DROP TABLE contextd.connector_credentials;
+             ALTER TABLE contextd.api_keys DROP COLUMN connector_id;
+             DELETE FROM contextd.schema_migrations WHERE version = 6;",
+        )
+        .await
+        .expect("schema 5");
+    let scope = lab();
+    let id = uuid::Uuid::now_v7();
+    client
+        .execute(
+            "INSERT INTO contextd.api_keys (id, org_id, partition, name, role, secret_hash, created)
+             VALUES ($1, $2, 'lab', 'old key', 'machine', $3, now())",
+            &[&id, &scope.org.0, &vec![7u8; 32]],
+        )
+        .await
+        .expect("old key");
+    let store = PgStore::connect(&database.url).await.expect("reconnect");
+    assert_eq!(versions(&client, "contextd").await.last(), Some(&(6, 1)));
+    let key = store.api_key(id).await.expect("api_key").expect("the key");
+    assert_eq!((key.scope, key.connector), (scope, None));
+    assert_eq!(
+        store.api_keys(scope).await.expect("api_keys"),
+        vec![key],
+        "an old key is an ordinary key, listed"
+    );
+}
+
+#[tokio::test]
 async fn a_schema_from_a_newer_contextd_is_refused() {
     let Some(db) = TestDb::fresh().await else {
         return;
@@ -145,6 +188,8 @@ async fn data_and_keys_live_in_separate_schemas() {
     for t in [
         "api_keys",
         "audit",
+        "connector_credentials",
+        "connectors",
         "fields",
         "fieldsets",
         "flush_jobs",
@@ -248,6 +293,10 @@ async fn the_schema_uses_native_types_and_the_intended_keys() {
         "ON contextd.objects USING btree (touched) WHERE ((kind = 'request'::text) AND (state = 'active'::text))",
         "ON contextd.tokens USING btree (org_id, partition, token, object_id)",
         "ON contextd.tokens USING btree (org_id, partition, object_id)",
+        "ON contextd.connectors USING btree (org_id, id)",
+        "ON contextd.connector_credentials USING btree (org_id, connector_id)",
+        "ON contextd.api_keys USING btree (org_id, connector_id) WHERE (connector_id IS NOT NULL)",
+        "ON contextd.api_keys USING btree (org_id, partition, id) WHERE (connector_id IS NULL)",
     ] {
         assert!(
             definitions.iter().any(|d| d.contains(wanted)),

@@ -86,7 +86,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     }
     assert_eq!(
         migrations(&data),
-        vec![1, 2, 3, 4, 5, 6],
+        vec![1, 2, 3, 4, 5, 6, 7],
         "each data migration is recorded once"
     );
     assert_eq!(
@@ -102,6 +102,8 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     let data_tables = tables(&data);
     for t in [
         "api_keys",
+        "connector_credentials",
+        "connectors",
         "fields",
         "fieldsets",
         "flush_jobs",
@@ -204,6 +206,51 @@ async fn audit_rows_of_an_older_data_file_move_to_the_audit_file() {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].id, kept.id);
     assert_eq!(entries[0].detail, kept.detail);
+    drop(store);
+    drop(dir);
+}
+
+#[tokio::test]
+async fn api_keys_of_an_older_data_file_survive_the_connectors_migration() {
+    let db = TestDb::fresh();
+    let data = db.dir.path().join("contextd.db");
+    let TestDb { dir, store, keys } = db;
+    drop(store);
+    drop(keys);
+    let scope = lab();
+    let id = uuid::Uuid::now_v7();
+    {
+        // Put the data file back as schema 6 left it, with a key in it.
+        let conn = Connection::open(&data).expect("open");
+        conn.execute_batch(
+            "DROP TABLE connectors;
+             DROP TABLE connector_credentials;
+             DROP INDEX api_keys_by_connector;
+             DROP INDEX api_keys_listed;
+             ALTER TABLE api_keys DROP COLUMN connector_id;
+             DELETE FROM schema_migrations WHERE version = 7;",
+        )
+        .expect("schema 6");
+        conn.execute(
+            "INSERT INTO api_keys (id, org_id, partition, name, role, secret_hash, created)
+             VALUES (?1, ?2, 'lab', 'old key', 'machine', ?3, 0)",
+            rusqlite::params![
+                id.as_bytes().to_vec(),
+                scope.org.0.as_bytes().to_vec(),
+                [7u8; 32].to_vec()
+            ],
+        )
+        .expect("old key");
+    }
+    let store = SqliteStore::open(&data).expect("reopen");
+    assert_eq!(migrations(&data).last(), Some(&7));
+    let key = store.api_key(id).await.expect("api_key").expect("the key");
+    assert_eq!((key.scope, key.connector), (scope, None));
+    assert_eq!(
+        store.api_keys(scope).await.expect("api_keys"),
+        vec![key],
+        "an old key is an ordinary key, listed"
+    );
     drop(store);
     drop(dir);
 }
