@@ -306,5 +306,10 @@ async fn sweep_stale_requests(context: Arc<Context>, every: Duration) {
             Ok(n) => tracing::info!(finished = n, "finished interrupted customer erasures"),
             Err(e) => tracing::warn!(error = %e, "finishing interrupted erasures failed"),
         }
+        match context.prune_connector_tokens().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "deleted expired connector tokens"),
+            Err(e) => tracing::warn!(error = %e, "pruning expired connector tokens failed"),
+        }
     }
 }

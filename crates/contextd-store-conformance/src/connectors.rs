@@ -432,6 +432,42 @@ pub async fn check_connector_tokens(store: &dyn Store) {
     check_token_refusals(store, &c, lab, seen).await;
     check_revocation_of_tokens(store, &c, &tokens, &[&plain, &d_token]).await;
     check_token_race(store, &d).await;
+    check_token_pruning(store, lab, &plain).await;
+}
+
+/// Pruning deletes the connector tokens that expired before the cutoff, and nothing else.
+async fn check_token_pruning(store: &dyn Store, lab: Scope, plain: &ApiKeyRecord) {
+    let t = now();
+    let c = connector(lab.org, t);
+    store
+        .insert_connector(&c, &credentials(&c, "p"))
+        .await
+        .expect("insert_connector");
+    let expired = ApiKeyRecord {
+        expires_at: Some(at(t, -2_000)),
+        ..key(lab, Some(c.id), at(t, -3_000))
+    };
+    let live = key(lab, Some(c.id), t);
+    for token in [&expired, &live] {
+        store
+            .issue_connector_token(token, c.id, t)
+            .await
+            .expect("issue_connector_token");
+    }
+    let pruned = store
+        .prune_connector_tokens(at(t, -1_000))
+        .await
+        .expect("prune_connector_tokens");
+    assert!(pruned >= 1, "the expired token is pruned");
+    assert_eq!(store.api_key(expired.id).await.expect("api_key"), None);
+    assert!(
+        store.api_key(live.id).await.expect("api_key").is_some(),
+        "a live token stays"
+    );
+    assert!(
+        store.api_key(plain.id).await.expect("api_key").is_some(),
+        "ordinary keys are never pruned"
+    );
 }
 
 /// Revoking `c` revokes its live `tokens` — the first, revoked on its own before, keeps its

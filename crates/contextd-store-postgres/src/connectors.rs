@@ -353,4 +353,18 @@ impl ConnectorStore for PgStore {
             })
             .await
     }
+
+    async fn prune_connector_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.db
+            .retry(|| async {
+                let client = self.db.client().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "DELETE FROM api_keys WHERE connector_id IS NOT NULL AND expires_at < $1",
+                    )
+                    .await?;
+                Ok(client.execute(&stmt, &[&ms(&before)]).await?)
+            })
+            .await
+    }
 }

@@ -360,4 +360,20 @@ impl ConnectorStore for SqliteStore {
             .write(move |tx| issue(tx, &token, connector, at))
             .await
     }
+
+    async fn prune_connector_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = ms(&before);
+        self.db
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached(
+                        "DELETE FROM api_keys WHERE connector_id IS NOT NULL AND expires_at < ?1",
+                    )
+                    .db()?
+                    .execute(params![before])
+                    .db()?;
+                Ok(n as u64)
+            })
+            .await
+    }
 }

@@ -263,6 +263,13 @@ impl Context {
         }))
     }
 
+    /// Deletes the connector tokens that expired more than a day ago (kept that long so that
+    /// an audit entry's actor can still be traced to its connector); returns how many.
+    pub async fn prune_connector_tokens(&self) -> Result<u64, CoreError> {
+        let before = now_ms() - chrono::Duration::days(1);
+        Ok(self.store.prune_connector_tokens(before).await?)
+    }
+
     /// A connector as admins see it, its state computed from its times.
     fn connector_view(
         &self,

@@ -125,4 +125,7 @@ pub trait ConnectorStore: Send + Sync + 'static {
         connector: Uuid,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Deletes the tokens issued to connectors that expired before `before`; returns how many.
+    async fn prune_connector_tokens(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }
