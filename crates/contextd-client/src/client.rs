@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use contextd_proto::access::{
@@ -27,12 +27,14 @@ use reqwest::header::{self, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::connection::{basic_from, decode_connection_data};
+use crate::connection::{Connection, Credential, TokenSource};
 use crate::error::{excerpt, Error, Result};
 use crate::search::Search;
 use crate::settings::{redact_userinfo, Settings};
+use crate::state::ConnectionState;
 use crate::stats::Stats;
 
 /// First backoff step; attempt `n` waits a random time up to `BASE · 2ⁿ⁻¹` (full jitter).
@@ -67,8 +69,10 @@ const REQUEST_ID: &str = "x-request-id";
 const JSON: &str = "application/json";
 const MERGE_PATCH: &str = "application/merge-patch+json";
 
-/// A contextd client: cheap to clone (clones share one connection pool and one set of
-/// statistics), safe to use from many tasks at once.
+/// A contextd client: cheap to clone (clones share one connection pool, one connection — base
+/// URL and credential, see [`Client::set_connection_data`] — one [connection
+/// state](Client::connection_state) and one set of statistics), safe to use from many tasks at
+/// once.
 ///
 /// Every method is one operation of the native API. Its timeout is
 /// [`Settings::timeout`], retries and backoff included; idempotent operations (reads,
@@ -93,38 +97,21 @@ pub struct Client {
 
 struct Inner {
     http: reqwest::Client,
-    base_url: String,
-    auth: Credential,
+    /// What calls connect with; `None` once the connectionData was taken away. Swapped as a
+    /// whole by `set_connection_data`; each call works with the one it started with.
+    connection: RwLock<Option<Arc<Connection>>>,
+    /// The connection state told to listeners.
+    state: watch::Sender<ConnectionState>,
     settings: Settings,
     stats: Stats,
 }
 
-/// How calls authenticate.
-enum Credential {
-    /// No `Authorization` header (ping, health).
-    None,
-    /// A bearer token given by the caller (an API key).
-    Bearer(HeaderValue),
-    /// A connector credential, exchanged at `POST /v1/token` for short-lived tokens.
-    Exchange(TokenSource),
-}
-
-/// A connector credential and the token last issued for it.
-struct TokenSource {
-    /// `Authorization: Basic` of the client id and secret (RFC 6749 §2.3.1).
-    basic: HeaderValue,
-    /// The current token and when it expires.
-    cached: tokio::sync::Mutex<Option<(HeaderValue, Instant)>>,
-}
-
-/// A token is renewed this long before it expires, so that no call carries a dying one.
-const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
-
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base_url", &self.inner.base_url)
+            .field("base_url", &self.base_url())
             .field("token", &"[redacted]")
+            .field("state", &*self.inner.state.borrow())
             .field("settings", &self.inner.settings)
             .finish()
     }
@@ -229,7 +216,7 @@ impl Client {
     pub fn new(base_url: &str, token: impl Into<String>, settings: Settings) -> Result<Client> {
         let base_url = check_base_url(base_url).map_err(Error::InvalidSettings)?;
         let token = token.into();
-        let auth = if token.is_empty() {
+        let credential = if token.is_empty() {
             Credential::None
         } else {
             let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
@@ -240,7 +227,14 @@ impl Client {
             value.set_sensitive(true);
             Credential::Bearer(value)
         };
-        Self::build(base_url, auth, settings)
+        Self::build(
+            Connection {
+                base_url,
+                credential,
+                data: None,
+            },
+            settings,
+        )
     }
 
     /// A client built from a component's connectionData (README, "Rust SDK"): the standard base64 of
@@ -251,6 +245,10 @@ impl Client {
     /// The credential is exchanged for a short-lived bearer token at `POST /v1/token` (OAuth
     /// 2.0 client credentials) on the first call, renewed a minute before it expires, and
     /// fetched anew once if a call is refused with 401 (a rotation or revocation meanwhile).
+    /// One call renews while the others keep sending the current token; if the renewal fails
+    /// (the token endpoint unreachable, or the secret rotated away before the new
+    /// connectionData arrived) the current token is sent for as long as it lives. A new
+    /// connectionData is taken with [`Client::set_connection_data`] or [`Client::follow`].
     ///
     /// Fails with [`Error::InvalidConnectionData`] if the string can't be decoded or holds
     /// an unusable URL or credential.
@@ -265,23 +263,12 @@ impl Client {
     /// # }
     /// ```
     pub fn from_connection_data(data: &str, settings: Settings) -> Result<Client> {
-        let decoded = decode_connection_data(data)?;
-        let credentials = if settings.lab_mode() {
-            &decoded.credentials_lab_mode
-        } else {
-            &decoded.credentials
-        };
-        let basic = basic_from(credentials)?;
-        let base_url = check_base_url(&decoded.service_url)
-            .map_err(|e| Error::InvalidConnectionData(format!("serviceUrl: {e}")))?;
-        let auth = Credential::Exchange(TokenSource {
-            basic,
-            cached: tokio::sync::Mutex::new(None),
-        });
-        Self::build(base_url, auth, settings)
+        let connection = Connection::from_connection_data(data, &settings)?;
+        Self::build(connection, settings)
     }
 
-    fn build(base_url: String, auth: Credential, settings: Settings) -> Result<Client> {
+    /// A client of `connection` with `settings`; no request is made.
+    pub(crate) fn build(connection: Connection, settings: Settings) -> Result<Client> {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("contextd-client/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = settings.proxy() {
@@ -296,20 +283,28 @@ impl Client {
         let http = builder
             .build()
             .map_err(|e| Error::InvalidSettings(format!("the HTTP client can't be built: {e}")))?;
+        let state = if connection.authenticates() {
+            ConnectionState::Registered
+        } else {
+            ConnectionState::Unregistered
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
-                base_url,
-                auth,
+                connection: RwLock::new(Some(Arc::new(connection))),
+                state: watch::Sender::new(state),
                 settings,
                 stats: Stats::default(),
             }),
         })
     }
 
-    /// The service's base URL, without a trailing `/`.
-    pub fn base_url(&self) -> &str {
-        &self.inner.base_url
+    /// The service's base URL, without a trailing `/`: the one given, or the `serviceUrl` of
+    /// the current connectionData; empty while the client holds no connectionData.
+    pub fn base_url(&self) -> String {
+        self.connection()
+            .map(|c| c.base_url.clone())
+            .unwrap_or_default()
     }
 
     /// The settings the client was built with (the timeout already clamped).
@@ -338,6 +333,238 @@ impl Client {
     /// Forgets every statistic (for a new reporting period).
     pub fn reset_stats(&self) {
         self.inner.stats.reset();
+    }
+
+    // ---------------------------------------------------------------------------------
+    // Connection
+    // ---------------------------------------------------------------------------------
+
+    /// Switches the client — every clone of it at once — to a new connectionData (a rotation,
+    /// a re-registration), or to none (`None` or `""`: the component was deregistered).
+    ///
+    /// The new connectionData is decoded as [`Client::from_connection_data`] does (its
+    /// `serviceUrl`, and the credential set [`Settings::lab_mode`] selects); the next call
+    /// exchanges its credential for a token. Calls already in flight finish with the
+    /// connection they started with, so a rotation costs no failed call: while the old
+    /// secret's grace lasts both work, and a token issued for the old secret keeps working
+    /// until it expires. Setting the same connectionData again drops the cached token.
+    ///
+    /// With no connectionData, every call fails at once with [`Error::NotRegistered`], without
+    /// a request, and the [connection state](Client::connection_state) is
+    /// [`ConnectionState::Unregistered`]; with one it is [`ConnectionState::Registered`] until a
+    /// call says otherwise.
+    ///
+    /// Fails with [`Error::InvalidConnectionData`] if the string can't be decoded or holds an
+    /// unusable URL or credential; the client then keeps its current connection. Works on a
+    /// client built with [`Client::new`] too: it then connects with the connectionData.
+    ///
+    /// ```no_run
+    /// use contextd_client::{Client, ConnectionState, Error, Settings};
+    ///
+    /// # async fn demo(old: &str, new: &str) -> contextd_client::Result<()> {
+    /// let client = Client::from_connection_data(old, Settings::voice())?;
+    /// let worker = client.clone();
+    /// // An administrator rotated the connector's secrets: switch without a restart.
+    /// client.set_connection_data(Some(new))?;
+    /// worker.status().await?; // the clone uses the new credential too
+    ///
+    /// // Deregistered: calls fail at once.
+    /// client.set_connection_data(None)?;
+    /// assert!(matches!(worker.status().await, Err(Error::NotRegistered)));
+    /// assert_eq!(*client.connection_state().borrow(), ConnectionState::Unregistered);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn set_connection_data(&self, data: Option<&str>) -> Result<()> {
+        let connection = match data.map(str::trim).filter(|d| !d.is_empty()) {
+            None => None,
+            Some(data) => Some(Arc::new(Connection::from_connection_data(
+                data,
+                &self.inner.settings,
+            )?)),
+        };
+        self.replace_connection(connection, None);
+        Ok(())
+    }
+
+    /// Follows a component's registration: applies the connectionData `changes` holds now,
+    /// then every change of it, as [`Client::set_connection_data`] does — the receiver
+    /// [`Registration::subscribe`](crate::registration::Registration::subscribe) gives
+    /// (feature `registration`), or any `watch` channel of a connectionData.
+    ///
+    /// The current value is applied before this returns (skipped if it is the connectionData
+    /// the client already uses, so its token is kept); changes are applied by a task spawned
+    /// on the current Tokio runtime, which ends when the sender is dropped or when every clone
+    /// of the client is. A connectionData that can't be used leaves the client without one,
+    /// in state [`ConnectionState::Invalid`] (its calls fail with [`Error::NotRegistered`]),
+    /// and logs a warning. Abort the returned handle to stop following.
+    ///
+    /// Must be called from within a Tokio runtime.
+    ///
+    /// ```no_run
+    /// use contextd_client::registration::Registration;
+    /// use contextd_client::{Client, Settings};
+    ///
+    /// # async fn demo(registration: Registration) -> Result<(), Box<dyn std::error::Error>> {
+    /// let settings = Settings::voice();
+    /// let data = registration.connection_data().await?.unwrap_or_default();
+    /// let client = Client::from_connection_data(&data, settings)?;
+    /// // Rotations and re-registrations PUT to the resource reach the client by themselves.
+    /// let _following = client.follow(registration.subscribe().await?);
+    ///
+    /// let mut state = client.connection_state();
+    /// tokio::spawn(async move {
+    ///     while state.changed().await.is_ok() {
+    ///         println!("contextd connection: {}", *state.borrow_and_update());
+    ///     }
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "registration")]
+    pub fn follow(
+        &self,
+        mut changes: watch::Receiver<Option<String>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let current = changes.borrow_and_update().clone();
+        self.apply(current.as_deref());
+        let client = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            while changes.changed().await.is_ok() {
+                let Some(inner) = client.upgrade() else {
+                    return;
+                };
+                let data = changes.borrow_and_update().clone();
+                Client { inner }.apply(data.as_deref());
+            }
+        })
+    }
+
+    /// Applies a followed connectionData: no change if it is the one in use; none left if it
+    /// can't be used.
+    #[cfg(feature = "registration")]
+    fn apply(&self, data: Option<&str>) {
+        let data = data.map(str::trim).filter(|d| !d.is_empty());
+        let current = self.connection();
+        let in_use = current.as_ref().and_then(|c| c.data.as_deref());
+        if current.is_some() && in_use == data {
+            return;
+        }
+        if let Err(e) = self.set_connection_data(data) {
+            tracing::warn!("the component's new connectionData can't be used: {e}");
+            self.replace_connection(None, Some(ConnectionState::Invalid));
+        }
+    }
+
+    /// Puts `connection` in place and sets the state it starts with: `state`, else
+    /// registered with a connection and unregistered without.
+    fn replace_connection(
+        &self,
+        connection: Option<Arc<Connection>>,
+        state: Option<ConnectionState>,
+    ) {
+        let mut slot = self
+            .inner
+            .connection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let state = state.unwrap_or(match &connection {
+            Some(c) if c.authenticates() => ConnectionState::Registered,
+            _ => ConnectionState::Unregistered,
+        });
+        tracing::info!(
+            registered = connection.is_some(),
+            "contextd client: {}",
+            if connection.is_some() {
+                "a new connectionData is in use"
+            } else {
+                "no connectionData is left to connect with"
+            }
+        );
+        *slot = connection;
+        // Under the write lock: no outcome of a call on the previous connection lands after.
+        self.set_state(state);
+    }
+
+    /// A receiver of the client's [`ConnectionState`]: its value is the state now, and it is
+    /// marked changed on each change (only on real changes), for a status listener. Every
+    /// change is also logged once at `info` level. See [`ConnectionState`] for what moves it.
+    ///
+    /// ```no_run
+    /// use contextd_client::{Client, ConnectionState, Settings};
+    ///
+    /// # async fn demo(data: &str) -> contextd_client::Result<()> {
+    /// let client = Client::from_connection_data(data, Settings::default())?;
+    /// let mut state = client.connection_state();
+    /// tokio::spawn(async move {
+    ///     while state.changed().await.is_ok() {
+    ///         if *state.borrow_and_update() == ConnectionState::Invalid {
+    ///             eprintln!("the connectionData is refused: register the component again");
+    ///         }
+    ///     }
+    /// });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn connection_state(&self) -> watch::Receiver<ConnectionState> {
+        self.inner.state.subscribe()
+    }
+
+    /// The current connection, if any.
+    fn connection(&self) -> Option<Arc<Connection>> {
+        self.inner
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Sends a state to the listeners if it differs, and logs the change.
+    fn set_state(&self, state: ConnectionState) {
+        self.inner.state.send_if_modified(|current| {
+            if *current == state {
+                return false;
+            }
+            tracing::info!(
+                from = current.as_str(),
+                to = state.as_str(),
+                "contextd connection state: {state}"
+            );
+            *current = state;
+            true
+        });
+    }
+
+    /// Records what an outcome on `connection` says about the connection, unless the client
+    /// has moved on to another one (or `connection` carries no credential).
+    fn observe(&self, connection: &Arc<Connection>, state: ConnectionState) {
+        if !connection.authenticates() {
+            return;
+        }
+        let current = self
+            .inner
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            self.set_state(state);
+        }
+    }
+
+    /// Records what a failure on `connection` says: no answer → unreachable; a bearer token
+    /// refused → invalid; anything else, nothing.
+    fn observe_failure(&self, connection: &Arc<Connection>, error: &Error, answered: bool) {
+        let state = match error {
+            Error::Unreachable { .. } => ConnectionState::Unreachable,
+            Error::Timeout { .. } if !answered => ConnectionState::Unreachable,
+            Error::Unauthorized { .. }
+                if matches!(connection.credential, Credential::Bearer(_)) =>
+            {
+                ConnectionState::Invalid
+            }
+            _ => return,
+        };
+        self.observe(connection, state);
     }
 
     // ---------------------------------------------------------------------------------
@@ -912,7 +1139,8 @@ impl Client {
     }
 
     /// Sends a call, retrying while it is idempotent, the failure is transient and time is
-    /// left; the answer's body on success, else the error of the last attempt.
+    /// left; the answer's body on success, else the error of the last attempt. The call works
+    /// with the connection current when it starts (a 401 takes the current one again).
     async fn send(
         &self,
         call: &Call,
@@ -920,34 +1148,63 @@ impl Client {
     ) -> Result<impl std::ops::Deref<Target = [u8]>> {
         let inner = &*self.inner;
         let deadline = started + inner.settings.timeout();
-        let url = self.url(call)?;
+        let mut connection = self.connection().ok_or(Error::NotRegistered)?;
         let request_id = Uuid::new_v4().to_string();
         let mut attempt: u32 = 1;
         let mut renewed = false;
+        // Whether the last attempt got an answer (a timeout after one is not unreachability).
+        let mut answered = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(self.timeout(call));
+                let error = self.timeout(call);
+                self.observe_failure(&connection, &error, answered);
+                return Err(error);
             }
-            let auth = self.authorization(call, deadline).await?;
-            let request = self.request(call, &url, remaining, &request_id, auth);
+            // The exchange, if one is needed, records its own outcome.
+            let auth = self.authorization(&connection, call, deadline).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                let error = self.timeout(call);
+                self.observe_failure(&connection, &error, answered);
+                return Err(error);
+            }
+            let url = self.url(&connection.base_url, call)?;
+            let request = self.request(call, &url, remaining, &request_id, auth.clone());
             let (error, floor) = match self.attempt(call, &url, request).await {
-                Attempt::Answered(body) => return Ok(body),
+                Attempt::Answered(body) => {
+                    self.observe(&connection, ConnectionState::Registered);
+                    return Ok(body);
+                }
                 // An exchanged token refused: rotated or revoked meanwhile. A 401 means the
                 // call was not carried out, so one more try with a new token is safe.
-                Attempt::Final(Error::Unauthorized { .. }) if self.renewable() && !renewed => {
-                    self.forget_token().await;
+                Attempt::Final(Error::Unauthorized { .. })
+                    if matches!(connection.credential, Credential::Exchange(_)) && !renewed =>
+                {
+                    if let (Credential::Exchange(source), Some(refused)) =
+                        (&connection.credential, &auth)
+                    {
+                        source.forget(refused);
+                    }
                     renewed = true;
+                    // A new connectionData may have come meanwhile: the retry takes it.
+                    connection = self.connection().ok_or(Error::NotRegistered)?;
                     continue;
                 }
-                Attempt::Final(error) => return Err(error),
+                Attempt::Final(error) => {
+                    self.observe_failure(&connection, &error, true);
+                    return Err(error);
+                }
                 Attempt::Transient(error, floor) => (error, floor),
             };
+            answered = !matches!(error, Error::Unreachable { .. } | Error::Timeout { .. });
             if !call.idempotent || attempt >= inner.settings.retries() {
+                self.observe_failure(&connection, &error, answered);
                 return Err(error);
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             let Some(wait) = backoff(attempt, floor, remaining, &mut rand::thread_rng()) else {
+                self.observe_failure(&connection, &error, answered);
                 return Err(error);
             };
             tracing::debug!(
@@ -962,40 +1219,147 @@ impl Client {
         }
     }
 
-    /// The `Authorization` header of a call: the caller's token, or a connector credential's
-    /// current token, exchanged first if there is none or it is about to expire.
-    async fn authorization(&self, call: &Call, deadline: Instant) -> Result<Option<HeaderValue>> {
-        let source = match &self.inner.auth {
-            Credential::None => return Ok(None),
-            Credential::Bearer(value) => return Ok(Some(value.clone())),
-            Credential::Exchange(source) => source,
-        };
-        let mut cached = source.cached.lock().await;
-        if let Some((token, expires)) = cached.as_ref() {
-            if Instant::now() + TOKEN_RENEW_BEFORE < *expires {
-                return Ok(Some(token.clone()));
+    /// The `Authorization` header of a call on `connection`: the caller's token, or a
+    /// connector credential's current token, exchanged first if there is none or it is about
+    /// to expire.
+    async fn authorization(
+        &self,
+        connection: &Arc<Connection>,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<Option<HeaderValue>> {
+        match &connection.credential {
+            Credential::None => Ok(None),
+            Credential::Bearer(value) => Ok(Some(value.clone())),
+            Credential::Exchange(source) => self
+                .token(connection, source, call, deadline)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// The token of an exchanged credential (the rule of README "Rust SDK"):
+    ///
+    /// - more than [`TOKEN_RENEW_BEFORE`](crate::connection::TOKEN_RENEW_BEFORE) left: sent as is;
+    /// - less, but still usable: one call renews it while the others send it; if the renewal
+    ///   fails it is sent anyway (and renewal is tried again a few seconds later);
+    /// - none, or about to expire: fetched, one exchange at a time; the others wait for it.
+    async fn token(
+        &self,
+        connection: &Arc<Connection>,
+        source: &TokenSource,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<HeaderValue> {
+        if let Some(token) = source.current() {
+            let now = Instant::now();
+            if token.fresh(now) {
+                return Ok(token.value);
+            }
+            if token.usable(now) {
+                // Someone else is renewing, or a renewal just failed: this one still works.
+                if !token.may_renew(now) {
+                    return Ok(token.value);
+                }
+                let Ok(_renewing) = source.renewing.try_lock() else {
+                    return Ok(token.value);
+                };
+                if let Some(newer) = source.current().filter(|t| t.fresh(Instant::now())) {
+                    return Ok(newer.value);
+                }
+                // Half the budget at most, so that the call itself keeps time to go out with
+                // the current token if the token endpoint hangs. A failure here says nothing
+                // the current token's success won't contradict: the state is left alone.
+                let now = Instant::now();
+                let renewal_deadline = now + deadline.saturating_duration_since(now) / 2;
+                let renewed = self
+                    .fetch_token(&connection.base_url, call, source, renewal_deadline)
+                    .await;
+                return match renewed {
+                    Ok((value, lifetime)) => {
+                        source.store(value.clone(), lifetime);
+                        self.observe(connection, ConnectionState::Registered);
+                        Ok(value)
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = e.kind(),
+                            "contextd token renewal failed; the current token is used while \
+                             it lasts: {e}"
+                        );
+                        source.renewal_failed();
+                        Ok(token.value)
+                    }
+                };
             }
         }
-        let (token, lifetime) = self.exchange(call, source, deadline).await?;
-        *cached = Some((token.clone(), Instant::now() + lifetime));
-        Ok(Some(token))
-    }
-
-    /// Whether a 401 may be mended by fetching a new token.
-    fn renewable(&self) -> bool {
-        matches!(self.inner.auth, Credential::Exchange(_))
-    }
-
-    /// Drops the current token of a connector credential.
-    async fn forget_token(&self) {
-        if let Credential::Exchange(source) = &self.inner.auth {
-            *source.cached.lock().await = None;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let Ok(_renewing) = tokio::time::timeout(remaining, source.renewing.lock()).await else {
+            return Err(self.timeout(call));
+        };
+        // Fetched by another call while this one waited?
+        if let Some(token) = source.current().filter(|t| t.usable(Instant::now())) {
+            return Ok(token.value);
         }
+        self.exchange(connection, call, source, deadline).await
+    }
+
+    /// `POST /v1/token` with the credential: the bearer header, kept in the cache, and the
+    /// outcome recorded in the connection state.
+    async fn exchange(
+        &self,
+        connection: &Arc<Connection>,
+        call: &Call,
+        source: &TokenSource,
+        deadline: Instant,
+    ) -> Result<HeaderValue> {
+        match self
+            .fetch_token(&connection.base_url, call, source, deadline)
+            .await
+        {
+            Ok((value, lifetime)) => {
+                source.store(value.clone(), lifetime);
+                self.observe(connection, ConnectionState::Registered);
+                Ok(value)
+            }
+            Err(e) => {
+                match &e {
+                    Error::Unauthorized { .. } => {
+                        self.observe(connection, ConnectionState::Invalid)
+                    }
+                    Error::Unreachable { .. } | Error::Timeout { .. } => {
+                        self.observe(connection, ConnectionState::Unreachable)
+                    }
+                    _ => {}
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Exchanges the connectionData's credential for a new token now, kept for the next
+    /// calls: its lifetime (the connection test).
+    pub(crate) async fn renew_token(&self) -> Result<Duration> {
+        let connection = self.connection().ok_or(Error::NotRegistered)?;
+        let Credential::Exchange(source) = &connection.credential else {
+            return Err(Error::InvalidSettings(
+                "the client was not built from a connectionData".into(),
+            ));
+        };
+        let call = Call::post("token.exchange", paths::TOKEN.to_owned());
+        let deadline = Instant::now() + self.inner.settings.timeout();
+        let (value, lifetime) = self
+            .fetch_token(&connection.base_url, &call, source, deadline)
+            .await?;
+        source.store(value, lifetime);
+        self.observe(&connection, ConnectionState::Registered);
+        Ok(lifetime)
     }
 
     /// `POST /v1/token` with the credential: a bearer header and its lifetime.
-    async fn exchange(
+    async fn fetch_token(
         &self,
+        base_url: &str,
         call: &Call,
         source: &TokenSource,
         deadline: Instant,
@@ -1004,7 +1368,7 @@ impl Client {
         if remaining.is_zero() {
             return Err(self.timeout(call));
         }
-        let url = Url::parse(&format!("{}{}", self.inner.base_url, paths::TOKEN))
+        let url = Url::parse(&format!("{base_url}{}", paths::TOKEN))
             .map_err(|e| Error::InvalidSettings(format!("the token URL can't be built: {e}")))?;
         let request = self
             .inner
@@ -1134,9 +1498,9 @@ impl Client {
         }
     }
 
-    /// The full URL of a call.
-    fn url(&self, call: &Call) -> Result<Url> {
-        let text = format!("{}{}", self.inner.base_url, call.path);
+    /// The full URL of a call to the service at `base_url`.
+    fn url(&self, base_url: &str, call: &Call) -> Result<Url> {
+        let text = format!("{base_url}{}", call.path);
         let mut url = Url::parse(&text)
             .map_err(|e| Error::InvalidSettings(format!("bad request URL {text}: {e}")))?;
         if !call.query.is_empty() {
@@ -1170,7 +1534,7 @@ fn encode_segment(s: &str) -> String {
 }
 
 /// `base_url` checked (`http` or `https`, a host) and without its trailing `/`.
-fn check_base_url(base_url: &str) -> std::result::Result<String, String> {
+pub(crate) fn check_base_url(base_url: &str) -> std::result::Result<String, String> {
     let trimmed = base_url.trim().trim_end_matches('/');
     let url = Url::parse(trimmed).map_err(|e| {
         format!(
@@ -1434,7 +1798,7 @@ mod tests {
         let lab =
             Client::from_connection_data(&text, Settings::default().with_lab_mode(true)).unwrap();
         assert_eq!(prod.base_url(), "http://127.0.0.1:9");
-        let basic = |c: &Client| match &c.inner.auth {
+        let basic = |c: &Client| match &c.connection().unwrap().credential {
             Credential::Exchange(source) => source.basic.to_str().unwrap().to_owned(),
             _ => panic!("a connectionData client exchanges its credential"),
         };
@@ -1490,7 +1854,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            client.url(&call).unwrap().as_str(),
+            client.url(&client.base_url(), &call).unwrap().as_str(),
             format!("http://h:1/prefix/v1/customers/{id}/timeline?limit=5&mediaType=voice")
         );
         assert_eq!(
@@ -1501,6 +1865,285 @@ mod tests {
             dictionary_path(paths::FIELD, "Context_City"),
             "/v1/fields/Context_City"
         );
+    }
+
+    /// A connectionData naming `service_url`.
+    fn connection_data(service_url: &str, secret: &str) -> String {
+        use base64::Engine as _;
+        let data = serde_json::json!({
+            "serviceUrl": service_url,
+            "orgId": "0190b5a6-0000-7000-8000-000000000000",
+            "credentials": {"clientId": "p", "clientSecret": secret},
+            "credentialsLabMode": {"clientId": "l", "clientSecret": secret},
+        });
+        base64::engine::general_purpose::STANDARD.encode(data.to_string())
+    }
+
+    /// The requests a stand-in received: path and `Authorization`.
+    type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
+    /// A stand-in for contextd: `/v1/token` answers `token_status` (200 with a new token
+    /// `Bearer new-N`, valid 900 s; 0: never answers), every other path `{"status": "ok"}`.
+    async fn stand_in(token_status: u16) -> (String, Seen) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let issued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (log, issued) = (log.clone(), issued.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let path = text.split(' ').nth(1).unwrap_or_default().to_owned();
+                    let auth = text
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("authorization: ")
+                                .or_else(|| l.strip_prefix("Authorization: "))
+                        })
+                        .unwrap_or_default()
+                        .to_owned();
+                    log.lock().unwrap().push((path.clone(), auth));
+                    if path == paths::TOKEN && token_status == 0 {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    let (status, body) = if path == paths::TOKEN {
+                        if token_status == 200 {
+                            let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                            (
+                                200,
+                                format!(
+                                    r#"{{"access_token":"new-{n}","token_type":"Bearer","expires_in":900}}"#
+                                ),
+                            )
+                        } else {
+                            (token_status, r#"{"error":"invalid_client"}"#.to_owned())
+                        }
+                    } else {
+                        (200, r#"{"status":"ok"}"#.to_owned())
+                    };
+                    let answer = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                    let _ = socket.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        (url, seen)
+    }
+
+    /// Puts a token `Bearer old` expiring in `left` in the client's cache.
+    fn cache_token(client: &Client, left: Duration) {
+        let connection = client.connection().unwrap();
+        let Credential::Exchange(source) = &connection.credential else {
+            panic!("a connectionData client")
+        };
+        source.set(Some(crate::connection::Token {
+            value: HeaderValue::from_static("Bearer old"),
+            expires: Instant::now() + left,
+            renewal_failed: None,
+        }));
+    }
+
+    fn token_requests(seen: &Seen) -> usize {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p == paths::TOKEN)
+            .count()
+    }
+
+    fn last_auth(seen: &Seen) -> String {
+        seen.lock().unwrap().last().unwrap().1.clone()
+    }
+
+    #[test]
+    fn the_renewal_rule_is_a_minute_before_expiry() {
+        use crate::connection::Token;
+        let now = Instant::now();
+        let token = |left: Duration| Token {
+            value: HeaderValue::from_static("Bearer t"),
+            expires: now + left,
+            renewal_failed: None,
+        };
+        assert!(token(Duration::from_secs(61)).fresh(now));
+        assert!(
+            !token(Duration::from_secs(60)).fresh(now),
+            "renewed at 60 s"
+        );
+        assert!(!token(Duration::from_secs(59)).fresh(now));
+        assert!(
+            token(Duration::from_secs(59)).usable(now),
+            "still sent if renewal fails"
+        );
+        assert!(!token(Duration::from_secs(5)).usable(now));
+        assert!(!token(Duration::ZERO).usable(now));
+        let mut failed = token(Duration::from_secs(30));
+        assert!(failed.may_renew(now));
+        failed.renewal_failed = Some(now);
+        assert!(!failed.may_renew(now + Duration::from_secs(1)));
+        assert!(failed.may_renew(now + Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn a_token_within_a_minute_of_expiry_is_renewed_and_a_fresh_one_is_not() {
+        let (url, seen) = stand_in(200).await;
+        let client =
+            Client::from_connection_data(&connection_data(&url, "s"), Settings::default()).unwrap();
+        client.ping().await.unwrap();
+        assert_eq!(token_requests(&seen), 1, "the first call exchanges");
+        assert_eq!(last_auth(&seen), "Bearer new-1");
+
+        cache_token(&client, Duration::from_secs(120));
+        client.ping().await.unwrap();
+        assert_eq!(token_requests(&seen), 1, "two minutes left: no renewal");
+        assert_eq!(last_auth(&seen), "Bearer old");
+
+        cache_token(&client, Duration::from_secs(59));
+        client.ping().await.unwrap();
+        assert_eq!(token_requests(&seen), 2, "59 s left: renewed");
+        assert_eq!(last_auth(&seen), "Bearer new-2");
+
+        cache_token(&client, Duration::ZERO);
+        client.ping().await.unwrap();
+        assert_eq!(token_requests(&seen), 3, "expired: fetched");
+        assert_eq!(last_auth(&seen), "Bearer new-3");
+    }
+
+    #[tokio::test]
+    async fn a_failed_renewal_keeps_sending_the_token_while_it_lives() {
+        // Refused, failing, and never answering (the call keeps half its budget).
+        for refusal in [401, 503, 0] {
+            let (url, seen) = stand_in(refusal).await;
+            let settings = Settings::default().with_timeout(Duration::from_millis(600));
+            let client =
+                Client::from_connection_data(&connection_data(&url, "s"), settings).unwrap();
+            let mut state = client.connection_state();
+            state.borrow_and_update();
+            cache_token(&client, Duration::from_secs(30));
+            client.ping().await.expect("the cached token is used");
+            assert!(
+                !state.has_changed().unwrap(),
+                "no state change: the token works"
+            );
+            assert_eq!(token_requests(&seen), 1);
+            assert_eq!(last_auth(&seen), "Bearer old");
+            client.ping().await.expect("the cached token is used");
+            assert_eq!(
+                token_requests(&seen),
+                1,
+                "no renewal right after a failed one"
+            );
+            assert_eq!(*state.borrow(), ConnectionState::Registered);
+
+            // Expired: now the refusal is the call's.
+            cache_token(&client, Duration::from_secs(1));
+            let e = client.ping().await.unwrap_err();
+            match refusal {
+                401 => {
+                    assert_eq!(e.kind(), "unauthorized");
+                    assert_eq!(*state.borrow(), ConnectionState::Invalid);
+                }
+                503 => assert_eq!(e.kind(), "server"),
+                _ => {
+                    assert_eq!(e.kind(), "timeout");
+                    assert_eq!(*state.borrow(), ConnectionState::Unreachable);
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_connection_data_calls_fail_at_once() {
+        let (url, seen) = stand_in(200).await;
+        let client =
+            Client::from_connection_data(&connection_data(&url, "s"), Settings::default()).unwrap();
+        let clone = client.clone();
+        let mut state = client.connection_state();
+        assert_eq!(*state.borrow_and_update(), ConnectionState::Registered);
+
+        client.set_connection_data(None).unwrap();
+        assert!(matches!(clone.ping().await, Err(Error::NotRegistered)));
+        assert!(seen.lock().unwrap().is_empty(), "no request");
+        assert_eq!(*state.borrow_and_update(), ConnectionState::Unregistered);
+        assert_eq!(clone.base_url(), "");
+        assert_eq!(
+            clone.stats_summary()["ping.error.notRegistered"]["count"],
+            1
+        );
+
+        let e = client.set_connection_data(Some("garbage!")).unwrap_err();
+        assert_eq!(e.kind(), "invalidConnectionData");
+        assert!(
+            !state.has_changed().unwrap(),
+            "a refused value changes nothing"
+        );
+
+        client
+            .set_connection_data(Some(&connection_data(&url, "s2")))
+            .unwrap();
+        assert_eq!(*state.borrow_and_update(), ConnectionState::Registered);
+        clone.ping().await.unwrap();
+        assert_eq!(clone.base_url(), url);
+        assert!(!state.has_changed().unwrap(), "only real changes are sent");
+    }
+
+    #[cfg(feature = "registration")]
+    #[tokio::test]
+    async fn a_followed_connection_data_is_applied_and_an_unusable_one_is_invalid() {
+        let (url, seen) = stand_in(200).await;
+        let first = connection_data(&url, "s");
+        let client = Client::from_connection_data(&first, Settings::default()).unwrap();
+        client.ping().await.unwrap();
+        let (tx, rx) = watch::channel(Some(first.clone()));
+        let task = client.follow(rx);
+        client.ping().await.unwrap();
+        assert_eq!(token_requests(&seen), 1, "the same data keeps its token");
+
+        let state = client.connection_state();
+        tx.send(None).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while *state.borrow() != ConnectionState::Unregistered {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("deregistration applied");
+        tx.send(Some("garbage!".into())).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while *state.borrow() != ConnectionState::Invalid {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("an unusable connectionData is invalid");
+        assert!(matches!(client.ping().await, Err(Error::NotRegistered)));
+        tx.send(Some(connection_data(&url, "s2"))).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while client.ping().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("a new registration applied");
+        assert_eq!(*state.borrow(), ConnectionState::Registered);
+        drop(client);
+        tx.send(None).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the task ends once the client is gone")
+            .unwrap();
     }
 
     #[tokio::test]

@@ -1,10 +1,165 @@
 //! Reading a connectionData string (README, "Rust SDK") and turning one of its credential sets into a
-//! bearer token.
+//! bearer token; what a client connects with (a base URL and a credential) and the token cache of
+//! an exchanged credential.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use contextd_proto::connection::{ConnectionData, Credentials, MAX_CONNECTION_DATA_BYTES};
+use reqwest::header::HeaderValue;
 
 use crate::error::{Error, Result};
+use crate::settings::Settings;
+
+/// A token is renewed this long before it expires, so that no call carries a dying one.
+pub(crate) const TOKEN_RENEW_BEFORE: Duration = Duration::from_secs(60);
+/// A cached token is still sent while at least this much of its life is left, when its renewal
+/// failed (the token endpoint unreachable, or the secret rotated away meanwhile).
+pub(crate) const TOKEN_LAST_USE: Duration = Duration::from_secs(5);
+/// After a failed renewal, the next one is tried no sooner than this while the cached token
+/// can still be used: a burst of calls costs the token endpoint one request, not one each.
+pub(crate) const RENEW_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// What a client connects with: the service's base URL and how calls authenticate. A client
+/// holds one at a time; a new connectionData replaces it as a whole (calls in flight keep the
+/// one they started with).
+pub(crate) struct Connection {
+    /// The service's base URL, without a trailing `/`.
+    pub(crate) base_url: String,
+    /// How calls authenticate.
+    pub(crate) credential: Credential,
+    /// The connectionData it was made from, trimmed (compared by `follow`, never shown).
+    #[cfg_attr(not(feature = "registration"), allow(dead_code))]
+    pub(crate) data: Option<String>,
+}
+
+/// How calls authenticate.
+pub(crate) enum Credential {
+    /// No `Authorization` header (ping, health).
+    None,
+    /// A bearer token given by the caller (an API key).
+    Bearer(HeaderValue),
+    /// A connector credential, exchanged at `POST /v1/token` for short-lived tokens.
+    Exchange(TokenSource),
+}
+
+impl Connection {
+    /// The connection a connectionData describes: its `serviceUrl`, and its `credentialsLabMode`
+    /// when `settings` say lab mode, else its `credentials`.
+    pub(crate) fn from_connection_data(data: &str, settings: &Settings) -> Result<Connection> {
+        let data = data.trim();
+        let decoded = decode_connection_data(data)?;
+        let credentials = if settings.lab_mode() {
+            &decoded.credentials_lab_mode
+        } else {
+            &decoded.credentials
+        };
+        let basic = basic_from(credentials)?;
+        let base_url = crate::client::check_base_url(&decoded.service_url)
+            .map_err(|e| Error::InvalidConnectionData(format!("serviceUrl: {e}")))?;
+        Ok(Connection {
+            base_url,
+            credential: Credential::Exchange(TokenSource::new(basic)),
+            data: Some(data.to_owned()),
+        })
+    }
+
+    /// Whether calls carry a credential at all.
+    pub(crate) fn authenticates(&self) -> bool {
+        !matches!(self.credential, Credential::None)
+    }
+}
+
+/// A connector credential and the token last issued for it.
+pub(crate) struct TokenSource {
+    /// `Authorization: Basic` of the client id and secret (RFC 6749 §2.3.1).
+    pub(crate) basic: HeaderValue,
+    /// The current token, read without waiting.
+    current: Mutex<Option<Token>>,
+    /// Held while a token is fetched: one exchange at a time per credential.
+    pub(crate) renewing: tokio::sync::Mutex<()>,
+}
+
+/// A token issued for a connector credential.
+#[derive(Clone)]
+pub(crate) struct Token {
+    /// `Bearer …`, marked sensitive.
+    pub(crate) value: HeaderValue,
+    /// When it expires (by the local clock, from `expires_in`).
+    pub(crate) expires: Instant,
+    /// When its renewal last failed, if it did.
+    pub(crate) renewal_failed: Option<Instant>,
+}
+
+impl Token {
+    /// Whether it is good for a call without renewal: more than [`TOKEN_RENEW_BEFORE`] left.
+    pub(crate) fn fresh(&self, now: Instant) -> bool {
+        now + TOKEN_RENEW_BEFORE < self.expires
+    }
+
+    /// Whether it may still be sent when its renewal can't be had: more than
+    /// [`TOKEN_LAST_USE`] left.
+    pub(crate) fn usable(&self, now: Instant) -> bool {
+        now + TOKEN_LAST_USE < self.expires
+    }
+
+    /// Whether a renewal may be tried now: none failed within [`RENEW_RETRY_AFTER`].
+    pub(crate) fn may_renew(&self, now: Instant) -> bool {
+        self.renewal_failed
+            .is_none_or(|failed| now >= failed + RENEW_RETRY_AFTER)
+    }
+}
+
+impl TokenSource {
+    pub(crate) fn new(basic: HeaderValue) -> Self {
+        Self {
+            basic,
+            current: Mutex::new(None),
+            renewing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Token>> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current token, if any.
+    pub(crate) fn current(&self) -> Option<Token> {
+        self.slot().clone()
+    }
+
+    /// Keeps a token issued now for `lifetime`.
+    pub(crate) fn store(&self, value: HeaderValue, lifetime: Duration) {
+        *self.slot() = Some(Token {
+            value,
+            expires: Instant::now() + lifetime,
+            renewal_failed: None,
+        });
+    }
+
+    /// Notes that renewing the current token failed just now.
+    pub(crate) fn renewal_failed(&self) {
+        if let Some(token) = self.slot().as_mut() {
+            token.renewal_failed = Some(Instant::now());
+        }
+    }
+
+    /// Drops the current token if it is `refused` (a token fetched meanwhile by another call
+    /// is kept).
+    pub(crate) fn forget(&self, refused: &HeaderValue) {
+        let mut slot = self.slot();
+        if slot.as_ref().is_some_and(|t| t.value == *refused) {
+            *slot = None;
+        }
+    }
+
+    /// Sets the current token (tests).
+    #[cfg(test)]
+    pub(crate) fn set(&self, token: Option<Token>) {
+        *self.slot() = token;
+    }
+}
 
 /// Decodes a connectionData string: the standard base64 of the JSON
 /// [`ConnectionData`], at most 4096 bytes. Whitespace around it (a trailing newline) is

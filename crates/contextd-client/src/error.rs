@@ -134,6 +134,12 @@ pub enum Error {
     /// The base URL, the token or a setting can't be used.
     #[error("invalid client settings: {0}")]
     InvalidSettings(String),
+
+    /// The client holds no connectionData: the component was deregistered
+    /// ([`Client::set_connection_data`](crate::Client::set_connection_data) with `None`). The
+    /// call failed at once, without a request.
+    #[error("not registered: the client has no connectionData (the component was deregistered); register the component with contextd again")]
+    NotRegistered,
 }
 
 impl Error {
@@ -161,6 +167,7 @@ impl Error {
             Error::Protocol(_) => "protocol",
             Error::InvalidConnectionData(_) => "invalidConnectionData",
             Error::InvalidSettings(_) => "invalidSettings",
+            Error::NotRegistered => "notRegistered",
         }
     }
 

@@ -10,6 +10,12 @@
 //! [`Client::stats_summary`]. The wire types are those of [`contextd_proto`], re-exported as
 //! [`proto`], so the SDK, the server and the CLI cannot drift apart.
 //!
+//! A client built from a connectionData takes a new one without a restart
+//! ([`Client::set_connection_data`], or [`Client::follow`] on the registration resource's
+//! changes), tells a status listener where it stands ([`Client::connection_state`],
+//! [`ConnectionState`]), and [`Client::test_connection`] checks a connectionData step by step
+//! as the original tools' "Test connection" did.
+//!
 //! With the `registration` feature (on by default) the SDK also ships the `registration` module: the
 //! registration resource a component exposes (`GET`/`PUT …/contextservice`), as an axum router,
 //! with the storage of the component's connectionData.
@@ -63,16 +69,20 @@
 
 mod client;
 mod connection;
+mod diagnose;
 mod error;
 #[cfg(feature = "registration")]
 pub mod registration;
 mod search;
 mod settings;
+mod state;
 mod stats;
 
 pub use client::Client;
 pub use connection::decode_connection_data;
 pub use contextd_proto as proto;
+pub use diagnose::{ConnectionCheck, ConnectionReport, ConnectionStep, StepOutcome};
 pub use error::{Error, Result};
 pub use search::Search;
 pub use settings::{Profile, Settings};
+pub use state::ConnectionState;

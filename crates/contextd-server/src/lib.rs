@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
+pub mod registration;
 pub mod routes;
 
 use std::future::Future;
@@ -85,6 +86,8 @@ pub struct ServerConfig {
     /// The URL components reach this service at, written into connectionData; default
     /// `http://` and the listener's address.
     pub public_url: Option<String>,
+    /// How long an approval page of the browser registration stays valid (default 10 minutes).
+    pub registration_approval_ttl: Duration,
 }
 
 impl Default for ServerConfig {
@@ -105,6 +108,7 @@ impl Default for ServerConfig {
             cookie_secure: false,
             reencrypt_every: Duration::from_secs(30),
             public_url: None,
+            registration_approval_ttl: registration::DEFAULT_APPROVAL_TTL,
         }
     }
 }
@@ -185,7 +189,9 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros))
     .on_failure(DefaultOnFailure::new().level(Level::WARN));
     let (api, _) = api_routes().split_for_parts();
-    api.fallback(|| async { ApiError::no_route() })
+    // The browser registration pages: HTML, outside the `/v1` API and its document.
+    api.merge(registration::routes(config.registration_approval_ttl))
+        .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::middleware::from_fn_with_state(

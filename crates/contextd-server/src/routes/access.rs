@@ -6,8 +6,9 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
+use contextd_core::access::NewSession;
 use contextd_core::store::AuditQuery;
-use contextd_core::ObjectId;
+use contextd_core::{ObjectId, Partition};
 use contextd_proto::access::{
     AuditPage, AuditParams, CustomerExport, Erased, GrantCreated, KeyView, NewGrant, NewKey,
     NewUser, SessionView, SessionsRevoked, SignIn, UserPatch, UserView, WhoAmI,
@@ -95,15 +96,44 @@ pub async fn sign_in(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SignIn>,
 ) -> ApiResult<Response> {
+    let (session, cookie) = start_session(
+        &state,
+        &body.org,
+        body.partition,
+        &body.name,
+        &body.password,
+    )
+    .await?;
+    let view = SessionView {
+        user: session.user,
+        csrf_token: session.csrf,
+        expires_at: session.expires_at,
+    };
+    let mut response = (StatusCode::CREATED, Json(view)).into_response();
+    if let Some(v) = cookie {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// Signs in under the sign-in limits (attempts per account, a bounded number of password
+/// checks at once) and returns the session with its `Set-Cookie` value (HttpOnly,
+/// SameSite=Strict, Secure when configured). Shared by `POST /v1/sessions` and the browser
+/// registration pages.
+pub(crate) async fn start_session(
+    state: &AppState,
+    org: &str,
+    partition: Partition,
+    name: &str,
+    password: &str,
+) -> ApiResult<(NewSession, Option<HeaderValue>)> {
     // Oversize names are refused before they cost a limiter entry or a password check.
-    contextd_core::access::check_sign_in_names(&body.org, &body.name)?;
-    state
-        .limits
-        .sign_in(&body.org, body.partition, &body.name)?;
+    contextd_core::access::check_sign_in_names(org, name)?;
+    state.limits.sign_in(org, partition, name)?;
     let _permit = state.limits.password_check().await?;
     let session = state
         .context
-        .sign_in(&body.org, body.partition, &body.name, &body.password)
+        .sign_in(org, partition, name, password)
         .await?;
     let max_age = (session.expires_at - Utc::now()).num_seconds().max(0);
     let secure = if state.cookie_secure { "; Secure" } else { "" };
@@ -111,16 +141,7 @@ pub async fn sign_in(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}",
         session.secret
     );
-    let view = SessionView {
-        user: session.user,
-        csrf_token: session.csrf,
-        expires_at: session.expires_at,
-    };
-    let mut response = (StatusCode::CREATED, Json(view)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    Ok(response)
+    Ok((session, HeaderValue::from_str(&cookie).ok()))
 }
 
 /// Sign out: the session is revoked server-side at once.

@@ -16,6 +16,8 @@ mod isolation;
 mod journey;
 mod key_management;
 mod privacy;
+mod registration_flow;
+mod sdk_connection;
 mod search;
 mod signin;
 mod users;

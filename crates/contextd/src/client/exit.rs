@@ -14,7 +14,7 @@ pub const EXIT_CODES: &[(u8, &str)] = &[
     (3, "not found"),
     (4, "conflict (any 409: a stale --version, a duplicate, a closed request, an entry in use)"),
     (5, "invalid input: validation, bad request, too large"),
-    (6, "unauthorized or forbidden (the token, its role or its partition)"),
+    (6, "unauthorized or forbidden (the token, its role or its partition; a connectionData credential refused)"),
     (7, "timeout, or the server could not be reached"),
 ];
 
@@ -63,6 +63,24 @@ impl fmt::Display for Missing {
 
 impl std::error::Error for Missing {}
 
+/// A failure already explained in words of this side, with the SDK error whose kind sets the
+/// exit status (its own message is not repeated).
+#[derive(Debug)]
+pub struct Explained {
+    /// What went wrong and what to do.
+    pub message: String,
+    /// The SDK error behind it.
+    pub cause: SdkError,
+}
+
+impl fmt::Display for Explained {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Explained {}
+
 /// `Err(Usage(..))` as an `anyhow` error.
 pub fn usage<T>(message: impl Into<String>) -> anyhow::Result<T> {
     Err(Usage(message.into()).into())
@@ -100,7 +118,9 @@ fn sdk_code(e: &SdkError) -> u8 {
         SdkError::Validation { .. } | SdkError::BadRequest { .. } | SdkError::TooLarge { .. } => {
             INVALID
         }
-        SdkError::Unauthorized { .. } | SdkError::Forbidden { .. } => DENIED,
+        SdkError::Unauthorized { .. } | SdkError::Forbidden { .. } | SdkError::NotRegistered => {
+            DENIED
+        }
         SdkError::Timeout { .. } | SdkError::Unreachable { .. } => UNREACHABLE,
         SdkError::InvalidConnectionData(_) | SdkError::InvalidSettings(_) => USAGE,
         // RateLimited, Server, Protocol, and whatever the SDK adds later.
@@ -109,7 +129,10 @@ fn sdk_code(e: &SdkError) -> u8 {
 }
 
 fn sdk_error(e: &anyhow::Error) -> Option<&SdkError> {
-    e.chain().find_map(|c| c.downcast_ref::<SdkError>())
+    e.chain().find_map(|c| {
+        c.downcast_ref::<SdkError>()
+            .or_else(|| c.downcast_ref::<Explained>().map(|x| &x.cause))
+    })
 }
 
 /// The error as one line: its contexts and causes joined by `: `, then the HTTP status when
@@ -166,6 +189,15 @@ mod tests {
             (SdkError::TooLarge { detail: "x".into() }, INVALID),
             (SdkError::Forbidden { detail: "x".into() }, DENIED),
             (SdkError::Unauthorized { detail: "x".into() }, DENIED),
+            (SdkError::NotRegistered, DENIED),
+            (
+                SdkError::Timeout {
+                    operation: "proxy.connect".into(),
+                    after: std::time::Duration::from_millis(10),
+                },
+                UNREACHABLE,
+            ),
+            (SdkError::InvalidConnectionData("x".into()), USAGE),
             (
                 SdkError::Unreachable {
                     url: "http://x".into(),
@@ -182,6 +214,14 @@ mod tests {
             assert_eq!(code(&e), expected, "{kind}");
         }
         assert_eq!(code(&anyhow::anyhow!("plain")), OTHER);
+        let explained = anyhow::Error::new(Explained {
+            message: "said here".into(),
+            cause: SdkError::Unauthorized {
+                detail: "not repeated".into(),
+            },
+        });
+        assert_eq!(code(&explained), DENIED);
+        assert_eq!(line(&explained), "said here (HTTP 401 Unauthorized)");
         assert_eq!(code(&Usage("bad".into()).into()), USAGE);
         assert!(EXIT_CODES.iter().map(|(c, _)| *c).eq(0..=7));
     }

@@ -154,6 +154,15 @@ impl ClientArgs {
 
     /// A client of the configured server with the configured credential.
     pub fn connect(&self) -> anyhow::Result<Client> {
+        let (target, settings) = self.target()?;
+        Ok(match target {
+            Target::Token { url, token } => Client::new(&url, token, settings)?,
+            Target::ConnectionData(data) => Client::from_connection_data(&data, settings)?,
+        })
+    }
+
+    /// What the layers name to connect with, and the client settings.
+    fn target(&self) -> anyhow::Result<(Target, Settings)> {
         let c = self.resolve()?;
         let profile = match c.profile {
             Some(ProfileName::Voice) => Profile::Voice,
@@ -171,12 +180,12 @@ impl ClientArgs {
             settings = settings.with_proxy(proxy);
         }
         let present = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
-        let client = match (present(c.token), present(c.connection_data)) {
-            (Some(token), _) => {
-                let url = present(c.url).unwrap_or_else(|| DEFAULT_URL.to_owned());
-                Client::new(&url, token, settings)?
-            }
-            (None, Some(data)) => Client::from_connection_data(&data, settings)?,
+        let target = match (present(c.token), present(c.connection_data)) {
+            (Some(token), _) => Target::Token {
+                url: present(c.url).unwrap_or_else(|| DEFAULT_URL.to_owned()),
+                token,
+            },
+            (None, Some(data)) => Target::ConnectionData(data),
             (None, None) => {
                 return usage(
                     "no credential: give a token or a connectionData as a flag (--token, \
@@ -186,13 +195,21 @@ impl ClientArgs {
                 )
             }
         };
-        Ok(client)
+        Ok((target, settings))
     }
 
     /// How results are printed.
     pub fn output(&self) -> Output {
         Output::new(self.json)
     }
+}
+
+/// What a client command connects with: a token wins over a connectionData.
+enum Target {
+    /// A base URL and a bearer token.
+    Token { url: String, token: String },
+    /// A component's connectionData (it names the service).
+    ConnectionData(String),
 }
 
 /// The client commands that sit at the top level of `contextd`.
@@ -266,7 +283,10 @@ pub enum ClientCommand {
         command: dictionary::FieldSetCommand,
     },
     /// The server's status: overall, dependencies, version, uptime, partition, encryption.
-    #[command(after_long_help = exit::help())]
+    /// With a connectionData (and no token): first "test connection" — the connectionData,
+    /// the proxy, reachability, and the production and lab credentials, each step shown with
+    /// ✓/✗ and its latency; the exit status is that of the step that failed.
+    #[command(after_long_help = system::status_help())]
     Status {
         #[command(flatten)]
         client: ClientArgs,

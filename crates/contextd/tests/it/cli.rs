@@ -185,12 +185,18 @@ async fn cli_connects_with_connection_data_a_config_file_env_and_flags() {
     };
 
     // connectionData alone names the server and the credentials: production by default,
-    // lab with --lab or CONTEXTD_LAB_MODE.
+    // lab with --lab or CONTEXTD_LAB_MODE (after the connection test, see below).
     let data = [("CONTEXTD_CONNECTION_DATA", served.connection_data.as_str())];
-    assert_eq!(json(&status(&data, &[]))["partition"], "production");
-    assert_eq!(json(&status(&data, &["--lab"]))["partition"], "lab");
+    assert_eq!(
+        json(&status(&data, &[]))["status"]["partition"],
+        "production"
+    );
+    assert_eq!(
+        json(&status(&data, &["--lab"]))["status"]["partition"],
+        "lab"
+    );
     let lab_env = [data[0], ("CONTEXTD_LAB_MODE", "true")];
-    assert_eq!(json(&status(&lab_env, &[]))["partition"], "lab");
+    assert_eq!(json(&status(&lab_env, &[]))["status"]["partition"], "lab");
     // A token wins over a connectionData.
     let both = [
         data[0],
@@ -435,5 +441,144 @@ async fn cli_exit_status_follows_the_kind_of_failure() {
         Some(2)
     );
     fails(&cli(&["customers", "update", &id]), 2);
+    assert!(terminate(&mut served.child).success());
+}
+
+/// Checks a failed connection test: its exit status, the steps on standard output (the failed
+/// one marked ✗), one `error:` line naming the step on standard error. Returns standard output.
+#[track_caller]
+fn test_failed(out: &Output, code: i32, step: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {stdout}\nstderr: {stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.starts_with("error: the connection test failed at '") && stderr.contains(step),
+        "{stderr}"
+    );
+    let failed: Vec<&str> = stdout.lines().filter(|l| l.starts_with('✗')).collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert!(failed[0].starts_with(&format!("✗ {step}  ")), "{stdout}");
+    stdout
+}
+
+#[tokio::test]
+async fn cli_status_with_a_connection_data_tests_the_connection_step_by_step() {
+    use base64::Engine as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut served = serve_fresh(dir.path(), &[]).await;
+    let status = |args: &[&str]| {
+        let mut all = vec!["status"];
+        all.extend_from_slice(args);
+        run(dir.path(), &[], &all)
+    };
+    let data = served.connection_data.clone();
+
+    // Every step passes: ✓ lines with latencies, the proxy skipped, then the status.
+    let text = ok(&status(&["--connection-data", &data]));
+    let lines: Vec<&str> = text.lines().collect();
+    for (line, step) in lines.iter().zip([
+        "✓ connectionData",
+        "- proxy",
+        "✓ reachability",
+        "✓ credentials (production)",
+        "✓ credentials (lab)",
+    ]) {
+        assert!(line.starts_with(step), "{step}: {text}");
+    }
+    assert!(
+        lines[2].contains(&served.base) && lines[2].ends_with(" ms"),
+        "{text}"
+    );
+    assert!(lines[3].contains("partition production"), "{text}");
+    assert!(lines[4].contains("partition lab"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("status:")), "{text}");
+    let secret = {
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(&data)
+            .expect("base64");
+        let v: Value = serde_json::from_slice(&json).expect("JSON");
+        v["credentials"]["clientSecret"]
+            .as_str()
+            .expect("a secret")
+            .to_owned()
+    };
+    assert!(!text.contains(&secret), "no secret is shown");
+
+    let report = json(&status(&["--connection-data", &data, "--json"]));
+    assert_eq!(report["ok"], true);
+    let steps = report["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 5);
+    for step in steps {
+        let expected = if step["step"] == "proxy" {
+            "skipped"
+        } else {
+            "ok"
+        };
+        assert_eq!(step["outcome"], expected, "{step}");
+    }
+    assert_eq!(report["serviceUrl"], served.base.as_str());
+    assert_eq!(report["status"]["partition"], "production");
+
+    // A changed secret: refused (6), at the production credential.
+    let mut changed: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(&data)
+            .expect("base64"),
+    )
+    .expect("JSON");
+    changed["credentials"]["clientSecret"] = Value::String(format!("{secret}x"));
+    let changed = base64::engine::general_purpose::STANDARD.encode(changed.to_string());
+    let out = status(&["--connection-data", &changed]);
+    let text = test_failed(&out, 6, "credentials (production)");
+    assert!(text.contains("refused"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("- credentials (lab)")),
+        "{text}"
+    );
+    let out = status(&["--connection-data", &changed, "--json"]);
+    assert_eq!(out.status.code(), Some(6));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON value");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["steps"][3]["step"], "credentials (production)");
+    assert_eq!(report["steps"][3]["outcome"], "failed");
+    assert_eq!(report["steps"][3]["errorKind"], "unauthorized");
+    assert!(report.get("status").is_none(), "{report}");
+
+    // A proxy nobody listens on: unreachable (7), at the proxy.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let text = test_failed(
+        &status(&["--connection-data", &data, "--proxy", &dead]),
+        7,
+        "proxy",
+    );
+    assert!(text.contains(&dead), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("- reachability")),
+        "{text}"
+    );
+
+    // Not a connectionData at all: usage (2), at the first step.
+    test_failed(
+        &status(&["--connection-data", "certainly not base64!"]),
+        2,
+        "connectionData",
+    );
+
+    // With a token, status is as it always was.
+    let plain = json(&run(
+        dir.path(),
+        &[
+            ("CONTEXTD_URL", served.base.as_str()),
+            ("CONTEXTD_TOKEN", served.lab.as_str()),
+        ],
+        &["status", "--json"],
+    ));
+    assert_eq!(plain["partition"], "lab");
+    assert!(plain.get("steps").is_none());
     assert!(terminate(&mut served.child).success());
 }
