@@ -14,6 +14,7 @@ mod http;
 mod isolation;
 mod journey;
 mod key_management;
+mod metrics;
 mod privacy;
 mod search;
 mod signin;
