@@ -290,17 +290,31 @@ pub async fn serve_on(
         Some(listener) => Some(listener.local_addr()?),
         None => None,
     };
-    let limits = Arc::new(limits::Limits::new(&config));
     let state = AppState {
-        context: context.clone(),
+        context,
         started: Instant::now(),
-        limits: limits.clone(),
+        limits: Arc::new(limits::Limits::new(&config)),
         cookie_secure: config.cookie_secure,
         reencrypt: Arc::new(tokio::sync::Notify::new()),
         telemetry: Arc::new(telemetry::Telemetry::new()),
     };
     let background = spawn_background(&state, &config);
-    let connection_limits = conn::ConnectionLimits {
+    let result = accept(listeners, state, &config, shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    result
+}
+
+/// Serves the API listener and the operator listener, if any, until `shutdown` resolves;
+/// returns when both have drained.
+async fn accept(
+    listeners: Listeners,
+    state: AppState,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = conn::ConnectionLimits {
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,
         idle_timeout: config.idle_timeout,
@@ -325,25 +339,11 @@ pub async fn serve_on(
         if let Some(local) = config.metrics_listen {
             tracing::info!(%local, "metrics listening");
         }
-        conn::serve_connections(
-            listener,
-            app,
-            connection_limits,
-            until_stopped(stopped.clone()),
-        )
-        .await
+        conn::serve_connections(listener, app, limits, until_stopped(stopped.clone())).await
     };
-    let app = router(state, &config);
-    let api = conn::serve_connections(
-        listeners.api,
-        app,
-        connection_limits,
-        until_stopped(stopped.clone()),
-    );
+    let app = router(state, config);
+    let api = conn::serve_connections(listeners.api, app, limits, until_stopped(stopped.clone()));
     let (api, operator, ()) = tokio::join!(api, operator, signal);
-    for task in background {
-        task.abort();
-    }
     api.and(operator)
 }
 

@@ -86,19 +86,20 @@ impl Telemetry {
         self.stats
             .record(&request.operation, elapsed, error.as_deref());
         let seconds = elapsed.as_secs_f64();
-        let (method, route) = (request.method, request.route.clone());
-        let operation = request.operation.clone();
+        // Shared strings: each label below is a reference count, not a copy.
+        let (method, route) = (request.method, &request.route);
+        let operation = &request.operation;
         metrics::with_local_recorder(&self.recorder, || {
             metrics::counter!("http_requests_total", "method" => method, "route" => route.clone(), "status" => status.as_str().to_owned())
                 .increment(1);
-            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+            metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route.clone())
                 .record(seconds);
             metrics::counter!("contextd_operations_total", "operation" => operation.clone())
                 .increment(1);
             metrics::histogram!("contextd_operation_duration_seconds", "operation" => operation.clone())
                 .record(seconds);
             if let Some(kind) = error {
-                metrics::counter!("contextd_operation_errors_total", "operation" => operation, "kind" => kind)
+                metrics::counter!("contextd_operation_errors_total", "operation" => operation.clone(), "kind" => kind)
                     .increment(1);
             }
         });
@@ -134,8 +135,8 @@ fn describe() {
 /// What a request is, read before it is handled.
 struct Seen {
     method: &'static str,
-    route: String,
-    operation: String,
+    route: Arc<str>,
+    operation: Arc<str>,
 }
 
 impl Seen {
@@ -148,8 +149,8 @@ impl Seen {
         let operation = operation(method, template, request.uri().path());
         Self {
             method,
-            route: template.unwrap_or(UNMATCHED).to_owned(),
-            operation,
+            route: template.unwrap_or(UNMATCHED).into(),
+            operation: operation.into(),
         }
     }
 }
