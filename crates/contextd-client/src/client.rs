@@ -21,6 +21,7 @@ use contextd_proto::object::{
 use contextd_proto::paths;
 use contextd_proto::system::{EncryptionStatus, Ping, Status};
 use contextd_proto::{ContextObject, Kind, ObjectId};
+use contextd_stats::{Clock, Stats, SystemClock};
 use futures::Stream;
 use rand::Rng;
 use reqwest::header::{self, HeaderValue};
@@ -34,7 +35,6 @@ use crate::error::{excerpt, Error, Result};
 use crate::report::Outcomes;
 use crate::search::Search;
 use crate::settings::{redact_userinfo, Settings};
-use contextd_stats::{Clock, Stats, SystemClock};
 
 /// First backoff step; attempt `n` waits a random time up to `BASE · 2ⁿ⁻¹` (full jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
