@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use contextd_proto::object::{
 use contextd_proto::paths;
 use contextd_proto::system::{EncryptionStatus, Ping, Status};
 use contextd_proto::{ContextObject, Kind, ObjectId};
+use contextd_stats::{Clock, Stats, SystemClock};
 use futures::Stream;
 use rand::Rng;
 use reqwest::header::{self, HeaderValue};
@@ -32,10 +34,10 @@ use uuid::Uuid;
 
 use crate::connection::{Connection, Credential, TokenSource};
 use crate::error::{excerpt, Error, Result};
+use crate::report::Outcomes;
 use crate::search::Search;
 use crate::settings::{redact_userinfo, Settings};
 use crate::state::ConnectionState;
-use crate::stats::Stats;
 
 /// First backoff step; attempt `n` waits a random time up to `BASE · 2ⁿ⁻¹` (full jitter).
 const BACKOFF_BASE: Duration = Duration::from_millis(25);
@@ -104,6 +106,7 @@ struct Inner {
     state: watch::Sender<ConnectionState>,
     settings: Settings,
     stats: Stats,
+    outcomes: Outcomes,
 }
 
 impl fmt::Debug for Client {
@@ -114,6 +117,28 @@ impl fmt::Debug for Client {
             .field("state", &*self.inner.state.borrow())
             .field("settings", &self.inner.settings)
             .finish()
+    }
+}
+
+impl Inner {
+    /// Counts an operation in the statistics and notes its outcome for the status line.
+    fn count(&self, op: &str, elapsed: Duration, error_kind: Option<&'static str>) {
+        self.stats.record(op, elapsed, error_kind);
+        self.outcomes.record(op, error_kind);
+    }
+
+    /// Logs the status line and the interval's statistics summary, and starts a new interval.
+    fn report(&self) {
+        let base_url = self
+            .connection
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|c| redact_userinfo(&c.base_url))
+            .unwrap_or_else(|| "(no connectionData)".to_owned());
+        let (overall, detail) = self.outcomes.status(&base_url);
+        contextd_stats::log_status("sdk", overall, &detail);
+        contextd_stats::log_summary("sdk", &self.stats);
     }
 }
 
@@ -295,6 +320,7 @@ impl Client {
                 state: watch::Sender::new(state),
                 settings,
                 stats: Stats::default(),
+                outcomes: Outcomes::default(),
             }),
         })
     }
@@ -333,6 +359,59 @@ impl Client {
     /// Forgets every statistic (for a new reporting period).
     pub fn reset_stats(&self) {
         self.inner.stats.reset();
+    }
+
+    /// Logs this client's status line and statistics summary every `interval`, on the wall
+    /// clock's whole multiples of it since midnight UTC (30 minutes: at :00 and :30), as the
+    /// server does; each summary starts the next interval's statistics empty (what
+    /// [`stats_summary`](Client::stats_summary) shows afterwards). Off unless called: a
+    /// long-lived component (an IVR, a desktop's back end) calls it once after building its
+    /// client.
+    ///
+    /// The status line is logged at `INFO` under the target
+    /// [`STATUS_TAG`](crate::stats::STATUS_TAG) (`contextd.status`) with `source="sdk"`: the
+    /// overall status (`unknown` before any operation, `down` when the latest operation got
+    /// no answer, `degraded` when it was refused as `server` or `rateLimited`, else `ok`), the
+    /// base URL (without credentials), when an operation last succeeded, and the last failure
+    /// (time, operation, error kind). The summary is logged under
+    /// [`STATS_TAG`](crate::stats::STATS_TAG) (`contextd.stats`) as one JSON object, as
+    /// [`stats_summary`](Client::stats_summary) returns it.
+    ///
+    /// The task ends by itself at the first boundary after the last clone of the client is
+    /// dropped, or when the returned handle is aborted. It needs a Tokio runtime
+    /// ([`Error::InvalidSettings`] without one).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: contextd_client::Client) -> contextd_client::Result<()> {
+    /// let _reports = client.report_every(std::time::Duration::from_secs(30 * 60))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn report_every(&self, interval: Duration) -> Result<tokio::task::JoinHandle<()>> {
+        self.report_on(SystemClock, interval)
+    }
+
+    /// [`report_every`](Client::report_every) on another clock.
+    fn report_on<C: Clock + 'static>(
+        &self,
+        clock: C,
+        interval: Duration,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::InvalidSettings("report_every must be called inside a Tokio runtime".into())
+        })?;
+        let client = Arc::downgrade(&self.inner);
+        let schedule = contextd_stats::report_every(clock, interval, move |_| {
+            let flow = match client.upgrade() {
+                Some(inner) => {
+                    inner.report();
+                    ControlFlow::Continue(())
+                }
+                None => ControlFlow::Break(()),
+            };
+            std::future::ready(flow)
+        });
+        Ok(runtime.spawn(schedule))
     }
 
     // ---------------------------------------------------------------------------------
@@ -1122,7 +1201,7 @@ impl Client {
             Ok(bytes) => decode(&call.op, &bytes),
             Err(e) => Err(e),
         };
-        self.inner.stats.record(
+        self.inner.count(
             &call.op,
             started.elapsed(),
             result.as_ref().err().map(Error::kind),
@@ -1132,9 +1211,7 @@ impl Client {
 
     /// A failure found before sending, counted like any other.
     fn fail_early<T>(&self, op: &str, error: Error) -> Result<T> {
-        self.inner
-            .stats
-            .record(op, Duration::ZERO, Some(error.kind()));
+        self.inner.count(op, Duration::ZERO, Some(error.kind()));
         Err(error)
     }
 
@@ -2193,5 +2270,41 @@ mod tests {
         });
         let result: Result<Vec<ContextObject>> = failing.try_collect().await;
         assert_eq!(result.unwrap_err().kind(), "notFound");
+    }
+
+    fn at(s: &str) -> chrono::DateTime<chrono::Utc> {
+        s.parse().expect("an RFC 3339 time")
+    }
+
+    #[tokio::test]
+    async fn each_report_starts_a_new_interval_and_reports_end_with_the_client() {
+        let client = Client::new("http://127.0.0.1:9", "t", Settings::default()).unwrap();
+        client
+            .inner
+            .count("customer.get", Duration::from_millis(3), None);
+        let clock = Arc::new(contextd_stats::ManualClock::new(at("2026-03-01T10:17:12Z")));
+        let task = client
+            .report_on(clock.clone(), Duration::from_secs(30 * 60))
+            .unwrap();
+        assert_eq!(clock.sleeper().await, at("2026-03-01T10:30:00Z"));
+        assert_eq!(client.stats_summary()["customer.get"]["count"], 1);
+        clock.set(at("2026-03-01T10:30:00Z"));
+        // Sleeping again until 11:00 means the 10:30 report is done.
+        assert_eq!(clock.sleeper().await, at("2026-03-01T11:00:00Z"));
+        assert_eq!(client.stats_summary(), serde_json::json!({}));
+
+        drop(client);
+        clock.set(at("2026-03-01T11:00:00Z"));
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the reports end once the client is gone")
+            .unwrap();
+    }
+
+    #[test]
+    fn reports_need_a_runtime() {
+        let client = Client::new("http://127.0.0.1:9", "t", Settings::default()).unwrap();
+        let refused = client.report_every(Duration::from_secs(60)).unwrap_err();
+        assert_eq!(refused.kind(), "invalidSettings");
     }
 }

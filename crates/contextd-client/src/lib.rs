@@ -7,7 +7,8 @@
 //! 2400; values outside are clamped and logged), retries with jittered backoff for idempotent
 //! operations only and only within that timeout, an optional proxy, and lab mode. Failures
 //! are typed [`Error`]s that say what to fix; every operation is counted in
-//! [`Client::stats_summary`]. The wire types are those of [`contextd_proto`], re-exported as
+//! [`Client::stats_summary`], and [`Client::report_every`] logs a status line and a
+//! statistics summary every 30 minutes on the wall clock (:00 and :30). The wire types are those of [`contextd_proto`], re-exported as
 //! [`proto`], so the SDK, the server and the CLI cannot drift apart.
 //!
 //! A client built from a connectionData takes a new one without a restart
@@ -73,14 +74,18 @@ mod diagnose;
 mod error;
 #[cfg(feature = "registration")]
 pub mod registration;
+mod report;
 mod search;
 mod settings;
 mod state;
-mod stats;
 
 pub use client::Client;
 pub use connection::decode_connection_data;
 pub use contextd_proto as proto;
+/// Per-operation statistics and the report schedule: the log targets of the status line and
+/// the statistics summary ([`stats::STATUS_TAG`], [`stats::STATS_TAG`]) and the boundary
+/// arithmetic of [`Client::report_every`] ([`stats::next_boundary`]).
+pub use contextd_stats as stats;
 pub use diagnose::{ConnectionCheck, ConnectionReport, ConnectionStep, StepOutcome};
 pub use error::{Error, Result};
 pub use search::Search;

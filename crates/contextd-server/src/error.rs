@@ -148,6 +148,8 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
+        // For the request metrics: an error's kind is its code (`telemetry.rs`).
+        response.extensions_mut().insert(self.code);
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

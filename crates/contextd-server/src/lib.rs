@@ -1,9 +1,11 @@
-//! HTTP server of contextd: the native `/v1` API, the OpenAPI document, health and status.
+//! HTTP server of contextd: the native `/v1` API, the OpenAPI document, health and status,
+//! Prometheus metrics (`/metrics`) and the periodic status and statistics log lines.
 //!
 //! Handlers are thin: they authenticate, extract validated input and call one function of
 //! [`contextd_core::service::Context`]. Every error leaves as RFC 9457 problem JSON. This
 //! crate never names a storage backend: it is handed a ready `Context`. Logs carry method,
-//! path, status and latency only; never query strings, bodies or field values.
+//! path, status and latency only; never query strings, bodies or field values; metrics are
+//! labelled by route template, never by raw path.
 
 mod conn;
 pub mod error;
@@ -11,18 +13,24 @@ pub mod extract;
 pub mod limits;
 pub mod openapi;
 pub mod registration;
+pub mod report;
 pub mod routes;
+pub mod telemetry;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderName;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::Router;
 use contextd_core::service::Context;
+use contextd_stats::SystemClock;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
@@ -50,6 +58,8 @@ pub struct AppState {
     pub reencrypt: Arc<tokio::sync::Notify>,
     /// The URL components reach this service at (the `serviceUrl` of connectionData).
     pub public_url: Arc<str>,
+    /// Request metrics and per-operation statistics.
+    pub telemetry: Arc<telemetry::Telemetry>,
 }
 
 /// Server settings.
@@ -88,6 +98,11 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long an approval page of the browser registration stays valid (default 10 minutes).
     pub registration_approval_ttl: Duration,
+    /// Serve `/metrics` on a listener of its own at this address, and not on the main one.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How often the status line and the statistics summary are logged, on the wall clock's
+    /// whole multiples of it since midnight UTC (30 minutes: :00 and :30).
+    pub stats_interval: Duration,
 }
 
 impl Default for ServerConfig {
@@ -109,6 +124,8 @@ impl Default for ServerConfig {
             reencrypt_every: Duration::from_secs(30),
             public_url: None,
             registration_approval_ttl: registration::DEFAULT_APPROVAL_TTL,
+            metrics_listen: None,
+            stats_interval: contextd_stats::DEFAULT_INTERVAL,
         }
     }
 }
@@ -179,7 +196,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
 }
 
-/// Builds the router with every route and middleware.
+/// Builds the router with every route and middleware; `/metrics` is among the routes unless
+/// `config.metrics_listen` moves it to a listener of its own ([`metrics_router`]).
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request| {
         let id = request.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -188,10 +206,14 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     })
     .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros))
     .on_failure(DefaultOnFailure::new().level(Level::WARN));
-    let (api, _) = api_routes().split_for_parts();
-    // The browser registration pages: HTML, outside the `/v1` API and its document.
-    api.merge(registration::routes(config.registration_approval_ttl))
-        .fallback(|| async { ApiError::no_route() })
+    let (mut api, _) = api_routes().split_for_parts();
+    // Not part of the /v1 API, nor of its document: the browser registration pages (HTML)
+    // and, unless it has a listener of its own, /metrics.
+    api = api.merge(registration::routes(config.registration_approval_ttl));
+    if config.metrics_listen.is_none() {
+        api = api.route(telemetry::METRICS_PATH, get(telemetry::metrics));
+    }
+    api.fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -199,9 +221,22 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
             header_limit,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            telemetry::track,
+        ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// The router of the operator listener (`--metrics-listen`): `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route(telemetry::METRICS_PATH, get(telemetry::metrics))
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(state)
 }
 
@@ -227,48 +262,145 @@ async fn header_limit(
 }
 
 /// Serves until `shutdown` resolves, then drains in-flight requests; connections are capped
-/// and timed out as `config` says.
+/// and timed out as `config` says. `/metrics` is served on `listener` too, unless
+/// `config.metrics_listen` names an address of its own, which is bound here.
 pub async fn serve(
     listener: TcpListener,
     context: Arc<Context>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = Arc::new(limits::Limits::new(&config));
+    let metrics = match config.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for /metrics: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let listeners = Listeners {
+        api: listener,
+        metrics,
+    };
+    serve_on(listeners, context, config, shutdown).await
+}
+
+/// The sockets a server answers on.
+pub struct Listeners {
+    /// The API (and `/metrics` when `metrics` is `None`).
+    pub api: TcpListener,
+    /// The operator listener serving `/metrics` alone.
+    pub metrics: Option<TcpListener>,
+}
+
+/// [`serve`] on listeners already bound; `listeners.metrics` overrides
+/// `config.metrics_listen`.
+pub async fn serve_on(
+    listeners: Listeners,
+    context: Arc<Context>,
+    mut config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    config.metrics_listen = match &listeners.metrics {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
     let public_url = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", listener.local_addr()?),
+        None => format!("http://{}", listeners.api.local_addr()?),
     };
     let state = AppState {
         public_url: public_url.into(),
-        context: context.clone(),
+        context,
         started: Instant::now(),
-        limits: limits.clone(),
+        limits: Arc::new(limits::Limits::new(&config)),
         cookie_secure: config.cookie_secure,
         reencrypt: Arc::new(tokio::sync::Notify::new()),
+        telemetry: Arc::new(telemetry::Telemetry::new()),
     };
-    let sweeper = tokio::spawn(sweep_stale_requests(
-        context.clone(),
-        config.autoclose_sweep,
-    ));
-    let reencryptor = tokio::spawn(reencrypt(
-        context,
-        state.reencrypt.clone(),
-        config.reencrypt_every,
-    ));
-    let pruner = tokio::spawn(prune_limiters(limits));
-    let app = router(state, &config);
-    let connection_limits = conn::ConnectionLimits {
+    let background = spawn_background(&state, &config);
+    let result = accept(listeners, state, &config, shutdown).await;
+    for task in background {
+        task.abort();
+    }
+    result
+}
+
+/// Serves the API listener and the operator listener, if any, until `shutdown` resolves;
+/// returns when both have drained.
+async fn accept(
+    listeners: Listeners,
+    state: AppState,
+    config: &ServerConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = conn::ConnectionLimits {
         header_timeout: config.header_timeout,
         body_timeout: config.body_timeout,
         idle_timeout: config.idle_timeout,
         max_connections: config.max_connections,
     };
-    let result = conn::serve_connections(listener, app, connection_limits, shutdown).await;
-    sweeper.abort();
-    reencryptor.abort();
-    pruner.abort();
-    result
+    // One shutdown signal, seen by both accept loops.
+    let (stop, stopped) = watch::channel(false);
+    let signal = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
+    let until_stopped = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    let operator = listeners
+        .metrics
+        .map(|listener| (listener, metrics_router(state.clone())));
+    let operator = async {
+        let Some((listener, app)) = operator else {
+            return Ok(());
+        };
+        if let Some(local) = config.metrics_listen {
+            tracing::info!(%local, "metrics listening");
+        }
+        conn::serve_connections(listener, app, limits, until_stopped(stopped.clone())).await
+    };
+    let app = router(state, config);
+    let api = conn::serve_connections(listeners.api, app, limits, until_stopped(stopped.clone()));
+    let (api, operator, ()) = tokio::join!(api, operator, signal);
+    api.and(operator)
+}
+
+/// The background jobs of a server: the auto-close sweeper, re-encryption, limiter pruning,
+/// the metrics' upkeep and the periodic report.
+fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task::JoinHandle<()>> {
+    let context = state.context.clone();
+    let reporter = report::Reporter::new(
+        context.clone(),
+        state.telemetry.stats().clone(),
+        state.started,
+    );
+    vec![
+        tokio::spawn(sweep_stale_requests(
+            context.clone(),
+            config.autoclose_sweep,
+        )),
+        tokio::spawn(reencrypt(
+            context,
+            state.reencrypt.clone(),
+            config.reencrypt_every,
+        )),
+        tokio::spawn(prune_limiters(state.limits.clone())),
+        tokio::spawn(upkeep_metrics(state.telemetry.clone())),
+        tokio::spawn(reporter.run(SystemClock, config.stats_interval)),
+    ]
+}
+
+/// Folds recorded latencies into their histogram buckets between scrapes.
+async fn upkeep_metrics(telemetry: Arc<telemetry::Telemetry>) {
+    let mut tick = tokio::time::interval(telemetry::UPKEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        telemetry.upkeep();
+    }
 }
 
 /// Keeps the limiters' memory bounded by recent traffic (see [`limits::Limits::prune`]).

@@ -46,6 +46,8 @@ enum Command {
         #[command(flatten)]
         limits: LimitArgs,
         #[command(flatten)]
+        observe: ObserveArgs,
+        #[command(flatten)]
         storage: StorageArgs,
     },
     /// Manage organizations.
@@ -109,6 +111,40 @@ struct LimitArgs {
     /// Mark session cookies Secure (set this when clients reach the server over HTTPS).
     #[arg(long, env = "CONTEXTD_COOKIE_SECURE")]
     cookie_secure: bool,
+}
+
+/// Metrics and the periodic status and statistics log lines of the server.
+#[derive(Clone, Debug, clap::Args)]
+struct ObserveArgs {
+    /// Serve /metrics on this address, an operator listener of its own, instead of on --listen.
+    #[arg(long, env = "CONTEXTD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// How often the status line (contextd.status) and the statistics summary
+    /// (contextd.stats) are logged, at the wall clock's whole multiples of it since midnight
+    /// UTC (30m: at :00 and :30); 1s to 24h.
+    #[arg(long, env = "CONTEXTD_STATS_INTERVAL", default_value = "30m", value_parser = stats_interval)]
+    stats_interval: std::time::Duration,
+}
+
+impl ObserveArgs {
+    fn apply(&self, config: ServerConfig) -> ServerConfig {
+        ServerConfig {
+            metrics_listen: self.metrics_listen,
+            stats_interval: self.stats_interval,
+            ..config
+        }
+    }
+}
+
+/// A report interval such as `30m` or `1h`, within what the schedule honours.
+fn stats_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let range = contextd_stats::MIN_INTERVAL..=contextd_stats::MAX_INTERVAL;
+    if range.contains(&interval) {
+        Ok(interval)
+    } else {
+        Err("must be from 1s to 24h".into())
+    }
 }
 
 fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
@@ -241,8 +277,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             listen,
             public_url,
             limits,
+            observe,
             storage,
-        } => serve(listen, public_url, limits.server_config(), storage).await,
+        } => {
+            let config = observe.apply(limits.server_config());
+            serve(listen, public_url, config, storage).await
+        }
         Command::Org { command } => org(command).await,
     };
     // An operator command's failure is reported by `main`'s error, with its causes.

@@ -1,9 +1,11 @@
 //! Liveness, status and the OpenAPI document.
 
-use std::time::Instant;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
+use contextd_core::service::Context;
 use contextd_proto::system::{Dependency, EncryptionStatus, Ping, Status};
 
 use crate::error::ApiResult;
@@ -30,26 +32,46 @@ pub async fn healthz() -> Json<Ping> {
 #[utoipa::path(get, path = "/v1/status", tag = "system",
     responses((status = 200, body = Status)), security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Status>> {
-    let store = state.context.store().clone();
-    let keys = state.context.keyring().store().clone();
-    let t = Instant::now();
-    let storage_ok = store.ping().await.is_ok();
-    let storage_ms = t.elapsed().as_secs_f64() * 1000.0;
-    let t = Instant::now();
-    let keys_ok = keys.ping().await.is_ok();
-    let keys_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let health = health(&state.context).await;
+    let encryption = state.context.encryption_status(actor.scope).await.ok();
+    Ok(Json(Status {
+        encryption,
+        status: health.status.into(),
+        version: VERSION.into(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        partition: actor.scope.partition,
+        dependencies: health.dependencies,
+    }))
+}
+
+/// This server's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How long a dependency has to answer its check before it counts as unreachable.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The overall status and each dependency's reachability and latency.
+pub struct Health {
+    /// `ok` (every dependency answered), `degraded` (some did), `down` (none did).
+    pub status: &'static str,
+    /// The storage and the key store.
+    pub dependencies: Vec<Dependency>,
+}
+
+/// Checks the storage and the key store: what `/v1/status` answers and the periodic status
+/// line (`report.rs`) logs.
+pub async fn health(context: &Context) -> Health {
+    let store = context.store().clone();
+    let keys = context.keyring().store().clone();
+    let (storage_ok, storage_ms) = check(store.ping()).await;
+    let (keys_ok, keys_ms) = check(keys.ping()).await;
     let status = match (storage_ok, keys_ok) {
         (true, true) => "ok",
         (false, false) => "down",
         _ => "degraded",
     };
-    let encryption = state.context.encryption_status(actor.scope).await.ok();
-    Ok(Json(Status {
-        encryption,
-        status: status.into(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        uptime_seconds: state.started.elapsed().as_secs(),
-        partition: actor.scope.partition,
+    Health {
+        status,
         dependencies: vec![
             Dependency {
                 name: "storage".into(),
@@ -64,7 +86,16 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
                 latency_ms: keys_ms,
             },
         ],
-    }))
+    }
+}
+
+/// Whether a check answered in time, and its round trip in milliseconds.
+async fn check<T, E>(ping: impl Future<Output = Result<T, E>>) -> (bool, f64) {
+    let started = Instant::now();
+    let answered = tokio::time::timeout(CHECK_TIMEOUT, ping).await;
+    // Milliseconds to the microsecond: finer digits are noise.
+    let ms = started.elapsed().as_micros() as f64 / 1000.0;
+    (matches!(answered, Ok(Ok(_))), ms)
 }
 
 /// The OpenAPI document of this server, generated from the code.

@@ -15,6 +15,7 @@ mod http;
 mod isolation;
 mod journey;
 mod key_management;
+mod metrics;
 mod privacy;
 mod registration_flow;
 mod sdk_connection;

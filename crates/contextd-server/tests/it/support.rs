@@ -184,6 +184,15 @@ impl TestServer {
     }
 
     pub async fn start_with(config: ContextConfig, server: ServerConfig) -> Self {
+        Self::start_on(config, server, None).await
+    }
+
+    /// A server with `/metrics` on the operator listener `metrics` (none: on the main one).
+    pub async fn start_on(
+        config: ContextConfig,
+        server: ServerConfig,
+        metrics: Option<tokio::net::TcpListener>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(&dir.path().join("contextd.db")).expect("open data store");
         let keys = SqliteKeyStore::open(&dir.path().join("keys.db")).expect("open key store");
@@ -199,8 +208,12 @@ impl TestServer {
             .await
             .expect("create org");
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(contextd_server::serve(
-            listener,
+        let listeners = contextd_server::Listeners {
+            api: listener,
+            metrics,
+        };
+        let task = tokio::spawn(contextd_server::serve_on(
+            listeners,
             context.clone(),
             server,
             async {

@@ -9,6 +9,7 @@ use base64::Engine;
 use serde_json::Value;
 
 mod cli;
+mod observe;
 mod postgres;
 mod signin;
 mod users;

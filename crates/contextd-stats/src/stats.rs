@@ -75,13 +75,31 @@ fn ms(micros: f64) -> f64 {
     (micros).round() / 1000.0
 }
 
-/// Every counter of a client, by name.
+/// The statistics of one process part (the server, one SDK client), by operation name.
+///
+/// ```
+/// use std::time::Duration;
+/// use contextd_stats::Stats;
+///
+/// let stats = Stats::new();
+/// stats.record("customer.create", Duration::from_millis(3), None);
+/// stats.record("customer.get", Duration::from_millis(1), Some("notFound"));
+/// let summary = stats.take_summary();
+/// assert_eq!(summary["customer.create"]["count"], 1);
+/// assert_eq!(summary["customer.get.error.notFound"]["count"], 1);
+/// assert_eq!(stats.summary(), serde_json::json!({}));
+/// ```
 #[derive(Default)]
-pub(crate) struct Stats {
+pub struct Stats {
     counters: Mutex<BTreeMap<String, Counter>>,
 }
 
 impl Stats {
+    /// No counter yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Counter>> {
         // A panic while holding the lock leaves counters that are still counters.
         self.counters.lock().unwrap_or_else(|e| e.into_inner())
@@ -89,13 +107,18 @@ impl Stats {
 
     /// Counts one call of `op` that took `elapsed`; a failure of `error_kind` is also counted
     /// under `<op>.error.<error_kind>`.
-    pub(crate) fn record(&self, op: &str, elapsed: Duration, error_kind: Option<&str>) {
+    pub fn record(&self, op: &str, elapsed: Duration, error_kind: Option<&str>) {
         let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         let mut counters = self.lock();
-        counters
-            .entry(op.to_owned())
-            .or_insert_with(Counter::new)
-            .record(micros, error_kind.is_some());
+        // The name is copied only the first time it is seen: this runs on every request.
+        match counters.get_mut(op) {
+            Some(counter) => counter.record(micros, error_kind.is_some()),
+            None => {
+                let mut counter = Counter::new();
+                counter.record(micros, error_kind.is_some());
+                counters.insert(op.to_owned(), counter);
+            }
+        }
         if let Some(kind) = error_kind {
             counters
                 .entry(format!("{op}.error.{kind}"))
@@ -104,20 +127,31 @@ impl Stats {
         }
     }
 
-    /// One JSON object: name → `{count, errors, minMs, meanMs, maxMs, p99Ms}`.
-    pub(crate) fn summary(&self) -> Value {
-        let counters = self.lock();
-        let map: Map<String, Value> = counters
-            .iter()
-            .map(|(name, c)| (name.clone(), c.summary()))
-            .collect();
-        Value::Object(map)
+    /// One JSON object: name → `{count, errors, minMs, meanMs, maxMs, p99Ms}`. Names are
+    /// operations and, for failures, `<operation>.error.<kind>` with the same members.
+    pub fn summary(&self) -> Value {
+        summarize(&self.lock())
+    }
+
+    /// The summary, and every counter forgotten in the same step: what a reporting interval
+    /// hands over, without losing a call made between reading and resetting.
+    pub fn take_summary(&self) -> Value {
+        let counters = std::mem::take(&mut *self.lock());
+        summarize(&counters)
     }
 
     /// Forgets every counter.
-    pub(crate) fn reset(&self) {
+    pub fn reset(&self) {
         self.lock().clear();
     }
+}
+
+fn summarize(counters: &BTreeMap<String, Counter>) -> Value {
+    let map: Map<String, Value> = counters
+        .iter()
+        .map(|(name, c)| (name.clone(), c.summary()))
+        .collect();
+    Value::Object(map)
 }
 
 #[cfg(test)]
@@ -181,6 +215,23 @@ mod tests {
         stats.record("ping", ms(3), None);
         assert_eq!(stats.summary()["ping"]["count"], 1);
         assert_eq!(stats.summary()["ping"]["minMs"], 3.0);
+    }
+
+    #[test]
+    fn take_summary_hands_over_the_interval_and_starts_a_new_one() {
+        let stats = Stats::default();
+        stats.record("customer.create", ms(2), None);
+        stats.record("customer.create", ms(4), Some("validation"));
+        let first = stats.take_summary();
+        assert_eq!(first["customer.create"]["count"], 2);
+        assert_eq!(first["customer.create"]["errors"], 1);
+        assert_eq!(first["customer.create.error.validation"]["count"], 1);
+        assert_eq!(stats.summary(), json!({}));
+        stats.record("customer.create", ms(8), None);
+        let second = stats.take_summary();
+        assert_eq!(second["customer.create"]["count"], 1);
+        assert_eq!(second["customer.create"]["minMs"], 8.0);
+        assert!(second.get("customer.create.error.validation").is_none());
     }
 
     #[test]
