@@ -72,6 +72,17 @@ pub enum ConnectorState {
     Revoked,
 }
 
+/// How many of an organization's connectors are in each state (in `/v1/status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConnectorCounts {
+    /// Registered and seen recently.
+    pub registered: u64,
+    /// Not seen for the stale period.
+    pub stale: u64,
+    /// Revoked.
+    pub revoked: u64,
+}
+
 /// `POST /v1/connectors` body.
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

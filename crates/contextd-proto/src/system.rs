@@ -45,6 +45,9 @@ pub struct Status {
     /// Data-key version and re-encryption progress of the caller's partition.
     #[serde(default)]
     pub encryption: Option<EncryptionStatus>,
+    /// The organization's connectors by state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectors: Option<crate::connectors::ConnectorCounts>,
 }
 
 /// Encryption state of a partition, shown in `/v1/status`.

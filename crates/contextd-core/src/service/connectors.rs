@@ -5,7 +5,7 @@
 
 use contextd_proto::connection::{ConnectionData, Credentials, MAX_CONNECTION_DATA_BYTES};
 use contextd_proto::connectors::{
-    AppType, ConnectorCreated, ConnectorState, ConnectorView, NewConnector,
+    AppType, ConnectorCounts, ConnectorCreated, ConnectorState, ConnectorView, NewConnector,
 };
 
 use super::*;
@@ -270,20 +270,38 @@ impl Context {
         Ok(self.store.prune_connector_tokens(before).await?)
     }
 
+    /// How many of the org's connectors are in each state (for `/v1/status`).
+    pub async fn connector_counts(&self, org: OrgId) -> Result<ConnectorCounts, CoreError> {
+        let mut counts = ConnectorCounts::default();
+        for record in self.store.connectors(org).await? {
+            match self.connector_state(&record) {
+                ConnectorState::Registered => counts.registered += 1,
+                ConnectorState::Stale => counts.stale += 1,
+                ConnectorState::Revoked => counts.revoked += 1,
+            }
+        }
+        Ok(counts)
+    }
+
+    /// A connector's state, from its times.
+    fn connector_state(&self, record: &ConnectorRecord) -> ConnectorState {
+        let seen = record.last_seen.unwrap_or(record.created);
+        if record.revoked_at.is_some() {
+            ConnectorState::Revoked
+        } else if seen < now_ms() - self.config.connector_stale_after {
+            ConnectorState::Stale
+        } else {
+            ConnectorState::Registered
+        }
+    }
+
     /// A connector as admins see it, its state computed from its times.
     fn connector_view(
         &self,
         record: &ConnectorRecord,
         credentials: &[ConnectorCredential],
     ) -> ConnectorView {
-        let seen = record.last_seen.unwrap_or(record.created);
-        let state = if record.revoked_at.is_some() {
-            ConnectorState::Revoked
-        } else if seen < now_ms() - self.config.connector_stale_after {
-            ConnectorState::Stale
-        } else {
-            ConnectorState::Registered
-        };
+        let state = self.connector_state(record);
         let mut credentials = credentials.to_vec();
         credentials.sort_by_key(|c| c.scope.partition != Partition::Production);
         ConnectorView {

@@ -34,8 +34,10 @@ pub async fn healthz() -> Json<Ping> {
 pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Status>> {
     let health = health(&state.context).await;
     let encryption = state.context.encryption_status(actor.scope).await.ok();
+    let connectors = state.context.connector_counts(actor.scope.org).await.ok();
     Ok(Json(Status {
         encryption,
+        connectors,
         status: health.status.into(),
         version: VERSION.into(),
         uptime_seconds: state.started.elapsed().as_secs(),

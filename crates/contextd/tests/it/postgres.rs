@@ -239,3 +239,112 @@ async fn two_instances_share_one_postgres_database() {
         "with CONTEXTD_MASTER_KEY set no key file is written"
     );
 }
+
+/// Waits for a `contextd.status` log line whose status is `want`; false when none came in time.
+fn await_status(lines: &std::sync::mpsc::Receiver<String>, want: &str) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    while std::time::Instant::now() < deadline {
+        let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(200)) else {
+            continue;
+        };
+        let Ok(event) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if event["target"] == "contextd.status" && event["fields"]["status"] == want {
+            return true;
+        }
+    }
+    false
+}
+
+/// With PostgreSQL refusing every connection under a running server, its status goes `down`
+/// (storage and key store both unreachable), and back to `ok` once access returns; meanwhile
+/// requests are refused with 503 `storage`, never answered wrongly.
+#[tokio::test]
+async fn status_goes_down_when_postgresql_refuses_connections_and_recovers() {
+    use std::io::{BufRead, BufReader};
+    let Ok(admin_url) = std::env::var(URL_VAR) else {
+        eprintln!("PostgreSQL tests skipped: {URL_VAR} is not set");
+        return;
+    };
+    let db = TestDatabase::create(admin_url);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut child = contextd(dir.path())
+        .env("CONTEXTD_MASTER_KEY", "a".repeat(64))
+        .env("CONTEXTD_LOG_FORMAT", "json")
+        .env("CONTEXTD_LOG", "contextd.status=info,warn")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--database-url", &db.url, "--stats-interval", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let token = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.contains("lab admin token")
+                .then(|| l.split_whitespace().last().map(str::to_owned))
+                .flatten()
+        })
+        .expect("the lab admin token is printed");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    wait_ready(&http, &base).await;
+    assert!(await_status(&lines, "ok"), "a status line says ok");
+
+    let name = &db.name;
+    admin(
+        &db.admin_url,
+        &format!(
+            "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}';"
+        ),
+    )
+    .expect("cut the server off");
+    assert!(await_status(&lines, "down"), "the status line says down");
+    let refused = http
+        .get(format!("{base}/v1/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(
+        refused.status(),
+        503,
+        "no credential can be checked without the database"
+    );
+    let problem: Value = refused.json().await.expect("problem JSON");
+    assert_eq!(problem["type"], "urn:contextd:problem:storage");
+
+    admin(
+        &db.admin_url,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .expect("let the server back in");
+    assert!(await_status(&lines, "ok"), "the status line recovers");
+    let status: Value = http
+        .get(format!("{base}/v1/status"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("status JSON");
+    assert_eq!(status["status"], "ok");
+    assert_eq!(
+        status["connectors"]["registered"], 1,
+        "the default connector: {status}"
+    );
+    assert!(terminate(&mut child).success());
+}
