@@ -454,7 +454,8 @@ async fn approvals_are_bound_to_their_session_their_parameters_and_their_origin(
 #[tokio::test]
 async fn an_approval_expires() {
     let config = ServerConfig {
-        registration_approval_ttl: Duration::from_secs(1),
+        // Long enough for a fresh approval on a busy machine, short enough to wait out.
+        registration_approval_ttl: Duration::from_secs(3),
         ..ServerConfig::default()
     };
     let s = TestServer::start_with(ContextConfig::default(), config).await;
@@ -463,9 +464,9 @@ async fn an_approval_expires() {
     let page = b
         .open_signed_in(&register_url(CALLBACK, "email"), "ada")
         .await;
-    assert!(page.body.contains("valid for 1 second"), "{}", page.body);
+    assert!(page.body.contains("valid for 3 seconds"), "{}", page.body);
     let before = connector_count(&s).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let late = b.approve(&page, |_| {}).await;
     assert_eq!(late.status, StatusCode::FORBIDDEN);
     assert!(late.body.contains("start again"), "{}", late.body);
