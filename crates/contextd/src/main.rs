@@ -111,6 +111,10 @@ struct LimitArgs {
     /// Mark session cookies Secure (set this when clients reach the server over HTTPS).
     #[arg(long, env = "CONTEXTD_COOKIE_SECURE")]
     cookie_secure: bool,
+    /// How long an approval page of the browser registration (/register, /deregister) stays
+    /// valid.
+    #[arg(long, env = "CONTEXTD_REGISTRATION_APPROVAL_TTL", default_value = "10m", value_parser = positive_duration)]
+    registration_approval_ttl: std::time::Duration,
 }
 
 /// Metrics and the periodic status and statistics log lines of the server.
@@ -177,6 +181,7 @@ impl LimitArgs {
             idle_timeout: self.idle_timeout,
             max_connections: self.max_connections,
             cookie_secure: self.cookie_secure,
+            registration_approval_ttl: self.registration_approval_ttl,
             ..ServerConfig::default()
         }
     }
