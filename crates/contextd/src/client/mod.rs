@@ -1,5 +1,5 @@
 //! The client commands of `contextd` (README, "Command-line client"): objects, timeline, flush, dictionary,
-//! status, users, API keys, grants and audit of a running server, all through the SDK
+//! status, users, API keys, grants, connectors and audit of a running server, all through the SDK
 //! (`contextd-client`), never over raw HTTP.
 //!
 //! Connection settings are layered: a TOML config file (`--config`, `CONTEXTD_CONFIG`), then
@@ -7,6 +7,7 @@
 //! connectionData) are never printed, and every failure ends with one line on standard error
 //! and an exit status from the table in [`exit`].
 
+mod connectors;
 pub mod dictionary;
 pub mod exit;
 pub mod objects;
@@ -309,6 +310,16 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: people::GrantCommand,
     },
+    /// Connectors, the components that reach the server with a connectionData: list (an
+    /// admin token); create, rotate, revoke (a production admin token: a connector carries
+    /// production credentials). A connectionData is printed once, by create or rotate.
+    #[command(after_long_help = exit::help())]
+    Connectors {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: connectors::ConnectorCommand,
+    },
     /// The partition's audit log, newest first (an admin token).
     #[command(after_long_help = exit::help())]
     Audit {
@@ -339,6 +350,7 @@ async fn dispatch(command: ClientCommand) -> anyhow::Result<()> {
         C::Status { client } => system::status(&client).await,
         C::Users { client, command } => people::users(&client, command).await,
         C::Grants { client, command } => people::grants(&client, command).await,
+        C::Connectors { client, command } => connectors::connectors(&client, command).await,
         C::Audit { client, args } => people::audit(&client, args).await,
     }
 }

@@ -582,3 +582,125 @@ async fn cli_status_with_a_connection_data_tests_the_connection_step_by_step() {
     assert!(plain.get("steps").is_none());
     assert!(terminate(&mut served.child).success());
 }
+
+#[tokio::test]
+async fn cli_connectors_create_rotate_revoke_with_a_production_admin_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut served = serve_fresh(dir.path(), &[]).await;
+    let admin = |args: &[&str]| {
+        run(
+            dir.path(),
+            &[
+                ("CONTEXTD_URL", served.base.as_str()),
+                ("CONTEXTD_TOKEN", served.production.as_str()),
+            ],
+            args,
+        )
+    };
+    let test_connection = |data: &str| {
+        run(
+            dir.path(),
+            &[],
+            &["status", "--connection-data", data, "--json"],
+        )
+    };
+    let listed = |id: &str| {
+        let all = json(&admin(&["connectors", "list", "--json"]));
+        all.as_array()
+            .expect("an array of connectors")
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} listed: {all}"))
+    };
+
+    let created = json(&admin(&[
+        "connectors",
+        "create",
+        "ivr-1",
+        "--app-type",
+        "voice",
+        "--version",
+        "2.1",
+        "--json",
+    ]));
+    let id = created["connector"]["id"]
+        .as_str()
+        .expect("the connector's id")
+        .to_owned();
+    assert_eq!(created["connector"]["appType"], "voice", "{created}");
+    let data = created["connectionData"]
+        .as_str()
+        .expect("the connectionData, once")
+        .to_owned();
+
+    // The new connectionData passes every step of the connection test.
+    let report = json(&test_connection(&data));
+    assert_eq!(report["ok"], true, "{report}");
+    for step in report["steps"].as_array().expect("steps") {
+        let expected = if step["step"] == "proxy" {
+            "skipped"
+        } else {
+            "ok"
+        };
+        assert_eq!(step["outcome"], expected, "{step}");
+    }
+    let entry = listed(&id);
+    assert_eq!(entry["state"], "registered", "{entry}");
+    assert_eq!(entry["version"], "2.1", "{entry}");
+    assert!(entry.get("connectionData").is_none(), "no secret listed");
+    let table = ok(&admin(&["connectors", "list"]));
+    let header = table.lines().next().unwrap_or_default();
+    for column in ["ID", "NAME", "APP TYPE", "STATE", "VERSION", "LAST SEEN"] {
+        assert!(header.contains(column), "{table}");
+    }
+    assert!(
+        table
+            .lines()
+            .any(|l| l.contains(&id) && l.contains("voice") && l.contains("registered")),
+        "{table}"
+    );
+
+    // Rotated without grace: the old connectionData is refused at once, the new one works.
+    let rotated = json(&admin(&[
+        "connectors",
+        "rotate",
+        &id,
+        "--grace",
+        "0s",
+        "--json",
+    ]));
+    let new_data = rotated["connectionData"]
+        .as_str()
+        .expect("the new connectionData")
+        .to_owned();
+    assert_ne!(new_data, data);
+    test_failed(
+        &run(dir.path(), &[], &["status", "--connection-data", &data]),
+        6,
+        "credentials (production)",
+    );
+    assert_eq!(json(&test_connection(&new_data))["ok"], true);
+
+    // Revoked: the new connectionData is refused too, and the list says so.
+    let revoked = ok(&admin(&["connectors", "revoke", &id]));
+    assert!(revoked.contains(&id), "{revoked}");
+    let out = test_connection(&new_data);
+    assert_eq!(out.status.code(), Some(6));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("one JSON value");
+    assert_eq!(report["ok"], false, "{report}");
+    assert_eq!(listed(&id)["state"], "revoked");
+
+    // A lab admin token may list connectors but not create one: forbidden (6).
+    ok(&lab(&served, dir.path(), &["connectors", "list"]));
+    let line = fails(
+        &lab(
+            &served,
+            dir.path(),
+            &["connectors", "create", "x", "--app-type", "chat"],
+        ),
+        6,
+    );
+    assert!(line.contains("production"), "{line}");
+    assert!(terminate(&mut served.child).success());
+}

@@ -115,12 +115,13 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
     panic!("server did not start");
 }
 
-/// A `contextd serve` of its own, on a free port over `dir`, ready, with its lab admin token
-/// and its connectionData.
+/// A `contextd serve` of its own, on a free port over `dir`, ready, with its lab and
+/// production admin tokens and its connectionData.
 pub struct Served {
     pub child: std::process::Child,
     pub base: String,
     pub lab: String,
+    pub production: String,
     pub connection_data: String,
     /// Kept open: the server prints more after the token, and a closed pipe would stop it.
     _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
@@ -146,6 +147,15 @@ async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
                 .map(|t| t.trim().to_owned())
         })
         .expect("the lab admin token is printed");
+    let production = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("production admin token:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("the production admin token is printed");
     let connection_data = lines
         .by_ref()
         .map_while(Result::ok)
@@ -161,6 +171,7 @@ async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
         child,
         base,
         lab,
+        production,
         connection_data,
         _stdout: lines,
     }
