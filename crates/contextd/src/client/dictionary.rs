@@ -38,7 +38,7 @@ pub enum FieldCommand {
 /// The properties of a field.
 #[derive(Args)]
 pub struct FieldArgs {
-    /// The field's id ([A-Za-z][A-Za-z0-9_.]*); with --from-file, overrides the file's.
+    /// The field's id (`[A-Za-z][A-Za-z0-9_.]*`); with --from-file, overrides the file's.
     #[arg(required_unless_present = "from_file")]
     id: Option<String>,
     /// string, integer, long, double, boolean or date.
