@@ -28,7 +28,7 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
 /// use chrono::{DateTime, Utc};
 /// use contextd_stats::next_boundary;
 ///
-/// let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+/// let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap_or_default();
 /// let half_hour = Duration::from_secs(30 * 60);
 /// assert_eq!(next_boundary(at("2026-03-01T10:17:12Z"), half_hour), at("2026-03-01T10:30:00Z"));
 /// assert_eq!(next_boundary(at("2026-03-01T10:30:00Z"), half_hour), at("2026-03-01T11:00:00Z"));
@@ -105,7 +105,7 @@ impl Clock for SystemClock {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+/// let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap_or_default();
 /// let clock = Arc::new(ManualClock::new(at("2026-03-01T10:17:12Z")));
 /// let (tx, mut reports) = tokio::sync::mpsc::unbounded_channel();
 /// tokio::spawn(report_every(clock.clone(), Duration::from_secs(1800), move |at| {
