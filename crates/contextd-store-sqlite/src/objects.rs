@@ -91,24 +91,7 @@ fn insert_object(
              ON CONFLICT DO NOTHING",
         )
         .db()?
-        .execute(params![
-            row.org,
-            row.partition,
-            row.id,
-            row.kind,
-            row.customer_id,
-            row.parent_id,
-            row.state,
-            row.media_type,
-            row.detail_type,
-            row.created,
-            row.last_updated,
-            row.touched,
-            row.version,
-            row.body,
-            row.sealed,
-            row.key_version,
-        ])
+        .execute(&row.columns()[..])
         .db()?;
     if inserted == 0 {
         return Err(StoreError::AlreadyExists);
@@ -139,29 +122,11 @@ fn update_object(
         .prepare_cached(
             "UPDATE objects SET kind = ?4, customer_id = ?5, parent_id = ?6, state = ?7, media_type = ?8,
                  detail_type = ?9, created = ?10, last_updated = ?11, touched = max(touched, ?12),
-                 version = ?13, body = ?14, sealed = ?15, key_version = ?17
-             WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?16",
+                 version = ?13, body = ?14, sealed = ?15, key_version = ?16
+             WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?17",
         )
         .db()?
-        .execute(params![
-            row.org,
-            row.partition,
-            row.id,
-            row.kind,
-            row.customer_id,
-            row.parent_id,
-            row.state,
-            row.media_type,
-            row.detail_type,
-            row.created,
-            row.last_updated,
-            row.touched,
-            row.version,
-            row.body,
-            row.sealed,
-            expected,
-            row.key_version,
-        ])
+        .execute(&[&row.columns()[..], &[&expected as &dyn rusqlite::ToSql]].concat()[..])
         .db()?;
     if updated == 0 {
         let current: Option<i64> = tx

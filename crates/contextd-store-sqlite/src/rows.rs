@@ -35,6 +35,29 @@ pub(crate) struct ObjectRow {
 }
 
 impl ObjectRow {
+    /// The values of the row's columns, in the order of the `objects` insert (`?1`–`?16`);
+    /// the update binds the same and the expected version as `?17`.
+    pub(crate) fn columns(&self) -> [&dyn rusqlite::ToSql; 16] {
+        [
+            &self.org,
+            &self.partition,
+            &self.id,
+            &self.kind,
+            &self.customer_id,
+            &self.parent_id,
+            &self.state,
+            &self.media_type,
+            &self.detail_type,
+            &self.created,
+            &self.last_updated,
+            &self.touched,
+            &self.version,
+            &self.body,
+            &self.sealed,
+            &self.key_version,
+        ]
+    }
+
     /// Flattens an object.
     pub(crate) fn new(o: &StoredObject) -> Result<Self, StoreError> {
         let body = o.body_json()?;
