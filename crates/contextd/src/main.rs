@@ -364,6 +364,31 @@ async fn org(command: OrgCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Prints the first start's tokens, once. Best-effort: a closed stdout (a terminal gone, a
+/// supervisor that discards output) must not stop the service, so a failed write is logged
+/// (without the secrets) instead of panicking as `println!` would.
+fn print_first_start_banner(org: &contextd_core::service::OrgBootstrap, url: &str) {
+    use std::io::Write;
+    let banner = format!(
+        "contextd: created organization \"default\" ({}); these tokens are shown once:\n  \
+         lab admin token:        {}\n  \
+         production admin token: {}\n  \
+         connectionData:         {}\n  \
+         API:                    {url}/v1 (OpenAPI document: {url}/v1/openapi.json)\n  \
+         agent desktop:          {url}/desktop\n  \
+         admin console:          {url}/admin\n",
+        org.org_id, org.lab_admin_token, org.production_admin_token, org.connection_data
+    );
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+        tracing::warn!(
+            error = %e,
+            "the first start's admin tokens could not be printed (stdout is closed); \
+             create new ones with `contextd keys create` or `contextd org create`"
+        );
+    }
+}
+
 async fn serve(
     listen: SocketAddr,
     public_url: Option<String>,
@@ -378,20 +403,7 @@ async fn serve(
     let url = public_url.unwrap_or_else(|| format!("http://{local}"));
     if context.is_empty().await? {
         match context.create_org("default", &url).await {
-            Ok(org) => {
-                println!(
-                    "contextd: created organization \"default\" ({}); these tokens are shown once:",
-                    org.org_id
-                );
-                println!("  lab admin token:        {}", org.lab_admin_token);
-                println!("  production admin token: {}", org.production_admin_token);
-                println!("  connectionData:         {}", org.connection_data);
-                println!(
-                    "  API:                    {url}/v1 (OpenAPI document: {url}/v1/openapi.json)"
-                );
-                println!("  agent desktop:          {url}/desktop");
-                println!("  admin console:          {url}/admin");
-            }
+            Ok(org) => print_first_start_banner(&org, &url),
             // Another instance on the same database created it first.
             Err(contextd_core::CoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e).context("cannot create the default organization"),

@@ -267,6 +267,28 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
     assert!(rest.is_empty(), "tokens are printed once only, got: {rest}");
 }
 
+/// An operator's terminal that goes away (or a supervisor that closes stdout) must not stop
+/// the server: the first-start banner is best-effort, the service is not.
+#[tokio::test]
+async fn serve_keeps_running_when_its_stdout_is_closed_before_the_banner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut server = contextd(dir.path())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    drop(server.stdout.take());
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&reqwest::Client::new(), &base).await;
+    assert!(
+        server.try_wait().expect("wait").is_none(),
+        "the server is still running"
+    );
+    assert!(terminate(&mut server).success());
+}
+
 #[tokio::test]
 async fn keys_rotate_and_bring_your_own_key_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
