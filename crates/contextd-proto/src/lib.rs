@@ -15,6 +15,7 @@ pub mod connection;
 pub mod connectors;
 pub mod dictionary;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod object;
 pub mod paths;

@@ -9,6 +9,7 @@
 
 mod conn;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod limits;
 pub mod openapi;
@@ -60,6 +61,10 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Request metrics and per-operation statistics.
     pub telemetry: Arc<telemetry::Telemetry>,
+    /// The outbox tail that feeds this instance's event-stream subscribers.
+    pub events: Arc<events::hub::Hub>,
+    /// Settings of the event channels.
+    pub events_config: Arc<events::EventsConfig>,
 }
 
 /// Server settings.
@@ -103,6 +108,8 @@ pub struct ServerConfig {
     /// How often the status line and the statistics summary are logged, on the wall clock's
     /// whole multiples of it since midnight UTC (30 minutes: :00 and :30).
     pub stats_interval: Duration,
+    /// The event channels: Server-Sent Events, webhooks, NATS JetStream.
+    pub events: events::EventsConfig,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +133,7 @@ impl Default for ServerConfig {
             registration_approval_ttl: registration::DEFAULT_APPROVAL_TTL,
             metrics_listen: None,
             stats_interval: contextd_stats::DEFAULT_INTERVAL,
+            events: events::EventsConfig::default(),
         }
     }
 }
@@ -318,6 +326,8 @@ pub async fn serve_on(
         cookie_secure: config.cookie_secure,
         reencrypt: Arc::new(tokio::sync::Notify::new()),
         telemetry: Arc::new(telemetry::Telemetry::new()),
+        events: Arc::new(events::hub::Hub::new(config.events.sse_buffer)),
+        events_config: Arc::new(config.events.clone()),
     };
     let background = spawn_background(&state, &config);
     let result = accept(listeners, state, &config, shutdown).await;
@@ -368,8 +378,8 @@ async fn accept(
     api.and(operator)
 }
 
-/// The background jobs of a server: the auto-close sweeper, re-encryption, limiter pruning,
-/// the metrics' upkeep and the periodic report.
+/// The background jobs of a server: the event channels, the auto-close sweeper,
+/// re-encryption, limiter pruning, the metrics' upkeep and the periodic report.
 fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task::JoinHandle<()>> {
     let context = state.context.clone();
     let reporter = report::Reporter::new(
@@ -377,7 +387,8 @@ fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task:
         state.telemetry.stats().clone(),
         state.started,
     );
-    vec![
+    let mut tasks = events::spawn(state, &config.events);
+    tasks.extend([
         tokio::spawn(sweep_stale_requests(
             context.clone(),
             config.autoclose_sweep,
@@ -390,7 +401,8 @@ fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task:
         tokio::spawn(prune_limiters(state.limits.clone())),
         tokio::spawn(upkeep_metrics(state.telemetry.clone())),
         tokio::spawn(reporter.run(SystemClock, config.stats_interval)),
-    ]
+    ]);
+    tasks
 }
 
 /// Folds recorded latencies into their histogram buckets between scrapes.

@@ -48,6 +48,8 @@ enum Command {
         #[command(flatten)]
         observe: ObserveArgs,
         #[command(flatten)]
+        events: EventArgs,
+        #[command(flatten)]
         storage: StorageArgs,
     },
     /// Manage organizations.
@@ -136,6 +138,53 @@ impl ObserveArgs {
             metrics_listen: self.metrics_listen,
             stats_interval: self.stats_interval,
             ..config
+        }
+    }
+}
+
+/// The event channels: the outbox's retention, Server-Sent Events, webhooks, NATS JetStream.
+#[derive(Clone, Debug, clap::Args)]
+struct EventArgs {
+    /// How long events (and webhook delivery attempts) are kept; a client, webhook or NATS
+    /// cursor further behind than this misses what was pruned.
+    #[arg(long, env = "CONTEXTD_EVENT_RETENTION", default_value = "7d", value_parser = positive_duration)]
+    event_retention: std::time::Duration,
+    /// Events buffered per event-stream subscriber; one further behind is told to resume.
+    #[arg(long, env = "CONTEXTD_SSE_BUFFER", default_value_t = 1024, value_parser = at_least_one())]
+    sse_buffer: usize,
+    /// Interval of keep-alive comments on an idle event stream.
+    #[arg(long, env = "CONTEXTD_SSE_KEEP_ALIVE", default_value = "15s", value_parser = positive_duration)]
+    sse_keep_alive: std::time::Duration,
+    /// Accept webhook URLs on loopback, private and link-local addresses (for tests and
+    /// closed networks; refused by default, at registration and at delivery).
+    #[arg(long, env = "CONTEXTD_ALLOW_PRIVATE_WEBHOOKS")]
+    allow_private_webhooks: bool,
+    /// How long a failing webhook delivery is retried (exponential backoff) before it is
+    /// dead-lettered.
+    #[arg(long, env = "CONTEXTD_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = positive_duration)]
+    webhook_retry_for: std::time::Duration,
+    /// Time allowed for one webhook delivery attempt.
+    #[arg(long, env = "CONTEXTD_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    webhook_timeout: std::time::Duration,
+    /// Publish every event to this NATS server's JetStream (nats://HOST:PORT).
+    #[arg(long, env = "CONTEXTD_EVENTS_NATS")]
+    events_nats: Option<String>,
+    /// The JetStream stream events go to, created when missing (subjects contextd.>).
+    #[arg(long, env = "CONTEXTD_EVENTS_NATS_STREAM", default_value = "contextd")]
+    events_nats_stream: String,
+}
+
+impl EventArgs {
+    fn config(&self) -> contextd_server::events::EventsConfig {
+        contextd_server::events::EventsConfig {
+            retention: self.event_retention,
+            sse_buffer: self.sse_buffer,
+            sse_keep_alive: self.sse_keep_alive,
+            allow_private_webhooks: self.allow_private_webhooks,
+            webhook_retry_for: self.webhook_retry_for,
+            webhook_timeout: self.webhook_timeout,
+            nats_url: self.events_nats.clone(),
+            nats_stream: self.events_nats_stream.clone(),
         }
     }
 }
@@ -283,9 +332,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             public_url,
             limits,
             observe,
+            events,
             storage,
         } => {
-            let config = observe.apply(limits.server_config());
+            let mut config = observe.apply(limits.server_config());
+            config.events = events.config();
             serve(listen, public_url, config, storage).await
         }
         Command::Org { command } => org(command).await,

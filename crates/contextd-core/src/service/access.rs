@@ -670,7 +670,7 @@ impl Context {
         actor.require(&[Role::Admin])?;
         let erasure = self
             .store
-            .erase_customer(actor.scope, id)
+            .erase_customer(actor.scope, id, &actor.contributor())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => CoreError::NotFound(format!("no customer with id {id}")),

@@ -26,10 +26,11 @@ use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
 use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
 use crate::search::{self, SealedAccess, SearchRequest};
 use crate::store::{
-    deletes_allowed, ApiKeyRecord, Condition, FlushJob, ObjectWrite, OrgRecord, PagePosition,
-    ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
+    deletes_allowed, ApiKeyRecord, Change, Condition, FlushJob, ObjectWrite, OrgRecord,
+    PagePosition, ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
 };
 use crate::time::now_ms;
+use contextd_proto::events::EventType;
 
 pub use contextd_proto::object::{
     FlushStatus, ObjectInput, ObjectPatch, SearchResult, TimelinePage,
@@ -122,6 +123,8 @@ struct Draft {
     /// Linked objects that move with it to its new customer: their new plaintext state and
     /// the version it replaces.
     moved: Vec<(ContextObject, i64)>,
+    /// What the write changes, for the outbox.
+    event_type: EventType,
 }
 
 /// Most linked objects that can move with a request or activity in one write.
@@ -194,6 +197,7 @@ pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 pub mod access;
 pub mod connectors;
 mod encryption;
+pub mod events;
 mod fields;
 mod objects;
 mod orgs;

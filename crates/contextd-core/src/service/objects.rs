@@ -233,7 +233,7 @@ impl Context {
         }
         self.load(actor.scope, kind, id).await?;
         self.store
-            .delete_object(actor.scope, id)
+            .delete_object(actor.scope, id, &actor.contributor())
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => not_found(kind, id),
@@ -381,7 +381,11 @@ impl Context {
             created: now_ms(),
         };
         self.store.put_flush_job(&job).await?;
-        match self.store.flush(actor.scope, kind).await {
+        match self
+            .store
+            .flush(actor.scope, kind, &actor.contributor())
+            .await
+        {
             Ok(n) => {
                 job.completed = true;
                 job.flushed = n;

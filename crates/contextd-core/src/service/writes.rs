@@ -171,6 +171,10 @@ impl Context {
                 parent_check: draft.parent_check,
                 customer_check: draft.customer_check,
                 dictionary_version: Some(dict.version()),
+                change: Change {
+                    event_type: draft.event_type,
+                    by: actor.contributor(),
+                },
             }];
             for (linked, expected) in &draft.moved {
                 let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
@@ -181,6 +185,10 @@ impl Context {
                     parent_check: None,
                     customer_check: None,
                     dictionary_version: Some(dict.version()),
+                    change: Change {
+                        event_type: EventType::Moved,
+                        by: actor.contributor(),
+                    },
                 });
             }
             let result = match writes.as_slice() {
@@ -267,6 +275,7 @@ impl Context {
             _ => Vec::new(),
         };
         Ok(Draft {
+            event_type: change_of(existing, &object),
             object,
             parent_check: links.parent_check,
             customer_check: links.customer_check,
@@ -421,6 +430,19 @@ impl Context {
         let dict = self.dictionary(actor.scope.org).await?;
         self.reveal_as(&reader, stored, &dict, &mut Revealed::default())
             .await
+    }
+}
+
+/// The event a write of `object` over `existing` records: a new object is created; one that
+/// changes customer or parent moved; a request going from active to closed is closed.
+fn change_of(existing: Option<&ContextObject>, object: &ContextObject) -> EventType {
+    match existing {
+        None => EventType::Created,
+        Some(e) if e.customer_id != object.customer_id || e.parent_id != object.parent_id => {
+            EventType::Moved
+        }
+        Some(e) if e.state == State::Active && object.state == State::Closed => EventType::Closed,
+        Some(_) => EventType::Updated,
     }
 }
 

@@ -9,8 +9,9 @@
 //! [`Store`] is the sum of one trait per concern, each in a module of its own with the
 //! records it speaks: [`ObjectStore`] (objects, search, timelines, erasure),
 //! [`DictionaryStore`], [`CredentialStore`] (orgs, API keys, users, sessions, grants),
-//! [`AuditStore`], [`JobStore`] (flush jobs, re-encryption) and [`ConnectorStore`]
-//! (components and their credentials). A new concern is a new module
+//! [`AuditStore`], [`JobStore`] (flush jobs, re-encryption), [`ConnectorStore`]
+//! (components and their credentials), [`EventStore`] (the events outbox and the cursors of
+//! the channels reading it) and [`WebhookStore`]. A new concern is a new module
 //! with a trait of its own, added to `Store`'s bounds. [`KeyStore`] stands apart: keys live
 //! in a database of their own.
 //!
@@ -33,6 +34,7 @@ mod connectors;
 mod credentials;
 mod dictionary;
 mod encoding;
+mod events;
 mod jobs;
 mod keys;
 mod objects;
@@ -47,6 +49,10 @@ pub use credentials::{
 };
 pub use dictionary::DictionaryStore;
 pub use encoding::{decode_sealed, encode_sealed, ObjectBody, ObjectColumns};
+pub use events::{
+    system_contributor, webhook_cursor, Change, EventStore, StoredEvent, WebhookRecord,
+    WebhookState, WebhookStore,
+};
 pub use jobs::{FlushJob, JobStore};
 pub use keys::{data_key_insert_conflict, same_key_set, KeyStore, WrappedKey};
 pub use objects::{
@@ -59,8 +65,8 @@ pub use search::{wanted_states, Condition, SearchPlan, TimeBound};
 /// The store traits, for code that calls them on a backend type rather than on `dyn Store`.
 pub mod prelude {
     pub use super::{
-        AuditStore, ConnectorStore, CredentialStore, DictionaryStore, JobStore, KeyStore,
-        ObjectStore, Store,
+        AuditStore, ConnectorStore, CredentialStore, DictionaryStore, EventStore, JobStore,
+        KeyStore, ObjectStore, Store, WebhookStore,
     };
 }
 
@@ -129,7 +135,14 @@ pub struct Token(pub [u8; 16]);
 /// same behaviour by the conformance suite.
 #[async_trait]
 pub trait Store:
-    ObjectStore + DictionaryStore + CredentialStore + AuditStore + JobStore + ConnectorStore
+    ObjectStore
+    + DictionaryStore
+    + CredentialStore
+    + AuditStore
+    + JobStore
+    + ConnectorStore
+    + EventStore
+    + WebhookStore
 {
     /// A short name for logs and status (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SearchPlan, StoreError, Token};
+use super::{Change, SearchPlan, StoreError, Token};
 use crate::ids::{ObjectId, Scope};
 use crate::object::{Contributor, DetailType, Kind, MediaType, State};
 
@@ -71,6 +71,8 @@ pub struct ObjectWrite {
     /// against; `DictionaryChanged` if the dictionary moved on before the write commits, so
     /// that no value is written in the clear after its field was sealed.
     pub dictionary_version: Option<u64>,
+    /// The event the write records in the outbox, in its transaction.
+    pub change: Change,
 }
 
 /// What [`ObjectStore::erase_customer`] found or did.
@@ -176,15 +178,23 @@ pub struct TimelineQuery {
 /// auto-close sweep, lab flushes and customer erasure.
 #[async_trait]
 pub trait ObjectStore: Send + Sync + 'static {
-    /// Inserts or updates one object with its tokens, atomically, durable when it returns.
+    /// Inserts or updates one object with its tokens and its event ([`ObjectWrite::change`]),
+    /// atomically, durable when it returns.
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError>;
     /// Writes several objects in one transaction: all of them, or (on any error) none. Used
-    /// when an object moves to another customer and its linked objects move with it.
+    /// when an object moves to another customer and its linked objects move with it. Every
+    /// write records its own event.
     async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError>;
     /// Reads one object of any kind in scope.
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError>;
-    /// Deletes one object (and its tokens); `NotFound` if absent.
-    async fn delete_object(&self, scope: Scope, id: ObjectId) -> Result<(), StoreError>;
+    /// Deletes one object (and its tokens) with an `object.deleted` event by `by`; `NotFound`
+    /// if absent.
+    async fn delete_object(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        by: &Contributor,
+    ) -> Result<(), StoreError>;
     /// Searches, returning whole objects.
     async fn search(&self, scope: Scope, plan: &SearchPlan) -> Result<ObjectPage, StoreError>;
     /// Searches, returning ids only.
@@ -192,20 +202,27 @@ pub trait ObjectStore: Send + Sync + 'static {
     /// A customer's journey, newest `created` first.
     async fn timeline(&self, scope: Scope, query: &TimelineQuery)
         -> Result<ObjectPage, StoreError>;
-    /// Closes every active request (all orgs) untouched since before `cutoff`; returns how many.
+    /// Closes every active request (all orgs) untouched since before `cutoff`, each with an
+    /// `object.closed` event by [`super::system_contributor`]; returns how many.
     async fn close_stale_requests(
         &self,
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
-    /// Deletes every object of a kind in scope; returns how many.
-    async fn flush(&self, scope: Scope, kind: Kind) -> Result<u64, StoreError>;
+    /// Deletes every object of a kind in scope, each with an `object.deleted` event by `by`;
+    /// returns how many.
+    async fn flush(&self, scope: Scope, kind: Kind, by: &Contributor) -> Result<u64, StoreError>;
     /// Erases a customer, idempotently. The first call deletes the customer and every object
     /// whose `customer_id` is it (with their tokens) and records the erasure, in one
-    /// transaction; a later call (a retry, perhaps of a half-done erase) finds that record and
-    /// changes nothing. `NotFound` if there is neither the customer nor a record of its erasure.
-    async fn erase_customer(&self, scope: Scope, customer: ObjectId)
-        -> Result<Erasure, StoreError>;
+    /// transaction, with an `object.erased` event by `by` for each object; a later call (a
+    /// retry, perhaps of a half-done erase) finds that record and changes nothing. `NotFound`
+    /// if there is neither the customer nor a record of its erasure.
+    async fn erase_customer(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        by: &Contributor,
+    ) -> Result<Erasure, StoreError>;
     /// Marks a recorded erasure completed (the customer's key is destroyed).
     async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError>;
     /// Up to `limit` recorded erasures (all orgs) not yet completed, oldest first.
