@@ -143,7 +143,7 @@ impl Inner {
 }
 
 /// One operation, described once and sent as many times as retries allow.
-struct Call {
+pub(crate) struct Call {
     op: String,
     method: Method,
     path: String,
@@ -167,11 +167,11 @@ impl Call {
         }
     }
 
-    fn get(op: impl Into<String>, path: String) -> Self {
+    pub(crate) fn get(op: impl Into<String>, path: String) -> Self {
         Self::new(op, Method::GET, path)
     }
 
-    fn post(op: impl Into<String>, path: String) -> Self {
+    pub(crate) fn post(op: impl Into<String>, path: String) -> Self {
         Self::new(op, Method::POST, path)
     }
 
@@ -179,7 +179,7 @@ impl Call {
         Self::new(op, Method::PUT, path)
     }
 
-    fn delete(op: impl Into<String>, path: String) -> Self {
+    pub(crate) fn delete(op: impl Into<String>, path: String) -> Self {
         Self::new(op, Method::DELETE, path)
     }
 
@@ -199,7 +199,7 @@ impl Call {
         self
     }
 
-    fn json<T: Serialize + ?Sized>(self, body: &T) -> Result<Self> {
+    pub(crate) fn json<T: Serialize + ?Sized>(self, body: &T) -> Result<Self> {
         self.body_as(JSON, body)
     }
 
@@ -215,7 +215,7 @@ impl Call {
         Ok(self)
     }
 
-    fn query<T: Serialize>(mut self, params: &T) -> Result<Self> {
+    pub(crate) fn query<T: Serialize>(mut self, params: &T) -> Result<Self> {
         self.query = query_pairs(params)?;
         Ok(self)
     }
@@ -1172,7 +1172,7 @@ impl Client {
     // ---------------------------------------------------------------------------------
 
     /// Runs a call whose answer is JSON of type `T`.
-    async fn json<T: DeserializeOwned>(&self, call: Result<Call>) -> Result<T> {
+    pub(crate) async fn json<T: DeserializeOwned>(&self, call: Result<Call>) -> Result<T> {
         self.run(call, |op, bytes| {
             serde_json::from_slice(bytes).map_err(|e| {
                 Error::Protocol(format!(
@@ -1185,7 +1185,7 @@ impl Client {
     }
 
     /// Runs a call whose answer has no body worth reading (204).
-    async fn empty(&self, call: Result<Call>) -> Result<()> {
+    pub(crate) async fn empty(&self, call: Result<Call>) -> Result<()> {
         self.run(call, |_, _| Ok(())).await
     }
 
@@ -1572,6 +1572,107 @@ impl Client {
             Attempt::Transient(error, retry_after.unwrap_or_default())
         } else {
             Attempt::Final(error)
+        }
+    }
+
+    /// Opens a long-lived `GET` (the event stream, `events.rs`) with the call path's
+    /// credential and error mapping. The timeout bounds the wait for the answer's head, never
+    /// its body; no retry here (the stream reconnects by itself), except that a refused
+    /// exchanged token is fetched anew once, as in `send`.
+    pub(crate) async fn open_stream(
+        &self,
+        op: &str,
+        path: &str,
+        query: Vec<(String, String)>,
+        headers: header::HeaderMap,
+    ) -> Result<reqwest::Response> {
+        let call = Call {
+            query,
+            ..Call::new(op, Method::GET, path.to_owned())
+        };
+        let started = Instant::now();
+        let deadline = started + self.inner.settings.timeout();
+        let result = self.open(&call, headers, deadline).await;
+        self.inner.count(
+            &call.op,
+            started.elapsed(),
+            result.as_ref().err().map(Error::kind),
+        );
+        result
+    }
+
+    /// The attempts of [`open_stream`](Self::open_stream).
+    async fn open(
+        &self,
+        call: &Call,
+        headers: header::HeaderMap,
+        deadline: Instant,
+    ) -> Result<reqwest::Response> {
+        let mut connection = self.connection().ok_or(Error::NotRegistered)?;
+        let mut renewed = false;
+        loop {
+            let auth = self.authorization(&connection, call, deadline).await?;
+            let url = self.url(&connection.base_url, call)?;
+            let mut request = self
+                .inner
+                .http
+                .get(url.clone())
+                .headers(headers.clone())
+                .header(REQUEST_ID, Uuid::new_v4().to_string());
+            if let Some(auth) = &auth {
+                request = request.header(header::AUTHORIZATION, auth.clone());
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let response = match tokio::time::timeout(remaining, request.send()).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) if e.is_builder() => {
+                    return Err(Error::InvalidSettings(format!(
+                        "the request can't be built: {}",
+                        transport_reason(&e)
+                    )))
+                }
+                Ok(Err(e)) => {
+                    let error = Error::Unreachable {
+                        url: url_for_humans(&url),
+                        reason: transport_reason(&e),
+                    };
+                    self.observe_failure(&connection, &error, false);
+                    return Err(error);
+                }
+                Err(_) => {
+                    let error = self.timeout(call);
+                    self.observe_failure(&connection, &error, false);
+                    return Err(error);
+                }
+            };
+            let status = response.status();
+            if status.is_success() {
+                self.observe(&connection, ConnectionState::Registered);
+                return Ok(response);
+            }
+            let retry_after = retry_after(response.headers());
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let body = match tokio::time::timeout(remaining, response.bytes()).await {
+                Ok(Ok(body)) => body,
+                _ => Default::default(),
+            };
+            let problem = serde_json::from_slice::<Problem>(&body).ok();
+            let text = String::from_utf8_lossy(&body);
+            let error = Error::from_answer(status.as_u16(), problem, &text, retry_after);
+            // An exchanged token refused: rotated or revoked meanwhile; one more try.
+            let exchanged = matches!(connection.credential, Credential::Exchange(_));
+            if matches!(error, Error::Unauthorized { .. }) && exchanged && !renewed {
+                if let (Credential::Exchange(source), Some(refused)) =
+                    (&connection.credential, &auth)
+                {
+                    source.forget(refused);
+                }
+                renewed = true;
+                connection = self.connection().ok_or(Error::NotRegistered)?;
+                continue;
+            }
+            self.observe_failure(&connection, &error, true);
+            return Err(error);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The Rust SDK of contextd: a typed async client for every endpoint of the native `/v1` API
-//! (objects, search, timeline, dictionary, flush, status, users, keys, grants, audit),
-//! built from a base URL and a token or from a component's connectionData.
+//! (objects, search, timeline, dictionary, flush, status, users, keys, grants, audit, and the
+//! live events as a reconnecting [`EventStream`]), built from a base URL and a token or from a
+//! component's connectionData.
 //!
 //! A [`Client`] applies its [`Settings`] (README, "Rust SDK") to every call: a timeout per operation
 //! (standard profile 200–15000 ms, default 1200; voice/IVR profile 1200–5000 ms, default
@@ -72,12 +73,14 @@ mod client;
 mod connection;
 mod diagnose;
 mod error;
+mod events;
 #[cfg(feature = "registration")]
 pub mod registration;
 mod report;
 mod search;
 mod settings;
 mod state;
+pub mod webhooks;
 
 pub use client::Client;
 pub use connection::decode_connection_data;
@@ -88,6 +91,7 @@ pub use contextd_proto as proto;
 pub use contextd_stats as stats;
 pub use diagnose::{ConnectionCheck, ConnectionReport, ConnectionStep, StepOutcome};
 pub use error::{Error, Result};
+pub use events::EventStream;
 pub use search::Search;
 pub use settings::{Profile, Settings};
 pub use state::ConnectionState;

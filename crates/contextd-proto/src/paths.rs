@@ -67,6 +67,16 @@ pub const CONNECTOR: &str = "/v1/connectors/{id}";
 pub const CONNECTOR_ROTATE: &str = "/v1/connectors/{id}/rotate";
 /// The OAuth 2.0 token endpoint (client-credentials grant).
 pub const TOKEN: &str = "/v1/token";
+/// Webhooks of a partition.
+pub const WEBHOOKS: &str = "/v1/webhooks";
+/// One webhook.
+pub const WEBHOOK: &str = "/v1/webhooks/{id}";
+/// A webhook's delivery attempts.
+pub const WEBHOOK_DELIVERIES: &str = "/v1/webhooks/{id}/deliveries";
+/// Send the event of one delivery attempt again.
+pub const WEBHOOK_REDELIVER: &str = "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver";
+/// The Server-Sent Events stream of the caller's org and partition.
+pub const EVENTS: &str = "/v1/events";
 
 /// Every path above: the server's OpenAPI document lists exactly these (a test checks it).
 pub const ALL: &[&str] = &[
@@ -101,6 +111,11 @@ pub const ALL: &[&str] = &[
     CONNECTOR,
     CONNECTOR_ROTATE,
     TOKEN,
+    WEBHOOKS,
+    WEBHOOK,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_REDELIVER,
+    EVENTS,
 ];
 
 /// `template` with `{name}` replaced by `value`.
@@ -111,6 +126,15 @@ pub fn fill(template: &str, name: &str, value: &str) -> String {
 /// `/v1/{kind}` for a kind.
 pub fn objects(kind: Kind) -> String {
     fill(OBJECTS, "kind", kind.plural())
+}
+
+/// `/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver` for one attempt.
+pub fn webhook_redeliver(id: impl std::fmt::Display, delivery: u64) -> String {
+    fill(
+        &with_id(WEBHOOK_REDELIVER, id),
+        "deliveryId",
+        &delivery.to_string(),
+    )
 }
 
 /// `/v1/{kind}/{id}` for one object.

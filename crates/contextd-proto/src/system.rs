@@ -17,9 +17,9 @@ pub struct Ping {
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Dependency {
-    /// `storage` or `keyStore`.
+    /// `storage`, `keyStore`, or `nats` (when events are published to NATS JetStream).
     pub name: String,
-    /// Backend (`sqlite`, `postgres`).
+    /// Backend (`sqlite`, `postgres`; `jetstream` for `nats`).
     pub backend: String,
     /// Answered the check?
     pub reachable: bool,

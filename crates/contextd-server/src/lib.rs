@@ -42,7 +42,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::{access, connectors, dictionary, objects, system};
+use crate::routes::{access, connectors, dictionary, objects, system, webhooks};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -65,6 +65,9 @@ pub struct AppState {
     pub events: Arc<events::hub::Hub>,
     /// Settings of the event channels.
     pub events_config: Arc<events::EventsConfig>,
+    /// The NATS JetStream publisher's connection, when `events.nats_url` is set (shown in
+    /// `/v1/status`).
+    pub nats: Option<Arc<events::nats::Link>>,
 }
 
 /// Server settings.
@@ -191,6 +194,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(connectors::revoke))
         .routes(routes!(connectors::rotate))
         .routes(routes!(connectors::token))
+        .routes(routes!(routes::events::stream))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
         .routes(routes!(objects::flush_status))
         .routes(routes!(objects::timeline))
         .routes(routes!(objects::create))
@@ -328,8 +336,19 @@ pub async fn serve_on(
         telemetry: Arc::new(telemetry::Telemetry::new()),
         events: Arc::new(events::hub::Hub::new(config.events.sse_buffer)),
         events_config: Arc::new(config.events.clone()),
+        nats: config
+            .events
+            .nats_url
+            .as_ref()
+            .map(|_| Arc::new(events::nats::Link::new(&config.events.nats_stream))),
     };
     let background = spawn_background(&state, &config);
+    // Event streams never end by themselves: end them cleanly when shutdown begins.
+    let hub = state.events.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let result = accept(listeners, state, &config, shutdown).await;
     for task in background {
         task.abort();
@@ -386,7 +405,8 @@ fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task:
         context.clone(),
         state.telemetry.stats().clone(),
         state.started,
-    );
+    )
+    .with_nats(state.nats.clone());
     let mut tasks = events::spawn(state, &config.events);
     tasks.extend([
         tokio::spawn(sweep_stale_requests(

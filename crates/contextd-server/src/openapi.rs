@@ -34,6 +34,8 @@ impl Modify for BearerAuth {
         (name = "dictionary", description = "Fields and field sets"),
         (name = "access", description = "Users, sessions, API keys, partner grants, audit, erase and export"),
         (name = "connectors", description = "Components, their connectionData and the token endpoint"),
+        (name = "webhooks", description = "Receivers of events: registration, delivery attempts, redelivery"),
+        (name = "events", description = "The Server-Sent Events stream of changes"),
         (name = "system", description = "Health, status and this document"),
     )
 )]

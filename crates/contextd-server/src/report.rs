@@ -11,6 +11,7 @@ use contextd_core::service::Context;
 use contextd_stats::{report_every, Clock, Stats};
 use serde_json::json;
 
+use crate::events::nats::Link;
 use crate::routes::system::{health, VERSION};
 
 /// What the server reports: its dependencies' health, version and uptime, and the
@@ -19,6 +20,7 @@ pub struct Reporter {
     context: Arc<Context>,
     stats: Arc<Stats>,
     started: Instant,
+    nats: Option<Arc<Link>>,
 }
 
 impl Reporter {
@@ -29,14 +31,21 @@ impl Reporter {
             context,
             stats,
             started,
+            nats: None,
         }
+    }
+
+    /// Reports on the NATS JetStream publisher's connection too, when there is one.
+    pub fn with_nats(mut self, nats: Option<Arc<Link>>) -> Self {
+        self.nats = nats;
+        self
     }
 
     /// Logs the status line (`source="server"`, the overall status; in `detail`: each
     /// dependency with its reachability and latency, the version, the uptime) and the
     /// statistics summary, and starts a new interval.
     pub async fn report(&self) {
-        let health = health(&self.context).await;
+        let health = health(&self.context, self.nats.as_deref()).await;
         let detail = json!({
             "dependencies": health.dependencies,
             "version": VERSION,

@@ -10,9 +10,10 @@ use chrono::{DateTime, Duration, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::object::{Contributor, ContributorType, DetailType, Kind, MediaType, State};
 use contextd_core::store::{
-    Condition, ObjectWrite, PagePosition, ParentCheck, SearchPlan, Store, StoreError, StoredObject,
-    Token,
+    Change, Condition, ObjectWrite, PagePosition, ParentCheck, SearchPlan, Store, StoreError,
+    StoredObject, Token,
 };
+use contextd_proto::events::EventType;
 use uuid::Uuid;
 
 /// The lab partition of a new, random org.
@@ -123,6 +124,18 @@ pub fn insert_write(object: &StoredObject, tokens: &[Token]) -> ObjectWrite {
         parent_check: None,
         customer_check: None,
         dictionary_version: None,
+        change: Change {
+            event_type: EventType::Created,
+            by: by(),
+        },
+    }
+}
+
+/// The contributor of the checks' changes.
+pub fn by() -> Contributor {
+    Contributor {
+        id: "conformance".into(),
+        kind: ContributorType::User,
     }
 }
 

@@ -93,7 +93,7 @@ pub async fn check_scope_isolation(store: &dyn Store) {
             "update from another scope",
         );
         assert_err(
-            store.delete_object(scope, only.id).await,
+            store.delete_object(scope, only.id, &by()).await,
             StoreError::NotFound,
             "delete from another scope",
         );
@@ -107,7 +107,10 @@ pub async fn check_scope_isolation(store: &dyn Store) {
             "a parent in another scope",
         );
         assert_eq!(
-            store.flush(scope, Kind::Customer).await.expect("flush"),
+            store
+                .flush(scope, Kind::Customer, &by())
+                .await
+                .expect("flush"),
             0,
             "flush of another scope"
         );
@@ -126,7 +129,10 @@ pub async fn check_scope_isolation(store: &dyn Store) {
     );
 
     // Deleting, updating and flushing in one scope leave the copies in the others.
-    store.delete_object(a_prod, id).await.expect("delete");
+    store
+        .delete_object(a_prod, id, &by())
+        .await
+        .expect("delete");
     assert_eq!(read(store, a_lab, id).await, copies[0]);
     assert_eq!(read(store, b_lab, id).await, copies[2]);
     let mut updated = copies[0].clone();
@@ -152,7 +158,13 @@ pub async fn check_scope_isolation(store: &dyn Store) {
         vec![id],
         "an update replaces tokens in its own scope only"
     );
-    assert_eq!(store.flush(b_lab, Kind::Activity).await.expect("flush"), 1);
+    assert_eq!(
+        store
+            .flush(b_lab, Kind::Activity, &by())
+            .await
+            .expect("flush"),
+        1
+    );
     assert_eq!(
         read(store, a_lab, id).await,
         updated,

@@ -9,6 +9,7 @@
 
 mod admin;
 mod connectors;
+mod events;
 pub mod fixtures;
 mod isolation;
 mod keys;
@@ -23,6 +24,7 @@ pub use admin::{
     check_flush_jobs, check_orgs,
 };
 pub use connectors::{check_connector_tokens, check_connectors};
+pub use events::{check_event_cursors, check_events, check_webhooks};
 pub use isolation::check_scope_isolation;
 pub use keys::{check_key_store, check_partition_key_races};
 pub use objects::{
@@ -66,6 +68,9 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_reseal(store).await;
     check_connectors(store).await;
     check_connector_tokens(store).await;
+    check_events(store).await;
+    check_event_cursors(store).await;
+    check_webhooks(store).await;
     check_key_store(keys).await;
     check_key_rewrap(keys).await;
     check_partition_key_races(keys).await;
@@ -86,7 +91,8 @@ macro_rules! conformance_tests {
             check_api_keys, check_dictionary, check_dictionary_versions, check_flush_jobs,
             check_any_token_in_use, check_users, check_sessions, check_user_changes,
             check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
-            check_erase_customer, check_reseal, check_connectors, check_connector_tokens);
+            check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
+            check_events, check_event_cursors, check_webhooks);
         $crate::conformance_tests!(@each keys $fresh;
             check_key_store, check_key_rewrap, check_partition_key_races);
 

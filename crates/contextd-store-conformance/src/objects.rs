@@ -95,7 +95,10 @@ pub async fn check_object_crud(store: &dyn Store) {
     );
 
     // Delete removes the object and its tokens.
-    store.delete_object(s, rich.id).await.expect("delete");
+    store
+        .delete_object(s, rich.id, &by())
+        .await
+        .expect("delete");
     assert_eq!(
         store.object(s, rich.id).await.expect("object"),
         None,
@@ -116,12 +119,12 @@ pub async fn check_object_crud(store: &dyn Store) {
         "deleted tokens are not in use"
     );
     assert_err(
-        store.delete_object(s, rich.id).await,
+        store.delete_object(s, rich.id, &by()).await,
         StoreError::NotFound,
         "second delete",
     );
     assert_err(
-        store.delete_object(s, ObjectId::new()).await,
+        store.delete_object(s, ObjectId::new(), &by()).await,
         StoreError::NotFound,
         "delete of an unknown id",
     );
@@ -542,7 +545,7 @@ pub async fn check_flush(store: &dyn Store) {
     insert(store, &other_activity, &[doomed_tokens[1]]).await;
 
     assert_eq!(
-        store.flush(s, Kind::Activity).await.expect("flush"),
+        store.flush(s, Kind::Activity, &by()).await.expect("flush"),
         3,
         "flush returns how many it deleted"
     );
@@ -610,7 +613,7 @@ pub async fn check_flush(store: &dyn Store) {
     );
 
     assert_eq!(
-        store.flush(s, Kind::Activity).await.expect("flush"),
+        store.flush(s, Kind::Activity, &by()).await.expect("flush"),
         0,
         "a second flush finds nothing"
     );

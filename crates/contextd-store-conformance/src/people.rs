@@ -631,18 +631,20 @@ pub async fn check_erase_customer(store: &dyn Store) {
     }
     assert_err(
         store
-            .erase_customer(other_partition(scope), customer.id)
+            .erase_customer(other_partition(scope), customer.id, &crate::fixtures::by())
             .await,
         StoreError::NotFound,
         "erase from another scope",
     );
     assert_err(
-        store.erase_customer(scope, request.id).await,
+        store
+            .erase_customer(scope, request.id, &crate::fixtures::by())
+            .await,
         StoreError::NotFound,
         "erase of a non-customer",
     );
     let first = store
-        .erase_customer(scope, customer.id)
+        .erase_customer(scope, customer.id, &crate::fixtures::by())
         .await
         .expect("erase");
     assert_eq!(
@@ -657,7 +659,7 @@ pub async fn check_erase_customer(store: &dyn Store) {
     assert!(pending.contains(&(scope, customer.id)), "listed as pending");
     assert_eq!(
         store
-            .erase_customer(scope, customer.id)
+            .erase_customer(scope, customer.id, &crate::fixtures::by())
             .await
             .expect("retry"),
         first,
@@ -674,7 +676,7 @@ pub async fn check_erase_customer(store: &dyn Store) {
         .contains(&(scope, customer.id)));
     assert_eq!(
         store
-            .erase_customer(scope, customer.id)
+            .erase_customer(scope, customer.id, &crate::fixtures::by())
             .await
             .expect("repeat"),
         contextd_core::store::Erasure {

@@ -18,6 +18,7 @@ use crate::credentials::{api_key_from_row, API_KEY_COLUMNS};
 use crate::db::{
     col, corrupt, count, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
 };
+use crate::events::{insert_events, ChangeRow};
 use crate::store::PgStore;
 
 /// `Ok` if a statement changed a row, else `err`.
@@ -41,6 +42,26 @@ fn scope_cols(r: &Row, org: usize) -> Result<Scope, Failure> {
         partition: parse_col(r, org + 1, "partition")?,
     })
 }
+
+// Deletes a customer and every object linked to it with their tokens, recording one
+// `object.erased` event per object: `$4`…`$7` are the events' change columns.
+const ERASE: &str = concat!(
+    "WITH erased AS (
+         DELETE FROM objects o
+         WHERE o.org_id = $1 AND o.partition = $2 AND (o.id = $3 OR o.customer_id = $3)
+         RETURNING o.id, o.kind, o.customer_id, o.parent_id, o.media_type, o.state, o.last_updated
+     ), tokens_erased AS (
+         DELETE FROM tokens t USING erased e
+         WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = e.id
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $4, e.id, e.kind, e.customer_id, e.parent_id, e.media_type, e.state,
+             e.last_updated, $5, $6, $7
+         FROM erased e
+     )
+     SELECT count(*) FROM erased"
+);
 
 const USER_COLUMNS: &str = "id, org_id, partition, name, role, password_hash, created, disabled";
 
@@ -491,7 +512,13 @@ impl PgStore {
     /// One attempt at an erase, in one transaction: the customer row is locked first, so
     /// writes linking to it (which lock it KEY SHARE) finish before and are deleted too, or
     /// start after and find no customer.
-    pub(crate) async fn erase(&self, scope: Scope, customer: ObjectId) -> Result<Erasure, Failure> {
+    /// Records one `object.erased` event (`change`) per object deleted.
+    pub(crate) async fn erase(
+        &self,
+        scope: Scope,
+        customer: ObjectId,
+        change: &ChangeRow,
+    ) -> Result<Erasure, Failure> {
         let (org, partition, id) = (scope.org.0, scope.partition.as_str(), customer.0);
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
@@ -518,18 +545,19 @@ impl PgStore {
         if locked.is_none() {
             return Err(StoreError::NotFound.into());
         }
+        let [event_type, contributor_id, contributor_type, time] = change.params();
         let r = tx
             .query_one(
-                "WITH erased AS (
-                     DELETE FROM objects o
-                     WHERE o.org_id = $1 AND o.partition = $2 AND (o.id = $3 OR o.customer_id = $3)
-                     RETURNING o.id
-                 ), tokens_erased AS (
-                     DELETE FROM tokens t USING erased e
-                     WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = e.id
-                 )
-                 SELECT count(*) FROM erased",
-                &[&org, &partition, &id],
+                ERASE,
+                &[
+                    &org,
+                    &partition,
+                    &id,
+                    event_type,
+                    contributor_id,
+                    contributor_type,
+                    time,
+                ],
             )
             .await?;
         let n: i64 = col(&r, 0, "count")?;

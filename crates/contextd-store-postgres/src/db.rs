@@ -10,8 +10,10 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use tokio_postgres::error::SqlState;
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Row, Statement};
+use tokio_postgres::{Client, Connection, Row, Socket, Statement};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::tls;
 
@@ -155,10 +157,19 @@ pub(crate) struct Profile {
     pub migrations: &'static [Migration],
 }
 
+/// A connection of its own, outside the pool (see [`Db::dedicated`]).
+pub(crate) type Dedicated = (
+    Client,
+    Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>,
+);
+
 /// A pool of connections whose search path is one schema.
 pub(crate) struct Db {
     pool: Pool,
     schema: String,
+    /// How the pool connects, for connections of their own ([`Db::dedicated`]).
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     /// The background task of [`Db::refresh_statistics`]; stopped with the pool.
     statistics: Option<tokio::task::AbortHandle>,
 }
@@ -170,6 +181,9 @@ impl Drop for Db {
         }
     }
 }
+
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How often the schema's planner statistics are checked.
 const STATISTICS_EVERY: Duration = Duration::from_secs(10);
@@ -193,8 +207,8 @@ impl Db {
             config.application_name("contextd");
         }
         let manager = Manager::from_config(
-            config,
-            tls,
+            config.clone(),
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -202,7 +216,7 @@ impl Db {
         let pool = Pool::builder(manager)
             .max_size(profile.connections)
             .runtime(Runtime::Tokio1)
-            .create_timeout(Some(Duration::from_secs(15)))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(Duration::from_secs(30)))
             .recycle_timeout(Some(Duration::from_secs(5)))
             .build()
@@ -210,6 +224,8 @@ impl Db {
         let mut db = Self {
             pool,
             schema: schema.to_owned(),
+            config,
+            tls,
             statistics: None,
         };
         db.migrate(schema, profile).await?;
@@ -251,12 +267,29 @@ impl Db {
         Ok(stale)
     }
 
-    fn keep_statistics(&self) -> tokio::task::AbortHandle {
-        let db = Self {
+    /// The same pool, for a background task: without tasks of its own to stop when dropped.
+    pub(crate) fn detached(&self) -> Self {
+        Self {
             pool: self.pool.clone(),
             schema: self.schema.clone(),
+            config: self.config.clone(),
+            tls: self.tls.clone(),
             statistics: None,
-        };
+        }
+    }
+
+    /// A connection of its own, outside the pool, with the pool's settings (for LISTEN); the
+    /// caller drives the [`Connection`]. Gives up after [`CONNECT_TIMEOUT`].
+    pub(crate) async fn dedicated(&self) -> Result<Dedicated, StoreError> {
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(self.tls.clone())).await {
+            Ok(Ok(connected)) => Ok(connected),
+            Ok(Err(e)) => Err(db_error(&e)),
+            Err(_) => Err(StoreError::Backend("postgres: connecting timed out".into())),
+        }
+    }
+
+    fn keep_statistics(&self) -> tokio::task::AbortHandle {
+        let db = self.detached();
         tokio::spawn(async move {
             loop {
                 match db.refresh_statistics().await {

@@ -15,6 +15,7 @@ mod connectors;
 mod credentials;
 mod db;
 mod dictionary;
+mod events;
 mod jobs;
 mod keys;
 mod objects;
@@ -22,6 +23,7 @@ mod rows;
 mod search;
 mod store;
 mod tls;
+mod webhooks;
 
 pub use keys::{PgKeyStore, KEYS_SCHEMA};
 pub use store::{PgStore, DATA_SCHEMA};

@@ -1,19 +1,26 @@
 //! [`ObjectStore`] for [`PgStore`]: object writes with their tokens and parent checks,
 //! reads, search and timeline pages, the auto-close sweep, flushes and erasure.
+//!
+//! Every change records its events in its own statement (see `events.rs`): a data-modifying
+//! `event` step inserts one row per object the statement wrote, from the rows it wrote, so
+//! that a write that changes nothing records nothing, and a failed one rolls its events back
+//! with it. After a change commits, the sequencer is told (`Outbox::wrote`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Scope};
-use contextd_core::object::Kind;
+use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
-    Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition, ParentCheck, ParentRow,
-    SearchPlan, StoreError, StoredObject, TimelineQuery,
+    system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
+    ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
 };
+use contextd_proto::events::EventType;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::{col, count, ms, parse_col, prepare_dynamic, refs, Failure};
+use crate::events::{insert_events, ChangeRow};
 use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS, OBJECT_COLUMN_COUNT};
 use crate::search::{Filter, Statement};
 use crate::store::{token_bytes, PgStore};
@@ -21,7 +28,9 @@ use crate::store::{token_bytes, PgStore};
 // `$18` is the dictionary version the write was validated against (NULL: unchecked). The
 // statement takes its lock on `objects` before its snapshot, so a dictionary change holding
 // `objects` in SHARE mode (see `PgStore::change_dictionary`) either waits for it or is seen by it.
-const INSERT_OBJECT: &str = "WITH dict AS (
+// `$19`…`$22` are the event's change columns (`ChangeRow::params`).
+const INSERT_OBJECT: &str = concat!(
+    "WITH dict AS (
          SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
      ), inserted AS (
          INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
@@ -36,13 +45,20 @@ const INSERT_OBJECT: &str = "WITH dict AS (
          INSERT INTO tokens (org_id, partition, token, object_id)
          SELECT DISTINCT $1::uuid, $2::text, n.token, i.id FROM inserted i, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $19, i.id, $4, $5, $6, $8, $7, $11, $20, $21, $22 FROM inserted i
      )
-     SELECT (SELECT count(*) FROM inserted), (SELECT v FROM dict)";
+     SELECT (SELECT count(*) FROM inserted), (SELECT v FROM dict)"
+);
 
 // An insert linked to a customer: the customer row is locked (KEY SHARE) by the same statement,
 // so an erase, which locks it FOR UPDATE first, either waits for this insert and then deletes
-// it too, or runs first and leaves this insert nothing to link to. `$18` is the customer.
-const INSERT_LINKED_OBJECT: &str = "WITH customer AS (
+// it too, or runs first and leaves this insert nothing to link to. `$18` is the customer,
+// `$19` the dictionary version, `$20`…`$23` the event's change columns.
+const INSERT_LINKED_OBJECT: &str = concat!(
+    "WITH customer AS (
          SELECT id FROM objects
          WHERE org_id = $1 AND partition = $2 AND id = $18 AND kind = 'customer'
          FOR KEY SHARE
@@ -61,12 +77,19 @@ const INSERT_LINKED_OBJECT: &str = "WITH customer AS (
          INSERT INTO tokens (org_id, partition, token, object_id)
          SELECT DISTINCT $1::uuid, $2::text, n.token, i.id FROM inserted i, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $20, i.id, $4, $5, $6, $8, $7, $11, $21, $22, $23 FROM inserted i
      )
-     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer), (SELECT v FROM dict)";
+     SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer), (SELECT v FROM dict)"
+);
 
 // `touched` never moves back: a child written meanwhile may have advanced it. Tokens are
-// replaced by difference, so unchanged ones are not rewritten.
-const UPDATE_OBJECT: &str = "WITH dict AS (
+// replaced by difference, so unchanged ones are not rewritten. `$18` is the expected version,
+// `$19` the dictionary version, `$20`…`$23` the event's change columns.
+const UPDATE_OBJECT: &str = concat!(
+    "WITH dict AS (
          SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
      ), updated AS (
          UPDATE objects SET kind = $4, customer_id = $5, parent_id = $6, state = $7, media_type = $8,
@@ -83,48 +106,63 @@ const UPDATE_OBJECT: &str = "WITH dict AS (
          INSERT INTO tokens (org_id, partition, token, object_id)
          SELECT DISTINCT $1::uuid, $2::text, n.token, u.id FROM updated u, unnest($17::bytea[]) AS n (token)
          ON CONFLICT DO NOTHING
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $20, u.id, $4, $5, $6, $8, $7, $11, $21, $22, $23 FROM updated u
      )
-     SELECT (SELECT count(*) FROM updated), (SELECT v FROM dict)";
+     SELECT (SELECT count(*) FROM updated), (SELECT v FROM dict)"
+);
+
+/// An object write as bound: the row, its tokens and its event's change columns.
+struct BoundWrite {
+    row: ObjectRow,
+    tokens: Vec<Vec<u8>>,
+    change: ChangeRow,
+}
+
+impl BoundWrite {
+    /// Binds a write, its event made once ([`StoredEvent::of`]) so that retries record the same.
+    fn new(w: &ObjectWrite) -> Result<Self, StoreError> {
+        let event = StoredEvent::of(&w.object, w.change.event_type, &w.change.by);
+        Ok(Self {
+            row: ObjectRow::new(&w.object)?,
+            tokens: token_bytes(&w.tokens),
+            change: ChangeRow::of(&event),
+        })
+    }
+}
 
 impl PgStore {
     /// One attempt at a write. Without a parent to check it is a single statement; with one,
     /// a transaction that locks the parent row first, so that the check, the write and the
     /// parent's `touched` refresh are one atomic step that the auto-close sweep and other
     /// children wait for.
-    async fn write_once(
-        &self,
-        row: &ObjectRow,
-        tokens: &Vec<Vec<u8>>,
-        write: &ObjectWrite,
-    ) -> Result<(), Failure> {
+    async fn write_once(&self, bound: &BoundWrite, write: &ObjectWrite) -> Result<(), Failure> {
         let mut client = self.db.client().await?;
         let Some(check) = &write.parent_check else {
             if write.expected_version.is_none() || write.customer_check.is_none() {
-                return write_row(&client, row, tokens, write).await;
+                return write_row(&client, bound, write).await;
             }
             let tx = client.transaction().await?;
-            write_row(&tx, row, tokens, write).await?;
+            write_row(&tx, bound, write).await?;
             tx.commit().await?;
             return Ok(());
         };
         let tx = client.transaction().await?;
-        write_checked(&tx, row, tokens, write, check).await?;
+        write_checked(&tx, bound, write, check).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Several writes in one transaction.
-    async fn write_all(
-        &self,
-        rows: &[(ObjectRow, Vec<Vec<u8>>)],
-        writes: &[ObjectWrite],
-    ) -> Result<(), Failure> {
+    async fn write_all(&self, bound: &[BoundWrite], writes: &[ObjectWrite]) -> Result<(), Failure> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
-        for ((row, tokens), write) in rows.iter().zip(writes) {
+        for (b, write) in bound.iter().zip(writes) {
             match &write.parent_check {
-                Some(check) => write_checked(&tx, row, tokens, write, check).await?,
-                None => write_row(&tx, row, tokens, write).await?,
+                Some(check) => write_checked(&tx, b, write, check).await?,
+                None => write_row(&tx, b, write).await?,
             }
         }
         tx.commit().await?;
@@ -167,13 +205,13 @@ impl PgStore {
 /// Locks the parent, writes, and refreshes the parent's `touched`, inside `tx`.
 async fn write_checked(
     tx: &deadpool_postgres::Transaction<'_>,
-    row: &ObjectRow,
-    tokens: &Vec<Vec<u8>>,
+    bound: &BoundWrite,
     write: &ObjectWrite,
     check: &ParentCheck,
 ) -> Result<(), Failure> {
+    let row = &bound.row;
     let refresh_parent = check_parent(tx, row, check).await?;
-    write_row(tx, row, tokens, write).await?;
+    write_row(tx, bound, write).await?;
     if refresh_parent {
         let stmt = tx
             .prepare_cached(
@@ -211,16 +249,16 @@ async fn lock_customer(
     }
 }
 
-/// Inserts (`expected_version` `None`) or updates the object with its tokens, in one
-/// statement (an update that moves the object to a customer locks that customer first).
+/// Inserts (`expected_version` `None`) or updates the object with its tokens and its event,
+/// in one statement (an update that moves the object to a customer locks that customer first).
 async fn write_row(
     c: &impl GenericClient,
-    row: &ObjectRow,
-    tokens: &Vec<Vec<u8>>,
+    bound: &BoundWrite,
     write: &ObjectWrite,
 ) -> Result<(), Failure> {
+    let row = &bound.row;
     let mut params = refs(&row.params);
-    params.push(tokens);
+    params.push(&bound.tokens);
     let customer = write.customer_check.map(|c| c.0);
     let dictionary = write
         .dictionary_version
@@ -230,6 +268,7 @@ async fn write_row(
         if let Some(customer) = &customer {
             params.push(customer);
             params.push(&dictionary);
+            params.extend(bound.change.params());
             let stmt = c.prepare_cached(INSERT_LINKED_OBJECT).await?;
             let r = c.query_one(&stmt, &params).await?;
             let (inserted, found, seen): (i64, i64, i64) =
@@ -242,6 +281,7 @@ async fn write_row(
             };
         }
         params.push(&dictionary);
+        params.extend(bound.change.params());
         let stmt = c.prepare_cached(INSERT_OBJECT).await?;
         let r = c.query_one(&stmt, &params).await?;
         let (inserted, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
@@ -256,6 +296,7 @@ async fn write_row(
     }
     params.push(expected);
     params.push(&dictionary);
+    params.extend(bound.change.params());
     let stmt = c.prepare_cached(UPDATE_OBJECT).await?;
     let r = c.query_one(&stmt, &params).await?;
     let (updated, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
@@ -311,6 +352,65 @@ async fn check_parent(
     Ok(check.check(parent)?)
 }
 
+// Deletes one object with its tokens and records its `object.deleted` event: `$4`…`$7` are
+// the event's change columns.
+const DELETE_OBJECT: &str = concat!(
+    "WITH deleted AS (
+         DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND id = $3
+         RETURNING id, kind, customer_id, parent_id, media_type, state, last_updated
+     ), tokens_deleted AS (
+         DELETE FROM tokens t USING deleted d
+         WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $4, d.id, d.kind, d.customer_id, d.parent_id, d.media_type, d.state,
+             d.last_updated, $5, $6, $7
+         FROM deleted d
+     )
+     SELECT count(*) FROM deleted"
+);
+
+// Deletes every object of a kind in scope with their tokens, and records one `object.deleted`
+// event per object deleted (from the rows the delete returns, so none for a row a concurrent
+// delete took first): `$4`…`$7` are the events' change columns.
+const FLUSH: &str = concat!(
+    "WITH deleted AS (
+         DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND kind = $3
+         RETURNING id, kind, customer_id, parent_id, media_type, state, last_updated
+     ), tokens_deleted AS (
+         DELETE FROM tokens t USING deleted d
+         WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT $1, $2, $4, d.id, d.kind, d.customer_id, d.parent_id, d.media_type, d.state,
+             d.last_updated, $5, $6, $7
+         FROM deleted d
+     )
+     SELECT count(*) FROM deleted"
+);
+
+// The auto-close sweep, with one `object.closed` event per request closed: `$3`…`$6` are the
+// events' change columns. The literals match the partial index `objects_active_requests`.
+// Rows a child write has locked are waited for and checked again, so a request refreshed
+// meanwhile stays open.
+const CLOSE_STALE_REQUESTS: &str = concat!(
+    "WITH closed AS (
+         UPDATE objects SET state = 'closed', version = version + 1, last_updated = $2
+         WHERE kind = 'request' AND state = 'active' AND touched < $1
+         RETURNING org_id, partition, id, kind, customer_id, parent_id, media_type, state,
+             last_updated
+     ), event AS (
+         ",
+    insert_events!(),
+    "SELECT c.org_id, c.partition, $3, c.id, c.kind, c.customer_id, c.parent_id, c.media_type,
+             c.state, c.last_updated, $4, $5, $6
+         FROM closed c
+     )
+     SELECT count(*) FROM closed"
+);
+
 /// Reads an (id, last_updated) row of `search_ids`.
 fn id_position(r: &Row) -> Result<(ObjectId, PagePosition), Failure> {
     let id = ObjectId(col(r, 0, "id")?);
@@ -326,19 +426,22 @@ fn id_position(r: &Row) -> Result<(ObjectId, PagePosition), Failure> {
 #[async_trait]
 impl ObjectStore for PgStore {
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError> {
-        let row = ObjectRow::new(&write.object)?;
-        let tokens = token_bytes(&write.tokens);
-        self.db
-            .retry(|| self.write_once(&row, &tokens, write))
-            .await
+        let bound = BoundWrite::new(write)?;
+        self.db.retry(|| self.write_once(&bound, write)).await?;
+        self.outbox.wrote();
+        Ok(())
     }
 
     async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError> {
-        let rows = writes
+        let bound = writes
             .iter()
-            .map(|w| Ok((ObjectRow::new(&w.object)?, token_bytes(&w.tokens))))
+            .map(BoundWrite::new)
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.db.retry(|| self.write_all(&rows, writes)).await
+        self.db.retry(|| self.write_all(&bound, writes)).await?;
+        if !writes.is_empty() {
+            self.outbox.wrote();
+        }
+        Ok(())
     }
 
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError> {
@@ -354,17 +457,26 @@ impl ObjectStore for PgStore {
         Ok(row.map(|r| object_from_row(scope, &r)).transpose()?)
     }
 
-    async fn delete_object(&self, scope: Scope, id: ObjectId) -> Result<(), StoreError> {
+    async fn delete_object(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        by: &Contributor,
+    ) -> Result<(), StoreError> {
+        let change = ChangeRow::now(EventType::Deleted, by);
+        let [event_type, contributor_id, contributor_type, time] = change.params();
         let rows = self
             .query(
-                "WITH deleted AS (
-                     DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND id = $3 RETURNING id
-                 ), tokens_deleted AS (
-                     DELETE FROM tokens t USING deleted d
-                     WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
-                 )
-                 SELECT count(*) FROM deleted",
-                &[&scope.org.0, &scope.partition.as_str(), &id.0],
+                DELETE_OBJECT,
+                &[
+                    &scope.org.0,
+                    &scope.partition.as_str(),
+                    &id.0,
+                    event_type,
+                    contributor_id,
+                    contributor_type,
+                    time,
+                ],
             )
             .await?;
         let n: i64 = match rows.first() {
@@ -372,10 +484,10 @@ impl ObjectStore for PgStore {
             None => 0,
         };
         if n == 0 {
-            Err(StoreError::NotFound)
-        } else {
-            Ok(())
+            return Err(StoreError::NotFound);
         }
+        self.outbox.wrote();
+        Ok(())
     }
 
     async fn search(&self, scope: Scope, plan: &SearchPlan) -> Result<ObjectPage, StoreError> {
@@ -440,42 +552,71 @@ impl ObjectStore for PgStore {
         cutoff: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        // The literals match the partial index `objects_active_requests`. Rows a child write
-        // has locked are waited for and checked again, so a request refreshed meanwhile stays
-        // open.
-        self.execute(
-            "UPDATE objects SET state = 'closed', version = version + 1, last_updated = $2
-             WHERE kind = 'request' AND state = 'active' AND touched < $1",
-            &[&ms(&cutoff), &ms(&now)],
-        )
-        .await
-    }
-
-    async fn flush(&self, scope: Scope, kind: Kind) -> Result<u64, StoreError> {
+        let change = ChangeRow::now(EventType::Closed, &system_contributor());
+        let [event_type, contributor_id, contributor_type, time] = change.params();
         let rows = self
             .query(
-                "WITH deleted AS (
-                     DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND kind = $3 RETURNING id
-                 ), tokens_deleted AS (
-                     DELETE FROM tokens t USING deleted d
-                     WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
-                 )
-                 SELECT count(*) FROM deleted",
-                &[&scope.org.0, &scope.partition.as_str(), &kind.as_str()],
+                CLOSE_STALE_REQUESTS,
+                &[
+                    &ms(&cutoff),
+                    &ms(&now),
+                    event_type,
+                    contributor_id,
+                    contributor_type,
+                    time,
+                ],
             )
             .await?;
-        match rows.first() {
-            Some(r) => Ok(count(col(r, 0, "count")?)?),
-            None => Ok(0),
+        let closed = match rows.first() {
+            Some(r) => count(col(r, 0, "count")?)?,
+            None => 0,
+        };
+        if closed > 0 {
+            self.outbox.wrote();
         }
+        Ok(closed)
+    }
+
+    async fn flush(&self, scope: Scope, kind: Kind, by: &Contributor) -> Result<u64, StoreError> {
+        let change = ChangeRow::now(EventType::Deleted, by);
+        let [event_type, contributor_id, contributor_type, time] = change.params();
+        let rows = self
+            .query(
+                FLUSH,
+                &[
+                    &scope.org.0,
+                    &scope.partition.as_str(),
+                    &kind.as_str(),
+                    event_type,
+                    contributor_id,
+                    contributor_type,
+                    time,
+                ],
+            )
+            .await?;
+        let flushed = match rows.first() {
+            Some(r) => count(col(r, 0, "count")?)?,
+            None => 0,
+        };
+        if flushed > 0 {
+            self.outbox.wrote();
+        }
+        Ok(flushed)
     }
 
     async fn erase_customer(
         &self,
         scope: Scope,
         customer: ObjectId,
+        by: &Contributor,
     ) -> Result<Erasure, StoreError> {
-        self.db.retry(|| self.erase(scope, customer)).await
+        let change = ChangeRow::now(EventType::Erased, by);
+        let erasure = self
+            .db
+            .retry(|| self.erase(scope, customer, &change))
+            .await?;
+        self.outbox.wrote();
+        Ok(erasure)
     }
 
     async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {

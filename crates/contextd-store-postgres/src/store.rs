@@ -1,6 +1,7 @@
 //! [`PgStore`]: the data schema — its connection, migrations, statement helpers and the
 //! [`Store`] trait itself. The traits per concern are implemented one file each:
-//! `objects.rs`, `dictionary.rs`, `credentials.rs`, `audit.rs`, `jobs.rs` and `connectors.rs`.
+//! `objects.rs`, `dictionary.rs`, `credentials.rs`, `audit.rs`, `jobs.rs`, `connectors.rs`,
+//! `events.rs` and `webhooks.rs`.
 
 use async_trait::async_trait;
 use contextd_core::store::{Migration, Store, StoreError, Token};
@@ -8,6 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::db::{Db, Failure, Profile};
+use crate::events::Outbox;
 
 /// The schema of the data, unless told otherwise.
 pub const DATA_SCHEMA: &str = "contextd";
@@ -37,6 +39,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 6,
         sql: include_str!("../migrations/data/0006_connectors.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../migrations/data/0007_events.sql"),
+    },
 ];
 
 /// Concurrent writers each hold a connection for one short transaction; PostgreSQL flushes
@@ -49,10 +55,14 @@ const PROFILE: Profile = Profile {
 };
 
 /// The data in one schema of a PostgreSQL database: objects, tokens, dictionary, orgs,
-/// credentials, people, grants, connectors, the audit log and flush jobs. Several contextd
-/// instances may share it.
+/// credentials, people, grants, connectors, the audit log, flush jobs, the events outbox and
+/// webhooks. Several contextd instances may share it.
+///
+/// Connecting starts background tasks, stopped when the store is dropped: planner statistics,
+/// the events sequencer and a LISTEN connection for other instances' events (`events.rs`).
 pub struct PgStore {
     pub(crate) db: Db,
+    pub(crate) outbox: Outbox,
 }
 
 impl PgStore {
@@ -64,9 +74,9 @@ impl PgStore {
 
     /// As [`PgStore::connect`], with the data in `schema` (lowercase letters, digits, `_`).
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
-        Ok(Self {
-            db: Db::connect(url, schema, &PROFILE).await?,
-        })
+        let db = Db::connect(url, schema, &PROFILE).await?;
+        let outbox = Outbox::start(&db);
+        Ok(Self { db, outbox })
     }
 
     /// The backend's name: `postgres`.

@@ -17,12 +17,14 @@ mod credentials;
 mod db;
 mod dictionary;
 mod error;
+mod events;
 mod jobs;
 mod keys;
 mod objects;
 mod rows;
 mod search;
 mod store;
+mod webhooks;
 mod writer;
 
 pub use keys::SqliteKeyStore;

@@ -1,31 +1,39 @@
 //! [`ObjectStore`] for [`SqliteStore`]: object writes with their tokens and parent checks,
 //! reads, search and timeline pages, the auto-close sweep, flushes and erasure.
+//!
+//! Every change records its events (`events.rs`) inside its own write job, so in the
+//! transaction of the change: a write that fails leaves no event, and no event is missing
+//! for a change that committed. Deletes record theirs from the rows before deleting them.
 
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, Scope};
-use contextd_core::object::Kind;
+use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
-    Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition, ParentCheck, ParentRow,
-    SearchPlan, StoreError, StoredObject, TimelineQuery,
+    system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
+    ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
 };
+use contextd_proto::events::EventType;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
 
 use crate::access;
 use crate::db::{int_col, ms, parse_col, time_col, uuid_col, DbResultExt};
 use crate::dictionary::dictionary_version;
+use crate::events::{insert_events, EventRow};
 use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS};
 use crate::search::Filter;
 use crate::store::{blob, token_blobs, SqliteStore};
 
-/// Inserts or updates the object with its tokens, checking the parent first.
+/// Inserts or updates the object with its tokens, checking the parent first, and records its
+/// event.
 fn write_object(
     tx: &Transaction<'_>,
     row: &ObjectRow,
     tokens: &[[u8; 16]],
     write: WriteMode,
+    event: &EventRow,
 ) -> Result<(), StoreError> {
     let parent_rowid = match write.parent_check {
         Some(check) => check_parent(tx, row, &check)?,
@@ -50,8 +58,74 @@ fn write_object(
             .execute(params![row.last_updated, rowid])
             .db()?;
     }
-    Ok(())
+    event.record(tx)
 }
+
+/// The event type, contributor and time of the events a statement records from `objects`
+/// rows (flush, delete, erase, sweep), bound after the statement's own parameters.
+struct Recorded {
+    event_type: &'static str,
+    by_id: String,
+    by_type: &'static str,
+    at: i64,
+}
+
+impl Recorded {
+    fn new(event_type: EventType, by: &Contributor) -> Self {
+        Self {
+            event_type: event_type.as_str(),
+            by_id: by.id.clone(),
+            by_type: by.kind.as_str(),
+            at: ms(&contextd_core::time::now_ms()),
+        }
+    }
+}
+
+/// Records an event for every object of the scope that `filter` (on `?3`) selects, as the
+/// row is now; returns how many. `sql` is one of the `RECORD_*` statements.
+fn record_from_objects(
+    tx: &Transaction<'_>,
+    sql: &'static str,
+    org: [u8; 16],
+    partition: &str,
+    filter: &dyn rusqlite::ToSql,
+    change: &Recorded,
+) -> Result<u64, StoreError> {
+    let n = tx
+        .prepare_cached(sql)
+        .db()?
+        .execute(params![
+            org,
+            partition,
+            filter,
+            change.event_type,
+            change.by_id,
+            change.by_type,
+            change.at
+        ])
+        .db()?;
+    Ok(n as u64)
+}
+
+/// The projection of an `objects` row into an event, with the bindings of [`Recorded`].
+macro_rules! object_event {
+    () => {
+        "SELECT org_id, partition, ?4, id, kind, customer_id, parent_id, media_type, state, \
+         last_updated, ?5, ?6, ?7 FROM objects WHERE org_id = ?1 AND partition = ?2 "
+    };
+}
+
+/// See [`record_from_objects`]: the object `?3`.
+const RECORD_OBJECT: &str = concat!(insert_events!(), object_event!(), "AND id = ?3");
+/// The objects of kind `?3`.
+const RECORD_KIND: &str = concat!(insert_events!(), object_event!(), "AND kind = ?3");
+/// Customer `?3` and the objects linked to it, unless its erasure is already recorded.
+const RECORD_ERASED: &str = concat!(
+    insert_events!(),
+    object_event!(),
+    "AND (id = ?3 OR customer_id = ?3) AND NOT EXISTS
+         (SELECT 1 FROM erasures WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3)"
+);
 
 /// The customer an object newly links to is there (the writer thread serializes this with an
 /// erase: the customer is there, or gone).
@@ -319,15 +393,27 @@ fn page<T>(
     Ok((items.into_iter().map(|(t, _)| t).collect(), total, next))
 }
 
+/// The event a write records.
+fn event_of(write: &ObjectWrite) -> EventRow {
+    EventRow::new(&StoredEvent::of(
+        &write.object,
+        write.change.event_type,
+        &write.change.by,
+    ))
+}
+
 #[async_trait]
 impl ObjectStore for SqliteStore {
     async fn write_object(&self, write: &ObjectWrite) -> Result<(), StoreError> {
         let row = ObjectRow::new(&write.object)?;
         let tokens = token_blobs(&write.tokens);
         let mode = WriteMode::of(write);
+        let event = event_of(write);
         self.db
-            .write(move |tx| write_object(tx, &row, &tokens, mode))
-            .await
+            .write(move |tx| write_object(tx, &row, &tokens, mode, &event))
+            .await?;
+        self.events_recorded();
+        Ok(())
     }
 
     async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError> {
@@ -338,17 +424,22 @@ impl ObjectStore for SqliteStore {
                     ObjectRow::new(&w.object)?,
                     token_blobs(&w.tokens),
                     WriteMode::of(w),
+                    event_of(w),
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.db
             .write(move |tx| {
-                for (row, tokens, mode) in &rows {
-                    write_object(tx, row, tokens, *mode)?;
+                for (row, tokens, mode, event) in &rows {
+                    write_object(tx, row, tokens, *mode, event)?;
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        if !writes.is_empty() {
+            self.events_recorded();
+        }
+        Ok(())
     }
 
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError> {
@@ -365,10 +456,17 @@ impl ObjectStore for SqliteStore {
             .await
     }
 
-    async fn delete_object(&self, scope: Scope, id: ObjectId) -> Result<(), StoreError> {
+    async fn delete_object(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        by: &Contributor,
+    ) -> Result<(), StoreError> {
         let (org, partition, id) = (blob(scope.org.0), scope.partition.as_str(), blob(id.0));
+        let change = Recorded::new(EventType::Deleted, by);
         self.db
             .write(move |tx| {
+                record_from_objects(tx, RECORD_OBJECT, org, partition, &id, &change)?;
                 let n = tx
                     .prepare_cached(
                         "DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3",
@@ -387,7 +485,9 @@ impl ObjectStore for SqliteStore {
                 .db()?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.events_recorded();
+        Ok(())
     }
 
     async fn search(&self, scope: Scope, plan: &SearchPlan) -> Result<ObjectPage, StoreError> {
@@ -463,9 +563,27 @@ impl ObjectStore for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
         let (cutoff, now) = (ms(&cutoff), ms(&now));
-        self.db
+        let change = Recorded::new(EventType::Closed, &system_contributor());
+        let n = self
+            .db
             .write(move |tx| {
                 // The literals match the partial index `objects_active_requests`.
+                tx.prepare_cached(concat!(
+                    insert_events!(),
+                    "SELECT org_id, partition, ?3, id, kind, customer_id, parent_id, media_type,
+                         'closed', ?2, ?4, ?5, ?6
+                     FROM objects WHERE kind = 'request' AND state = 'active' AND touched < ?1"
+                ))
+                .db()?
+                .execute(params![
+                    cutoff,
+                    now,
+                    change.event_type,
+                    change.by_id,
+                    change.by_type,
+                    change.at
+                ])
+                .db()?;
                 let n = tx
                     .prepare_cached(
                         "UPDATE objects SET state = 'closed', version = version + 1, last_updated = ?2
@@ -476,13 +594,20 @@ impl ObjectStore for SqliteStore {
                     .db()?;
                 Ok(n as u64)
             })
-            .await
+            .await?;
+        if n > 0 {
+            self.events_recorded();
+        }
+        Ok(n)
     }
 
-    async fn flush(&self, scope: Scope, kind: Kind) -> Result<u64, StoreError> {
+    async fn flush(&self, scope: Scope, kind: Kind, by: &Contributor) -> Result<u64, StoreError> {
         let (org, partition, kind) = (blob(scope.org.0), scope.partition.as_str(), kind.as_str());
-        self.db
+        let change = Recorded::new(EventType::Deleted, by);
+        let n = self
+            .db
             .write(move |tx| {
+                record_from_objects(tx, RECORD_KIND, org, partition, &kind, &change)?;
                 tx.prepare_cached(
                     "DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id IN
                          (SELECT id FROM objects WHERE org_id = ?1 AND partition = ?2 AND kind = ?3)",
@@ -497,17 +622,41 @@ impl ObjectStore for SqliteStore {
                     .db()?;
                 Ok(n as u64)
             })
-            .await
+            .await?;
+        if n > 0 {
+            self.events_recorded();
+        }
+        Ok(n)
     }
 
     async fn erase_customer(
         &self,
         scope: Scope,
         customer: ObjectId,
+        by: &Contributor,
     ) -> Result<Erasure, StoreError> {
-        self.db
-            .write(move |tx| access::erase_customer(tx, scope, customer))
-            .await
+        let (org, partition) = (blob(scope.org.0), scope.partition.as_str());
+        let change = Recorded::new(EventType::Erased, by);
+        let (erasure, events) = self
+            .db
+            .write(move |tx| {
+                // Only the first erase finds objects to record (and no record of an erasure);
+                // if it then fails (`NotFound`), the job's savepoint takes the events back.
+                let events = record_from_objects(
+                    tx,
+                    RECORD_ERASED,
+                    org,
+                    partition,
+                    &blob(customer.0),
+                    &change,
+                )?;
+                Ok((access::erase_customer(tx, scope, customer)?, events))
+            })
+            .await?;
+        if events > 0 {
+            self.events_recorded();
+        }
+        Ok(erasure)
     }
 
     async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError> {

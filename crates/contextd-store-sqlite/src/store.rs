@@ -1,12 +1,13 @@
 //! [`SqliteStore`]: the data database — its files, schema and the [`Store`] trait itself. The
 //! traits per concern are implemented one file each: `objects.rs`, `dictionary.rs`,
-//! `credentials.rs`, `audit.rs`, `jobs.rs` and `connectors.rs`.
+//! `credentials.rs`, `audit.rs`, `jobs.rs`, `connectors.rs`, `events.rs` and `webhooks.rs`.
 
 use std::path::Path;
 
 use async_trait::async_trait;
 use contextd_core::store::{Migration, Store, StoreError, Token};
 use rusqlite::{params, Connection};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::db::{Db, DbResultExt, Profile};
@@ -40,6 +41,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         sql: include_str!("../migrations/data/0007_connectors.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/data/0008_events.sql"),
+    },
 ];
 
 const AUDIT_MIGRATIONS: &[Migration] = &[Migration {
@@ -70,6 +75,9 @@ pub struct SqliteStore {
     /// to the data file empties its readers' page caches, and the audit log commits under
     /// every read load.
     pub(crate) audit: Db,
+    /// Bumped after every commit that recorded events: the wake-up of
+    /// `EventStore::event_signal`.
+    pub(crate) events: watch::Sender<u64>,
 }
 
 impl SqliteStore {
@@ -82,6 +90,7 @@ impl SqliteStore {
         Ok(Self {
             db: Db::open(path, &PROFILE)?,
             audit,
+            events: watch::Sender::new(0),
         })
     }
 
@@ -103,6 +112,12 @@ impl SqliteStore {
     /// commit), so under load this grows slower than the number of writes.
     pub fn commit_count(&self) -> u64 {
         self.db.commits()
+    }
+
+    /// Wakes the readers of [`SqliteStore::events`]: called after a write that recorded
+    /// events has committed.
+    pub(crate) fn events_recorded(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 

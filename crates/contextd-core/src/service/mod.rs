@@ -202,6 +202,7 @@ mod fields;
 mod objects;
 mod orgs;
 mod reveal;
+pub mod webhooks;
 mod writes;
 
 pub use encryption::{EncryptionStatus, KeyCheck};

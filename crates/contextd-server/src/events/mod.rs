@@ -65,14 +65,15 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 pub(crate) fn spawn(state: &AppState, config: &EventsConfig) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(prune(state.context.clone(), config.retention)),
-        tokio::spawn(state.events.clone().run()),
+        tokio::spawn(state.events.clone().run(state.context.clone())),
         tokio::spawn(webhooks::run(state.clone(), config.clone())),
     ];
-    if let Some(url) = &config.nats_url {
+    if let (Some(url), Some(link)) = (&config.nats_url, &state.nats) {
         tasks.push(tokio::spawn(nats::run(
             state.context.clone(),
             url.clone(),
             config.nats_stream.clone(),
+            link.clone(),
         )));
     }
     tasks

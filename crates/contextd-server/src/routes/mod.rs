@@ -3,5 +3,7 @@
 pub mod access;
 pub mod connectors;
 pub mod dictionary;
+pub mod events;
 pub mod objects;
 pub mod system;
+pub mod webhooks;

@@ -9,6 +9,7 @@ use contextd_core::service::Context;
 use contextd_proto::system::{Dependency, EncryptionStatus, Ping, Status};
 
 use crate::error::ApiResult;
+use crate::events::nats::Link;
 use crate::extract::Auth;
 use crate::AppState;
 
@@ -32,7 +33,7 @@ pub async fn healthz() -> Json<Ping> {
 #[utoipa::path(get, path = "/v1/status", tag = "system",
     responses((status = 200, body = Status)), security(("bearer" = [])))]
 pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<Status>> {
-    let health = health(&state.context).await;
+    let health = health(&state.context, state.nats.as_deref()).await;
     let encryption = state.context.encryption_status(actor.scope).await.ok();
     let connectors = state.context.connector_counts(actor.scope.org).await.ok();
     Ok(Json(Status {
@@ -56,38 +57,49 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Health {
     /// `ok` (every dependency answered), `degraded` (some did), `down` (none did).
     pub status: &'static str,
-    /// The storage and the key store.
+    /// The storage, the key store and, when events are published to it, NATS JetStream.
     pub dependencies: Vec<Dependency>,
 }
 
-/// Checks the storage and the key store: what `/v1/status` answers and the periodic status
-/// line (`report.rs`) logs.
-pub async fn health(context: &Context) -> Health {
+/// Checks the storage, the key store and the NATS JetStream stream events are published to,
+/// if any: what `/v1/status` answers and the periodic status line (`report.rs`) logs.
+pub async fn health(context: &Context, nats: Option<&Link>) -> Health {
     let store = context.store().clone();
     let keys = context.keyring().store().clone();
     let (storage_ok, storage_ms) = check(store.ping()).await;
     let (keys_ok, keys_ms) = check(keys.ping()).await;
-    let status = match (storage_ok, keys_ok) {
-        (true, true) => "ok",
-        (false, false) => "down",
+    let mut dependencies = vec![
+        Dependency {
+            name: "storage".into(),
+            backend: store.backend().into(),
+            reachable: storage_ok,
+            latency_ms: storage_ms,
+        },
+        Dependency {
+            name: "keyStore".into(),
+            backend: keys.backend().into(),
+            reachable: keys_ok,
+            latency_ms: keys_ms,
+        },
+    ];
+    if let Some(link) = nats {
+        // Reachable: connected, and the stream answers its info request.
+        let (reachable, latency_ms) = check(link.ping()).await;
+        dependencies.push(Dependency {
+            name: "nats".into(),
+            backend: "jetstream".into(),
+            reachable,
+            latency_ms,
+        });
+    }
+    let status = match dependencies.iter().filter(|d| d.reachable).count() {
+        n if n == dependencies.len() => "ok",
+        0 => "down",
         _ => "degraded",
     };
     Health {
         status,
-        dependencies: vec![
-            Dependency {
-                name: "storage".into(),
-                backend: store.backend().into(),
-                reachable: storage_ok,
-                latency_ms: storage_ms,
-            },
-            Dependency {
-                name: "keyStore".into(),
-                backend: keys.backend().into(),
-                reachable: keys_ok,
-                latency_ms: keys_ms,
-            },
-        ],
+        dependencies,
     }
 }
 

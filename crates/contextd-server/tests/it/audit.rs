@@ -319,6 +319,10 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
             parent_check: None,
             customer_check: None,
             dictionary_version: None,
+            change: contextd_core::store::Change {
+                event_type: contextd_proto::events::EventType::Created,
+                by: contextd_core::store::system_contributor(),
+            },
         })
         .await
         .expect("write a legacy row");

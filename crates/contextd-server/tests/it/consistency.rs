@@ -161,7 +161,7 @@ async fn a_half_done_erase_is_finished_by_a_retry_and_erase_is_idempotent() {
     // The process dies after the data went and before the key was destroyed.
     s.context
         .store()
-        .erase_customer(scope, id)
+        .erase_customer(scope, id, &contextd_core::store::system_contributor())
         .await
         .expect("first step of an erase");
     assert!(key().await.is_some(), "the key survived the interruption");
@@ -186,7 +186,7 @@ async fn a_half_done_erase_is_finished_by_a_retry_and_erase_is_idempotent() {
     let other_id = customer(&c, "Ola").await;
     s.context
         .store()
-        .erase_customer(scope, other_id)
+        .erase_customer(scope, other_id, &contextd_core::store::system_contributor())
         .await
         .expect("first step");
     assert_eq!(s.context.finish_pending_erasures().await.expect("sweep"), 1);

@@ -285,7 +285,15 @@ impl TestServer {
     pub async fn read(resp: reqwest::Response) -> Resp {
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.expect("body");
+        // An event stream never ends: its body is not read (tests/it/events.rs reads them).
+        let streaming = headers
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let bytes = if streaming {
+            Default::default()
+        } else {
+            resp.bytes().await.expect("body")
+        };
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -421,5 +429,41 @@ impl SecondInstance {
             let _ = tx.send(());
         }
         let _ = self.task.await;
+    }
+}
+
+impl TestServer {
+    /// Stops the server and starts it again on the same address and files, as a restart of
+    /// the process would (a new store, context and server; the same master key).
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let store =
+            SqliteStore::open(&self.dir.path().join("contextd.db")).expect("reopen the data");
+        let keys = SqliteKeyStore::open(&self.dir.path().join("keys.db")).expect("reopen the keys");
+        let keyring = Keyring::new(self.master.clone(), Arc::new(keys), 1000);
+        self.context = Arc::new(Context::new(
+            Arc::new(store),
+            keyring,
+            ContextConfig::default(),
+        ));
+        let addr = self.url.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .expect("bind the same address again");
+        let (tx, rx) = oneshot::channel();
+        self.task = Some(tokio::spawn(contextd_server::serve(
+            listener,
+            self.context.clone(),
+            ServerConfig::default(),
+            async {
+                let _ = rx.await;
+            },
+        )));
+        self.shutdown = Some(tx);
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's one integration-test binary: the shared conformance suite against fresh
 //! PostgreSQL databases, then what is particular to PostgreSQL (concurrent migrations,
-//! schemas, the privacy scan over every column).
+//! schemas, the privacy scan over every column, the events outbox across instances).
 //!
 //! Every test needs a server: `CONTEXTD_TEST_POSTGRES_URL` names one (a URL whose role may
 //! create databases, e.g. `postgres://postgres@127.0.0.1:5432/postgres`). Each test creates
@@ -9,6 +9,7 @@
 
 mod audit;
 mod conformance;
+mod events;
 mod migrations;
 mod privacy;
 

@@ -1,6 +1,6 @@
-//! The client commands of `contextd` (README, "Command-line client"): objects, timeline, flush, dictionary,
-//! status, users, API keys, grants, connectors and audit of a running server, all through the SDK
-//! (`contextd-client`), never over raw HTTP.
+//! The client commands of `contextd` (README, "Command-line client"): objects, timeline, flush,
+//! dictionary, status, users, API keys, grants, connectors, audit and the live events (`watch`)
+//! of a running server, all through the SDK (`contextd-client`), never over raw HTTP.
 //!
 //! Connection settings are layered: a TOML config file (`--config`, `CONTEXTD_CONFIG`), then
 //! the environment (`CONTEXTD_URL`, `CONTEXTD_TOKEN`, …), then flags. Secrets (tokens,
@@ -9,6 +9,7 @@
 
 mod connectors;
 pub mod dictionary;
+mod events;
 pub mod exit;
 pub mod objects;
 mod output;
@@ -328,6 +329,15 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The live events of the token's partition, one line each (`--json`: one JSON object
+    /// per line), until Ctrl-C: time, id, type, object type, object id and customer.
+    #[command(after_long_help = exit::help())]
+    Watch {
+        #[command(flatten)]
+        args: events::WatchArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 /// Runs a client command to its exit status, printing one error line on failure.
@@ -352,6 +362,7 @@ async fn dispatch(command: ClientCommand) -> anyhow::Result<()> {
         C::Grants { client, command } => people::grants(&client, command).await,
         C::Connectors { client, command } => connectors::connectors(&client, command).await,
         C::Audit { client, args } => people::audit(&client, args).await,
+        C::Watch { client, args } => events::watch(&client, args).await,
     }
 }
 

@@ -13,6 +13,7 @@ mod observe;
 mod postgres;
 mod signin;
 mod users;
+mod watch;
 
 const BIN: &str = env!("CARGO_BIN_EXE_contextd");
 
