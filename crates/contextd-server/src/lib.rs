@@ -335,7 +335,7 @@ pub async fn serve_on(
         reencrypt: Arc::new(tokio::sync::Notify::new()),
         telemetry: Arc::new(telemetry::Telemetry::new()),
         events: Arc::new(events::hub::Hub::new(config.events.sse_buffer)),
-        events_config: Arc::new(config.events.clone()),
+        events_config: Arc::new(events_config(&config)),
         nats: config
             .events
             .nats_url
@@ -354,6 +354,22 @@ pub async fn serve_on(
         task.abort();
     }
     result
+}
+
+/// The event channels' settings as served: an idle stream's keep-alive comments must come
+/// well within the idle timeout, or the connection would be closed under it.
+fn events_config(config: &ServerConfig) -> events::EventsConfig {
+    let mut events = config.events.clone();
+    let most = config.idle_timeout / 2;
+    if events.sse_keep_alive > most {
+        tracing::warn!(
+            keep_alive = ?events.sse_keep_alive,
+            idle_timeout = ?config.idle_timeout,
+            "the event streams' keep-alive interval is cut to half the idle timeout"
+        );
+        events.sse_keep_alive = most;
+    }
+    events
 }
 
 /// Serves the API listener and the operator listener, if any, until `shutdown` resolves;
