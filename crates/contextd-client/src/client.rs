@@ -36,7 +36,7 @@ use crate::connection::{Connection, Credential, TokenSource};
 use crate::error::{excerpt, Error, Result};
 use crate::report::Outcomes;
 use crate::search::Search;
-use crate::settings::{redact_userinfo, Settings};
+use crate::settings::{check_base_url, redact_userinfo, Settings};
 use crate::state::ConnectionState;
 
 /// First backoff step; attempt `n` waits a random time up to `BASE · 2ⁿ⁻¹` (full jitter).
@@ -1709,27 +1709,6 @@ fn encode_segment(s: &str) -> String {
         }
     }
     out
-}
-
-/// `base_url` checked (`http` or `https`, a host) and without its trailing `/`.
-pub(crate) fn check_base_url(base_url: &str) -> std::result::Result<String, String> {
-    let trimmed = base_url.trim().trim_end_matches('/');
-    let url = Url::parse(trimmed).map_err(|e| {
-        format!(
-            "'{}' is not a URL ({e}); expected e.g. http://127.0.0.1:8080",
-            excerpt(&redact_userinfo(trimmed), 100)
-        )
-    })?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "'{}' is not an http:// or https:// URL with a host",
-            excerpt(&redact_userinfo(trimmed), 100)
-        ));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err("the base URL can't have a query or a fragment".into());
-    }
-    Ok(trimmed.to_owned())
 }
 
 /// A URL without its query (which may carry filter values), for error messages.

@@ -56,7 +56,7 @@ impl Connection {
             &decoded.credentials
         };
         let basic = basic_from(credentials)?;
-        let base_url = crate::client::check_base_url(&decoded.service_url)
+        let base_url = crate::settings::check_base_url(&decoded.service_url)
             .map_err(|e| Error::InvalidConnectionData(format!("serviceUrl: {e}")))?;
         Ok(Connection {
             base_url,

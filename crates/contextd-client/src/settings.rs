@@ -201,6 +201,27 @@ fn clamp_timeout(profile: Profile, timeout: Duration) -> Duration {
     clamped
 }
 
+/// `base_url` checked (`http` or `https`, a host) and without its trailing `/`.
+pub(crate) fn check_base_url(base_url: &str) -> std::result::Result<String, String> {
+    let trimmed = base_url.trim().trim_end_matches('/');
+    let url = url::Url::parse(trimmed).map_err(|e| {
+        format!(
+            "'{}' is not a URL ({e}); expected e.g. http://127.0.0.1:8080",
+            crate::error::excerpt(&redact_userinfo(trimmed), 100)
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "'{}' is not an http:// or https:// URL with a host",
+            crate::error::excerpt(&redact_userinfo(trimmed), 100)
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("the base URL can't have a query or a fragment".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
 /// A URL with any `user:password@` part replaced, for logs and `Debug`.
 pub(crate) fn redact_userinfo(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

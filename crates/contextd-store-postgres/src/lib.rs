@@ -19,6 +19,7 @@ mod events;
 mod jobs;
 mod keys;
 mod objects;
+mod outbox;
 mod rows;
 mod search;
 mod store;

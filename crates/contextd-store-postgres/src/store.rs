@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use crate::db::{Db, Failure, Profile};
-use crate::events::Outbox;
+use crate::outbox::Outbox;
 
 /// The schema of the data, unless told otherwise.
 pub const DATA_SCHEMA: &str = "contextd";
