@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use contextd_proto::events::{Event, EventFilter, ResumeHint, RESUME_EVENT};
+use contextd_proto::events::{Event, EventFilter, ResumeHint, OPEN_EVENT, RESUME_EVENT};
 use contextd_proto::paths;
 use eventsource_stream::{Event as Frame, EventStreamError, Eventsource};
 use futures::future::BoxFuture;
@@ -253,6 +253,13 @@ impl Feed {
     /// Takes a frame: an event not seen yet, or `None` (a repeat, a `resume` frame, a frame
     /// that is not an event).
     fn accept(&mut self, frame: Frame) -> Option<Event> {
+        if frame.event == OPEN_EVENT {
+            // Where the stream starts: a reconnect before the first event resumes from here.
+            if let (None, Ok(position)) = (self.last, frame.id.parse::<u64>()) {
+                self.last = Some(position);
+            }
+            return None;
+        }
         if frame.event == RESUME_EVENT {
             let position = serde_json::from_str::<ResumeHint>(&frame.data)
                 .map(|hint| hint.last_event_id)
@@ -454,6 +461,17 @@ mod tests {
             "contributor": {"id": "x", "type": "machine"}, "time": "2026-01-01T00:00:00Z"
         })
         .to_string()
+    }
+
+    #[test]
+    fn the_open_frame_sets_the_position_of_a_stream_that_had_none() {
+        let open = r#"{"reason":"open","lastEventId":41}"#;
+        let mut fresh = feed(None);
+        assert!(fresh.accept(frame(OPEN_EVENT, "41", open)).is_none());
+        assert_eq!(fresh.last, Some(41), "a reconnect now resumes after 41");
+        let mut resumed = feed(Some(50));
+        assert!(resumed.accept(frame(OPEN_EVENT, "41", open)).is_none());
+        assert_eq!(resumed.last, Some(50), "a known position is kept");
     }
 
     #[test]

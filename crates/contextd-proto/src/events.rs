@@ -136,6 +136,12 @@ pub fn parse_event_id(s: &str) -> Result<u64, ParseError> {
     })
 }
 
+/// The SSE event name of the first frame of every stream: its `id:` is the position the
+/// stream starts after (the resume id, or the newest event when it connected), so that a
+/// client that reconnects before any event arrived resumes from there and misses nothing.
+/// Its data is a [`ResumeHint`] with reason `open`.
+pub const OPEN_EVENT: &str = "open";
+
 /// The SSE event name of the control message that ends a stream whose client fell behind:
 /// its data is a [`ResumeHint`]; reconnect with `Last-Event-ID` to continue.
 pub const RESUME_EVENT: &str = "resume";
@@ -150,8 +156,8 @@ pub struct ResumeHint {
     pub last_event_id: u64,
 }
 
-/// `POST /v1/webhooks`: a receiver of events.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/webhooks`: a receiver of events. (`Debug` hides the secret.)
+#[derive(Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookInput {
     /// Where to deliver: an absolute `http` or `https` URL.
@@ -191,8 +197,8 @@ pub struct Webhook {
     pub dead_letters: u64,
 }
 
-/// `POST /v1/webhooks` answer: the webhook and, once, its secret.
-#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+/// `POST /v1/webhooks` answer: the webhook and, once, its secret. (`Debug` hides the secret.)
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookCreated {
     /// The webhook.
@@ -264,5 +270,40 @@ impl fmt::Display for Event {
             "{} {} {} {}",
             self.id, self.event_type, self.object_type, self.object_id
         )
+    }
+}
+
+impl fmt::Debug for WebhookInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookInput")
+            .field("url", &self.url)
+            .field("types", &self.types)
+            .field("filter", &self.filter)
+            .field("secret", &self.secret.as_ref().map(|_| "[redacted]"))
+            .field("description", &self.description)
+            .finish()
+    }
+}
+
+impl fmt::Debug for WebhookCreated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookCreated")
+            .field("webhook", &self.webhook)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_a_webhook_secret() {
+        let input = WebhookInput {
+            secret: Some("whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0".into()),
+            ..WebhookInput::default()
+        };
+        assert!(!format!("{input:?}").contains("whsec_"));
     }
 }

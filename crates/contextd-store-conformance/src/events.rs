@@ -359,6 +359,8 @@ pub async fn check_events(store: &dyn Store) {
     let cutoff = now();
     let kept = object(s, Kind::Customer, cutoff);
     commit(store, write(&kept, None, EventType::Created)).await;
+    store.publish_events().await.expect("publish_events");
+    let high = store.last_event_id(None).await.expect("last_event_id");
     let pruned = store.prune_events(cutoff).await.expect("prune_events");
     assert!(
         pruned >= mine.len() as u64,
@@ -368,6 +370,12 @@ pub async fn check_events(store: &dyn Store) {
     assert_eq!(left.len(), 1, "the event recorded after the cutoff is kept");
     assert_event(&left[0], EventType::Created, &kept, &agent());
     assert!(left[0].id > mark);
+    // Pruning never lowers the newest id given (a client's position stays valid).
+    store
+        .prune_events(now() + chrono::Duration::seconds(1))
+        .await
+        .expect("prune everything");
+    assert_eq!(store.last_event_id(None).await.expect("after"), high);
 }
 
 /// Cursors: created once, leased to one owner at a time until the lease expires, moved only

@@ -167,7 +167,8 @@ impl EventStore for PgStore {
                 .await?
             }
             None => {
-                self.query("SELECT coalesce(max(id), 0) FROM events", &[])
+                // The sequencer's mark survives the rows' pruning.
+                self.query("SELECT last_id FROM event_sequence WHERE only_row", &[])
                     .await?
             }
         };

@@ -230,7 +230,10 @@ impl EventStore for SqliteStore {
                             r.get::<_, Option<i64>>(0)
                         }),
                     None => c
-                        .prepare_cached("SELECT max(id) FROM events")
+                        .prepare_cached(
+                            // AUTOINCREMENT's high-water mark survives the rows' pruning.
+                            "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events')",
+                        )
                         .db()?
                         .query_row([], |r| r.get::<_, Option<i64>>(0)),
                 }

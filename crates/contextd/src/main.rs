@@ -150,7 +150,7 @@ struct EventArgs {
     #[arg(long, env = "CONTEXTD_EVENT_RETENTION", default_value = "7d", value_parser = positive_duration)]
     event_retention: std::time::Duration,
     /// Events buffered per event-stream subscriber; one further behind is told to resume.
-    #[arg(long, env = "CONTEXTD_SSE_BUFFER", default_value_t = 1024, value_parser = at_least_one())]
+    #[arg(long, env = "CONTEXTD_SSE_BUFFER", default_value_t = 1024, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1_000_000))]
     sse_buffer: usize,
     /// Interval of keep-alive comments on an idle event stream.
     #[arg(long, env = "CONTEXTD_SSE_KEEP_ALIVE", default_value = "15s", value_parser = positive_duration)]
@@ -465,31 +465,33 @@ async fn serve(
         public_url: Some(url),
         ..config
     };
-    contextd_server::serve(listener, context, config, shutdown_signal()).await?;
+    let shutdown = shutdown_signal()?;
+    contextd_server::serve(listener, context, config, shutdown).await?;
     tracing::info!("contextd stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is called, before
+/// the server answers anything: a SIGTERM sent as soon as it answers drains it, rather than
+/// finding the default action (death by signal) still in place.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    #[cfg(unix)]
+    let (mut term, mut interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+        let interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+        (term, interrupt)
+    };
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received; draining in-flight requests");
+        tracing::info!("shutdown signal received; draining in-flight requests");
+    })
 }

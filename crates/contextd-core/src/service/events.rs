@@ -35,6 +35,12 @@ impl Context {
         Ok(self.store.last_event_id(Some(actor.scope)).await?)
     }
 
+    /// The newest event id ever given in the database, which pruning never lowers: no id a
+    /// client was sent is above it.
+    pub async fn newest_event_id(&self) -> Result<u64, CoreError> {
+        Ok(self.store.last_event_id(None).await?)
+    }
+
     /// Up to `limit` events of every org and partition after `after` (the server's own
     /// channels: the hub, NATS), oldest first.
     pub async fn all_events_after(
@@ -53,6 +59,10 @@ impl Context {
     pub async fn prune_events(&self, retention: Duration) -> Result<u64, CoreError> {
         let retention = chrono::Duration::from_std(retention)
             .map_err(|_| CoreError::BadRequest("event retention out of range".into()))?;
-        Ok(self.store.prune_events(now_ms() - retention).await?)
+        match now_ms().checked_sub_signed(retention) {
+            Some(before) => Ok(self.store.prune_events(before).await?),
+            // Longer than time goes back: nothing is old enough.
+            None => Ok(0),
+        }
     }
 }

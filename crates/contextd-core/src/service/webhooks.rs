@@ -328,8 +328,9 @@ impl Context {
         lease: std::time::Duration,
     ) -> Result<Option<u64>, CoreError> {
         let now = now_ms();
-        let until = now
-            + chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(30));
+        let lease =
+            chrono::Duration::from_std(lease).unwrap_or_else(|_| chrono::Duration::seconds(30));
+        let until = now.checked_add_signed(lease).unwrap_or(now);
         Ok(self
             .store
             .claim_cursor(&webhook_cursor(id), owner, now, until)

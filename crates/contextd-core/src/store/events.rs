@@ -76,7 +76,9 @@ pub trait EventStore: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, StoreError>;
-    /// The id of the newest readable event of the scope (`None`: of all), 0 if there is none.
+    /// The id of the newest readable event of the scope, 0 if there is none; with `None`, the
+    /// newest id ever given in the database, which pruning never lowers (so any id a client
+    /// was sent is at most this).
     async fn last_event_id(&self, scope: Option<Scope>) -> Result<u64, StoreError>;
     /// Makes committed events readable, in order; returns how many became readable. SQLite's
     /// single writer commits in id order and has nothing to do; PostgreSQL assigns ids here,

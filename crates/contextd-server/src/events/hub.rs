@@ -21,6 +21,9 @@ use tokio::sync::{mpsc, watch};
 /// How often the outbox is read without a wake-up (a missed signal, a write by another
 /// process on the same SQLite files).
 pub const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long the tail waits after a wake-up before reading, so that a burst of commits is
+/// read once rather than once per commit (far below what a person notices on a screen pop).
+const COALESCE: Duration = Duration::from_millis(5);
 
 /// What a subscriber receives, in id order.
 #[derive(Clone, Debug)]
@@ -178,6 +181,19 @@ impl Hub {
         }
     }
 
+    /// Moves the position to `newest` without reading the events up to it, if nobody is
+    /// subscribed (checked under the lock that subscribing takes, so no subscriber can be
+    /// handed a position it then misses events after); `false` when somebody is.
+    fn skip_to(&self, newest: u64) -> bool {
+        let mut state = self.state();
+        if !state.subscribers.is_empty() {
+            return false;
+        }
+        let position = state.position.unwrap_or(0).max(newest);
+        state.position = Some(position);
+        true
+    }
+
     /// Forgets subscribers whose clients went away while no event of their scope came.
     fn prune(&self) {
         self.state().subscribers.retain(|_, subscribers| {
@@ -203,18 +219,32 @@ impl Hub {
         loop {
             // Seen before reading: a commit during the read wakes the next round.
             signal.borrow_and_update();
-            cursor = self.catch_up(&context, cursor).await;
+            cursor = self.advance(&context, cursor).await;
             self.prune();
             tokio::select! {
                 changed = signal.changed() => {
                     if changed.is_err() {
                         // No signal any more (the store is going away): poll only.
                         tokio::time::sleep(POLL_EVERY).await;
+                    } else {
+                        // Under a burst of commits, one read serves many of them.
+                        tokio::time::sleep(COALESCE).await;
                     }
                 }
                 () = tokio::time::sleep(POLL_EVERY) => {}
             }
         }
+    }
+
+    /// Moves past every event after `cursor`: without reading them when nobody is subscribed
+    /// (the newest id is one point read), else reading and fanning them out.
+    async fn advance(&self, context: &Context, cursor: u64) -> u64 {
+        if let Ok(newest) = context.newest_event_id().await {
+            if newest <= cursor || self.skip_to(newest) {
+                return cursor.max(newest);
+            }
+        }
+        self.catch_up(context, cursor).await
     }
 
     /// Reads and fans out every event after `cursor`; returns the new cursor.

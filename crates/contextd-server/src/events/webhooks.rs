@@ -301,8 +301,7 @@ impl Worker {
             Ok(body) => body,
             Err(e) => {
                 let dead = unsent(event, format!("the event can't be written: {e}"));
-                self.record(&dead).await;
-                return Ok(());
+                return self.record(&dead).await;
             }
         };
         let previous = if resumed {
@@ -332,7 +331,13 @@ impl Worker {
             if record.outcome == DeliveryOutcome::Failed && elapsed >= self.retry_for {
                 record.outcome = DeliveryOutcome::Dead;
             }
-            self.record(&record).await;
+            if let Err(e) = self.record(&record).await {
+                // A dead letter or a delivery not recorded must not be passed over: the
+                // cursor stays, and the event is tried again.
+                if record.outcome != DeliveryOutcome::Failed {
+                    return Err(e);
+                }
+            }
             if record.outcome != DeliveryOutcome::Failed {
                 return Ok(());
             }
@@ -356,8 +361,8 @@ impl Worker {
         Ok(())
     }
 
-    /// Records an attempt; a failure to record does not hold deliveries up.
-    async fn record(&self, attempt: &Delivery) {
+    /// Records an attempt; the caller decides whether a failure to record holds the cursor.
+    async fn record(&self, attempt: &Delivery) -> Result<(), Stop> {
         let id = self.id();
         match attempt.outcome {
             DeliveryOutcome::Dead => {
@@ -367,9 +372,14 @@ impl Worker {
                 tracing::debug!(webhook = %id, event = attempt.event_id, attempt = attempt.attempt, %outcome, "webhooks: attempt")
             }
         }
-        if let Err(e) = self.context.record_webhook_delivery(id, attempt).await {
-            tracing::warn!(webhook = %id, error = %e, "webhooks: attempt not recorded");
-        }
+        self.context
+            .record_webhook_delivery(id, attempt)
+            .await
+            .map(drop)
+            .map_err(|e| {
+                tracing::warn!(webhook = %id, error = %e, "webhooks: attempt not recorded");
+                Stop::Failed(e)
+            })
     }
 }
 

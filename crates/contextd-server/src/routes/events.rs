@@ -19,7 +19,7 @@ use contextd_core::object::MediaType;
 use contextd_core::service::events::EVENT_PAGE;
 use contextd_core::{CoreError, ObjectId};
 use contextd_proto::events::{
-    parse_event_id, Event, EventFilter, EventsQuery, ResumeHint, RESUME_EVENT,
+    parse_event_id, Event, EventFilter, EventsQuery, ResumeHint, OPEN_EVENT, RESUME_EVENT,
 };
 use contextd_proto::paths;
 use futures::Stream;
@@ -73,12 +73,16 @@ pub async fn stream(
     let resume = resume_after(&headers, query.last_event_id.as_deref())?;
     // Read before subscribing: the events between the two are read from the outbox.
     let now = state.context.last_event_id(&actor).await?;
-    // A client has only seen readable ids; a larger one comes from a reset outbox, and
-    // resuming after it would skip every event until ids caught up.
-    if let Some(id) = resume.filter(|id| *id > now) {
-        return Err(ApiError::bad_request(format!(
-            "Last-Event-ID {id} is beyond the newest event ({now}); reconnect without it"
-        )));
+    // A client has only seen ids given; a larger one comes from another database or a reset
+    // one, and resuming after it would skip every event until ids caught up. (Compared with
+    // the database's mark, which pruning never lowers: a quiet scope's position stays valid.)
+    if let Some(id) = resume {
+        let newest = state.context.newest_event_id().await?;
+        if id > newest {
+            return Err(ApiError::bad_request(format!(
+                "Last-Event-ID {id} is beyond the newest event ({newest}); reconnect without it"
+            )));
+        }
     }
     let subscription = state
         .events
@@ -236,7 +240,7 @@ impl Feed {
         }
         if !self.started {
             self.started = true;
-            return Some((Frame::default().comment("connected").retry(RETRY), self));
+            return Some((self.open_frame(), self));
         }
         loop {
             if Instant::now() >= self.recheck_at {
@@ -311,6 +315,20 @@ impl Feed {
             .id(event.id.to_string())
             .event(event.event_type.as_str())
             .data(data)
+    }
+
+    /// The first frame: where the stream starts, as an `id:` a client (and `EventSource`)
+    /// keeps, so that a reconnect before any event arrived resumes from there.
+    fn open_frame(&self) -> Frame {
+        let hint = ResumeHint {
+            reason: OPEN_EVENT.into(),
+            last_event_id: self.cursor,
+        };
+        Frame::default()
+            .event(OPEN_EVENT)
+            .id(self.cursor.to_string())
+            .data(serde_json::to_string(&hint).unwrap_or_default())
+            .retry(RETRY)
     }
 
     /// The last frame of a stream that fell behind: where to resume.

@@ -204,7 +204,7 @@ async fn a_subscriber_sees_every_change_made_after_it_connected_and_never_a_valu
     let last = seen[8].id;
     assert!(raw.until(&format!("id: {last}\n")).await, "{}", raw.text);
     assert!(
-        raw.text.starts_with(": connected\nretry: 1000\n"),
+        raw.text.starts_with("event: open\nid: ") && raw.text.contains("retry: 1000\n"),
         "{}",
         raw.text
     );
@@ -359,7 +359,14 @@ async fn a_resumed_stream_gets_exactly_the_missed_events() {
     let ids: Vec<u64> = read.iter().chain(&got).map(|e| e.id).collect();
     let mut by_query = Raw::open(&s, s.lab(), &format!("?lastEventId={}", ids[0]), None).await;
     assert!(by_query.until(&format!("id: {}\n", ids[4])).await);
-    assert!(!by_query.text.contains(&format!("id: {}\n", ids[0])));
+    // The opening frame names the position (`event: open`, `id:` the resume id); no event
+    // at or before it is sent again.
+    assert!(by_query
+        .text
+        .starts_with(&format!("event: open\nid: {}\n", ids[0])));
+    assert!(!by_query
+        .text
+        .contains(&format!("event: object.created\nid: {}\n", ids[0])));
     assert!(by_query.text.contains(&format!("id: {}\n", ids[1])));
     let header = ids[3].to_string();
     let query = format!("?lastEventId={}", ids[0]);
@@ -390,6 +397,25 @@ async fn a_stream_resumes_by_itself_after_a_server_restart() {
         got.iter().map(|e| e.object_id).collect::<Vec<_>>(),
         vec![during, after]
     );
+    quiet(&mut events).await;
+    s.stop().await;
+}
+
+/// A stream that had seen no event yet resumes from where it started (the `open` frame's
+/// id), so what is written while it reconnects is not lost.
+#[tokio::test]
+async fn a_stream_that_saw_no_event_yet_loses_nothing_across_a_restart() {
+    let mut s = TestServer::start().await;
+    let c = s.client(s.lab());
+    let mut events = subscribe(&c, EventFilter::default(), None).await;
+    s.restart().await;
+    let c = s.client(s.lab());
+    let written = vec![
+        new_customer(&c, json!({"Context_First_Name": "Early"})).await,
+        new_customer(&c, json!({"Context_First_Name": "Later"})).await,
+    ];
+    let got = take(&mut events, 2).await;
+    assert_eq!(got.iter().map(|e| e.object_id).collect::<Vec<_>>(), written);
     quiet(&mut events).await;
     s.stop().await;
 }

@@ -36,6 +36,8 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || a == 0
         || (a == 100 && (64..128).contains(&b))
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking, 198.18.0.0/15
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // IETF protocol assignments
         || a >= 240)
 }
 
@@ -44,10 +46,14 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let s = ip.segments();
-    // NAT64 (64:ff9b::/96) reaches the IPv4 address in its last 32 bits.
-    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    // NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48) reaches the IPv4 address in
+    // its last 32 bits; 6to4 (2002::/16) in the 32 bits after the prefix.
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
         let [.., hi, lo] = s;
         return is_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+    }
+    if s[0] == 0x2002 {
+        return is_public_v4(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])));
     }
     !(ip.is_loopback()
         || ip.is_unspecified()
@@ -156,6 +162,12 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a00:1",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.8",
         ] {
             let ip: IpAddr = internal.parse().expect("an address");
             assert!(!is_public(ip), "{internal} is internal");
@@ -169,6 +181,9 @@ mod tests {
             "2606:4700:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "198.20.0.1",
+            "192.0.2.1",
         ] {
             let ip: IpAddr = public.parse().expect("an address");
             assert!(is_public(ip), "{public} is public");
