@@ -225,8 +225,17 @@ impl Publisher {
             *stream_ready = true;
         }
         let page = self.context.all_events_after(position, EVENT_PAGE).await?;
-        if page.is_empty() {
+        let Some(first) = page.first() else {
             return Ok(Step::Idle);
+        };
+        // Ids are given without gaps across the database: a gap behind the cursor is events
+        // pruned (past --event-retention) before they could be published.
+        if position > 0 && first.event.id > position + 1 {
+            tracing::warn!(
+                cursor = %self.cursor,
+                missed = first.event.id - position - 1,
+                "events were pruned before they were published to NATS"
+            );
         }
         let (acked, published) = self.publish(jetstream, &page).await;
         if let Some(acked) = acked {

@@ -78,6 +78,8 @@ pub async fn run(state: AppState, config: EventsConfig) {
             }
         };
         let listed: HashSet<Uuid> = webhooks.iter().map(|w| w.webhook.id).collect();
+        // Deleted webhooks are forgotten (the set stays as small as the list).
+        unopened.retain(|id| listed.contains(id));
         workers.retain(|id, task| {
             let keep = listed.contains(id) && !task.is_finished();
             if !keep {
