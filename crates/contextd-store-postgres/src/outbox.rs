@@ -16,6 +16,8 @@ use tokio_postgres::{AsyncMessage, IsolationLevel};
 
 use crate::db::{col, count, db_error, Db, Failure};
 
+/// How long the sequencer waits after a write's wake-up, gathering more events per pass.
+const COALESCE: Duration = Duration::from_millis(10);
 /// The channel every sequencer that gave ids notifies on.
 pub(crate) const CHANNEL: &str = "contextd_events";
 /// The advisory lock that makes sequencers take turns ("contextd" in ASCII).
@@ -134,8 +136,15 @@ impl Outbox {
 async fn sequence(db: Db, written: Arc<Notify>, signal: watch::Sender<u64>) {
     let mut failing = false;
     loop {
-        // A write while publishing left a permit: the next pass starts at once.
-        let _ = tokio::time::timeout(PUBLISH_EVERY, written.notified()).await;
+        // A write while publishing left a permit: the next pass starts soon. Each pass is a
+        // transaction of its own (a WAL flush); waiting a few milliseconds after a write
+        // lets one pass number the events of many concurrent writes.
+        if tokio::time::timeout(PUBLISH_EVERY, written.notified())
+            .await
+            .is_ok()
+        {
+            tokio::time::sleep(COALESCE).await;
+        }
         match publish(&db).await {
             Ok(n) => {
                 if n > 0 {
