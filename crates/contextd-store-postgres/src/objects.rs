@@ -352,44 +352,38 @@ async fn check_parent(
     Ok(check.check(parent)?)
 }
 
-// Deletes one object with its tokens and records its `object.deleted` event: `$4`…`$7` are
-// the event's change columns.
-const DELETE_OBJECT: &str = concat!(
-    "WITH deleted AS (
-         DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND id = $3
-         RETURNING id, kind, customer_id, parent_id, media_type, state, last_updated
-     ), tokens_deleted AS (
-         DELETE FROM tokens t USING deleted d
-         WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
-     ), event AS (
-         ",
-    insert_events!(),
-    "SELECT $1, $2, $4, d.id, d.kind, d.customer_id, d.parent_id, d.media_type, d.state,
-             d.last_updated, $5, $6, $7
-         FROM deleted d
-     )
-     SELECT count(*) FROM deleted"
-);
+/// A delete of the objects of scope `$1`/`$2` whose `$which` column is `$3`, with their
+/// tokens, recording one `object.deleted` event per object deleted (from the rows the delete
+/// returns, so none for a row a concurrent delete took first): `$4`…`$7` are the events'
+/// change columns. Answers the count.
+macro_rules! delete_recording_events {
+    ($which:literal) => {
+        concat!(
+            "WITH deleted AS (
+                 DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND ",
+            $which,
+            " = $3
+                 RETURNING id, kind, customer_id, parent_id, media_type, state, last_updated
+             ), tokens_deleted AS (
+                 DELETE FROM tokens t USING deleted d
+                 WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
+             ), event AS (
+                 ",
+            insert_events!(),
+            "SELECT $1, $2, $4, d.id, d.kind, d.customer_id, d.parent_id, d.media_type, d.state,
+                     d.last_updated, $5, $6, $7
+                 FROM deleted d
+             )
+             SELECT count(*) FROM deleted"
+        )
+    };
+}
 
-// Deletes every object of a kind in scope with their tokens, and records one `object.deleted`
-// event per object deleted (from the rows the delete returns, so none for a row a concurrent
-// delete took first): `$4`…`$7` are the events' change columns.
-const FLUSH: &str = concat!(
-    "WITH deleted AS (
-         DELETE FROM objects WHERE org_id = $1 AND partition = $2 AND kind = $3
-         RETURNING id, kind, customer_id, parent_id, media_type, state, last_updated
-     ), tokens_deleted AS (
-         DELETE FROM tokens t USING deleted d
-         WHERE t.org_id = $1 AND t.partition = $2 AND t.object_id = d.id
-     ), event AS (
-         ",
-    insert_events!(),
-    "SELECT $1, $2, $4, d.id, d.kind, d.customer_id, d.parent_id, d.media_type, d.state,
-             d.last_updated, $5, $6, $7
-         FROM deleted d
-     )
-     SELECT count(*) FROM deleted"
-);
+/// Deletes one object (`$3` its id) with its tokens and its event.
+const DELETE_OBJECT: &str = delete_recording_events!("id");
+
+/// Deletes every object of a kind (`$3`) in scope with their tokens and events.
+const FLUSH: &str = delete_recording_events!("kind");
 
 // The auto-close sweep, with one `object.closed` event per request closed: `$3`…`$6` are the
 // events' change columns. The literals match the partial index `objects_active_requests`.

@@ -544,90 +544,38 @@ async fn a_revoked_key_ends_its_stream_and_the_sdk_reports_it() {
     s.stop().await;
 }
 
-/// A fresh PostgreSQL database, dropped when this is.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
+/// Fresh schemas (data and keys) in the database `CONTEXTD_TEST_POSTGRES_URL` names, or
+/// `None` without it; left behind, as the store's own tests leave theirs.
+struct PgSchemas {
     url: String,
+    data: String,
+    keys: String,
 }
 
-impl PgDatabase {
-    /// Creates one on the server `CONTEXTD_TEST_POSTGRES_URL` names, or `None` without it.
-    async fn create() -> Option<Self> {
-        let Ok(admin_url) = std::env::var("CONTEXTD_TEST_POSTGRES_URL") else {
+impl PgSchemas {
+    fn create() -> Option<Self> {
+        let Ok(url) = std::env::var("CONTEXTD_TEST_POSTGRES_URL") else {
             eprintln!("PostgreSQL event test skipped: CONTEXTD_TEST_POSTGRES_URL is not set");
             return None;
         };
-        let name = format!("contextd_test_{}", uuid::Uuid::new_v4().simple());
-        pg_admin(&admin_url, &format!("CREATE DATABASE {name}"))
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        let url = pg_with_database(&admin_url, &name);
+        let id = uuid::Uuid::new_v4().simple();
         Some(Self {
-            admin_url,
-            name,
             url,
+            data: format!("events_{id}"),
+            keys: format!("events_{id}_keys"),
         })
     }
 }
 
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = pg_admin(&self.admin_url, &sql) {
-            eprintln!("could not drop test database {}: {e}", self.name);
-        }
-    }
-}
-
-/// `url` with its database replaced by `name` (URL form: `postgres://…/db?…`).
-fn pg_with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut out = format!("{}/{name}", &base[..path]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Runs one statement on `url`'s server, on a runtime of its own (so it can run in `Drop`).
-fn pg_admin(url: &str, sql: &str) -> Result<(), String> {
-    let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-                .await
-                .map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                let _ = connection.await;
-            });
-            client.batch_execute(&sql).await.map_err(|e| e.to_string())
-        })
-    })
-    .join()
-    .map_err(|_| "the admin thread panicked".to_owned())?
-}
-
-/// A server over the PostgreSQL database at `url`: its URL, its context and its stop switch.
+/// A server over the PostgreSQL schemas `db`: its URL, its context and its stop switch.
 async fn pg_instance(
-    url: &str,
+    db: &PgSchemas,
     master: &MasterKey,
 ) -> (String, Arc<Context>, tokio::sync::oneshot::Sender<()>) {
-    let store = contextd_store_postgres::PgStore::connect(url)
+    let store = contextd_store_postgres::PgStore::connect_with_schema(&db.url, &db.data)
         .await
         .expect("the data store connects");
-    let keys = contextd_store_postgres::PgKeyStore::connect(url)
+    let keys = contextd_store_postgres::PgKeyStore::connect_with_schema(&db.url, &db.keys)
         .await
         .expect("the key store connects");
     let keyring = Keyring::new(master.clone(), Arc::new(keys), 1000);
@@ -655,12 +603,12 @@ async fn pg_instance(
 #[tokio::test]
 async fn on_postgresql_a_write_through_one_instance_reaches_a_subscriber_of_another_within_a_second(
 ) {
-    let Some(db) = PgDatabase::create().await else {
+    let Some(db) = PgSchemas::create() else {
         return;
     };
     let master = MasterKey::generate();
-    let (url_a, context_a, stop_a) = pg_instance(&db.url, &master).await;
-    let (url_b, _context_b, stop_b) = pg_instance(&db.url, &master).await;
+    let (url_a, context_a, stop_a) = pg_instance(&db, &master).await;
+    let (url_b, _context_b, stop_b) = pg_instance(&db, &master).await;
     let org = context_a
         .create_org("default", &url_a)
         .await
