@@ -20,7 +20,7 @@ use contextd_proto::object::{
     TimelineParams,
 };
 use contextd_proto::paths;
-use contextd_proto::system::{EncryptionStatus, Ping, Status};
+use contextd_proto::system::{EmbeddingSettings, EncryptionStatus, LiveStats, Ping, Status};
 use contextd_proto::{ContextObject, Kind, ObjectId};
 use contextd_stats::{Clock, Stats, SystemClock};
 use futures::Stream;
@@ -1149,6 +1149,33 @@ impl Client {
     pub async fn status(&self) -> Result<Status> {
         self.json(Ok(Call::get("status.get", paths::STATUS.to_owned())))
             .await
+    }
+
+    /// This server instance's per-operation statistics since its last periodic summary
+    /// (`stats.get`; admin).
+    pub async fn live_stats(&self) -> Result<LiveStats> {
+        self.json(Ok(Call::get("stats.get", paths::STATS.to_owned())))
+            .await
+    }
+
+    /// The origins of host agent desktops allowed to frame `/desktop` (`settings.embedding.get`;
+    /// admin).
+    pub async fn embedding(&self) -> Result<EmbeddingSettings> {
+        self.json(Ok(Call::get(
+            "settings.embedding.get",
+            paths::SETTINGS_EMBEDDING.to_owned(),
+        )))
+        .await
+    }
+
+    /// Replaces the origins allowed to frame `/desktop`; answers them normalized
+    /// (`settings.embedding.put`; admin).
+    pub async fn set_embedding(&self, settings: &EmbeddingSettings) -> Result<EmbeddingSettings> {
+        let call = Call::put(
+            "settings.embedding.put",
+            paths::SETTINGS_EMBEDDING.to_owned(),
+        );
+        self.json(call.json(settings)).await
     }
 
     /// Adds a data-key version to the partition; older values are re-encrypted in the

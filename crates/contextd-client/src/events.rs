@@ -114,6 +114,9 @@ fn query(filter: &EventFilter) -> Vec<(String, String)> {
     if let Some(media_type) = filter.media_type {
         query.push(("mediaType".to_owned(), media_type.as_str().to_owned()));
     }
+    if let Some(agent) = &filter.addressed_to {
+        query.push(("addressedTo".to_owned(), agent.clone()));
+    }
     if !filter.types.is_empty() {
         let types: Vec<&str> = filter.types.iter().map(|t| t.as_str()).collect();
         query.push(("types".to_owned(), types.join(",")));
@@ -411,6 +414,7 @@ mod tests {
             customer_id: Some(customer),
             contributor: Some("agent 7".into()),
             media_type: Some(MediaType::Sms),
+            addressed_to: Some("ana".into()),
         };
         assert_eq!(
             query(&filter),
@@ -418,6 +422,7 @@ mod tests {
                 ("customerId".to_owned(), customer.to_string()),
                 ("contributor".to_owned(), "agent 7".to_owned()),
                 ("mediaType".to_owned(), "sms".to_owned()),
+                ("addressedTo".to_owned(), "ana".to_owned()),
                 ("types".to_owned(), "object.created,object.moved".to_owned()),
             ]
         );

@@ -132,6 +132,16 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The CSRF token of a web session: derived from the session's secret, so that a page reloaded
+/// after sign-in can be given it again (`GET /v1/sessions/current` with the cookie) while a
+/// site that can't read the HttpOnly cookie can't compute it.
+pub fn csrf_token(session_secret: &str) -> String {
+    let mut hash = Sha256::new();
+    hash.update(b"contextd session csrf v1\0");
+    hash.update(session_secret.as_bytes());
+    URL_SAFE_NO_PAD.encode(hash.finalize())
+}
+
 /// Compares a presented secret with a stored hash in constant time.
 pub fn secret_matches(secret: &str, stored: &[u8; 32]) -> bool {
     hash_secret(secret).ct_eq(stored).into()

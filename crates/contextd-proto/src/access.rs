@@ -277,6 +277,16 @@ pub struct WhoAmI {
     pub partition: Partition,
     /// Organization id.
     pub org_id: String,
+    /// The organization's name (what sign-in asks for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org_name: Option<String>,
+    /// The user's or the key's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// With a session cookie: the value unsafe requests must send in `x-csrf-token` (a page
+    /// reloaded after sign-in reads it here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csrf_token: Option<String>,
 }
 
 /// Answer to a grant.

@@ -64,6 +64,23 @@ pub struct Event {
     pub contributor: Contributor,
     /// When the change was recorded.
     pub time: DateTime<Utc>,
+    /// The user name an activity is addressed to: the name in its first `agent:<name>` tag
+    /// (the agent desktop pops such activities for that agent); set on the events of writes,
+    /// not of deletes. Never PII of a customer.
+    #[serde(default)]
+    pub addressed_to: Option<String>,
+}
+
+/// The tag prefix that addresses an activity to an agent: `agent:<user name>`.
+pub const ADDRESSED_TAG: &str = "agent:";
+
+/// The agent an activity with these tags is addressed to: the name in its first
+/// `agent:<name>` tag, if any.
+pub fn addressed_to<'a>(tags: impl IntoIterator<Item = &'a String>) -> Option<&'a str> {
+    tags.into_iter()
+        .find_map(|t| t.strip_prefix(ADDRESSED_TAG))
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
 }
 
 /// Which events a subscriber wants; empty lists and absent values match everything.
@@ -83,6 +100,9 @@ pub struct EventFilter {
     /// Only events of activities of this channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<MediaType>,
+    /// Only events of activities addressed to this user name (tag `agent:<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addressed_to: Option<String>,
 }
 
 impl EventFilter {
@@ -97,6 +117,10 @@ impl EventFilter {
                 .as_deref()
                 .is_none_or(|c| event.contributor.id == c)
             && self.media_type.is_none_or(|m| event.media_type == Some(m))
+            && self
+                .addressed_to
+                .as_deref()
+                .is_none_or(|a| event.addressed_to.as_deref() == Some(a))
     }
 
     /// Parses a comma-separated list of event types (`object.created,object.moved`).
@@ -122,6 +146,8 @@ pub struct EventsQuery {
     pub media_type: Option<String>,
     /// Comma-separated event types (`object.created,object.moved`).
     pub types: Option<String>,
+    /// Only activities addressed to this user name (tag `agent:<name>`).
+    pub addressed_to: Option<String>,
     /// Resume after this event id (as the `Last-Event-ID` header, which wins if both are set).
     pub last_event_id: Option<String>,
 }

@@ -77,6 +77,10 @@ pub const WEBHOOK_DELIVERIES: &str = "/v1/webhooks/{id}/deliveries";
 pub const WEBHOOK_REDELIVER: &str = "/v1/webhooks/{id}/deliveries/{deliveryId}/redeliver";
 /// The Server-Sent Events stream of the caller's org and partition.
 pub const EVENTS: &str = "/v1/events";
+/// The organization's settings of the agent desktop's embedding (allowed host origins).
+pub const SETTINGS_EMBEDDING: &str = "/v1/settings/embedding";
+/// Live per-operation statistics of this server instance.
+pub const STATS: &str = "/v1/stats";
 
 /// Every path above: the server's OpenAPI document lists exactly these (a test checks it).
 pub const ALL: &[&str] = &[
@@ -116,6 +120,8 @@ pub const ALL: &[&str] = &[
     WEBHOOK_DELIVERIES,
     WEBHOOK_REDELIVER,
     EVENTS,
+    SETTINGS_EMBEDDING,
+    STATS,
 ];
 
 /// `template` with `{name}` replaced by `value`.

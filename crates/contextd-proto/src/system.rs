@@ -67,3 +67,27 @@ pub struct EncryptionStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// `GET /v1/stats` answer: this instance's per-operation statistics since the last periodic
+/// summary (the same figures the statistics log line prints).
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveStats {
+    /// Seconds since the server started.
+    pub uptime_seconds: u64,
+    /// Operation (`activity.create`) → `{count, errors, minMs, meanMs, maxMs, p99Ms}`.
+    #[schema(value_type = Object)]
+    pub operations: serde_json::Value,
+}
+
+/// `GET/PUT /v1/settings/embedding`: the host agent desktops allowed to frame `/desktop`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmbeddingSettings {
+    /// Origins (`https://desk.example.com`, `http://127.0.0.1:9000`): scheme, host and
+    /// optional port, no path. At most [`MAX_EMBED_ORIGINS`].
+    pub allowed_origins: Vec<String>,
+}
+
+/// The most origins an organization may allow to frame the desktop.
+pub const MAX_EMBED_ORIGINS: usize = 20;

@@ -17,6 +17,7 @@ pub mod registration;
 pub mod report;
 pub mod routes;
 pub mod telemetry;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -42,7 +43,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::routes::{access, connectors, dictionary, objects, system, webhooks};
+use crate::routes::{access, connectors, dictionary, objects, settings, system, webhooks};
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -163,6 +164,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::status))
         .routes(routes!(system::openapi))
         .routes(routes!(system::rotate))
+        .routes(routes!(system::stats))
+        .routes(routes!(settings::embedding, settings::set_embedding))
         .routes(routes!(dictionary::list_fields, dictionary::create_field))
         .routes(routes!(
             dictionary::get_field,
@@ -223,9 +226,12 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros))
     .on_failure(DefaultOnFailure::new().level(Level::WARN));
     let (mut api, _) = api_routes().split_for_parts();
-    // Not part of the /v1 API, nor of its document: the browser registration pages (HTML)
-    // and, unless it has a listener of its own, /metrics.
-    api = api.merge(registration::routes(config.registration_approval_ttl));
+    api = api.layer(axum::middleware::map_response(web::no_store));
+    // Not part of the /v1 API, nor of its document: the browser registration pages (HTML),
+    // the agent desktop and admin console and, unless it has a listener of its own, /metrics.
+    api = api
+        .merge(registration::routes(config.registration_approval_ttl))
+        .merge(web::routes());
     if config.metrics_listen.is_none() {
         api = api.route(telemetry::METRICS_PATH, get(telemetry::metrics));
     }

@@ -36,7 +36,8 @@ impl Modify for BearerAuth {
         (name = "connectors", description = "Components, their connectionData and the token endpoint"),
         (name = "webhooks", description = "Receivers of events: registration, delivery attempts, redelivery"),
         (name = "events", description = "The Server-Sent Events stream of changes"),
-        (name = "system", description = "Health, status and this document"),
+        (name = "settings", description = "Organization settings: the origins allowed to frame the agent desktop"),
+        (name = "system", description = "Health, status, live statistics and this document"),
     )
 )]
 pub struct ApiDoc;

@@ -518,3 +518,62 @@ pub async fn check_dictionary_versions(store: &dyn Store) {
         .expect("delete set");
     assert!(version().await > before, "field set changes bump it too");
 }
+
+/// An organization's settings read back as written, replaced in place, apart per
+/// organization and per name, and listed by name across organizations.
+pub async fn check_org_settings(store: &dyn Store) {
+    let (a, b) = (OrgId::new(), OrgId::new());
+    // A name of this run only: the databases are shared by every check.
+    let name = format!("check-{}", Uuid::new_v4());
+    let other = format!("{name}-other");
+    assert_eq!(
+        store.org_setting(a, &name).await.expect("org_setting"),
+        None,
+        "a setting never written is absent"
+    );
+    store
+        .put_org_setting(a, &name, r#"{"v":1}"#, now())
+        .await
+        .expect("put_org_setting");
+    store
+        .put_org_setting(a, &name, r#"{"v":2}"#, now())
+        .await
+        .expect("put_org_setting replaces");
+    store
+        .put_org_setting(b, &name, r#"{"v":"b"}"#, now())
+        .await
+        .expect("put_org_setting");
+    store
+        .put_org_setting(a, &other, "[]", now())
+        .await
+        .expect("put_org_setting");
+    assert_eq!(
+        store
+            .org_setting(a, &name)
+            .await
+            .expect("org_setting")
+            .as_deref(),
+        Some(r#"{"v":2}"#),
+        "the last value written is read back"
+    );
+    assert_eq!(
+        store
+            .org_setting(b, &name)
+            .await
+            .expect("org_setting")
+            .as_deref(),
+        Some(r#"{"v":"b"}"#),
+        "each organization keeps its own value"
+    );
+    let mut all = store
+        .org_settings_named(&name)
+        .await
+        .expect("org_settings_named");
+    all.sort();
+    let mut expected = vec![(a, r#"{"v":2}"#.to_owned()), (b, r#"{"v":"b"}"#.to_owned())];
+    expected.sort();
+    assert_eq!(
+        all, expected,
+        "one value per organization, of that name only"
+    );
+}

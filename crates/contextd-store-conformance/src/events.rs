@@ -136,9 +136,14 @@ async fn check_write_events(store: &dyn Store, s: Scope, mark: &mut u64) {
         assert!(e.time >= t && e.time <= now(), "the time it was recorded");
     }
 
+    assert_eq!(
+        events[2].addressed_to, None,
+        "no agent tag: addressed to no one"
+    );
+
     let mut updated = activity.clone();
     updated.version = 2;
-    updated.tags = vec!["vip".into()];
+    updated.tags = vec!["vip".into(), "agent:ana".into()];
     updated.last_updated = at(t, 10);
     commit(store, write(&updated, Some(1), EventType::Updated)).await;
     let mut closed = request.clone();
@@ -169,6 +174,11 @@ async fn check_write_events(store: &dyn Store, s: Scope, mark: &mut u64) {
         "one event per write, write_objects included"
     );
     assert_event(&events[0], EventType::Updated, &updated, &agent());
+    assert_eq!(
+        events[0].addressed_to.as_deref(),
+        Some("ana"),
+        "an activity tagged agent:<name> is addressed to that agent"
+    );
     assert_event(&events[1], EventType::Closed, &closed, &agent());
     assert_event(&events[2], EventType::Created, &other, &agent());
     assert_event(&events[3], EventType::Moved, &moved, &agent());
@@ -481,6 +491,7 @@ pub async fn check_webhooks(store: &dyn Store) {
         customer_id: Some(ObjectId::new()),
         contributor: Some("agent-7".into()),
         media_type: Some(MediaType::Chat),
+        addressed_to: Some("ana".into()),
     };
     let w1 = webhook(s, t, filter);
     let w2 = webhook(s, at(t, 1), EventFilter::default());

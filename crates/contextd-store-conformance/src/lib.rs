@@ -21,7 +21,7 @@ use contextd_core::store::{KeyStore, Store};
 
 pub use admin::{
     check_any_token_in_use, check_api_keys, check_dictionary, check_dictionary_versions,
-    check_flush_jobs, check_orgs,
+    check_flush_jobs, check_org_settings, check_orgs,
 };
 pub use connectors::{check_connector_tokens, check_connectors};
 pub use events::{check_event_cursors, check_events, check_webhooks};
@@ -71,6 +71,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_events(store).await;
     check_event_cursors(store).await;
     check_webhooks(store).await;
+    check_org_settings(store).await;
     check_key_store(keys).await;
     check_key_rewrap(keys).await;
     check_partition_key_races(keys).await;
@@ -92,7 +93,7 @@ macro_rules! conformance_tests {
             check_any_token_in_use, check_users, check_sessions, check_user_changes,
             check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
             check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
-            check_events, check_event_cursors, check_webhooks);
+            check_events, check_event_cursors, check_webhooks, check_org_settings);
         $crate::conformance_tests!(@each keys $fresh;
             check_key_store, check_key_rewrap, check_partition_key_races);
 

@@ -36,9 +36,21 @@ macro_rules! insert_events {
 }
 pub(crate) use insert_events;
 
+/// [`insert_events`] with the column only object writes fill: the agent an activity is
+/// addressed to.
+macro_rules! insert_write_events {
+    () => {
+        "INSERT INTO events (org_id, partition, event_type, object_id, object_type, customer_id, \
+         parent_id, media_type, state, last_updated, contributor_id, contributor_type, time, \
+         addressed_to) "
+    };
+}
+pub(crate) use insert_write_events;
+
 /// The columns [`event_from_row`] reads, in order.
 const EVENT_COLUMNS: &str = "id, org_id, partition, event_type, object_id, object_type, \
-     customer_id, parent_id, media_type, state, last_updated, contributor_id, contributor_type, time";
+     customer_id, parent_id, media_type, state, last_updated, contributor_id, contributor_type, time, \
+     addressed_to";
 
 /// The change columns of an event a write records, bound after the statement's own
 /// parameters: its type, its contributor's id and type, and when it was recorded. The other
@@ -112,6 +124,7 @@ fn event_from_row(r: &Row) -> Result<StoredEvent, Failure> {
                 kind: parse_col(r, 12, "contributor_type")?,
             },
             time: col(r, 13, "time")?,
+            addressed_to: col(r, 14, "addressed_to")?,
         },
     })
 }

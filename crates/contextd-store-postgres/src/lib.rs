@@ -22,6 +22,7 @@ mod objects;
 mod outbox;
 mod rows;
 mod search;
+mod settings;
 mod store;
 mod tls;
 mod webhooks;

@@ -20,7 +20,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::{col, count, ms, parse_col, prepare_dynamic, refs, Failure};
-use crate::events::{insert_events, ChangeRow};
+use crate::events::{insert_events, insert_write_events, ChangeRow};
 use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS, OBJECT_COLUMN_COUNT};
 use crate::search::{Filter, Statement};
 use crate::store::{token_bytes, PgStore};
@@ -28,7 +28,7 @@ use crate::store::{token_bytes, PgStore};
 // `$18` is the dictionary version the write was validated against (NULL: unchecked). The
 // statement takes its lock on `objects` before its snapshot, so a dictionary change holding
 // `objects` in SHARE mode (see `PgStore::change_dictionary`) either waits for it or is seen by it.
-// `$19`…`$22` are the event's change columns (`ChangeRow::params`).
+// `$19`…`$22` are the event's change columns (`ChangeRow::params`), `$23` its `addressed_to`.
 const INSERT_OBJECT: &str = concat!(
     "WITH dict AS (
          SELECT coalesce((SELECT version FROM dictionary_versions WHERE org_id = $1), 0) AS v
@@ -47,8 +47,8 @@ const INSERT_OBJECT: &str = concat!(
          ON CONFLICT DO NOTHING
      ), event AS (
          ",
-    insert_events!(),
-    "SELECT $1, $2, $19, i.id, $4, $5, $6, $8, $7, $11, $20, $21, $22 FROM inserted i
+    insert_write_events!(),
+    "SELECT $1, $2, $19, i.id, $4, $5, $6, $8, $7, $11, $20, $21, $22, $23 FROM inserted i
      )
      SELECT (SELECT count(*) FROM inserted), (SELECT v FROM dict)"
 );
@@ -56,7 +56,8 @@ const INSERT_OBJECT: &str = concat!(
 // An insert linked to a customer: the customer row is locked (KEY SHARE) by the same statement,
 // so an erase, which locks it FOR UPDATE first, either waits for this insert and then deletes
 // it too, or runs first and leaves this insert nothing to link to. `$18` is the customer,
-// `$19` the dictionary version, `$20`…`$23` the event's change columns.
+// `$19` the dictionary version, `$20`…`$23` the event's change columns, `$24` its
+// `addressed_to`.
 const INSERT_LINKED_OBJECT: &str = concat!(
     "WITH customer AS (
          SELECT id FROM objects
@@ -79,8 +80,8 @@ const INSERT_LINKED_OBJECT: &str = concat!(
          ON CONFLICT DO NOTHING
      ), event AS (
          ",
-    insert_events!(),
-    "SELECT $1, $2, $20, i.id, $4, $5, $6, $8, $7, $11, $21, $22, $23 FROM inserted i
+    insert_write_events!(),
+    "SELECT $1, $2, $20, i.id, $4, $5, $6, $8, $7, $11, $21, $22, $23, $24 FROM inserted i
      )
      SELECT (SELECT count(*) FROM inserted), (SELECT count(*) FROM customer), (SELECT v FROM dict)"
 );
@@ -108,8 +109,8 @@ const UPDATE_OBJECT: &str = concat!(
          ON CONFLICT DO NOTHING
      ), event AS (
          ",
-    insert_events!(),
-    "SELECT $1, $2, $20, u.id, $4, $5, $6, $8, $7, $11, $21, $22, $23 FROM updated u
+    insert_write_events!(),
+    "SELECT $1, $2, $20, u.id, $4, $5, $6, $8, $7, $11, $21, $22, $23, $24 FROM updated u
      )
      SELECT (SELECT count(*) FROM updated), (SELECT v FROM dict)"
 );
@@ -119,6 +120,7 @@ struct BoundWrite {
     row: ObjectRow,
     tokens: Vec<Vec<u8>>,
     change: ChangeRow,
+    addressed_to: Option<String>,
 }
 
 impl BoundWrite {
@@ -129,6 +131,7 @@ impl BoundWrite {
             row: ObjectRow::new(&w.object)?,
             tokens: token_bytes(&w.tokens),
             change: ChangeRow::of(&event),
+            addressed_to: event.event.addressed_to,
         })
     }
 }
@@ -269,6 +272,7 @@ async fn write_row(
             params.push(customer);
             params.push(&dictionary);
             params.extend(bound.change.params());
+            params.push(&bound.addressed_to);
             let stmt = c.prepare_cached(INSERT_LINKED_OBJECT).await?;
             let r = c.query_one(&stmt, &params).await?;
             let (inserted, found, seen): (i64, i64, i64) =
@@ -282,6 +286,7 @@ async fn write_row(
         }
         params.push(&dictionary);
         params.extend(bound.change.params());
+        params.push(&bound.addressed_to);
         let stmt = c.prepare_cached(INSERT_OBJECT).await?;
         let r = c.query_one(&stmt, &params).await?;
         let (inserted, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);
@@ -297,6 +302,7 @@ async fn write_row(
     params.push(expected);
     params.push(&dictionary);
     params.extend(bound.change.params());
+    params.push(&bound.addressed_to);
     let stmt = c.prepare_cached(UPDATE_OBJECT).await?;
     let r = c.query_one(&stmt, &params).await?;
     let (updated, seen): (i64, i64) = (r.try_get(0)?, r.try_get(1)?);

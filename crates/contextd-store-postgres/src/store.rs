@@ -43,6 +43,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 7,
         sql: include_str!("../migrations/data/0007_events.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../migrations/data/0008_desktop.sql"),
+    },
 ];
 
 /// Concurrent writers each hold a connection for one short transaction; PostgreSQL flushes

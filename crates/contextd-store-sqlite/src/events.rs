@@ -15,7 +15,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::watch;
 
 use crate::db::{
-    int_col, ms, opt_parse_col, opt_uuid_col, parse_col, text_col, time_col, uuid_col, DbResultExt,
+    int_col, ms, opt_parse_col, opt_text_col, opt_uuid_col, parse_col, text_col, time_col,
+    uuid_col, DbResultExt,
 };
 use crate::store::{blob, SqliteStore};
 
@@ -35,7 +36,8 @@ pub(crate) use insert_events;
 
 /// The columns [`event_from_row`] reads, in order.
 const EVENT_COLUMNS: &str = "id, org_id, partition, event_type, object_id, kind, customer_id, \
-     parent_id, media_type, state, last_updated, contributor_id, contributor_type, recorded";
+     parent_id, media_type, state, last_updated, contributor_id, contributor_type, recorded, \
+     addressed_to";
 
 /// An event flattened into the values of an `events` row, built on the caller's thread.
 pub(crate) struct EventRow {
@@ -52,6 +54,7 @@ pub(crate) struct EventRow {
     contributor_id: String,
     contributor_type: &'static str,
     recorded: i64,
+    addressed_to: Option<String>,
 }
 
 impl EventRow {
@@ -72,15 +75,18 @@ impl EventRow {
             contributor_id: ev.contributor.id.clone(),
             contributor_type: ev.contributor.kind.as_str(),
             recorded: ms(&ev.time),
+            addressed_to: ev.addressed_to.clone(),
         }
     }
 
     /// Appends the event to the outbox, in the caller's transaction.
     pub(crate) fn record(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        tx.prepare_cached(concat!(
-            insert_events!(),
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-        ))
+        tx.prepare_cached(
+            "INSERT INTO events (org_id, partition, event_type, object_id, kind, customer_id, \
+             parent_id, media_type, state, last_updated, contributor_id, contributor_type, \
+             recorded, addressed_to) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        )
         .db()?
         .execute(params![
             self.org,
@@ -96,6 +102,7 @@ impl EventRow {
             self.contributor_id,
             self.contributor_type,
             self.recorded,
+            self.addressed_to,
         ])
         .db()?;
         Ok(())
@@ -125,6 +132,7 @@ fn event_from_row(r: &Row<'_>) -> Result<StoredEvent, StoreError> {
                 kind: parse_col(col(12)?, "contributor_type")?,
             },
             time: time_col(col(13)?, "recorded")?,
+            addressed_to: opt_text_col(col(14)?, "addressed_to")?.map(str::to_owned),
         },
     })
 }

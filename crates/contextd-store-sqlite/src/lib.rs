@@ -23,6 +23,7 @@ mod keys;
 mod objects;
 mod rows;
 mod search;
+mod settings;
 mod store;
 mod webhooks;
 mod writer;

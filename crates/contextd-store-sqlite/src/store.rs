@@ -45,6 +45,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 8,
         sql: include_str!("../migrations/data/0008_events.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/data/0009_desktop.sql"),
+    },
 ];
 
 const AUDIT_MIGRATIONS: &[Migration] = &[Migration {

@@ -418,16 +418,27 @@ async fn org(command: OrgCommand) -> anyhow::Result<()> {
 /// Prints the first start's tokens, once. Best-effort: a closed stdout (a terminal gone, a
 /// supervisor that discards output) must not stop the service, so a failed write is logged
 /// (without the secrets) instead of panicking as `println!` would.
-fn print_first_start_banner(org: &contextd_core::service::OrgBootstrap, url: &str) {
+fn print_first_start_banner(
+    org: &contextd_core::service::OrgBootstrap,
+    admin_password: Option<&str>,
+    url: &str,
+) {
     use std::io::Write;
+    let sign_in = match admin_password {
+        Some(p) => format!(
+            "user \"{FIRST_ADMIN}\", password {p} (both partitions; change it in the console)"
+        ),
+        None => "create users with `contextd users create` first".to_owned(),
+    };
     let banner = format!(
-        "contextd: created organization \"default\" ({}); these tokens are shown once:\n  \
+        "contextd: created organization \"default\" ({}); these secrets are shown once:\n  \
          lab admin token:        {}\n  \
          production admin token: {}\n  \
          connectionData:         {}\n  \
          API:                    {url}/v1 (OpenAPI document: {url}/v1/openapi.json)\n  \
          agent desktop:          {url}/desktop\n  \
-         admin console:          {url}/admin\n",
+         admin console:          {url}/admin\n  \
+         sign in:                {sign_in}\n",
         org.org_id, org.lab_admin_token, org.production_admin_token, org.connection_data
     );
     let mut out = std::io::stdout().lock();
@@ -438,6 +449,35 @@ fn print_first_start_banner(org: &contextd_core::service::OrgBootstrap, url: &st
              create new ones with `contextd keys create` or `contextd org create`"
         );
     }
+}
+
+/// The name of the admin user the first start creates in both partitions.
+const FIRST_ADMIN: &str = "admin";
+
+/// Creates the user `admin` in both partitions of a new organization, with one random
+/// password, so that people can sign in to the desktop and the console at once. Best-effort:
+/// on failure the tokens still let an operator create users.
+async fn first_admin_users(
+    context: &contextd_core::service::Context,
+    org: &contextd_core::service::OrgBootstrap,
+) -> Option<String> {
+    let password = contextd_core::auth::random_secret();
+    for token in [&org.lab_admin_token, &org.production_admin_token] {
+        let created = async {
+            let admin = context.authenticate(token).await?;
+            let new = contextd_proto::access::NewUser {
+                name: FIRST_ADMIN.into(),
+                role: contextd_core::auth::Role::Admin,
+                password: password.clone(),
+            };
+            context.create_user(&admin, new).await
+        };
+        if let Err(e) = created.await {
+            tracing::warn!(error = %e, "the first admin user could not be created");
+            return None;
+        }
+    }
+    Some(password)
 }
 
 async fn serve(
@@ -454,7 +494,10 @@ async fn serve(
     let url = public_url.unwrap_or_else(|| format!("http://{local}"));
     if context.is_empty().await? {
         match context.create_org("default", &url).await {
-            Ok(org) => print_first_start_banner(&org, &url),
+            Ok(org) => {
+                let password = first_admin_users(&context, &org).await;
+                print_first_start_banner(&org, password.as_deref(), &url);
+            }
             // Another instance on the same database created it first.
             Err(contextd_core::CoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e).context("cannot create the default organization"),

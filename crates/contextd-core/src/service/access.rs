@@ -281,7 +281,7 @@ impl Context {
             return Err(denied());
         };
         let secret = auth::random_secret();
-        let csrf = auth::random_secret();
+        let csrf = auth::csrf_token(&secret);
         let now = now_ms();
         let session = SessionRecord {
             secret_hash: auth::hash_secret(&secret),
@@ -337,6 +337,14 @@ impl Context {
             granted: false,
         })
         .await
+    }
+
+    /// The display name of a principal: the user's name, or the API key's.
+    pub async fn principal_name(&self, principal: &Principal) -> Result<Option<String>, CoreError> {
+        Ok(match principal.kind {
+            PrincipalKind::User => self.store.user(principal.id).await?.map(|u| u.name),
+            PrincipalKind::ApiKey => self.store.api_key(principal.id).await?.map(|k| k.name),
+        })
     }
 
     /// Signs a session out at once.

@@ -202,6 +202,7 @@ mod fields;
 mod objects;
 mod orgs;
 mod reveal;
+mod settings;
 pub mod webhooks;
 mod writes;
 

@@ -9,13 +9,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use contextd_proto::events::{Delivery, DeliveryOutcome, Event, EventFilter, EventType};
+use contextd_proto::events::{
+    addressed_to, Delivery, DeliveryOutcome, Event, EventFilter, EventType,
+};
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{StoreError, StoredObject};
 use crate::ids::Scope;
-use crate::object::{Contributor, ContributorType};
+use crate::object::{Contributor, ContributorType, Kind};
 
 /// The change an object write records in the outbox: what happened, and who did it.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,6 +62,12 @@ impl StoredEvent {
                 last_updated: object.last_updated,
                 contributor: by.clone(),
                 time: crate::time::now_ms(),
+                // Writes only: a delete's event is built from the row the store removes.
+                addressed_to: match (object.kind, event_type) {
+                    (_, EventType::Deleted | EventType::Erased) => None,
+                    (Kind::Activity, _) => addressed_to(&object.tags).map(str::to_owned),
+                    _ => None,
+                },
             },
         }
     }

@@ -40,6 +40,7 @@ mod keys;
 mod objects;
 mod schema;
 mod search;
+mod settings;
 
 pub use audit::{AuditEntry, AuditQuery, AuditStore};
 pub use connectors::{ConnectorCredential, ConnectorRecord, ConnectorStore};
@@ -61,6 +62,7 @@ pub use objects::{
 };
 pub use schema::{check_schema_version, Migration};
 pub use search::{wanted_states, Condition, SearchPlan, TimeBound};
+pub use settings::SettingsStore;
 
 /// The store traits, for code that calls them on a backend type rather than on `dyn Store`.
 pub mod prelude {
@@ -143,6 +145,7 @@ pub trait Store:
     + ConnectorStore
     + EventStore
     + WebhookStore
+    + SettingsStore
 {
     /// A short name for logs and status (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

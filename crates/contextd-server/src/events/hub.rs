@@ -301,6 +301,7 @@ mod tests {
                     kind: ContributorType::Machine,
                 },
                 time: chrono::Utc::now(),
+                addressed_to: None,
             },
         }
     }

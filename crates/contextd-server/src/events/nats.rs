@@ -502,6 +502,7 @@ mod tests {
                     kind: ContributorType::User,
                 },
                 time: Utc::now(),
+                addressed_to: None,
             },
         }
     }

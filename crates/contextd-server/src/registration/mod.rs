@@ -16,6 +16,8 @@ mod approval;
 mod flow;
 mod page;
 
+pub(crate) use page::escape;
+
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -162,7 +164,7 @@ fn error_page(base: &str, error: ApiError) -> Page {
 }
 
 /// The name of the session's organization (the store has no lookup by id; orgs are few).
-async fn org_name(state: &AppState, principal: &Principal) -> Result<String, ApiError> {
+pub(crate) async fn org_name(state: &AppState, principal: &Principal) -> Result<String, ApiError> {
     let orgs = state
         .context
         .store()

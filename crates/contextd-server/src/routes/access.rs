@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
 use contextd_core::access::NewSession;
+use contextd_core::auth::PrincipalKind;
 use contextd_core::store::AuditQuery;
 use contextd_core::{ObjectId, Partition};
 use contextd_proto::access::{
@@ -158,15 +159,27 @@ pub async fn sign_out(State(state): State<AppState>, headers: HeaderMap) -> ApiR
     Ok(response)
 }
 
-/// The caller's identity (key or session).
+/// The caller's identity (key or session); with the session cookie, also the session's CSRF
+/// token, so that a reloaded page can make unsafe requests again.
 #[utoipa::path(get, path = "/v1/sessions/current", tag = "access", responses((status = 200, body = WhoAmI)), security(("bearer" = [])))]
-pub async fn whoami(Auth(actor): Auth) -> Json<WhoAmI> {
-    Json(WhoAmI {
+pub async fn whoami(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    headers: HeaderMap,
+) -> ApiResult<Json<WhoAmI>> {
+    let csrf_token = match actor.kind {
+        PrincipalKind::User => session_cookie(&headers).map(contextd_core::auth::csrf_token),
+        PrincipalKind::ApiKey => None,
+    };
+    Ok(Json(WhoAmI {
         id: actor.id,
         role: actor.role,
         partition: actor.scope.partition,
         org_id: actor.scope.org.to_string(),
-    })
+        org_name: crate::registration::org_name(&state, &actor).await.ok(),
+        name: state.context.principal_name(&actor).await?,
+        csrf_token,
+    }))
 }
 
 /// Create an API key (admin); the token is shown in this answer only.

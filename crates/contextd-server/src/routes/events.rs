@@ -121,21 +121,25 @@ fn filter(query: &EventsQuery) -> ApiResult<EventFilter> {
         .map(EventFilter::parse_types)
         .transpose()?
         .unwrap_or_default();
-    let contributor = present(&query.contributor).map(str::to_owned);
-    if contributor
-        .as_ref()
-        .is_some_and(|c| c.chars().count() > MAX_CONTRIBUTOR)
-    {
-        return Err(ApiError::bad_request(format!(
-            "contributor is longer than {MAX_CONTRIBUTOR} characters"
-        )));
-    }
+    let contributor = bounded(&query.contributor, "contributor")?;
+    let addressed_to = bounded(&query.addressed_to, "addressedTo")?;
     Ok(EventFilter {
         types,
         customer_id,
         contributor,
         media_type,
+        addressed_to,
     })
+}
+
+/// A query value naming a contributor or user, at most [`MAX_CONTRIBUTOR`] characters.
+fn bounded(value: &Option<String>, name: &str) -> ApiResult<Option<String>> {
+    match present(value) {
+        Some(v) if v.chars().count() > MAX_CONTRIBUTOR => Err(ApiError::bad_request(format!(
+            "{name} is longer than {MAX_CONTRIBUTOR} characters"
+        ))),
+        v => Ok(v.map(str::to_owned)),
+    }
 }
 
 /// A query value, trimmed; `None` when absent or empty.

@@ -5,5 +5,6 @@ pub mod connectors;
 pub mod dictionary;
 pub mod events;
 pub mod objects;
+pub mod settings;
 pub mod system;
 pub mod webhooks;

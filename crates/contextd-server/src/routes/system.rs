@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
+use contextd_core::auth::Role;
 use contextd_core::service::Context;
-use contextd_proto::system::{Dependency, EncryptionStatus, Ping, Status};
+use contextd_proto::system::{Dependency, EncryptionStatus, LiveStats, Ping, Status};
 
 use crate::error::ApiResult;
 use crate::events::nats::Link;
@@ -44,6 +45,19 @@ pub async fn status(State(state): State<AppState>, Auth(actor): Auth) -> ApiResu
         uptime_seconds: state.started.elapsed().as_secs(),
         partition: actor.scope.partition,
         dependencies: health.dependencies,
+    }))
+}
+
+/// This instance's per-operation statistics since its last periodic summary (admin): what
+/// the admin console's live statistics show.
+#[utoipa::path(get, path = "/v1/stats", tag = "system",
+    responses((status = 200, body = LiveStats), (status = 403, body = crate::error::Problem)),
+    security(("bearer" = [])))]
+pub async fn stats(State(state): State<AppState>, Auth(actor): Auth) -> ApiResult<Json<LiveStats>> {
+    actor.require(&[Role::Admin])?;
+    Ok(Json(LiveStats {
+        uptime_seconds: state.started.elapsed().as_secs(),
+        operations: state.telemetry.stats().summary(),
     }))
 }
 

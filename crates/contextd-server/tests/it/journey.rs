@@ -258,3 +258,88 @@ async fn activities_of_every_media_type() {
         .expect("timeline");
     assert_eq!(all.total, 9);
 }
+
+/// The journey example of the SDK (`cargo run -p contextd-client --example journey`), run
+/// against a server on port 0 with the `default` connector's connectionData, as a component
+/// would run it.
+#[path = "../../../contextd-client/examples/journey.rs"]
+mod journey_example;
+
+#[tokio::test]
+async fn the_journey_example_replays_every_step() {
+    let s = TestServer::start().await;
+    let client = contextd_client::Client::from_connection_data(
+        &s.org.connection_data,
+        contextd_client::Settings::standard().with_lab_mode(true),
+    )
+    .expect("client from connectionData");
+    let mut printed = Vec::new();
+    let j = journey_example::run(&client, &mut printed)
+        .await
+        .expect("the journey runs");
+
+    // The IVR found the customer by his number written differently, and his open request.
+    assert_eq!(
+        j.ivr_found_customer, j.customer,
+        "IVR lookup by caller number"
+    );
+    assert_eq!(j.ivr_found_request, j.request, "IVR found the open request");
+    // The screen pop: the desktop's subscriber saw the SMS within a second.
+    let seen = j
+        .sms_seen_by_subscriber
+        .expect("the subscriber saw the SMS");
+    assert!(
+        seen < std::time::Duration::from_secs(1),
+        "SMS seen after {seen:?}"
+    );
+    assert_eq!(j.sms_confirmation_contributor, ContributorType::Machine);
+    assert_eq!(
+        j.request_state_at_end,
+        State::Closed,
+        "the request is closed"
+    );
+
+    // One timeline holds every step, newest first, each where the journey put it.
+    let on_timeline = ids(&j.timeline);
+    for (step, id) in [
+        ("IoT event", j.iot_event),
+        ("web visit", j.web_visit),
+        ("request", j.request),
+        ("chat", j.chat),
+        ("voice", j.voice),
+        ("SMS proposal", j.sms_proposal),
+        ("SMS confirmation", j.sms_confirmation),
+    ] {
+        assert!(on_timeline.contains(&id), "{step} is on the timeline");
+    }
+    let by_id = |id: ObjectId| j.timeline.iter().find(|o| o.id == id).expect("on timeline");
+    for (id, media) in [
+        (j.iot_event, MediaType::Event),
+        (j.web_visit, MediaType::Web),
+        (j.chat, MediaType::Chat),
+        (j.voice, MediaType::Voice),
+        (j.sms_proposal, MediaType::Sms),
+        (j.sms_confirmation, MediaType::Sms),
+    ] {
+        assert_eq!(by_id(id).media_type, Some(media));
+        assert_eq!(
+            by_id(id).customer_id,
+            Some(j.customer),
+            "{media:?} belongs to him"
+        );
+    }
+    for in_request in [j.chat, j.voice, j.sms_proposal, j.sms_confirmation] {
+        assert_eq!(by_id(in_request).parent_id, Some(j.request));
+    }
+    assert!(
+        j.timeline.windows(2).all(|w| w[0].created >= w[1].created),
+        "newest first"
+    );
+    // And it printed the steps and the timeline.
+    let printed = String::from_utf8(printed).expect("utf-8");
+    assert!(
+        printed.contains(&j.voice.to_string()),
+        "the POD id is printed:\n{printed}"
+    );
+    assert!(printed.contains("Service appointment"), "{printed}");
+}

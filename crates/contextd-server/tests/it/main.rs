@@ -4,6 +4,7 @@ mod support;
 
 mod access;
 mod audit;
+mod browser;
 mod concurrency;
 mod connections;
 mod connectors;
@@ -25,4 +26,5 @@ mod search;
 mod signin;
 mod users;
 mod validation;
+mod web;
 mod webhooks;

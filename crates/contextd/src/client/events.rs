@@ -27,6 +27,9 @@ pub struct WatchArgs {
     /// Only changes made by this contributor id.
     #[arg(long, value_name = "ID")]
     contributor: Option<String>,
+    /// Only activities addressed to this user name (tagged `agent:<name>`).
+    #[arg(long, value_name = "NAME")]
+    addressed_to: Option<String>,
     /// Start after this event id (every later event is shown) instead of from now.
     #[arg(long, value_name = "ID")]
     after: Option<u64>,
@@ -52,6 +55,7 @@ pub async fn watch(args: &ClientArgs, watch: WatchArgs) -> anyhow::Result<()> {
         customer_id: watch.customer,
         contributor: watch.contributor,
         media_type: watch.media_type,
+        addressed_to: watch.addressed_to,
     };
     let mut events = client.events(filter, watch.after);
     // The first connection's failure is the command's (the stream would retry some).
@@ -131,6 +135,7 @@ mod tests {
                 kind: ContributorType::User,
             },
             time,
+            addressed_to: None,
         };
         assert_eq!(
             line(&event),
