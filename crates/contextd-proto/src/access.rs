@@ -287,6 +287,10 @@ pub struct WhoAmI {
     /// reloaded after sign-in reads it here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csrf_token: Option<String>,
+    /// The organization's allowed host origins (`/v1/settings/embedding`): the only hosts
+    /// whose `postMessage` an embedded desktop obeys once signed in.
+    #[serde(default)]
+    pub embed_origins: Vec<String>,
 }
 
 /// Answer to a grant.

@@ -339,6 +339,16 @@ impl Context {
         .await
     }
 
+    /// The CSRF token of a live session, for a page reloaded after sign-in; `None` for a
+    /// session whose token was not derived from its secret (made before this rule).
+    pub async fn session_csrf(&self, secret: &str) -> Result<Option<String>, CoreError> {
+        let Some(s) = self.store.session(auth::hash_secret(secret)).await? else {
+            return Ok(None);
+        };
+        let csrf = auth::csrf_token(secret);
+        Ok(auth::secret_matches(&csrf, &s.csrf_hash).then_some(csrf))
+    }
+
     /// The display name of a principal: the user's name, or the API key's.
     pub async fn principal_name(&self, principal: &Principal) -> Result<Option<String>, CoreError> {
         Ok(match principal.kind {

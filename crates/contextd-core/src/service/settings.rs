@@ -55,11 +55,22 @@ impl Context {
         let mut all = BTreeSet::new();
         for (org, value) in self.store.org_settings_named(EMBEDDING).await? {
             match serde_json::from_str::<EmbeddingSettings>(&value) {
-                Ok(s) => all.extend(s.allowed_origins),
+                // Checked again: the list goes into a header every organization's page gets.
+                Ok(s) => all.extend(
+                    s.allowed_origins
+                        .iter()
+                        .filter_map(|o| normalize_origin(o).ok()),
+                ),
                 Err(e) => tracing::warn!(%org, error = %e, "unreadable embedding setting ignored"),
             }
         }
         Ok(all.into_iter().collect())
+    }
+
+    /// The caller's organization's allowed origins (any role): the only hosts whose
+    /// `postMessage` the signed-in desktop obeys.
+    pub async fn own_embed_origins(&self, actor: &Principal) -> Result<Vec<String>, CoreError> {
+        Ok(self.embedding_of(actor.scope.org).await?.allowed_origins)
     }
 
     async fn embedding_of(&self, org: OrgId) -> Result<EmbeddingSettings, CoreError> {
@@ -111,6 +122,19 @@ fn normalize_origin(origin: &str) -> Result<String, String> {
     if !bare {
         return Err(format!("'{quoted}' has more than scheme, host and port"));
     }
+    // URL hosts may hold `;`, `*`, `'` or `,`, which mean something in a policy header.
+    let plain_host = match url.host() {
+        Some(url::Host::Domain(d)) => d
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'),
+        Some(url::Host::Ipv4(_) | url::Host::Ipv6(_)) => true,
+        None => false,
+    };
+    if !plain_host {
+        return Err(format!(
+            "'{quoted}' has a host name with characters no host name has"
+        ));
+    }
     Ok(url.origin().ascii_serialization())
 }
 
@@ -136,6 +160,11 @@ mod tests {
             "https://user@desk.example.com",
             "javascript:alert(1)",
             "https://a.example; script-src *",
+            "https://a.example;sandbox",
+            "https://a%3Bb.example",
+            "https://*",
+            "https://a.example,https://b.example",
+            "https://'self'",
             "*",
         ] {
             assert!(normalize_origin(bad).is_err(), "{bad} was accepted");

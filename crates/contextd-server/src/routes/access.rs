@@ -167,9 +167,9 @@ pub async fn whoami(
     Auth(actor): Auth,
     headers: HeaderMap,
 ) -> ApiResult<Json<WhoAmI>> {
-    let csrf_token = match actor.kind {
-        PrincipalKind::User => session_cookie(&headers).map(contextd_core::auth::csrf_token),
-        PrincipalKind::ApiKey => None,
+    let csrf_token = match (actor.kind, session_cookie(&headers)) {
+        (PrincipalKind::User, Some(secret)) => state.context.session_csrf(secret).await?,
+        _ => None,
     };
     Ok(Json(WhoAmI {
         id: actor.id,
@@ -179,6 +179,7 @@ pub async fn whoami(
         org_name: crate::registration::org_name(&state, &actor).await.ok(),
         name: state.context.principal_name(&actor).await?,
         csrf_token,
+        embed_origins: state.context.own_embed_origins(&actor).await?,
     }))
 }
 

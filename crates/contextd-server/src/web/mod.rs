@@ -25,6 +25,11 @@ use crate::AppState;
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'";
 
+/// [`CSP`] with no framing.
+const NO_FRAMES: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+                         img-src 'self' data:; connect-src 'self'; form-action 'self'; \
+                         base-uri 'none'; frame-ancestors 'none'";
+
 /// The element of `desktop.html` whose `content` receives the allowed host origins, which
 /// the desktop's script checks every `postMessage` against.
 const ORIGINS_META: &str = r#"<meta name="contextd-embed-origins" content="">"#;
@@ -118,16 +123,19 @@ async fn admin() -> Response {
 }
 
 fn page(html: String, frame_ancestors: &str, deny_frames: bool) -> Response {
-    let csp = format!("{CSP}; frame-ancestors {frame_ancestors}");
+    let csp = HeaderValue::from_str(&format!("{CSP}; frame-ancestors {frame_ancestors}"));
+    // Fails closed: a policy that can't be sent means no framing at all.
+    let (csp, deny_frames) = match csp {
+        Ok(v) => (v, deny_frames),
+        Err(_) => (HeaderValue::from_static(NO_FRAMES), true),
+    };
     let mut response = html.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
-    if let Ok(v) = HeaderValue::from_str(&csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     if deny_frames {
         headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
@@ -195,4 +203,32 @@ pub async fn no_store(mut response: Response) -> Response {
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_policy_that_cannot_be_sent_forbids_framing() {
+        let response = page(String::new(), "https://a.example\n", false);
+        let headers = response.headers();
+        assert_eq!(
+            headers
+                .get(header::CONTENT_SECURITY_POLICY)
+                .map(HeaderValue::as_bytes),
+            Some(NO_FRAMES.as_bytes())
+        );
+        assert_eq!(
+            headers
+                .get(header::X_FRAME_OPTIONS)
+                .map(HeaderValue::as_bytes),
+            Some(&b"DENY"[..])
+        );
+    }
+
+    #[test]
+    fn the_fallback_policy_is_the_pages_policy_without_frames() {
+        assert_eq!(NO_FRAMES, format!("{CSP}; frame-ancestors 'none'"));
+    }
 }

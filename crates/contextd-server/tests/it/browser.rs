@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use contextd_client::Client;
 use contextd_proto::access::{NewUser, Role};
-use contextd_proto::object::State;
+use contextd_proto::object::{SearchRequest, State};
 use contextd_proto::system::EmbeddingSettings;
 use contextd_proto::{ContextObject, Kind, ObjectId};
 use fantoccini::{ClientBuilder, Locator};
 use serde_json::{json, Value};
 
-use crate::support::{input, new_customer, patch, TestServer};
+use crate::support::{input, new_customer, patch, search, TestServer};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -196,6 +196,22 @@ async fn eventually(c: &Client, kind: Kind, id: ObjectId, done: impl Fn(&Context
             Instant::now() < deadline,
             "the page's change never arrived: {o:?}"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls a search until it finds something.
+async fn eventually_found(c: &Client, kind: Kind, request: &SearchRequest, what: &str) {
+    let deadline = Instant::now() + PATIENCE;
+    while c
+        .search(kind, request)
+        .await
+        .expect("search")
+        .items
+        .unwrap_or_default()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "{what} never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -379,6 +395,64 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
         "?phone= opens the caller",
     )
     .await;
+
+    // Comment on the SMS, and open a new request for the customer.
+    let sms_entry = format!("#timeline li.entry[data-id='{}']", sms.id);
+    b.click(&format!("{sms_entry} button.add-comment")).await;
+    b.fill(
+        &format!("{sms_entry} form.comment-form textarea[name=comment]"),
+        "Confirmed by phone",
+    )
+    .await;
+    b.click(&format!(
+        "{sms_entry} form.comment-form button[type=submit]"
+    ))
+    .await;
+    let comments = search(json!({"terms": {"parentId": [sms.id.to_string()]}}));
+    eventually_found(&admin, Kind::Detail, &comments, "the comment").await;
+    b.click("#new-request").await;
+    b.fill("#new-request-title", "Tyre change").await;
+    b.click("#new-request-submit").await;
+    let requests = search(
+        json!({"terms": {"customerId": [seed.customer.to_string()], "Context_Title": ["Tyre change"]}, "match": "all"}),
+    );
+    eventually_found(&admin, Kind::Request, &requests, "the new request").await;
+
+    // An unknown visitor's chat becomes a customer from its source fields.
+    let visitor = admin
+        .create(
+            Kind::Activity,
+            &input(json!({"mediaType": "chat", "fieldsets": ["cisco.base.pod"],
+            "data": {"Context_POD_Source_Cust_Name": "Maria Grazia Rossi",
+                     "Context_POD_Source_Email": "mg@example.com",
+                     "Context_POD_Source_Phone": "+39 02 1234 5678"}})),
+        )
+        .await
+        .expect("visitor chat");
+    b.goto(&format!("{}/desktop?podId={}", s.url, visitor.id))
+        .await;
+    b.click(&format!(
+        "#timeline li.entry[data-id='{}'] button.create-customer",
+        visitor.id
+    ))
+    .await;
+    eventually(&admin, Kind::Activity, visitor.id, |o| {
+        o.customer_id.is_some()
+    })
+    .await;
+    let linked = admin.get(Kind::Activity, visitor.id).await.expect("read");
+    let made = admin
+        .get(Kind::Customer, linked.customer_id.expect("linked"))
+        .await
+        .expect("the new customer");
+    for (field, value) in [
+        ("Context_First_Name", "Maria Grazia"),
+        ("Context_Last_Name", "Rossi"),
+        ("Context_Home_Email", "mg@example.com"),
+        ("Context_Mobile_Phone", "+39 02 1234 5678"),
+    ] {
+        assert_eq!(made.data[field], value, "{field}");
+    }
 
     // Sign out: back to the sign-in form, and the session is gone server-side.
     b.click("#signout").await;

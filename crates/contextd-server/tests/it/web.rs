@@ -271,10 +271,36 @@ async fn admins_list_the_origins_allowed_to_frame_the_desktop() {
     audit.expect(200);
     assert_eq!(audit.at("/items").as_array().map(Vec::len), Some(1));
 
-    // Agents may neither read nor change it.
+    // Agents may neither read nor change it, but their desktop learns its own organization's
+    // list (and only it) to check the host's messages against.
     let (_, agent) = crate::support::key(&admin, contextd_core::auth::Role::Agent).await;
     forbidden(s.client(&agent).embedding().await);
     forbidden(s.client(&agent).set_embedding(&saved).await);
+    let who = s.client(&agent).whoami().await.expect("whoami");
+    assert_eq!(who.embed_origins, saved.allowed_origins);
+    let other = s
+        .context
+        .create_org("other", &s.url)
+        .await
+        .expect("another org");
+    let other_admin = s.client(&other.lab_admin_token);
+    other_admin
+        .set_embedding(&EmbeddingSettings {
+            allowed_origins: vec!["https://other.example".into()],
+        })
+        .await
+        .expect("set");
+    assert_eq!(
+        s.client(&agent).whoami().await.expect("whoami").embed_origins,
+        saved.allowed_origins,
+        "another organization's hosts are not this one's"
+    );
+    let (_, headers, _) = fetch(&s, "/desktop").await;
+    assert!(
+        directive(header(&headers, CONTENT_SECURITY_POLICY), "frame-ancestors")
+            .contains("https://other.example"),
+        "framing is allowed for every organization's hosts (the page is served before sign-in)"
+    );
 }
 
 #[tokio::test]

@@ -209,7 +209,7 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
         .expect("serve");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     let mut printed = Vec::new();
-    for _ in 0..7 {
+    for _ in 0..9 {
         printed.push(lines.next().expect("a line").expect("utf-8"));
     }
     let token = |label: &str| {
@@ -226,6 +226,35 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
         "the desktop URL is printed"
     );
     wait_ready(&http, &base).await;
+    // The printed pages answer, and the printed admin password signs in to both partitions.
+    for page in ["/desktop", "/admin"] {
+        let url = printed
+            .iter()
+            .find_map(|l| l.split_whitespace().find(|w| w.ends_with(page)))
+            .expect("the page's URL is printed");
+        assert_eq!(
+            http.get(url).send().await.expect("page").status(),
+            200,
+            "{url}"
+        );
+    }
+    let sign_in = token("sign in:");
+    let password = sign_in
+        .split_whitespace()
+        .skip_while(|w| *w != "password")
+        .nth(1)
+        .expect("the admin password is printed");
+    for partition in ["lab", "production"] {
+        let session = http
+            .post(format!("{base}/v1/sessions"))
+            .json(
+                &serde_json::json!({"partition": partition, "name": "admin", "password": password}),
+            )
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(session.status(), 201, "admin signs in to {partition}");
+    }
     let created = http.post(format!("{base}/v1/customers")).bearer_auth(&lab).json(&serde_json::json!({"fieldsets": ["cisco.base.customer"], "data": {"Context_First_Name": "Ola"}})).send().await.expect("create");
     assert_eq!(created.status(), 201);
     let status = terminate(&mut first);

@@ -158,7 +158,8 @@ async fn users_commands_create_list_disable_enable_reset_and_delete() {
         .iter()
         .filter_map(|u| u["name"].as_str())
         .collect();
-    assert_eq!(names, ["ada", "bob"]);
+    // "admin" is the user the first start creates in both partitions.
+    assert_eq!(names, ["ada", "admin", "bob"]);
     let table = ok(&run(&["list"], None));
     assert!(table
         .lines()
