@@ -72,6 +72,16 @@ impl Context {
         })
     }
 
+    /// An organization's name (its id's text if it has none: the store has no lookup by id,
+    /// and organizations are few).
+    pub async fn org_name(&self, org: OrgId) -> Result<String, CoreError> {
+        let orgs = self.store.orgs().await?;
+        Ok(orgs
+            .into_iter()
+            .find(|o| o.id == org)
+            .map_or_else(|| org.to_string(), |o| o.name))
+    }
+
     /// Whether the database holds no organization yet.
     pub async fn is_empty(&self) -> Result<bool, CoreError> {
         Ok(self.store.count_orgs().await? == 0)

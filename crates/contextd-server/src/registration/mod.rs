@@ -163,20 +163,6 @@ fn error_page(base: &str, error: ApiError) -> Page {
     page::failure(base, status, message).with_retry_after(retry)
 }
 
-/// The name of the session's organization (the store has no lookup by id; orgs are few).
-pub(crate) async fn org_name(state: &AppState, principal: &Principal) -> Result<String, ApiError> {
-    let orgs = state
-        .context
-        .store()
-        .orgs()
-        .await
-        .map_err(CoreError::from)?;
-    Ok(orgs
-        .into_iter()
-        .find(|o| o.id == principal.scope.org)
-        .map_or_else(|| principal.scope.org.to_string(), |o| o.name))
-}
-
 /// The connector of the session's organization that owns `client_id`.
 async fn connector_of(
     state: &AppState,
@@ -246,7 +232,7 @@ async fn approval_page(
     flow: &Flow,
     session: &Session,
 ) -> Result<Page, ApiError> {
-    let org = org_name(state, &session.principal).await?;
+    let org = state.context.org_name(session.principal.scope.org).await?;
     let token = approval::issue(&session.secret, session.principal.id, flow, now_ms());
     let ttl = settings.approval_ttl;
     Ok(match flow.target {

@@ -176,7 +176,7 @@ pub async fn whoami(
         role: actor.role,
         partition: actor.scope.partition,
         org_id: actor.scope.org.to_string(),
-        org_name: crate::registration::org_name(&state, &actor).await.ok(),
+        org_name: Some(state.context.org_name(actor.scope.org).await?),
         name: state.context.principal_name(&actor).await?,
         csrf_token,
         embed_origins: state.context.own_embed_origins(&actor).await?,
