@@ -470,16 +470,7 @@ async fn a_host_desktop_drives_the_embedded_gadget_through_post_message() {
     add_user(&admin, "ana", Role::Agent).await;
     let seed = seed(&admin).await;
     // The sample host page of docs/, served from another origin of the same site.
-    let host = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let host_origin = format!("http://{}", host.local_addr().expect("addr"));
-    let page = include_str!("../../../../docs/embed-host.html");
-    let app = axum::Router::new().route(
-        "/",
-        axum::routing::get(move || async move { axum::response::Html(page) }),
-    );
-    tokio::spawn(async move { axum::serve(host, app).await });
+    let host_origin = serve_host_page().await;
     admin
         .set_embedding(&EmbeddingSettings {
             allowed_origins: vec![host_origin.clone()],
@@ -530,7 +521,61 @@ async fn a_host_desktop_drives_the_embedded_gadget_through_post_message() {
     b.fill("#caller", "1-555-010-0001").await;
     b.click("#answer").await;
     b.shot("embedded").await;
+
+    // A host another organization allowed may frame the page (it is served before sign-in),
+    // but this organization's signed-in agent obeys only this organization's hosts.
+    let stranger = serve_host_page().await;
+    let other = s.context.create_org("other", &s.url).await.expect("org");
+    s.client(&other.lab_admin_token)
+        .set_embedding(&EmbeddingSettings {
+            allowed_origins: vec![stranger.clone()],
+        })
+        .await
+        .expect("the other org allows its host");
+    b.goto(&format!("{stranger}/?contextd={}", s.url)).await;
+    let frame = b.shown("#gadget").await;
+    frame.enter_frame().await.expect("into the gadget");
+    b.shown("#search-input").await;
+    b.web.enter_parent_frame().await.expect("back to the host");
+    b.fill("#pod-id", &seed.voice.to_string()).await;
+    b.click("#answer").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = b.text("#host-log").await;
+    assert!(
+        !log.contains("customerShown"),
+        "a stranger host drove the desktop: {log}"
+    );
+    let frame = b.shown("#gadget").await;
+    frame.enter_frame().await.expect("into the gadget");
+    let shown = b
+        .web
+        .execute(
+            "return document.querySelector('#customer-name')?.textContent || ''",
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert!(
+        !shown.as_str().unwrap_or_default().contains("Erik"),
+        "shown: {shown}"
+    );
     b.close().await;
+}
+
+/// Serves the sample host page of docs/ on a port of its own (another origin of the same
+/// site as the server); returns its origin.
+async fn serve_host_page() -> String {
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let origin = format!("http://{}", host.local_addr().expect("addr"));
+    let page = include_str!("../../../../docs/embed-host.html");
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    tokio::spawn(async move { axum::serve(host, app).await });
+    origin
 }
 
 #[tokio::test]

@@ -291,7 +291,11 @@ async fn admins_list_the_origins_allowed_to_frame_the_desktop() {
         .await
         .expect("set");
     assert_eq!(
-        s.client(&agent).whoami().await.expect("whoami").embed_origins,
+        s.client(&agent)
+            .whoami()
+            .await
+            .expect("whoami")
+            .embed_origins,
         saved.allowed_origins,
         "another organization's hosts are not this one's"
     );

@@ -780,7 +780,7 @@ function renderUsers() {
           action(u.disabled ? "Enable" : "Disable", `${u.disabled ? "Enable" : "Disable"} user ${u.name}`, () =>
             setUserDisabled(u, !u.disabled),
           ),
-          action("End sessions", `End every session of ${u.name}`, () => endSessions(u)),
+          action("End sessions", `End sessions of user ${u.name}`, () => endSessions(u)),
           action("Delete", `Delete user ${u.name}`, () => deleteUser(u), "danger small"),
         ),
       ),
@@ -1660,7 +1660,12 @@ const LOADERS = {
 };
 
 function sectionFromHash() {
-  const name = decodeURIComponent(location.hash.slice(1));
+  let name;
+  try {
+    name = decodeURIComponent(location.hash.slice(1));
+  } catch {
+    return "fields"; // a malformed escape
+  }
   return SECTIONS.includes(name) ? name : "fields";
 }
 
@@ -1733,18 +1738,6 @@ function showSignIn({ partition, name, org, message } = {}) {
   $("forbidden").hidden = true;
   document.title = "Sign in · contextd admin";
   const form = signInForm({ partitionChoice: true, onSignedIn: (who) => enter(who) });
-  // The sign-in takes the organization's name, which whoami doesn't give: keep what was typed.
-  form.addEventListener("submit", () => {
-    const org = form.querySelector("#signin-org")?.value.trim();
-    if (org) {
-      state.orgName = org;
-      try {
-        localStorage.setItem(ORG_KEY, org);
-      } catch {
-        // Not remembered: the partition switch will ask for it.
-      }
-    }
-  });
   $("signin-slot").replaceChildren(form);
   const set = (sel, value) => {
     const c = form.querySelector(sel);
@@ -1779,7 +1772,15 @@ function enter(who) {
   }
   resetConsole();
   state.who = who;
-  if (who.orgName) state.orgName = who.orgName;
+  if (who.orgName) {
+    // The next sign-in form (and the partition switch) proposes the organization.
+    state.orgName = who.orgName;
+    try {
+      localStorage.setItem(ORG_KEY, who.orgName);
+    } catch {
+      // Not remembered: the form asks for it.
+    }
+  }
   $("boot-status").hidden = true;
   $("signin-area").hidden = true;
   $("signin-slot").replaceChildren();
@@ -1825,16 +1826,17 @@ function initSession() {
     leave((who) => ({
       partition: otherPartition(who?.partition),
       name: who?.name,
-      org: state.orgName,
+      org: who?.orgName || state.orgName,
     })),
   );
-  window.addEventListener("contextd:signed-out", () => {
+  window.addEventListener("contextd:signed-out", (ev) => {
     const who = state.who;
     if (!who) return;
     showSignIn({
       partition: who.partition,
       name: who.name,
-      message: "Your session has ended. Sign in again.",
+      org: who.orgName,
+      message: ev.detail?.notice || "Your session has ended. Sign in again.",
     });
   });
 }

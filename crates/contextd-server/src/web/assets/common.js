@@ -30,8 +30,32 @@ export class ApiError extends Error {
   }
 }
 
-function signedOut() {
-  window.dispatchEvent(new CustomEvent("contextd:signed-out"));
+/** Said when the session cookie now belongs to someone else (a sign-in in another tab). */
+const SIGNED_IN_ELSEWHERE = "You signed in elsewhere in this browser; sign in again.";
+/** Said when the session predates the CSRF token's storage (an upgrade): it can't make changes. */
+const SIGN_IN_AGAIN = "Please sign in again.";
+
+/** The identity the page works as: {id, partition, orgId?}; set by signIn and whoami. */
+let pageUser = null;
+/** A message for the next sign-in form (#signin-error), taken once. */
+let pendingNotice = "";
+/** The dictionary's promise, once per session (see loadDictionary). */
+let dictionary = null;
+
+/** Tells the page that it is signed out; `notice` (optional) says why. */
+function signedOut(notice = "") {
+  pageUser = null;
+  dictionary = null;
+  window.dispatchEvent(new CustomEvent("contextd:signed-out", { detail: { notice } }));
+}
+
+function identityOf(who) {
+  return who ? { id: who.id, partition: who.partition, orgId: who.orgId || "" } : null;
+}
+
+function sameIdentity(a, b) {
+  return !!a && !!b && a.id === b.id && a.partition === b.partition
+    && (!a.orgId || !b.orgId || a.orgId === b.orgId);
 }
 
 /**
@@ -73,6 +97,13 @@ export async function api(method, path, body, options = {}) {
   if (!res.ok) {
     const problem = json && typeof json === "object" ? json : { title: res.statusText };
     if (res.status === 401 && !options.quiet401) signedOut();
+    if (res.status === 403 && UNSAFE.has(method) && !options.csrfRetried
+      && /csrf/i.test(`${problem.detail || ""} ${problem.title || ""}`)) {
+      // The cookie may have changed hands (a sign-in in another tab): the same user again
+      // brings a new token (then try once more), anyone else signs this page out.
+      const who = await recheckSession();
+      if (who) return api(method, path, body, { ...options, csrfRetried: true });
+    }
     throw new ApiError(res.status, problem);
   }
   return json;
@@ -81,8 +112,11 @@ export async function api(method, path, body, options = {}) {
 /** Signs in with name and password; the session cookie is set by the server. */
 export async function signIn({ org, partition, name, password }) {
   const body = { org: org || "default", partition: partition || "production", name, password };
+  dictionary = null; // another organization or partition has another dictionary
+  pendingNotice = "";
   const session = await api("POST", "v1/sessions", body, { quiet401: true });
   if (session && session.csrfToken) sessionStorage.setItem(CSRF_KEY, session.csrfToken);
+  pageUser = session && session.user ? { id: session.user.id, partition: body.partition, orgId: "" } : null;
   return session;
 }
 
@@ -92,22 +126,69 @@ export async function signOut() {
     await api("DELETE", "v1/sessions/current", undefined, { quiet401: true });
   } finally {
     sessionStorage.removeItem(CSRF_KEY);
+    pageUser = null;
+    dictionary = null;
   }
 }
 
-/** Who is signed in, or null when nobody is (401). */
-export async function whoami() {
+/**
+ * Reads the session: the WhoAmI, or null when there is none (401) or when it has no CSRF token
+ * (a session from before an upgrade: unusable for changes, so treated as none). Stores nothing.
+ */
+async function readSession() {
   try {
     const who = await api("GET", "v1/sessions/current", undefined, { quiet401: true });
-    if (who && who.csrfToken) sessionStorage.setItem(CSRF_KEY, who.csrfToken);
-    return who;
+    if (!who) return { who: null, stale: false };
+    if (!who.csrfToken) return { who: null, stale: true };
+    return { who, stale: false };
   } catch (e) {
-    if (e instanceof ApiError && e.status === 401) {
-      sessionStorage.removeItem(CSRF_KEY);
-      return null;
-    }
+    if (e instanceof ApiError && e.status === 401) return { who: null, stale: false };
     throw e;
   }
+}
+
+function adopt(who) {
+  sessionStorage.setItem(CSRF_KEY, who.csrfToken);
+  pageUser = identityOf(who);
+}
+
+/**
+ * Who is signed in, or null when nobody is (the page then works as that user). A session
+ * without a CSRF token counts as none, and the next sign-in form says "Please sign in again".
+ */
+export async function whoami() {
+  const { who, stale } = await readSession();
+  if (!who) {
+    sessionStorage.removeItem(CSRF_KEY);
+    pageUser = null;
+    if (stale) pendingNotice = SIGN_IN_AGAIN;
+    return null;
+  }
+  adopt(who);
+  return who;
+}
+
+/**
+ * Checks that the session cookie still belongs to the page's user. Returns the fresh WhoAmI
+ * (its CSRF token stored), null after signing the page out (`contextd:signed-out`: no session
+ * any more, or another identity's), or undefined when the service could not be asked.
+ */
+export async function recheckSession() {
+  const before = pageUser;
+  let read;
+  try {
+    read = await readSession();
+  } catch {
+    return undefined;
+  }
+  const { who, stale } = read;
+  if (!who || (before && !sameIdentity(before, identityOf(who)))) {
+    sessionStorage.removeItem(CSRF_KEY);
+    signedOut(who ? SIGNED_IN_ELSEWHERE : (stale ? SIGN_IN_AGAIN : ""));
+    return null;
+  }
+  adopt(who);
+  return who;
 }
 
 const BOOLEAN_ATTRS = new Set(["hidden", "disabled", "required", "checked", "selected", "multiple", "readonly", "autofocus"]);
@@ -132,8 +213,8 @@ export function el(tag, attrs = {}, ...children) {
       value = v;
     } else if (BOOLEAN_ATTRS.has(key)) {
       node[key === "readonly" ? "readOnly" : key] = true;
-    } else if ((key === "href" || key === "src" || key === "action") && /^\s*(javascript|data|vbscript):/i.test(String(v))) {
-      continue; // never a script URL
+    } else if ((key === "href" || key === "src" || key === "action") && !webUrl(v)) {
+      continue; // only http(s) URLs, never a script or data URL
     } else {
       node.setAttribute(key, v === true ? "" : String(v));
     }
@@ -142,6 +223,16 @@ export function el(tag, attrs = {}, ...children) {
   // Set last, so that a <select>'s options exist when its value is chosen.
   if (value !== undefined) node.value = String(value);
   return node;
+}
+
+/** Whether `v` is a relative URL or an http(s) one (resolved against the page). */
+function webUrl(v) {
+  try {
+    const u = new URL(String(v), location.href);
+    return u.protocol === "http:" || u.protocol === "https:";
+  } catch {
+    return false;
+  }
 }
 
 function append(node, children) {
@@ -174,9 +265,7 @@ export function formatTime(iso) {
   return Number.isNaN(d.getTime()) ? String(iso) : timeFormat.format(d);
 }
 
-let dictionary = null;
-
-/** The dictionary: {fields: Map(id → field), fieldsets: Map(id → fieldset)}, once per page load. */
+/** The dictionary: {fields: Map(id → field), fieldsets: Map(id → fieldset)}, once per session (signIn, signOut and a sign-out forget it). */
 export function loadDictionary() {
   if (!dictionary) {
     dictionary = Promise.all([api("GET", "v1/fields"), api("GET", "v1/fieldsets")]).then(
@@ -227,12 +316,16 @@ export function fieldLabel(field) {
 
 let formCount = 0;
 
+const COOKIE_NOT_KEPT = "Signed in, but this browser did not keep the session cookie: "
+  + "contextd and the host page must be on the same site.";
+
 /**
  * The sign-in form: `form#signin` with #signin-org, #signin-partition (when partitionChoice),
- * #signin-name, #signin-password, #signin-submit and #signin-error (role=alert).
+ * #signin-name, #signin-password, #signin-submit and #signin-error (role=alert), which shows
+ * `notice` (or a notice left by whoami) at first.
  * Calls onSignedIn(who) with the WhoAmI of the new session.
  */
-export function signInForm({ partitionChoice = false, onSignedIn } = {}) {
+export function signInForm({ partitionChoice = false, onSignedIn, notice = "" } = {}) {
   formCount += 1;
   const error = el("p", { id: "signin-error", class: "error", role: "alert", hidden: true });
   const org = el("input", { id: "signin-org", name: "org", type: "text", value: "default", autocomplete: "organization", required: true });
@@ -259,6 +352,8 @@ export function signInForm({ partitionChoice = false, onSignedIn } = {}) {
     error.textContent = message;
     error.hidden = !message;
   };
+  showError(notice || pendingNotice);
+  pendingNotice = "";
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -278,14 +373,10 @@ export function signInForm({ partitionChoice = false, onSignedIn } = {}) {
         name: name.value.trim(),
         password: password.value,
       });
-      let who = await whoami().catch(() => null);
+      const who = await whoami();
       if (!who) {
-        if (!session || !session.user) {
-          throw new Error("Signed in, but the session could not be read back.");
-        }
-        // The cookie did not come back (e.g. a cross-site iframe): go on with what we know.
-        const u = session.user;
-        who = { id: u.id, role: u.role, name: u.name, partition: chosenPartition, orgId: org.value.trim(), csrfToken: session.csrfToken };
+        // The cookie did not come back (e.g. a cross-site iframe): nothing would work.
+        throw new Error(COOKIE_NOT_KEPT);
       }
       if (!who.name && session && session.user) who.name = session.user.name;
       password.value = "";
@@ -301,7 +392,10 @@ export function signInForm({ partitionChoice = false, onSignedIn } = {}) {
   return form;
 }
 
-/** Shows a message in #notices (aria-live) for about 8 seconds. kind: info | success | error. */
+/**
+ * Shows a message in #notices (aria-live). kind: info | success | error. Info and success
+ * go after about 8 seconds; an error stays until its close button dismisses it.
+ */
 export function toast(message, { kind = "info" } = {}) {
   let region = document.getElementById("notices");
   if (!region) {
@@ -309,10 +403,11 @@ export function toast(message, { kind = "info" } = {}) {
     document.body.append(region);
   }
   const close = el("button", { type: "button", class: "toast-close", "aria-label": "Dismiss" }, "×");
-  const item = el("div", { class: ["toast", `toast-${kind}`] }, el("span", { class: "toast-text" }, message), close);
+  const item = el("div", { class: ["toast", `toast-${kind}`], role: kind === "error" ? "alert" : null },
+    el("span", { class: "toast-text" }, message), close);
   const remove = () => item.remove();
   close.addEventListener("click", remove);
   region.append(item);
-  setTimeout(remove, 8000);
+  if (kind !== "error") setTimeout(remove, 8000);
   return item;
 }

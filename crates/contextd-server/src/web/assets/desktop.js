@@ -3,7 +3,7 @@
 // Values from the service are only ever put in the page as text nodes (textContent), never parsed as markup.
 
 import {
-  ApiError, api, el, icon, formatTime, loadDictionary, fieldLabel, signInForm, signOut, whoami, toast,
+  ApiError, api, el, icon, formatTime, loadDictionary, fieldLabel, signInForm, signOut, whoami, recheckSession, toast,
 } from "./common.js";
 
 const MEDIA_TYPES = ["voice", "chat", "email", "sms", "social", "video", "web", "mobile", "event"];
@@ -20,6 +20,8 @@ const SHOWN_FIELDS = new Set([...TEXT_FIELDS, ...SOURCE_FIELDS, "Context_POD_Act
 const COMMANDS = new Set(["showPodById", "showCustomer", "searchByPhone"]);
 const PAGE_SIZE = 50;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const POPPED_MAX = 1000;
+const NOTE_TRIES = 3;
 
 const $ = (id) => document.getElementById(id);
 const enc = encodeURIComponent;
@@ -27,9 +29,10 @@ const enc = encodeURIComponent;
 const S = {
   me: null,
   embed: false,
-  allowedOrigins: [],
-  hostOrigin: null,
-  queue: [],
+  metaOrigins: [], // every organization's allowed hosts (the page's meta tag)
+  orgOrigins: null, // once signed in: the user's organization's own, within metaOrigins
+  hostOrigin: null, // the origin of the last command obeyed
+  queue: [], // at most one command, waiting for the sign-in: {cmd, origin} (origin null: the URL)
   customer: null, // the open customer
   solo: null, // an activity shown alone (it has no customer)
   openGen: 0,
@@ -57,21 +60,24 @@ function boot() {
   const params = new URLSearchParams(location.search);
   S.embed = ["1", "true", "yes"].includes((params.get("embed") || "").toLowerCase());
   document.body.classList.toggle("embed", S.embed);
-  S.allowedOrigins = parseOrigins(document.querySelector('meta[name="contextd-embed-origins"]')?.content);
+  S.metaOrigins = parseOrigins(document.querySelector('meta[name="contextd-embed-origins"]')?.content);
 
   window.addEventListener("message", onMessage);
-  window.addEventListener("contextd:signed-out", () => {
-    if (S.me) signedOut({ expired: true });
+  window.addEventListener("contextd:signed-out", (e) => {
+    if (S.me) signedOut({ expired: true, notice: e.detail?.notice });
   });
+  document.addEventListener("visibilitychange", onVisible);
   wireStatic();
   buildFilters();
 
   const podId = params.get("podId");
   const customerId = params.get("customerId");
   const phone = params.get("phone");
-  if (podId) S.queue.push({ type: "showPodById", id: podId });
-  else if (customerId) S.queue.push({ type: "showCustomer", id: customerId });
-  else if (phone) S.queue.push({ type: "searchByPhone", number: phone });
+  let cmd = null;
+  if (podId) cmd = { type: "showPodById", id: podId };
+  else if (customerId) cmd = { type: "showCustomer", id: customerId };
+  else if (phone) cmd = { type: "searchByPhone", number: phone };
+  if (cmd) S.queue = [{ cmd, origin: null }];
 
   announceReady();
   start();
@@ -90,9 +96,11 @@ async function start() {
   else showSignIn();
 }
 
+/** Normalized origins (`scheme://host[:port]`) of a list or a space/comma separated string. */
 function parseOrigins(content) {
   const out = [];
-  for (const item of String(content || "").split(/[\s,]+/)) {
+  const items = Array.isArray(content) ? content.map(String) : String(content || "").split(/[\s,]+/);
+  for (const item of items) {
     if (!item) continue;
     try {
       const origin = new URL(item).origin;
@@ -146,18 +154,19 @@ function showError(e) {
   toast(e && e.message ? e.message : String(e), { kind: "error" });
 }
 
-function showSignIn() {
+function showSignIn(notice = "") {
   $("boot").hidden = true;
   $("app-header").hidden = true;
   $("desk").hidden = true;
   const view = $("signin-view");
-  view.replaceChildren(signInForm({ partitionChoice: true, onSignedIn: enter }));
+  view.replaceChildren(signInForm({ partitionChoice: true, onSignedIn: enter, notice }));
   view.hidden = false;
   if (!S.embed) $("signin-name").focus();
 }
 
 async function enter(who) {
   S.me = who;
+  setOrgOrigins(who);
   $("boot").hidden = true;
   $("signin-view").hidden = true;
   $("signin-view").replaceChildren();
@@ -167,14 +176,20 @@ async function enter(who) {
   $("desk").hidden = false;
   loadDictionary().catch((e) => toast(`Field labels unavailable: ${e.message}`, { kind: "error" }));
   startEvents();
-  if (!S.embed && !S.queue.length) $("search-input").focus();
-  const queued = S.queue.splice(0);
-  for (const cmd of queued) await runCommand(cmd).catch(showError);
+  // A command queued before the sign-in runs only if it came from the URL or from a host
+  // of the user's own organization.
+  const queued = S.queue.splice(0).filter((q) => q.origin === null || obeys(q.origin));
+  if (!S.embed && !queued.length) $("search-input").focus();
+  for (const { cmd, origin } of queued) {
+    if (origin) S.hostOrigin = origin;
+    await runCommand(cmd).catch(showError);
+  }
 }
 
-function signedOut({ expired }) {
+function signedOut({ expired, notice = "" }) {
   stopEvents();
   S.me = null;
+  S.orgOrigins = null;
   S.queue = [];
   S.popped.clear();
   S.lastEventId = "";
@@ -183,39 +198,62 @@ function signedOut({ expired }) {
   $("results").replaceChildren();
   $("results").hidden = true;
   $("search-input").value = "";
-  showSignIn();
-  if (expired) toast("Your session has ended. Please sign in again.", { kind: "error" });
+  showSignIn(notice || (expired ? "Your session has ended. Please sign in again." : ""));
+}
+
+/** Back to the tab: is the session still this user's (a sign-in in another tab changes it)? */
+async function onVisible() {
+  if (document.visibilityState !== "visible" || !S.me) return;
+  const who = await recheckSession(); // signs the page out when it changed hands
+  if (who && S.me) setOrgOrigins(who);
 }
 
 // ---------------------------------------------------------------- embedding (postMessage)
+//
+// The page's meta tag lists the allowed hosts of every organization (the CSP must let all of
+// them frame the page before anyone signs in). Before the sign-in, a command of any of them is
+// kept (only the last one); once signed in, only hosts of the user's own organization (and
+// this origin) are obeyed, and only they hear what the desktop shows.
 
-function allowed(origin) {
-  return origin === location.origin || S.allowedOrigins.includes(origin);
+function setOrgOrigins(who) {
+  S.orgOrigins = parseOrigins(who?.embedOrigins || []).filter((o) => S.metaOrigins.includes(o));
+}
+
+/** Whether a host at `origin` may drive the desktop of the signed-in user (and hear it). */
+function obeys(origin) {
+  return origin === location.origin || (!!S.orgOrigins && S.orgOrigins.includes(origin));
 }
 
 function onMessage(event) {
-  if (!allowed(event.origin)) return;
+  // Framed: only the embedding page itself, not another frame or window of an allowed origin.
+  if (window.parent !== window && event.source !== window.parent) return;
   const msg = event.data;
   if (!msg || typeof msg !== "object" || !COMMANDS.has(msg.type)) return;
-  S.hostOrigin = event.origin;
-  if (S.me) runCommand(msg).catch(showError);
-  else S.queue.push(msg);
+  const cmd = { type: msg.type, id: msg.id, number: msg.number };
+  if (S.me) {
+    if (!obeys(event.origin)) return;
+    S.hostOrigin = event.origin;
+    runCommand(cmd).catch(showError);
+  } else if (event.origin === location.origin || S.metaOrigins.includes(event.origin)) {
+    S.queue = [{ cmd, origin: event.origin }]; // the last command wins
+  }
 }
 
-/** Where replies go: the origin of the last accepted command, else the embedding page's own
- * origin when it is allowed (Chromium tells it), else every allowed origin (the browser drops
- * a message whose target origin does not match the parent). */
+/** Where replies go: the origin of the last obeyed command, else the embedding page's own
+ * origin (Chromium tells it); either only when it is a host of the user's organization.
+ * None before the sign-in or when the host is unknown. */
 function hostTargets() {
-  if (S.hostOrigin) return [S.hostOrigin];
+  if (!S.me || !S.orgOrigins) return [];
+  if (S.hostOrigin && obeys(S.hostOrigin)) return [S.hostOrigin];
   const ancestors = location.ancestorOrigins;
-  if (ancestors && ancestors.length) return allowed(ancestors[0]) ? [ancestors[0]] : [];
-  return [...new Set([...S.allowedOrigins, location.origin])];
+  if (ancestors && ancestors.length && obeys(ancestors[0])) return [ancestors[0]];
+  return [];
 }
 
 function postToHost(msg) {
   let targets = hostTargets();
   // Top level (not embedded): only a same-origin sender (a test, a tool) hears the replies.
-  if (window.parent === window) targets = S.hostOrigin === location.origin ? targets : [];
+  if (window.parent === window) targets = targets.filter((o) => o === location.origin);
   for (const origin of targets) {
     try {
       window.parent.postMessage(msg, origin);
@@ -225,9 +263,14 @@ function postToHost(msg) {
   }
 }
 
+/** `ready` carries nothing: it may go to any allowed host (the browser delivers it only to
+ * the one that is the parent). */
 function announceReady() {
   if (window.parent === window) return;
-  for (const origin of hostTargets()) {
+  const ancestors = location.ancestorOrigins;
+  let targets = [...new Set([...S.metaOrigins, location.origin])];
+  if (ancestors && ancestors.length) targets = targets.includes(ancestors[0]) ? [ancestors[0]] : [];
+  for (const origin of targets) {
     try {
       window.parent.postMessage({ type: "ready" }, origin);
     } catch {
@@ -421,6 +464,7 @@ function showSolo(act) {
   S.mediaType = "";
   S.requestFilter = null;
   S.requests.clear();
+  S.pendingRequests.clear();
   S.customerRequests = null;
   showWorkspace();
   toggleNewRequest(false);
@@ -454,6 +498,7 @@ function closeCustomer() {
   S.customer = null;
   S.solo = null;
   S.requests.clear();
+  S.pendingRequests.clear();
   S.customerRequests = null;
   resetTimeline();
   $("customer-card").replaceChildren();
@@ -847,8 +892,13 @@ function resolveParents() {
     if (o.type !== "activity" || !o.parentId) continue;
     const id = o.parentId;
     if (S.requests.has(id) || S.pendingRequests.has(id)) continue;
+    const gen = S.openGen;
     const p = api("GET", `v1/requests/${enc(id)}`).then(
-      (r) => { S.requests.set(r.id, r); refreshRequestLinks(); },
+      (r) => {
+        if (gen !== S.openGen) return; // another customer since
+        S.requests.set(r.id, r);
+        refreshRequestLinks();
+      },
       () => { /* not readable: the link keeps its generic text */ },
     );
     S.pendingRequests.set(id, p);
@@ -969,7 +1019,7 @@ function renderEntry(o) {
     body.push(el("h3", { class: "entry-title" }, requestTitle(o)));
     body.push(textBlock(o, "Context_Description", "entry-text"));
     body.push(el("p", { class: "entry-meta" },
-      el("button", { type: "button", class: "link request-show", "data-request-id": o.id, "aria-label": `Show the entries of request ${requestTitle(o)}` }, "Show its entries")));
+      el("button", { type: "button", class: "link request-show", "data-request-id": o.id, "aria-label": `Show its entries: request ${requestTitle(o)}` }, "Show its entries")));
   } else if (o.type === "activity") {
     if (o.parentId) {
       const r = S.requests.get(o.parentId);
@@ -1133,15 +1183,31 @@ function noteForm(o) {
   return inlineForm("note-form", "Add note", textArea("note", "Note"), "Save note", async (form, fail) => {
     const text = form.elements.note.value.trim();
     if (!text) return fail("Write a note first.");
-    const current = S.entries.get(o.id) || o;
-    const before = typeof current.data?.Context_Notes === "string" ? current.data.Context_Notes : "";
-    const notes = before ? `${before}\n${text}` : text;
-    const updated = await api("PATCH", `v1/activities/${enc(o.id)}`, { data: { Context_Notes: notes } });
+    const updated = await appendNote(o.id, text);
     replaceEntry(updated);
     if (S.solo && S.solo.id === updated.id) S.solo = updated;
     findEntry(updated.id)?.querySelector("button.add-note")?.focus();
     toast("Note added.", { kind: "success" });
   });
+}
+
+/** Appends a line to the activity's notes as they are now: read fresh, written back with the
+ * version read (the service refuses a stale one: then again, a few times). */
+async function appendNote(id, text) {
+  for (let attempt = 1; ; attempt += 1) {
+    const current = await api("GET", `v1/activities/${enc(id)}`);
+    if ((current.withheld || []).includes("Context_Notes")) {
+      throw new Error("The notes of this activity are withheld from you: a note can't be added.");
+    }
+    const before = typeof current.data?.Context_Notes === "string" ? current.data.Context_Notes : "";
+    const notes = before ? `${before}\n${text}` : text;
+    try {
+      return await api("PATCH", `v1/activities/${enc(id)}`, { version: current.version, data: { Context_Notes: notes } });
+    } catch (e) {
+      const stale = e instanceof ApiError && e.status === 409 && (!e.code || e.code === "version-conflict");
+      if (!stale || attempt >= NOTE_TRIES) throw e;
+    }
+  }
 }
 
 function commentForm(o) {
@@ -1284,19 +1350,22 @@ function setLive(state) {
 function startEvents() {
   stopEvents();
   let url = "v1/events?types=object.created";
-  if (S.lastEventId) url += `&lastEventId=${enc(S.lastEventId)}`;
+  const resumeFrom = S.lastEventId;
+  if (resumeFrom) url += `&lastEventId=${enc(resumeFrom)}`;
   const es = new EventSource(url);
   S.es = es;
+  let opened = false;
   setLive("connecting");
   es.addEventListener("open", (e) => {
     if (es !== S.es) return;
+    opened = true;
     if (e.lastEventId) S.lastEventId = e.lastEventId;
     setLive("live");
   });
   es.addEventListener("object.created", (e) => {
     if (es !== S.es) return;
     if (e.lastEventId) S.lastEventId = e.lastEventId;
-    onCreated(e.data).catch(() => { /* a pop that failed is not worth an alarm */ });
+    onCreated(e.data).catch(showError);
   });
   es.addEventListener("resume", () => {
     // The server ends the stream (we fell behind); the browser reconnects with Last-Event-ID.
@@ -1310,10 +1379,12 @@ function startEvents() {
       clearTimeout(S.reopenTimer);
       S.reopenTimer = setTimeout(async () => {
         if (es !== S.es || !S.me) return;
-        const who = await whoami().catch(() => undefined);
-        if (es !== S.es || !S.me) return;
-        if (who === null) signedOut({ expired: true });
-        else startEvents();
+        const who = await recheckSession(); // null: the page is signed out already
+        if (es !== S.es || !S.me || who === null) return;
+        // Refused before it ever opened while the service answers (e.g. the id to resume
+        // from is past the newest event after a restore): start from now, not again from it.
+        if (who && !opened && resumeFrom && S.lastEventId === resumeFrom) S.lastEventId = "";
+        startEvents();
       }, 5000);
     } else {
       setLive("reconnecting");
@@ -1344,7 +1415,16 @@ async function onCreated(raw) {
   if (!forOpen && !forMe) return;
   if (S.popped.has(ev.objectId)) return;
   S.popped.add(ev.objectId);
-  const act = await api("GET", `v1/activities/${enc(ev.objectId)}`);
+  if (S.popped.size > POPPED_MAX) S.popped.delete(S.popped.values().next().value);
+  let act;
+  try {
+    act = await api("GET", `v1/activities/${enc(ev.objectId)}`);
+  } catch (e) {
+    S.popped.delete(ev.objectId); // not shown: a later event for it may pop it
+    if (e instanceof ApiError && e.status === 404) return; // deleted since
+    if (e instanceof ApiError && e.status === 401) throw e; // the sign-in form says it
+    throw new Error(`A new activity could not be shown: ${e.message}`);
+  }
   if (!S.me) return;
   if (S.customer && act.customerId === S.customer.id && (!S.mediaType || S.mediaType === act.mediaType)) {
     addToTop(act, "new");
