@@ -209,7 +209,7 @@ async fn serve_bootstraps_once_prints_tokens_and_exits_cleanly_on_sigterm() {
         .expect("serve");
     let mut lines = BufReader::new(first.stdout.take().expect("stdout")).lines();
     let mut printed = Vec::new();
-    for _ in 0..9 {
+    for _ in 0..8 {
         printed.push(lines.next().expect("a line").expect("utf-8"));
     }
     let token = |label: &str| {
