@@ -26,6 +26,8 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 /// How long a page may take to show what a step waits for (a slow CI machine, debug build).
 const PATIENCE: Duration = Duration::from_secs(20);
 const PASSWORD: &str = "correct horse battery";
+/// The WebDriver key code of Enter.
+const ENTER: char = '\u{e007}';
 
 /// A headless Chromium under its own chromedriver; both are killed on drop.
 struct Browser {
@@ -149,6 +151,42 @@ impl Browser {
         self.fill("#signin-name", name).await;
         self.fill("#signin-password", PASSWORD).await;
         self.click("#signin-submit").await;
+    }
+
+    /// Signs in with the keyboard alone: Enter in the password field submits the form.
+    async fn sign_in_by_keyboard(&self, partition: &str, name: &str) {
+        self.fill("#signin-org", "default").await;
+        self.select("#signin-partition", partition).await;
+        self.fill("#signin-name", name).await;
+        self.fill("#signin-password", &format!("{PASSWORD}{ENTER}"))
+            .await;
+    }
+
+    /// Asserts that every visible form control of the page has a label (a `<label>`,
+    /// `aria-label` or `aria-labelledby`; a button its text), naming those that don't.
+    async fn assert_labelled(&self, what: &str) {
+        let script = "return [...document.querySelectorAll('input:not([type=hidden]),select,textarea,button')]
+            .filter(e => e.getClientRects().length > 0)
+            .filter(e => e.tagName === 'BUTTON'
+                ? !(e.textContent.trim() || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby'))
+                : !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.getAttribute('aria-labelledby')))
+            .map(e => e.id || e.name || e.outerHTML.slice(0, 100));";
+        let unlabelled = self.web.execute(script, vec![]).await.expect("script");
+        assert_eq!(unlabelled, json!([]), "{what}: controls without a label");
+    }
+
+    /// Asserts that the page needs no sideways scrolling at its current width.
+    async fn assert_fits(&self, what: &str) {
+        let script = "const d = document.documentElement; return [d.scrollWidth, d.clientWidth];";
+        let sizes = self.web.execute(script, vec![]).await.expect("script");
+        let (scroll, client) = (
+            sizes[0].as_u64().unwrap_or(0),
+            sizes[1].as_u64().unwrap_or(0),
+        );
+        assert!(
+            scroll <= client + 1,
+            "{what}: {scroll} px wide in {client} px"
+        );
     }
 
     /// Saves a PNG of the page as `name.png` in the screenshots folder.
@@ -289,14 +327,15 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
     // Sign in.
     b.goto(&format!("{}/desktop", s.url)).await;
     b.shown("#signin").await;
+    b.assert_labelled("the desktop's sign-in").await;
     b.shot("desktop-sign-in").await;
-    b.sign_in("lab", "ana").await;
+    b.sign_in_by_keyboard("lab", "ana").await;
     b.shown("#search-input").await;
     assert!(b.text("#user-name").await.contains("ana"));
 
-    // Look up by phone, written differently than stored: one hit opens the card.
-    b.fill("#search-input", "+1 555 010 0001").await;
-    b.click("#search-submit").await;
+    // Look up by phone, written differently than stored (Enter searches): one hit opens the card.
+    b.fill("#search-input", &format!("+1 555 010 0001{ENTER}"))
+        .await;
     b.until(
         "document.querySelector('#customer-name')?.textContent.includes('Erik')",
         "the customer card opens",
@@ -315,6 +354,8 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
         .await;
     }
     assert!(b.text("#timeline").await.contains("Service appointment"));
+    b.assert_labelled("the desktop with a customer open").await;
+    b.assert_fits("the desktop at 1280 px").await;
     b.shot("desktop").await;
 
     // Screen pop: an SMS written by the chat server appears live, without a reload.
@@ -366,6 +407,8 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
     )
     .await;
     b.click(&format!("{form} button[type=submit]")).await;
+    b.assert_labelled("the desktop with the move form open")
+        .await;
     let refusal = b.text(&format!("{form} .error")).await;
     assert!(refusal.contains("closed"), "the reason is shown: {refusal}");
     assert_eq!(
@@ -487,6 +530,7 @@ async fn a_host_desktop_drives_the_embedded_gadget_through_post_message() {
         .await;
     b.sign_in("lab", "ana").await;
     b.shown("#search-input").await;
+    b.assert_fits("the desktop in a 400-px iframe").await;
     b.web.enter_parent_frame().await.expect("back to the host");
 
     // A call arrives with the POD id: the gadget shows the caller and tells the host.
@@ -588,6 +632,26 @@ async fn an_admin_adds_a_field_in_the_console() {
     b.sign_in("lab", "root").await;
     b.shown("#fields-table tr[data-id='Context_First_Name']")
         .await;
+    for section in [
+        "fields",
+        "fieldsets",
+        "users",
+        "keys",
+        "grants",
+        "connectors",
+        "webhooks",
+        "audit",
+        "status",
+        "settings",
+    ] {
+        b.click(&format!("nav#sections a[data-section='{section}']"))
+            .await;
+        b.shown(&format!("#section-{section}")).await;
+        b.assert_labelled(&format!("the console's {section}")).await;
+        b.assert_fits(&format!("the console's {section} at 1280 px"))
+            .await;
+    }
+    b.click("nav#sections a[data-section='fields']").await;
 
     b.fill("#field-id", "Loyalty_Tier").await;
     b.fill("#field-description", "Loyalty programme tier").await;
