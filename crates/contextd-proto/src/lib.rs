@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod access;
+pub mod compat;
 pub mod connection;
 pub mod connectors;
 pub mod dictionary;
