@@ -7,6 +7,7 @@
 //! path, status and latency only; never query strings, bodies or field values; metrics are
 //! labelled by route template, never by raw path.
 
+pub mod compat;
 mod conn;
 pub mod error;
 pub mod events;
@@ -231,7 +232,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     // the agent desktop and admin console and, unless it has a listener of its own, /metrics.
     api = api
         .merge(registration::routes(config.registration_approval_ttl))
-        .merge(web::routes());
+        .merge(web::routes())
+        .merge(compat::routes());
     if config.metrics_listen.is_none() {
         api = api.route(telemetry::METRICS_PATH, get(telemetry::metrics));
     }

@@ -5,6 +5,7 @@ mod support;
 mod access;
 mod audit;
 mod browser;
+mod compat;
 mod concurrency;
 mod connections;
 mod connectors;

@@ -1,0 +1,516 @@
+//! The Cisco Context Service REST compatibility API (DESIGN.md §4), replayed on the wire as
+//! integrations sent it: raw HTTP bodies, query strings (encoded and not) and headers, each
+//! answer checked field by field, and each write seen through the native API.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::support::TestServer;
+
+/// One exchange with the compatibility API.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// Asserts an error in the original shape.
+    #[track_caller]
+    fn original_error(&self, status: u16, error_type: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.body["errorType"], error_type, "{}", self.body);
+        assert!(self.body["errorMessage"].is_string(), "{}", self.body);
+        assert!(self.body.get("errorData").is_some(), "{}", self.body);
+        assert!(
+            !self.header("trackingid").is_empty(),
+            "errors carry trackingid too"
+        );
+    }
+}
+
+async fn send(
+    s: &TestServer,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> Answer {
+    let mut r = s.http.request(method, format!("{}{path}", s.url));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.expect("sent");
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.bytes().await.expect("body");
+    Answer {
+        status,
+        headers,
+        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    }
+}
+
+fn customer_body() -> Value {
+    json!({
+        "type": "customer",
+        "fieldsets": ["cisco.base.customer"],
+        "dataElements": [
+            {"Context_First_Name": "John", "type": "string"},
+            {"Context_Last_Name": "Doe", "type": "string"},
+            {"Context_Mobile_Phone": "+1 (555) 010-0007", "type": "string"}
+        ]
+    })
+}
+
+#[tokio::test]
+async fn ping_needs_no_token_and_every_answer_carries_a_tracking_id() {
+    let s = TestServer::start().await;
+    let pong = send(&s, Method::GET, "/context/v1/ping", None, &[], None).await;
+    assert_eq!(pong.status, 200);
+    assert_eq!(pong.body["message"], "pong");
+    assert!(!pong.header("trackingid").is_empty(), "a new tracking id");
+    let echoed = send(
+        &s,
+        Method::GET,
+        "/context/v1/ping",
+        None,
+        &[("TrackingID", "CCS_abc-123")],
+        None,
+    )
+    .await;
+    assert_eq!(
+        echoed.header("trackingid"),
+        "CCS_abc-123",
+        "the client's is echoed"
+    );
+    let unauthorized = send(&s, Method::GET, "/context/v1/customer/x", None, &[], None).await;
+    unauthorized.original_error(401, "notAuthorized");
+    let no_type = send(
+        &s,
+        Method::GET,
+        "/context/v1/contact/x",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    no_type.original_error(404, "notFound");
+}
+
+#[tokio::test]
+async fn create_answers_the_original_shape_and_the_native_api_sees_it() {
+    let s = TestServer::start().await;
+    let created = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(customer_body()),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(created.body["refUrl"], format!("/context/v1/customer/{id}"));
+    assert!(created.body["lastUpdated"].is_string());
+    assert_eq!(created.body["type"], "customer");
+    assert_eq!(
+        created.header("location"),
+        format!("{}/context/v1/customer/{id}", s.url)
+    );
+    assert_eq!(
+        created.header("last-updated"),
+        created.body["lastUpdated"].as_str().unwrap_or("")
+    );
+    let elements = created.body["dataElements"]
+        .as_array()
+        .expect("dataElements");
+    assert!(
+        elements.contains(&json!({"Context_First_Name": "John", "type": "string"})),
+        "{elements:?}"
+    );
+    assert_eq!(created.header("cache-control"), "no-store");
+
+    // Through the native API: the same object, values decrypted.
+    let native = s.get(s.lab(), &format!("/v1/customers/{id}")).await;
+    native.expect(200);
+    assert_eq!(native.str("/data/Context_Last_Name"), "Doe");
+
+    // A request linked by an absolute customerRefUrl on another host, a pod by a relative
+    // parentRefUrl, and a detail without a type (a comment).
+    let request = send(
+        &s,
+        Method::POST,
+        "/context/v1/request",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "customerRefUrl": format!("https://context.example.com/context/v1/customer/{id}"),
+            "fieldsets": ["cisco.base.request"],
+            "dataElements": [{"Context_Title": "Service appointment"}]
+        })),
+    )
+    .await;
+    assert_eq!(request.status, 201, "{}", request.body);
+    let request_id = request.body["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        request.body["customerRefUrl"],
+        format!("/context/v1/customer/{id}")
+    );
+    let pod = send(
+        &s,
+        Method::POST,
+        "/context/v1/pod",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "parentRefUrl": format!("/context/v1/request/{request_id}"),
+            "customerId": id,
+            "mediaType": "voice",
+            "fieldsets": ["cisco.base.pod"],
+            "dataElements": [{"Context_Notes": "Called about the fault"}]
+        })),
+    )
+    .await;
+    assert_eq!(pod.status, 201, "{}", pod.body);
+    assert_eq!(pod.body["type"], "pod");
+    assert_eq!(
+        pod.body["parentRefUrl"],
+        format!("/context/v1/request/{request_id}")
+    );
+    let pod_id = pod.body["id"].as_str().expect("id");
+    let as_activity = send(
+        &s,
+        Method::GET,
+        &format!("/context/v1/activity/{pod_id}"),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(as_activity.status, 200, "pod is an alias of activity");
+    let detail = send(
+        &s,
+        Method::POST,
+        "/context/v1/detail",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "parentId": request_id,
+            "fieldsets": ["cisco.base.comment"],
+            "dataElements": [{"Context_Comment": "Customer prefers mornings"}]
+        })),
+    )
+    .await;
+    assert_eq!(detail.status, 201, "{}", detail.body);
+    let native = s
+        .get(
+            s.lab(),
+            &format!("/v1/details/{}", detail.body["id"].as_str().unwrap_or("")),
+        )
+        .await;
+    native.expect(200);
+    assert_eq!(
+        native.str("/detailType"),
+        "comment",
+        "a detail without a type is a comment"
+    );
+    assert_eq!(native.str("/state"), "closed", "details are created closed");
+}
+
+#[tokio::test]
+async fn a_get_put_round_trip_sends_the_whole_body_back() {
+    let s = TestServer::start().await;
+    let created = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(customer_body()),
+    )
+    .await;
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let path = format!("/context/v1/customer/{id}");
+    let read = send(&s, Method::GET, &path, Some(s.lab()), &[], None).await;
+    assert_eq!(read.status, 200);
+    // The whole object back, one value changed, plus a key a client library adds.
+    let mut body = read.body.clone();
+    body["trackingId"] = json!("CCS_1");
+    let elements = body["dataElements"].as_array_mut().expect("elements");
+    for e in elements.iter_mut() {
+        if e.get("Context_First_Name").is_some() {
+            *e = json!({"Context_First_Name": "Johnny", "type": "string"});
+        }
+    }
+    let put = send(
+        &s,
+        Method::PUT,
+        &path,
+        Some(s.lab()),
+        &[],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let native = s.get(s.lab(), &format!("/v1/customers/{id}")).await;
+    assert_eq!(native.str("/data/Context_First_Name"), "Johnny");
+    assert_eq!(
+        native.str("/data/Context_Last_Name"),
+        "Doe",
+        "the rest is kept"
+    );
+
+    // The same body again: its lastUpdated is now stale.
+    let stale = send(&s, Method::PUT, &path, Some(s.lab()), &[], Some(body)).await;
+    stale.original_error(409, "conflict");
+    // An unknown field inside dataElements is refused and changes nothing.
+    let mut unknown = put.body.clone();
+    unknown["dataElements"] = json!([{"Context_Favourite_Colour": "red"}]);
+    let refused = send(&s, Method::PUT, &path, Some(s.lab()), &[], Some(unknown)).await;
+    refused.original_error(400, "invalidInput");
+    assert_eq!(
+        s.get(s.lab(), &format!("/v1/customers/{id}"))
+            .await
+            .str("/data/Context_First_Name"),
+        "Johnny"
+    );
+}
+
+#[tokio::test]
+async fn search_answers_an_array_with_values_that_hold_spaces() {
+    let s = TestServer::start().await;
+    let customer = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(customer_body()),
+    )
+    .await;
+    let id = customer.body["id"].as_str().expect("id").to_owned();
+    for title in ["Service appointment", "Tyre change"] {
+        let r = send(
+            &s,
+            Method::POST,
+            "/context/v1/request",
+            Some(s.lab()),
+            &[],
+            Some(json!({
+                "customerId": id, "fieldsets": ["cisco.base.request"],
+                "dataElements": [{"Context_Title": title}]
+            })),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    let found = send(
+        &s,
+        Method::GET,
+        "/context/v1/request?q=Context_Title:Service%20appointment",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{}", found.body);
+    let items = found.body.as_array().expect("a JSON array");
+    assert_eq!(items.len(), 1);
+    assert!(items[0]["dataElements"]
+        .as_array()
+        .expect("elements")
+        .iter()
+        .any(|e| e["Context_Title"] == "Service appointment"));
+    // Literal and percent-encoded ':' are the same; type: alone lists a type.
+    let encoded = send(
+        &s,
+        Method::GET,
+        &format!("/context/v1/request?q=customerId%3A{id}"),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        encoded.body.as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        encoded.body
+    );
+    let all = send(
+        &s,
+        Method::GET,
+        "/context/v1/customer?q=type:customer",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(all.body.as_array().map(Vec::len), Some(1), "{}", all.body);
+    // Paging and order.
+    let first = send(
+        &s,
+        Method::GET,
+        &format!(
+            "/context/v1/request?q=customerId:{id}&maxEntries=1&sortedBy=created&sortOrder=asc"
+        ),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    let first = first.body.as_array().expect("array");
+    assert_eq!(first.len(), 1);
+    assert!(
+        first[0]["dataElements"]
+            .as_array()
+            .expect("elements")
+            .iter()
+            .any(|e| e["Context_Title"] == "Service appointment"),
+        "oldest first"
+    );
+    let second = send(&s, Method::GET, &format!("/context/v1/request?q=customerId:{id}&maxEntries=1&startIndex=1&sortedBy=created&sortOrder=asc"), Some(s.lab()), &[], None).await;
+    assert!(second.body[0]["dataElements"]
+        .as_array()
+        .expect("elements")
+        .iter()
+        .any(|e| e["Context_Title"] == "Tyre change"));
+    // A bad parameter is a 400 in the original shape.
+    let bad = send(
+        &s,
+        Method::GET,
+        "/context/v1/request?q=type:request&maxEntries=5000",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    bad.original_error(400, "invalidInput");
+}
+
+#[tokio::test]
+async fn lab_mode_must_match_the_credential() {
+    let s = TestServer::start().await;
+    let lab = |v: &'static str| [("cisco-context-labmode", v)];
+    let ok = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &lab("true"),
+        Some(customer_body()),
+    )
+    .await;
+    assert_eq!(ok.status, 201);
+    let id = ok.body["id"].as_str().expect("id").to_owned();
+    let path = format!("/context/v1/customer/{id}");
+    send(&s, Method::GET, &path, Some(s.lab()), &lab("false"), None)
+        .await
+        .original_error(403, "forbidden");
+    send(&s, Method::GET, &path, Some(s.prod()), &lab("true"), None)
+        .await
+        .original_error(403, "forbidden");
+    send(&s, Method::GET, &path, Some(s.lab()), &lab("maybe"), None)
+        .await
+        .original_error(400, "badRequest");
+    // Absent: the credential's own partition (production can't see lab data).
+    assert_eq!(
+        send(&s, Method::GET, &path, Some(s.lab()), &[], None)
+            .await
+            .status,
+        200
+    );
+    send(&s, Method::GET, &path, Some(s.prod()), &[], None)
+        .await
+        .original_error(404, "notFound");
+}
+
+#[tokio::test]
+async fn a_customer_can_be_deleted_before_its_request_in_lab_only() {
+    let s = TestServer::start().await;
+    let customer = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(customer_body()),
+    )
+    .await;
+    let id = customer.body["id"].as_str().expect("id").to_owned();
+    let request = send(&s, Method::POST, "/context/v1/request", Some(s.lab()), &[], Some(json!({
+        "customerId": id, "fieldsets": ["cisco.base.request"], "dataElements": [{"Context_Title": "Old"}]
+    }))).await;
+    let request_id = request.body["id"].as_str().expect("id").to_owned();
+    let deleted = send(
+        &s,
+        Method::DELETE,
+        &format!("/context/v1/customer/{id}"),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(
+        send(
+            &s,
+            Method::GET,
+            &format!("/context/v1/request/{request_id}"),
+            Some(s.lab()),
+            &[],
+            None
+        )
+        .await
+        .status,
+        200,
+        "no cascade"
+    );
+    let gone = send(
+        &s,
+        Method::DELETE,
+        &format!("/context/v1/request/{request_id}"),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 204);
+    // Production keeps its data.
+    let prod = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.prod()),
+        &[],
+        Some(customer_body()),
+    )
+    .await;
+    let prod_id = prod.body["id"].as_str().expect("id").to_owned();
+    send(
+        &s,
+        Method::DELETE,
+        &format!("/context/v1/customer/{prod_id}"),
+        Some(s.prod()),
+        &[],
+        None,
+    )
+    .await
+    .original_error(403, "forbidden");
+}
