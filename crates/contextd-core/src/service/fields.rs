@@ -220,6 +220,43 @@ impl Context {
         Ok(())
     }
 
+    /// Whether a field is used: by a field set, or by data stored in either partition
+    /// (admin). What the original dictionary's `status` answered.
+    pub async fn field_in_use(&self, actor: &Principal, id: &str) -> Result<bool, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        let dict = self.dictionary(org).await?;
+        if dict.field(id).is_none() {
+            return Err(CoreError::NotFound(format!(
+                "no field '{}'",
+                truncate(id, 100)
+            )));
+        }
+        if dict
+            .fieldsets()
+            .iter()
+            .any(|s| s.fields.iter().any(|f| f == id))
+        {
+            return Ok(true);
+        }
+        let tokens = self.in_both_partitions(org, |ix| ix.present(id)).await?;
+        Ok(self.store.any_token_in_use(org, &tokens).await?)
+    }
+
+    /// Whether any object of either partition declares a field set (admin).
+    pub async fn fieldset_in_use(&self, actor: &Principal, id: &str) -> Result<bool, CoreError> {
+        actor.require(&[Role::Admin])?;
+        let org = actor.scope.org;
+        if self.dictionary(org).await?.fieldset(id).is_none() {
+            return Err(CoreError::NotFound(format!(
+                "no field set '{}'",
+                truncate(id, 100)
+            )));
+        }
+        let tokens = self.in_both_partitions(org, |ix| ix.fieldset(id)).await?;
+        Ok(self.store.any_token_in_use(org, &tokens).await?)
+    }
+
     /// Every field set, base and custom.
     pub async fn list_fieldsets(&self, actor: &Principal) -> Result<Vec<FieldSet>, CoreError> {
         Ok(self

@@ -1,4 +1,5 @@
-//! The Cisco Context Service REST compatibility API (DESIGN.md §4), under `/context/v1`:
+//! The Cisco Context Service REST compatibility API (DESIGN.md §4), under `/context/v1` and
+//! `/dictionary/{field,fieldset}/v1`:
 //! existing integrations keep working by changing only the base URL.
 //!
 //! This module maps the original wire shapes (`contextd_proto::compat`) to the core's
@@ -7,6 +8,7 @@
 //! the `trackingid` header (the client's, else a new one) and turns native problem documents
 //! into the original error shape (`{"errorType", "errorMessage", "errorData"}`).
 
+mod dictionary;
 mod objects;
 
 use axum::body::Body;
@@ -17,6 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use contextd_core::auth::Principal;
+use contextd_proto::compat::dictionary::{
+    DICTIONARY, DICTIONARY_ENTRY, DICTIONARY_SEARCH, DICTIONARY_STATUS,
+};
 use contextd_proto::compat::{
     echoable_tracking_id, parse_labmode, CompatError, CompatPing, LABMODE_HEADER, OBJECT, OBJECTS,
     PING, TRACKING_HEADER,
@@ -40,6 +45,15 @@ pub fn routes() -> Router<AppState> {
                 .put(objects::replace)
                 .delete(objects::delete),
         )
+        .route(DICTIONARY, axum::routing::post(dictionary::create))
+        .route(
+            DICTIONARY_ENTRY,
+            get(dictionary::get)
+                .put(dictionary::replace)
+                .delete(dictionary::delete),
+        )
+        .route(DICTIONARY_SEARCH, get(dictionary::search))
+        .route(DICTIONARY_STATUS, get(dictionary::status))
         .layer(axum::middleware::from_fn(envelope))
         .layer(axum::middleware::map_response(crate::web::no_store))
 }

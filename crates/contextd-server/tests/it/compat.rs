@@ -514,3 +514,190 @@ async fn a_customer_can_be_deleted_before_its_request_in_lab_only() {
     .await
     .original_error(403, "forbidden");
 }
+
+/// A field exactly as the original management console posted it, with every extra key.
+fn console_field(id: &str) -> Value {
+    json!({
+        "id": id,
+        "description": "Loyalty programme tier",
+        "classification": "UNENCRYPTED",
+        "classificationUI": "Unencrypted",
+        "dataType": "string",
+        "dataTypeUI": "String",
+        "dataTypeValue": {"label": "String", "value": "string"},
+        "publiclyAccessible": false,
+        "publiclyAccessibleUI": "No",
+        "searchable": "true",
+        "translations": {"en_US": "Loyalty tier", "it-IT": "Livello fedeltà"}
+    })
+}
+
+#[tokio::test]
+async fn the_dictionary_paths_take_the_consoles_keys() {
+    let s = TestServer::start().await;
+    let created = send(
+        &s,
+        Method::POST,
+        "/dictionary/field/v1",
+        Some(s.lab()),
+        &[],
+        Some(console_field("Loyalty_Tier")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        created.body["refUrl"],
+        "/dictionary/field/v1/id/Loyalty_Tier"
+    );
+    assert!(created.body["lastUpdated"].is_string());
+    assert_eq!(
+        created.body["searchable"], true,
+        "the string \"true\" is a boolean"
+    );
+    assert_eq!(
+        created.header("location"),
+        format!("{}/dictionary/field/v1/id/Loyalty_Tier", s.url)
+    );
+    // The native dictionary holds it, both locale spellings meaning one locale.
+    let native = s.get(s.lab(), "/v1/fields/Loyalty_Tier").await;
+    native.expect(200);
+    assert_eq!(native.str("/translations/it_IT"), "Livello fedeltà");
+
+    let read = send(
+        &s,
+        Method::GET,
+        "/dictionary/field/v1/id/Loyalty_Tier",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(read.status, 200);
+    assert_eq!(read.body["dataType"], "string");
+    let mut changed = console_field("Loyalty_Tier");
+    changed["description"] = json!("Tier in the loyalty programme");
+    let put = send(
+        &s,
+        Method::PUT,
+        "/dictionary/field/v1/id/Loyalty_Tier",
+        Some(s.lab()),
+        &[],
+        Some(changed),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert_eq!(
+        s.get(s.lab(), "/v1/fields/Loyalty_Tier")
+            .await
+            .str("/description"),
+        "Tier in the loyalty programme"
+    );
+
+    // A field set of it; the status says whether each is used.
+    let set = send(&s, Method::POST, "/dictionary/fieldset/v1", Some(s.lab()), &[], Some(json!({
+        "id": "loyalty", "description": "Loyalty", "fields": ["Loyalty_Tier"], "publiclyAccessible": false
+    }))).await;
+    assert_eq!(set.status, 201, "{}", set.body);
+    assert_eq!(set.body["refUrl"], "/dictionary/fieldset/v1/id/loyalty");
+    let status = |path: &'static str| send(&s, Method::GET, path, Some(s.lab()), &[], None);
+    assert_eq!(
+        status("/dictionary/field/v1/status/Loyalty_Tier")
+            .await
+            .body,
+        json!({"status": {"inUse": true}}),
+        "in a field set"
+    );
+    assert_eq!(
+        status("/dictionary/fieldset/v1/status/loyalty").await.body,
+        json!({"status": {"inUse": false}})
+    );
+    let customer = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "fieldsets": ["loyalty"], "dataElements": [{"Loyalty_Tier": "gold"}]
+        })),
+    )
+    .await;
+    assert_eq!(customer.status, 201, "{}", customer.body);
+    assert_eq!(
+        status("/dictionary/fieldset/v1/status/loyalty").await.body,
+        json!({"status": {"inUse": true}})
+    );
+    send(
+        &s,
+        Method::DELETE,
+        "/dictionary/fieldset/v1/id/loyalty",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await
+    .original_error(409, "inUse");
+
+    // Search by id: all, or some.
+    let all = send(
+        &s,
+        Method::GET,
+        "/dictionary/field/v1/search?q=id:*&maxEntries=1500",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = all
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&"Loyalty_Tier") && ids.contains(&"Context_First_Name"),
+        "{ids:?}"
+    );
+    assert!(all.body[0]["refUrl"].is_string());
+    let some = send(
+        &s,
+        Method::GET,
+        "/dictionary/field/v1/search?q=id%3ALoyalty_Tier%20OR%20id%3AContext_City",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = some
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|f| f["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["Context_City", "Loyalty_Tier"]);
+    send(
+        &s,
+        Method::GET,
+        "/dictionary/field/v1/search?q=id:*&maxEntries=1501",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await
+    .original_error(400, "invalidInput");
+    // An agent token is refused.
+    let (_, agent) =
+        crate::support::key(&s.client(s.lab()), contextd_core::auth::Role::Agent).await;
+    send(
+        &s,
+        Method::POST,
+        "/dictionary/field/v1",
+        Some(&agent),
+        &[],
+        Some(console_field("Other")),
+    )
+    .await
+    .original_error(403, "forbidden");
+}

@@ -1,0 +1,183 @@
+//! `/dictionary/{field,fieldset}/v1`: the original dictionary paths, on the organization's
+//! native dictionary (admin tokens, as the original console used).
+
+use std::str::FromStr;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use chrono::Utc;
+use contextd_core::CoreError;
+use contextd_proto::compat::dictionary::{
+    dictionary_ref_url, CompatField, CompatFieldInput, CompatFieldSet, CompatFieldSetInput,
+    DictEntity, InUseStatus,
+};
+use contextd_proto::compat::query::{RawSearchParams, SearchParams, DICTIONARY_MAX_ENTRIES};
+
+use super::{check_labmode, ok};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{parse_json, ApiPath, ApiQuery, Auth};
+use crate::AppState;
+
+fn entity(segment: &str) -> ApiResult<DictEntity> {
+    DictEntity::from_str(segment).map_err(|_| ApiError::no_route())
+}
+
+fn invalid(errors: Vec<contextd_proto::FieldError>) -> ApiError {
+    CoreError::Validation(errors).into()
+}
+
+/// The native dictionary keeps no write times; entries are answered with the time of the
+/// answer as `lastUpdated` (the original clients only display it).
+fn field_view(field: contextd_proto::dictionary::Field) -> CompatField {
+    CompatField::new(field, Utc::now())
+}
+
+fn fieldset_view(set: contextd_proto::dictionary::FieldSet) -> CompatFieldSet {
+    CompatFieldSet::new(set, Utc::now())
+}
+
+/// `POST /dictionary/{entity}/v1`: 201 with the entry and its absolute `Location`.
+pub async fn create(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(segment): ApiPath<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let entity = entity(&segment)?;
+    check_labmode(&headers, &actor)?;
+    let depth = state.limits.json_depth;
+    let (id, mut response) = match entity {
+        DictEntity::Field => {
+            let input: CompatFieldInput = parse_json(&body, depth)?;
+            let field = input.into_native(None).map_err(invalid)?;
+            let field = state.context.put_field(&actor, field, None).await?;
+            (
+                field.id.clone(),
+                ok(StatusCode::CREATED, &field_view(field)),
+            )
+        }
+        DictEntity::Fieldset => {
+            let input: CompatFieldSetInput = parse_json(&body, depth)?;
+            let set = input.into_native(None).map_err(invalid)?;
+            let set = state.context.put_fieldset(&actor, set, None).await?;
+            (set.id.clone(), ok(StatusCode::CREATED, &fieldset_view(set)))
+        }
+    };
+    let location = format!("{}{}", state.public_url, dictionary_ref_url(entity, &id));
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+/// `GET /dictionary/{entity}/v1/id/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    check_labmode(&headers, &actor)?;
+    Ok(match entity(&segment)? {
+        DictEntity::Field => ok(
+            StatusCode::OK,
+            &field_view(state.context.get_field(&actor, &id).await?),
+        ),
+        DictEntity::Fieldset => ok(
+            StatusCode::OK,
+            &fieldset_view(state.context.get_fieldset(&actor, &id).await?),
+        ),
+    })
+}
+
+/// `PUT /dictionary/{entity}/v1/id/{id}`: the console's extra keys are accepted and ignored.
+pub async fn replace(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    check_labmode(&headers, &actor)?;
+    let depth = state.limits.json_depth;
+    Ok(match entity(&segment)? {
+        DictEntity::Field => {
+            let input: CompatFieldInput = parse_json(&body, depth)?;
+            let field = input.into_native(Some(&id)).map_err(invalid)?;
+            let field = state.context.put_field(&actor, field, Some(&id)).await?;
+            ok(StatusCode::OK, &field_view(field))
+        }
+        DictEntity::Fieldset => {
+            let input: CompatFieldSetInput = parse_json(&body, depth)?;
+            let set = input.into_native(Some(&id)).map_err(invalid)?;
+            let set = state.context.put_fieldset(&actor, set, Some(&id)).await?;
+            ok(StatusCode::OK, &fieldset_view(set))
+        }
+    })
+}
+
+/// `DELETE /dictionary/{entity}/v1/id/{id}`: an unused custom entry.
+pub async fn delete(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
+    check_labmode(&headers, &actor)?;
+    match entity(&segment)? {
+        DictEntity::Field => state.context.delete_field(&actor, &id).await?,
+        DictEntity::Fieldset => state.context.delete_fieldset(&actor, &id).await?,
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /dictionary/{entity}/v1/status/{id}` → `{"status": {"inUse": bool}}`.
+pub async fn status(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath((segment, id)): ApiPath<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    check_labmode(&headers, &actor)?;
+    let in_use = match entity(&segment)? {
+        DictEntity::Field => state.context.field_in_use(&actor, &id).await?,
+        DictEntity::Fieldset => state.context.fieldset_in_use(&actor, &id).await?,
+    };
+    Ok(ok(StatusCode::OK, &InUseStatus::new(in_use)))
+}
+
+/// `GET /dictionary/{entity}/v1/search?q=id:*` (or `id:a OR id:b`): a JSON array, sorted by
+/// id, up to 1,500 entries a page.
+pub async fn search(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(segment): ApiPath<String>,
+    headers: HeaderMap,
+    ApiQuery(raw): ApiQuery<RawSearchParams>,
+) -> ApiResult<Response> {
+    check_labmode(&headers, &actor)?;
+    let params = SearchParams::new(&raw, DICTIONARY_MAX_ENTRIES).map_err(invalid)?;
+    let wanted = params
+        .query
+        .id_filter()
+        .map_err(|e| ApiError::bad_request(e.0))?;
+    Ok(match entity(&segment)? {
+        DictEntity::Field => {
+            let mut fields = state.context.list_fields(&actor).await?;
+            fields.retain(|f| wanted.matches(&f.id));
+            fields.sort_by(|a, b| a.id.cmp(&b.id));
+            let page: Vec<CompatField> = params.page(fields).into_iter().map(field_view).collect();
+            ok(StatusCode::OK, &page)
+        }
+        DictEntity::Fieldset => {
+            let mut sets = state.context.list_fieldsets(&actor).await?;
+            sets.retain(|s| wanted.matches(&s.id));
+            sets.sort_by(|a, b| a.id.cmp(&b.id));
+            let page: Vec<CompatFieldSet> =
+                params.page(sets).into_iter().map(fieldset_view).collect();
+            ok(StatusCode::OK, &page)
+        }
+    })
+}
