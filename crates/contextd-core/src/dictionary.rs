@@ -138,6 +138,16 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
         });
         fields.extend(set_fields);
     }
+    // Work items (DESIGN §4) reuse fields of the sets above.
+    fieldsets.push(FieldSet {
+        id: "cisco.base.workitem".to_owned(),
+        description: "Work item title, description and notes".to_owned(),
+        fields: ["Context_Title", "Context_Description", "Context_Notes"]
+            .map(str::to_owned)
+            .to_vec(),
+        inactive_fields: Vec::new(),
+        base: true,
+    });
     (fields, fieldsets)
 }
 

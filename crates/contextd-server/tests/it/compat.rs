@@ -701,3 +701,52 @@ async fn the_dictionary_paths_take_the_consoles_keys() {
     .await
     .original_error(403, "forbidden");
 }
+
+#[tokio::test]
+async fn a_workitem_is_an_activity_kind_of_its_own() {
+    let s = TestServer::start().await;
+    let item = send(&s, Method::POST, "/context/v1/workitem", Some(s.lab()), &[], Some(json!({
+        "mediaType": "email",
+        "dataElements": [{"Context_Title": "Call back about the invoice"}, {"Context_Notes": "After 5 pm"}]
+    }))).await;
+    assert_eq!(item.status, 201, "{}", item.body);
+    assert_eq!(item.body["type"], "workitem");
+    assert_eq!(item.body["fieldsets"], json!(["cisco.base.workitem"]));
+    let id = item.body["id"].as_str().expect("id").to_owned();
+    // The native API sees an activity; the pod path does not list work items, the workitem
+    // path nothing else.
+    s.get(s.lab(), &format!("/v1/activities/{id}"))
+        .await
+        .expect(200);
+    send(
+        &s,
+        Method::GET,
+        &format!("/context/v1/pod/{id}"),
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await
+    .original_error(404, "notFound");
+    let pod = send(&s, Method::POST, "/context/v1/pod", Some(s.lab()), &[], Some(json!({
+        "mediaType": "chat", "fieldsets": ["cisco.base.pod"], "dataElements": [{"Context_Notes": "hi"}]
+    }))).await;
+    assert_eq!(pod.status, 201, "{}", pod.body);
+    let items = send(
+        &s,
+        Method::GET,
+        "/context/v1/workitem?q=type:workitem",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    let ids: Vec<&str> = items
+        .body
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|o| o["id"].as_str())
+        .collect();
+    assert_eq!(ids, [id.as_str()]);
+}
