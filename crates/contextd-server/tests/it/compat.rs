@@ -750,3 +750,69 @@ async fn a_workitem_is_an_activity_kind_of_its_own() {
         .collect();
     assert_eq!(ids, [id.as_str()]);
 }
+
+#[tokio::test]
+async fn bad_input_gets_the_original_error_shape_and_changes_nothing() {
+    let s = TestServer::start().await;
+    let url = |p: &str| format!("{}{p}", s.url);
+    let malformed = s
+        .http
+        .post(url("/context/v1/customer"))
+        .bearer_auth(s.lab())
+        .header("content-type", "application/json")
+        .body("{\"dataElements\": [")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(malformed.status(), 400);
+    assert!(malformed.headers().contains_key("trackingid"));
+    let body: Value = malformed.json().await.expect("json");
+    assert_eq!(body["errorType"], "badRequest", "{body}");
+    for (path, status, error_type) in [
+        ("/context/v1/customer/not-an-id", 400, "badRequest"),
+        (
+            "/context/v1/customer/01936b3c-0000-7000-8000-000000000000",
+            404,
+            "notFound",
+        ),
+    ] {
+        send(&s, Method::GET, path, Some(s.lab()), &[], None)
+            .await
+            .original_error(status, error_type);
+    }
+    let two_fields = send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "fieldsets": ["cisco.base.customer"],
+            "dataElements": [{"Context_First_Name": "A", "Context_Last_Name": "B"}]
+        })),
+    )
+    .await;
+    two_fields.original_error(400, "invalidInput");
+    let huge = json!({"fieldsets": ["cisco.base.customer"],
+        "dataElements": [{"Context_First_Name": "x".repeat(2 * 1024 * 1024)}]});
+    send(
+        &s,
+        Method::POST,
+        "/context/v1/customer",
+        Some(s.lab()),
+        &[],
+        Some(huge),
+    )
+    .await
+    .original_error(413, "tooLarge");
+    let all = send(
+        &s,
+        Method::GET,
+        "/context/v1/customer?q=type:customer",
+        Some(s.lab()),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(all.body, json!([]), "nothing was written");
+}
