@@ -9,13 +9,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use contextd_core::auth::Principal;
 use contextd_core::dictionary::Dictionary;
-use contextd_core::{ContextObject, CoreError, ObjectId};
+use contextd_core::{ContextObject, CoreError, Kind, ObjectId};
 use contextd_proto::compat::query::{
     RawSearchParams, SearchParams, SortBy, SortOrder, MAX_ENTRIES, MAX_WINDOW,
 };
 use contextd_proto::compat::{
     coerce_value, data_type_name, ref_url, CompatInput, CompatObject, CompatType,
 };
+use contextd_proto::object::SearchRequest;
 use contextd_proto::ErrorCode;
 
 use super::{check_labmode, last_updated_header, ok};
@@ -34,11 +35,53 @@ fn object_id(id: &str) -> ApiResult<ObjectId> {
     Ok(ObjectId::parse(id)?)
 }
 
-/// The original view of `object` read through `ty`, with each field's data type.
-fn view(object: &ContextObject, ty: CompatType, dictionary: &Dictionary) -> CompatObject {
-    CompatObject::from_native(object, ty, None, |id| {
+/// The original view of `object` read through `ty`, with each field's data type; `parent`
+/// is the type of a detail's parent (see [`parent_type`]).
+fn view(
+    object: &ContextObject,
+    ty: CompatType,
+    parent: Option<CompatType>,
+    dictionary: &Dictionary,
+) -> CompatObject {
+    CompatObject::from_native(object, ty, parent, |id| {
         dictionary.field(id).map(|f| data_type_name(f.data_type))
     })
+}
+
+/// The type of a detail's parent, a request or an activity (an id-only search: no value is
+/// read). `None` for other kinds, which [`CompatObject::from_native`] knows by themselves.
+async fn parent_type(
+    state: &AppState,
+    actor: &Principal,
+    object: &ContextObject,
+) -> ApiResult<Option<CompatType>> {
+    let (Kind::Detail, Some(parent)) = (object.kind, object.parent_id) else {
+        return Ok(None);
+    };
+    let request = SearchRequest {
+        terms: [("id".to_owned(), serde_json::json!([parent.to_string()]))].into(),
+        summary: true,
+        ..SearchRequest::default()
+    };
+    let found = state.context.search(actor, Kind::Request, &request).await?;
+    let is_request = found.ids.is_some_and(|ids| !ids.is_empty());
+    Ok(Some(if is_request {
+        CompatType::Request
+    } else {
+        CompatType::Activity
+    }))
+}
+
+/// [`view`] with the parent's type looked up.
+async fn full_view(
+    state: &AppState,
+    actor: &Principal,
+    object: &ContextObject,
+    ty: CompatType,
+    dictionary: &Dictionary,
+) -> ApiResult<CompatObject> {
+    let parent = parent_type(state, actor, object).await?;
+    Ok(view(object, ty, parent, dictionary))
 }
 
 /// The native input of a body, values written as text coerced to their field's type (the
@@ -96,7 +139,8 @@ pub async fn create(
         .context
         .create(&actor, ty.native_kind(), native)
         .await?;
-    let mut response = ok(StatusCode::CREATED, &view(&object, ty, &dictionary));
+    let body = full_view(&state, &actor, &object, ty, &dictionary).await?;
+    let mut response = ok(StatusCode::CREATED, &body);
     let location = format!("{}{}", state.public_url, ref_url(ty, object.id));
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -119,7 +163,8 @@ pub async fn get(
     check_labmode(&headers, &actor)?;
     let object = read(&state, &actor, ty, object_id(&id)?).await?;
     let dictionary = dictionary(&state, &actor).await?;
-    Ok(ok(StatusCode::OK, &view(&object, ty, &dictionary)))
+    let body = full_view(&state, &actor, &object, ty, &dictionary).await?;
+    Ok(ok(StatusCode::OK, &body))
 }
 
 /// `PUT /context/v1/{type}/{id}`: the whole object, `lastUpdated` as the concurrency token
@@ -152,7 +197,8 @@ pub async fn replace(
         .context
         .replace(&actor, ty.native_kind(), id, native, None)
         .await?;
-    let mut response = ok(StatusCode::OK, &view(&object, ty, &dictionary));
+    let body = full_view(&state, &actor, &object, ty, &dictionary).await?;
+    let mut response = ok(StatusCode::OK, &body);
     if let Some(v) = last_updated_header(&object.last_updated) {
         response.headers_mut().insert("last-updated", v);
     }
@@ -197,11 +243,10 @@ pub async fn search(
     }
     let items = gather(&state, &actor, ty, &params).await?;
     let dictionary = dictionary(&state, &actor).await?;
-    let page: Vec<CompatObject> = params
-        .arrange(items)
-        .iter()
-        .map(|o| view(o, ty, &dictionary))
-        .collect();
+    let mut page = Vec::new();
+    for object in params.arrange(items) {
+        page.push(full_view(&state, &actor, &object, ty, &dictionary).await?);
+    }
     Ok(ok(StatusCode::OK, &page))
 }
 

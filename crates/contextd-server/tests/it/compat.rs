@@ -231,6 +231,44 @@ async fn create_answers_the_original_shape_and_the_native_api_sees_it() {
         "a detail without a type is a comment"
     );
     assert_eq!(native.str("/state"), "closed", "details are created closed");
+    assert_eq!(
+        detail.body["parentRefUrl"],
+        format!("/context/v1/request/{request_id}")
+    );
+    let on_pod = send(
+        &s,
+        Method::POST,
+        "/context/v1/detail",
+        Some(s.lab()),
+        &[],
+        Some(json!({
+            "parentRefUrl": format!("/context/v1/pod/{pod_id}"),
+            "fieldsets": ["cisco.base.rating"],
+            "dataElements": [{"cccRatingPoints": "4"}]
+        })),
+    )
+    .await;
+    assert_eq!(on_pod.status, 201, "{}", on_pod.body);
+    assert_eq!(
+        on_pod.body["parentRefUrl"],
+        format!("/context/v1/activity/{pod_id}")
+    );
+    let rating = s
+        .get(
+            s.lab(),
+            &format!("/v1/details/{}", on_pod.body["id"].as_str().unwrap_or("")),
+        )
+        .await;
+    assert_eq!(
+        rating.str("/detailType"),
+        "feedback",
+        "cisco.base.rating makes it feedback"
+    );
+    assert_eq!(
+        rating.at("/data/cccRatingPoints"),
+        &json!(4),
+        "\"4\" is the integer 4"
+    );
 }
 
 #[tokio::test]
