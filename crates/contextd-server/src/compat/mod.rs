@@ -4,9 +4,9 @@
 //!
 //! This module maps the original wire shapes (`contextd_proto::compat`) to the core's
 //! operations; the core has no compatibility special case. Everything written here is the
-//! same object the native API and the desktop see. Around every answer, [`envelope`] puts
-//! the `trackingid` header (the client's, else a new one) and turns native problem documents
-//! into the original error shape (`{"errorType", "errorMessage", "errorData"}`).
+//! same object the native API and the desktop see. Around every answer, one middleware
+//! (`envelope`) puts the `trackingid` header (the client's, else a new one) and turns native
+//! problem documents into the original error shape (`{"errorType", "errorMessage", "errorData"}`).
 
 mod dictionary;
 mod objects;
