@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use chrono::Utc;
 use contextd_core::CoreError;
@@ -13,8 +13,9 @@ use contextd_proto::compat::dictionary::{
     DictEntity, InUseStatus,
 };
 use contextd_proto::compat::query::{RawSearchParams, SearchParams, DICTIONARY_MAX_ENTRIES};
+use contextd_proto::dictionary::{Field, FieldSet};
 
-use super::{check_labmode, ok};
+use super::{check_labmode, created, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{parse_json, ApiPath, ApiQuery, Auth};
 use crate::AppState;
@@ -29,12 +30,24 @@ fn invalid(errors: Vec<contextd_proto::FieldError>) -> ApiError {
 
 /// The native dictionary keeps no write times; entries are answered with the time of the
 /// answer as `lastUpdated` (the original clients only display it).
-fn field_view(field: contextd_proto::dictionary::Field) -> CompatField {
+fn field_view(field: Field) -> CompatField {
     CompatField::new(field, Utc::now())
 }
 
-fn fieldset_view(set: contextd_proto::dictionary::FieldSet) -> CompatFieldSet {
+fn fieldset_view(set: FieldSet) -> CompatFieldSet {
     CompatFieldSet::new(set, Utc::now())
+}
+
+/// A field body as the console sent it, as a native field (`path_id`: the id of a `PUT`).
+fn field_body(state: &AppState, body: &[u8], path_id: Option<&str>) -> ApiResult<Field> {
+    let input: CompatFieldInput = parse_json(body, state.limits.json_depth)?;
+    input.into_native(path_id).map_err(invalid)
+}
+
+/// A field set body as the console sent it, as a native field set.
+fn fieldset_body(state: &AppState, body: &[u8], path_id: Option<&str>) -> ApiResult<FieldSet> {
+    let input: CompatFieldSetInput = parse_json(body, state.limits.json_depth)?;
+    input.into_native(path_id).map_err(invalid)
 }
 
 /// `POST /dictionary/{entity}/v1`: 201 with the entry and its absolute `Location`.
@@ -47,29 +60,20 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let entity = entity(&segment)?;
     check_labmode(&headers, &actor)?;
-    let depth = state.limits.json_depth;
-    let (id, mut response) = match entity {
+    Ok(match entity {
         DictEntity::Field => {
-            let input: CompatFieldInput = parse_json(&body, depth)?;
-            let field = input.into_native(None).map_err(invalid)?;
+            let field = field_body(&state, &body, None)?;
             let field = state.context.put_field(&actor, field, None).await?;
-            (
-                field.id.clone(),
-                ok(StatusCode::CREATED, &field_view(field)),
-            )
+            let url = dictionary_ref_url(entity, &field.id);
+            created(&state, &url, &field_view(field))
         }
         DictEntity::Fieldset => {
-            let input: CompatFieldSetInput = parse_json(&body, depth)?;
-            let set = input.into_native(None).map_err(invalid)?;
+            let set = fieldset_body(&state, &body, None)?;
             let set = state.context.put_fieldset(&actor, set, None).await?;
-            (set.id.clone(), ok(StatusCode::CREATED, &fieldset_view(set)))
+            let url = dictionary_ref_url(entity, &set.id);
+            created(&state, &url, &fieldset_view(set))
         }
-    };
-    let location = format!("{}{}", state.public_url, dictionary_ref_url(entity, &id));
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    Ok(response)
+    })
 }
 
 /// `GET /dictionary/{entity}/v1/id/{id}`.
@@ -101,17 +105,14 @@ pub async fn replace(
     body: axum::body::Bytes,
 ) -> ApiResult<Response> {
     check_labmode(&headers, &actor)?;
-    let depth = state.limits.json_depth;
     Ok(match entity(&segment)? {
         DictEntity::Field => {
-            let input: CompatFieldInput = parse_json(&body, depth)?;
-            let field = input.into_native(Some(&id)).map_err(invalid)?;
+            let field = field_body(&state, &body, Some(&id))?;
             let field = state.context.put_field(&actor, field, Some(&id)).await?;
             ok(StatusCode::OK, &field_view(field))
         }
         DictEntity::Fieldset => {
-            let input: CompatFieldSetInput = parse_json(&body, depth)?;
-            let set = input.into_native(Some(&id)).map_err(invalid)?;
+            let set = fieldset_body(&state, &body, Some(&id))?;
             let set = state.context.put_fieldset(&actor, set, Some(&id)).await?;
             ok(StatusCode::OK, &fieldset_view(set))
         }

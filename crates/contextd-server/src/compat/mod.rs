@@ -134,7 +134,16 @@ fn last_updated_header(at: &chrono::DateTime<chrono::Utc>) -> Option<HeaderValue
     HeaderValue::from_str(&contextd_proto::time::format(at)).ok()
 }
 
-/// The status an answer with a body of `T` gets, for the handlers' signatures.
+/// An answer of `status` with `body` as JSON.
 pub(crate) fn ok<T: serde::Serialize>(status: StatusCode, body: &T) -> Response {
     (status, Json(body)).into_response()
+}
+
+/// A 201 with `body` and the absolute `Location` of `ref_url` on this service.
+pub(crate) fn created<T: serde::Serialize>(state: &AppState, ref_url: &str, body: &T) -> Response {
+    let mut response = ok(StatusCode::CREATED, body);
+    if let Ok(v) = HeaderValue::from_str(&format!("{}{ref_url}", state.public_url)) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use contextd_core::auth::Principal;
 use contextd_core::dictionary::Dictionary;
@@ -19,7 +19,7 @@ use contextd_proto::compat::{
 use contextd_proto::object::SearchRequest;
 use contextd_proto::ErrorCode;
 
-use super::{check_labmode, last_updated_header, ok};
+use super::{check_labmode, created, last_updated_header, ok};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::AppState;
@@ -140,14 +140,9 @@ pub async fn create(
         .create(&actor, ty.native_kind(), native)
         .await?;
     let body = full_view(&state, &actor, &object, ty, &dictionary).await?;
-    let mut response = ok(StatusCode::CREATED, &body);
-    let location = format!("{}{}", state.public_url, ref_url(ty, object.id));
-    let h = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&location) {
-        h.insert(header::LOCATION, v);
-    }
+    let mut response = created(&state, &ref_url(ty, object.id), &body);
     if let Some(v) = last_updated_header(&object.last_updated) {
-        h.insert("last-updated", v);
+        response.headers_mut().insert("last-updated", v);
     }
     Ok(response)
 }

@@ -507,6 +507,90 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
 }
 
 #[tokio::test]
+async fn the_card_is_labelled_and_edited_and_the_timeline_filters_and_pages_as_you_scroll() {
+    let s = TestServer::start().await;
+    let admin = s.client(s.lab());
+    add_user(&admin, "ana", Role::Agent).await;
+    let customer = new_customer(
+        &admin,
+        json!({"Context_First_Name": "Erik", "Context_Mobile_Phone": "+1 (555) 010-0002"}),
+    )
+    .await;
+    // More than a page (50) of chats, and one call.
+    for i in 0..60 {
+        admin
+            .create(
+                Kind::Activity,
+                &input(json!({"customerId": customer, "mediaType": "chat",
+                "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": format!("chat {i}")}})),
+            )
+            .await
+            .expect("chat");
+    }
+    admin
+        .create(
+            Kind::Activity,
+            &input(json!({"customerId": customer, "mediaType": "voice"})),
+        )
+        .await
+        .expect("voice");
+    let b = Browser::start().await;
+    b.goto(&format!("{}/desktop?customerId={customer}", s.url))
+        .await;
+    b.sign_in("lab", "ana").await;
+    b.until(
+        "document.querySelector('#customer-name')?.textContent.includes('Erik')",
+        "the customer opens",
+    )
+    .await;
+
+    // Labels come from the fields' translations, not their ids.
+    let card = b.text("#customer-card").await;
+    assert!(
+        card.contains("Mobile phone") && !card.contains("Context_Mobile_Phone"),
+        "{card}"
+    );
+
+    // A page at a time: scrolling to the end loads the rest.
+    let entries = "document.querySelectorAll('#timeline li.entry').length";
+    b.until(&format!("{entries} === 50"), "the first page")
+        .await;
+    b.web
+        .execute(
+            "document.querySelector('#timeline-sentinel').scrollIntoView();",
+            vec![],
+        )
+        .await
+        .expect("scroll");
+    b.until(&format!("{entries} === 61"), "the next page, on scrolling")
+        .await;
+
+    // Channel filters.
+    b.click("#filters button[data-media-type='voice']").await;
+    b.until(
+        "[...document.querySelectorAll('#timeline li.entry')].every(e => e.dataset.mediaType === 'voice') \
+         && document.querySelectorAll('#timeline li.entry').length === 1",
+        "only the call",
+    )
+    .await;
+
+    // Edit an allowed field of the card.
+    b.click("#edit-customer").await;
+    b.fill("#cf-Context_First_Name", "Erika").await;
+    b.click("#save-customer").await;
+    eventually(&admin, Kind::Customer, customer, |o| {
+        o.data["Context_First_Name"] == "Erika"
+    })
+    .await;
+    b.until(
+        "document.querySelector('#customer-name')?.textContent.includes('Erika')",
+        "the card shows the change",
+    )
+    .await;
+    b.close().await;
+}
+
+#[tokio::test]
 async fn a_host_desktop_drives_the_embedded_gadget_through_post_message() {
     let s = TestServer::start().await;
     let admin = s.client(s.lab());
