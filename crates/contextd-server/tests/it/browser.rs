@@ -507,8 +507,9 @@ async fn an_agent_finds_a_caller_sees_the_journey_gets_a_screen_pop_and_works_th
 }
 
 #[tokio::test]
-async fn the_card_is_labelled_and_edited_and_the_timeline_filters_and_pages_as_you_scroll() {
-    let s = TestServer::start().await;
+async fn the_card_is_labelled_and_edited_and_the_timeline_filters_pages_and_resumes_after_a_restart(
+) {
+    let mut s = TestServer::start().await;
     let admin = s.client(s.lab());
     add_user(&admin, "ana", Role::Agent).await;
     let customer = new_customer(
@@ -587,6 +588,23 @@ async fn the_card_is_labelled_and_edited_and_the_timeline_filters_and_pages_as_y
         "the card shows the change",
     )
     .await;
+
+    // The server restarts and an SMS is written at once, most likely before the page's stream
+    // is back (the browser waits a second between attempts): it still pops up, because the
+    // stream resumes by Last-Event-ID where a new stream would start after it.
+    b.shown("#live[data-state='live']").await;
+    s.restart().await;
+    let sms = s
+        .client(s.lab())
+        .create(Kind::Activity, &input(json!({"customerId": customer, "mediaType": "sms",
+            "fieldsets": ["cisco.base.pod"], "data": {"Context_Notes": "written while reconnecting"}})))
+        .await
+        .expect("sms");
+    b.shown("#screen-pop").await;
+    assert!(b.text("#screen-pop-text").await.contains("sms"));
+    b.click("#filters button[data-media-type='all']").await;
+    b.shown(&format!("#timeline li.entry[data-id='{}']", sms.id))
+        .await;
     b.close().await;
 }
 
