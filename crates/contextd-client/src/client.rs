@@ -16,8 +16,8 @@ use contextd_proto::connectors::{ConnectorCreated, ConnectorView, NewConnector, 
 use contextd_proto::dictionary::{Field, FieldSet};
 use contextd_proto::error::{FieldError, Problem};
 use contextd_proto::object::{
-    FlushStatus, MediaType, ObjectInput, ObjectPatch, SearchRequest, SearchResult, TimelinePage,
-    TimelineParams,
+    BatchRequest, BatchResult, FlushStatus, MediaType, ObjectInput, ObjectPatch, SearchRequest,
+    SearchResult, TimelinePage, TimelineParams,
 };
 use contextd_proto::paths;
 use contextd_proto::system::{EmbeddingSettings, EncryptionStatus, LiveStats, Ping, Status};
@@ -677,6 +677,15 @@ impl Client {
     pub async fn create(&self, kind: Kind, input: &ObjectInput) -> Result<ContextObject> {
         let call = Call::post(op(kind, "create"), paths::objects(kind));
         self.json(call.json(input)).await
+    }
+
+    /// Creates up to 1,000 objects of a kind in one transaction (`customer.batch`, …), with
+    /// one result per item in order; items that fail are reported and the others written.
+    /// With `import` (admin credentials), each item keeps its `id` and history and an id
+    /// held already answers `exists`, so the same batch can be sent again safely.
+    pub async fn create_batch(&self, kind: Kind, batch: &BatchRequest) -> Result<BatchResult> {
+        let call = Call::post(op(kind, "batch"), paths::batch(kind));
+        self.json(call.json(batch)).await
     }
 
     /// Reads an object (`customer.get`, …).

@@ -698,6 +698,58 @@ impl Keyring {
         })
     }
 
+    /// The keys of several new customers, stored in one key-store transaction. A customer
+    /// that has a key already (a retried import) keeps it.
+    pub async fn create_customer_keys(
+        &self,
+        scope: Scope,
+        customers: &[ObjectId],
+    ) -> Result<Vec<ObjectKeys>, CoreError> {
+        let partition = self.partition(scope).await?;
+        let (version, pkey) = partition
+            .current()
+            .ok_or_else(|| CoreError::Keys("no data key".into()))?;
+        let fresh: Vec<KeyBytes> = customers.iter().map(|_| KeyBytes::generate()).collect();
+        let wrapped: Vec<(ObjectId, WrappedKey)> = customers
+            .iter()
+            .zip(&fresh)
+            .map(|(c, key)| {
+                let bytes = seal_raw(
+                    pkey,
+                    &key.0,
+                    &wrap_aad("customer", scope, *version, Some(*c)),
+                );
+                let wrapped = WrappedKey {
+                    version: 0,
+                    wrapped_by: *version,
+                    bytes,
+                };
+                (*c, wrapped)
+            })
+            .collect();
+        let stored = self
+            .store
+            .insert_customer_keys(scope, &wrapped)
+            .await
+            .map_err(keys_err)?;
+        let mut out = Vec::with_capacity(customers.len());
+        for ((customer, key), new) in customers.iter().zip(fresh).zip(stored) {
+            let key = if new {
+                let key = Arc::new(key);
+                self.customers.insert((scope, *customer), key.clone());
+                key
+            } else {
+                self.customer_key(scope, *customer, &partition).await?
+            };
+            out.push(ObjectKeys {
+                scope,
+                partition: partition.clone(),
+                customer: Some(key),
+            });
+        }
+        Ok(out)
+    }
+
     /// The keys for an object owned by `customer` (or by nobody).
     pub async fn object_keys(
         &self,

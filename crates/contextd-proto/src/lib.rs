@@ -22,6 +22,7 @@ pub mod object;
 pub mod paths;
 pub mod system;
 pub mod time;
+pub mod transfer;
 
 pub use error::{ErrorCode, FieldError, Problem};
 pub use ids::{ObjectId, OrgId, ParseError, Partition};

@@ -312,6 +312,66 @@ pub enum Match {
     Any,
 }
 
+/// The body of `POST /v1/{kind}/batch`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BatchRequest {
+    /// Up to 1,000 objects of the path's kind, each as a create takes it.
+    pub items: Vec<ObjectInput>,
+    /// Keep each item's `id` (required), `created`, `lastUpdated`, `version` and
+    /// `contributors`; allow children of closed requests; answer `exists` for an id already
+    /// held. Admins only: this is how `contextd import` restores an export.
+    #[serde(default)]
+    pub import: bool,
+}
+
+/// What became of one item of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchStatus {
+    /// Written.
+    Created,
+    /// An import whose id is held already, by an object of the same kind: left as it is.
+    Exists,
+    /// Refused (see `problem`); nothing of it was written.
+    Failed,
+}
+
+/// The result of one item, in the order of the request.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemResult {
+    /// What became of it.
+    pub status: BatchStatus,
+    /// Its id (not on `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub id: Option<ObjectId>,
+    /// Its version as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<i64>,
+    /// Its last update as stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<DateTime<Utc>>,
+    /// Why it failed, as the problem a single create would have answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<crate::error::Problem>,
+}
+
+/// The answer to `POST /v1/{kind}/batch`: one result per item, and the counts.
+#[derive(Clone, Debug, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResult {
+    /// One per item, in order.
+    pub items: Vec<BatchItemResult>,
+    /// Items written.
+    pub created: usize,
+    /// Imports found held already.
+    pub existing: usize,
+    /// Items refused.
+    pub failed: usize,
+}
+
 /// The body of `POST /v1/{kind}/search`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

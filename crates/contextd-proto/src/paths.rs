@@ -19,6 +19,8 @@ pub const OBJECTS: &str = "/v1/{kind}";
 pub const OBJECT: &str = "/v1/{kind}/{id}";
 /// Search objects of a kind.
 pub const SEARCH: &str = "/v1/{kind}/search";
+/// Create many objects of a kind at once (and imports).
+pub const BATCH: &str = "/v1/{kind}/batch";
 /// Flush every object of a kind (lab).
 pub const FLUSH: &str = "/v1/{kind}/flush";
 /// Status of a flush.
@@ -151,6 +153,11 @@ pub fn object(kind: Kind, id: ObjectId) -> String {
 /// `/v1/{kind}/search` for a kind.
 pub fn search(kind: Kind) -> String {
     fill(SEARCH, "kind", kind.plural())
+}
+
+/// `/v1/{kind}/batch` for a kind.
+pub fn batch(kind: Kind) -> String {
+    fill(BATCH, "kind", kind.plural())
 }
 
 /// `/v1/{kind}/flush` for a kind.

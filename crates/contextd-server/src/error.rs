@@ -56,6 +56,19 @@ impl ApiError {
     pub fn code(&self) -> ErrorCode {
         self.code
     }
+
+    /// The problem body this error is answered with.
+    pub fn problem(&self) -> Problem {
+        let detail = match self.retry_after {
+            Some(secs) if self.detail.is_empty() => format!("too many requests; retry in {secs} s"),
+            _ => self.detail.clone(),
+        };
+        Problem {
+            errors: self.errors.clone(),
+            current_version: self.current_version,
+            ..Problem::new(self.code, detail)
+        }
+    }
 }
 
 impl From<CoreError> for ApiError {
@@ -137,15 +150,7 @@ impl From<QueryRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let detail = match self.retry_after {
-            Some(secs) if self.detail.is_empty() => format!("too many requests; retry in {secs} s"),
-            _ => self.detail,
-        };
-        let problem = Problem {
-            errors: self.errors,
-            current_version: self.current_version,
-            ..Problem::new(self.code, detail)
-        };
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         // For the request metrics: an error's kind is its code (`telemetry.rs`).

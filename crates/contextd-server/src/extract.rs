@@ -20,7 +20,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 /// bodies become 4xx problems.
 pub struct ApiJson<T>(pub T);
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether a request says its body is JSON (`application/json` or `application/*+json`).
+pub fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -72,11 +72,16 @@ pub struct AppState {
     pub nats: Option<Arc<events::nats::Link>>,
 }
 
+/// The default largest body of a batch: 1,000 objects of 32 KiB on average.
+pub const DEFAULT_BATCH_BODY_LIMIT: usize = 32 * 1024 * 1024;
+
 /// Server settings.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
     /// Largest request body accepted, bytes (larger: 413).
     pub body_limit: usize,
+    /// Largest body of a batch (`POST /v1/{kind}/batch`, up to 1,000 objects), bytes.
+    pub batch_body_limit: usize,
     /// How often to close requests past their auto-close period.
     pub autoclose_sweep: Duration,
     /// Largest total size of request headers, bytes (larger: 431).
@@ -121,6 +126,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             body_limit: 1024 * 1024,
+            batch_body_limit: DEFAULT_BATCH_BODY_LIMIT,
             autoclose_sweep: Duration::from_secs(60),
             header_limit: 16 * 1024,
             json_depth_limit: 32,
@@ -206,6 +212,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(objects::flush_status))
         .routes(routes!(objects::timeline))
         .routes(routes!(objects::create))
+        .routes(routes!(objects::batch))
         .routes(routes!(objects::search))
         .routes(routes!(objects::flush))
         .routes(routes!(

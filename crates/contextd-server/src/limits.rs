@@ -24,7 +24,15 @@ pub struct Limits {
     pub header_bytes: usize,
     /// Deepest JSON nesting accepted.
     pub json_depth: usize,
+    /// Largest body of a batch (`POST /v1/{kind}/batch`), bytes.
+    pub batch_body_bytes: usize,
+    /// Permits for batches, taken before a batch's body is read: memory stays bounded by
+    /// [`BATCHES_AT_ONCE`] × `batch_body_bytes` however many clients send batches.
+    batches: Semaphore,
 }
+
+/// Batches handled at once; more wait for a permit before their bodies are read.
+pub const BATCHES_AT_ONCE: usize = 4;
 
 impl std::fmt::Debug for Limits {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,7 +69,14 @@ impl Limits {
             password_checks: Semaphore::new(config.sign_in_concurrency.max(1)),
             header_bytes: config.header_limit,
             json_depth: config.json_depth_limit,
+            batch_body_bytes: config.batch_body_limit,
+            batches: Semaphore::new(BATCHES_AT_ONCE),
         }
+    }
+
+    /// A permit to read and run one batch (waits for one to be free).
+    pub async fn batch(&self) -> Option<SemaphorePermit<'_>> {
+        self.batches.acquire().await.ok()
     }
 
     fn check<K: Clone + std::hash::Hash + Eq>(

@@ -159,6 +159,7 @@ pub fn child_write(
             id: parent,
             must_be_request,
             active_since,
+            closed_allowed: false,
         }),
         ..insert_write(object, &[])
     }

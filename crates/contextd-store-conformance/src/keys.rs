@@ -268,3 +268,46 @@ pub async fn check_partition_key_races(keys: &dyn KeyStore) {
         "after the race every key of the partition is wrapped alike: {after:?}, index {index:?}"
     );
 }
+
+/// Customer keys stored in a batch: the new ones stored, one that exists kept and reported.
+pub async fn check_customer_key_batches(keys: &dyn KeyStore) {
+    let s = lab();
+    let (kept, a, b) = (ObjectId::new(), ObjectId::new(), ObjectId::new());
+    let first = key(0, 1, 0x21);
+    keys.insert_customer_key(s, kept, &first)
+        .await
+        .expect("insert_customer_key");
+    let stored = keys
+        .insert_customer_keys(
+            s,
+            &[
+                (a, key(0, 1, 0x22)),
+                (kept, key(0, 1, 0x23)),
+                (b, key(0, 1, 0x24)),
+            ],
+        )
+        .await
+        .expect("insert_customer_keys");
+    assert_eq!(stored, vec![true, false, true]);
+    assert_eq!(
+        keys.customer_key(s, kept).await.expect("customer_key"),
+        Some(first),
+        "an existing key is kept"
+    );
+    assert_eq!(
+        keys.customer_key(s, b).await.expect("customer_key"),
+        Some(key(0, 1, 0x24))
+    );
+    assert_eq!(
+        keys.customer_key(other_partition(s), a)
+            .await
+            .expect("customer_key"),
+        None,
+        "customer keys belong to one partition"
+    );
+    assert!(keys
+        .insert_customer_keys(s, &[])
+        .await
+        .expect("an empty batch")
+        .is_empty());
+}

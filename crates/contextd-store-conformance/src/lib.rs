@@ -26,10 +26,10 @@ pub use admin::{
 pub use connectors::{check_connector_tokens, check_connectors};
 pub use events::{check_event_cursors, check_events, check_webhooks};
 pub use isolation::check_scope_isolation;
-pub use keys::{check_key_store, check_partition_key_races};
+pub use keys::{check_customer_key_batches, check_key_store, check_partition_key_races};
 pub use objects::{
-    check_close_stale_requests, check_concurrent_writes, check_flush, check_linked_writes,
-    check_object_crud, check_parent_rules, check_versions,
+    check_batch_import, check_close_stale_requests, check_concurrent_writes, check_flush,
+    check_linked_writes, check_object_crud, check_parent_rules, check_versions,
 };
 pub use people::{
     check_audit, check_erase_customer, check_grants, check_key_rewrap, check_last_admin,
@@ -45,6 +45,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_parent_rules(store).await;
     check_concurrent_writes(store).await;
     check_linked_writes(store).await;
+    check_batch_import(store).await;
     check_search_semantics(store).await;
     check_paging(store).await;
     check_timeline(store).await;
@@ -75,6 +76,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_key_store(keys).await;
     check_key_rewrap(keys).await;
     check_partition_key_races(keys).await;
+    check_customer_key_batches(keys).await;
 }
 
 /// Declares, in a backend's test binary, one test per conformance check (each on a fresh
@@ -93,9 +95,11 @@ macro_rules! conformance_tests {
             check_any_token_in_use, check_users, check_sessions, check_user_changes,
             check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
             check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
-            check_events, check_event_cursors, check_webhooks, check_org_settings);
+            check_events, check_event_cursors, check_webhooks, check_org_settings,
+            check_batch_import);
         $crate::conformance_tests!(@each keys $fresh;
-            check_key_store, check_key_rewrap, check_partition_key_races);
+            check_key_store, check_key_rewrap, check_partition_key_races,
+            check_customer_key_batches);
 
         /// Also catches a check added to `run_all` but not to the list above.
         #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -792,3 +792,80 @@ pub async fn check_linked_writes(store: &dyn Store) {
         vec!["moved".to_owned()]
     );
 }
+
+/// The reads and writes of a batch import: `objects` reads many ids at once, in scope only;
+/// a parent check with `closed_allowed` accepts a closed or stale request (and refreshes its
+/// `touched`, never moving it back) but still refuses a missing parent; a batch of inserts
+/// is one transaction.
+pub async fn check_batch_import(store: &dyn Store) {
+    let s = lab();
+    let t = now();
+    let customer = object(s, Kind::Customer, t);
+    let request = object(s, Kind::Request, at(t, 1));
+    let elsewhere = object(other_partition(s), Kind::Customer, t);
+    for o in [&customer, &request, &elsewhere] {
+        insert(store, o, &[]).await;
+    }
+    let mut found = store
+        .objects(s, &[request.id, ObjectId::new(), customer.id, elsewhere.id])
+        .await
+        .expect("objects");
+    found.sort_by_key(|o| o.kind != Kind::Customer);
+    assert_eq!(
+        found,
+        vec![customer.clone(), request.clone()],
+        "objects reads those in scope and leaves out unknown ids and other partitions"
+    );
+    assert!(store.objects(s, &[]).await.expect("objects").is_empty());
+
+    let since = at(t, -1_000);
+    let mut closed = object(s, Kind::Request, at(t, -5_000));
+    closed.state = State::Closed;
+    insert(store, &closed, &[]).await;
+    let history = |child: &contextd_core::store::StoredObject, parent: ObjectId| {
+        let mut w = child_write(child, parent, true, since);
+        if let Some(check) = w.parent_check.as_mut() {
+            check.closed_allowed = true;
+        }
+        w
+    };
+    let old = object(s, Kind::Activity, at(t, -6_000));
+    store
+        .write_object(&history(&old, closed.id))
+        .await
+        .expect("an imported activity of a closed request");
+    assert_eq!(read(store, s, old.id).await, old);
+    assert_eq!(
+        read(store, s, closed.id).await.touched,
+        closed.touched,
+        "an older child does not move the parent's touched back"
+    );
+    let missing = object(s, Kind::Activity, t);
+    assert_err(
+        store
+            .write_object(&history(&missing, ObjectId::new()))
+            .await,
+        StoreError::ParentNotFound,
+        "an import still needs its parent",
+    );
+
+    // One transaction: the duplicate at the end refuses the whole batch.
+    let fresh: Vec<_> = (0..3)
+        .map(|i| object(s, Kind::Customer, at(t, 10 + i)))
+        .collect();
+    let mut writes: Vec<ObjectWrite> = fresh.iter().map(|o| insert_write(o, &[])).collect();
+    writes.push(insert_write(&customer, &[]));
+    assert_err(
+        store.write_objects(&writes).await,
+        StoreError::AlreadyExists,
+        "a batch with an id taken",
+    );
+    let ids: Vec<ObjectId> = fresh.iter().map(|o| o.id).collect();
+    assert!(
+        store.objects(s, &ids).await.expect("objects").is_empty(),
+        "a refused batch writes nothing"
+    );
+    writes.pop();
+    store.write_objects(&writes).await.expect("write_objects");
+    assert_eq!(store.objects(s, &ids).await.expect("objects").len(), 3);
+}

@@ -233,6 +233,49 @@ impl KeyStore for PgKeyStore {
         .await
     }
 
+    async fn insert_customer_keys(
+        &self,
+        scope: Scope,
+        keys: &[(ObjectId, WrappedKey)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let customers: Vec<uuid::Uuid> = keys.iter().map(|(c, _)| c.0).collect();
+        let versions: Vec<i64> = keys.iter().map(|(_, k)| i64::from(k.version)).collect();
+        let wrapped_by: Vec<i64> = keys.iter().map(|(_, k)| i64::from(k.wrapped_by)).collect();
+        let bytes: Vec<&[u8]> = keys.iter().map(|(_, k)| k.bytes.as_slice()).collect();
+        let client = self.db.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO customer_keys (org_id, partition, customer_id, version, wrapped_by, bytes)
+                 SELECT $1, $2, k.customer_id, k.version, k.wrapped_by, k.bytes
+                 FROM unnest($3::uuid[], $4::bigint[], $5::bigint[], $6::bytea[])
+                     AS k (customer_id, version, wrapped_by, bytes)
+                 ON CONFLICT DO NOTHING
+                 RETURNING customer_id",
+            )
+            .await
+            .map_err(Failure::from)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &scope.org.0,
+                    &scope.partition.as_str(),
+                    &customers,
+                    &versions,
+                    &wrapped_by,
+                    &bytes,
+                ],
+            )
+            .await
+            .map_err(Failure::from)?;
+        let inserted = rows
+            .iter()
+            .map(|r| r.try_get::<_, uuid::Uuid>(0))
+            .collect::<Result<std::collections::HashSet<_>, _>>()
+            .map_err(Failure::from)?;
+        Ok(customers.iter().map(|c| inserted.contains(c)).collect())
+    }
+
     async fn delete_customer_key(
         &self,
         scope: Scope,

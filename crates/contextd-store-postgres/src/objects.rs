@@ -13,6 +13,7 @@ use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
     system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
     ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
+    MAX_IDS_READ,
 };
 use contextd_proto::events::EventType;
 use deadpool_postgres::GenericClient;
@@ -455,6 +456,32 @@ impl ObjectStore for PgStore {
             )
             .await?;
         Ok(row.map(|r| object_from_row(scope, &r)).transpose()?)
+    }
+
+    async fn objects(
+        &self,
+        scope: Scope,
+        ids: &[ObjectId],
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        if ids.len() > MAX_IDS_READ {
+            return Err(StoreError::Backend(format!(
+                "at most {MAX_IDS_READ} ids in one read"
+            )));
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = self
+            .query(
+                &format!(
+                    "SELECT {OBJECT_COLUMNS} FROM objects o
+                     WHERE o.org_id = $1 AND o.partition = $2 AND o.id = ANY($3)"
+                ),
+                &[&scope.org.0, &scope.partition.as_str(), &ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| object_from_row(scope, r))
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
     async fn delete_object(

@@ -191,6 +191,40 @@ impl KeyStore for SqliteKeyStore {
             .await
     }
 
+    async fn insert_customer_keys(
+        &self,
+        scope: Scope,
+        keys: &[(ObjectId, WrappedKey)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let (org, partition) = scope_params(scope);
+        let keys = keys.to_vec();
+        self.db
+            .write(move |tx| {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO customer_keys (org_id, partition, customer_id, version, wrapped_by, bytes)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+                    )
+                    .db()?;
+                let mut stored = Vec::with_capacity(keys.len());
+                for (customer, key) in &keys {
+                    let n = insert
+                        .execute(params![
+                            org,
+                            partition,
+                            customer.0.into_bytes(),
+                            key.version,
+                            key.wrapped_by,
+                            key.bytes
+                        ])
+                        .db()?;
+                    stored.push(n == 1);
+                }
+                Ok(stored)
+            })
+            .await
+    }
+
     async fn delete_customer_key(
         &self,
         scope: Scope,

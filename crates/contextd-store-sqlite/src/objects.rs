@@ -14,6 +14,7 @@ use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
     system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
     ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
+    MAX_IDS_READ,
 };
 use contextd_proto::events::EventType;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
@@ -452,6 +453,39 @@ impl ObjectStore for SqliteStore {
                     .db()?;
                 let mut rows = stmt.query(params![blob(scope.org.0), scope.partition.as_str(), blob(id.0)]).db()?;
                 rows.next().db()?.map(|r| object_from_row(scope, r)).transpose()
+            })
+            .await
+    }
+
+    async fn objects(
+        &self,
+        scope: Scope,
+        ids: &[ObjectId],
+    ) -> Result<Vec<StoredObject>, StoreError> {
+        if ids.len() > MAX_IDS_READ {
+            return Err(StoreError::Backend(format!(
+                "at most {MAX_IDS_READ} ids in one read"
+            )));
+        }
+        let ids: Vec<ObjectId> = ids.to_vec();
+        self.db
+            .read(move |c| {
+                // One indexed probe per id, on one connection and one prepared statement.
+                let mut stmt = c
+                    .prepare_cached(&format!(
+                        "SELECT {OBJECT_COLUMNS} FROM objects o WHERE o.org_id = ?1 AND o.partition = ?2 AND o.id = ?3"
+                    ))
+                    .db()?;
+                let mut found = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let mut rows = stmt
+                        .query(params![blob(scope.org.0), scope.partition.as_str(), blob(id.0)])
+                        .db()?;
+                    if let Some(r) = rows.next().db()? {
+                        found.push(object_from_row(scope, r)?);
+                    }
+                }
+                Ok(found)
             })
             .await
     }

@@ -79,6 +79,10 @@ struct LimitArgs {
     /// Largest request body, bytes (413 above).
     #[arg(long, env = "CONTEXTD_BODY_LIMIT", default_value_t = 1024 * 1024)]
     body_limit: usize,
+    /// Largest body of a batch (POST /v1/{kind}/batch, up to 1,000 objects; what
+    /// `contextd import` sends), bytes (413 above).
+    #[arg(long, env = "CONTEXTD_BATCH_BODY_LIMIT", default_value_t = contextd_server::DEFAULT_BATCH_BODY_LIMIT)]
+    batch_body_limit: usize,
     /// Largest total size of request headers, bytes (431 above).
     #[arg(long, env = "CONTEXTD_HEADER_LIMIT", default_value_t = 16 * 1024)]
     header_limit: usize,
@@ -217,6 +221,7 @@ impl LimitArgs {
     fn server_config(&self) -> ServerConfig {
         ServerConfig {
             body_limit: self.body_limit,
+            batch_body_limit: self.batch_body_limit,
             header_limit: self.header_limit,
             json_depth_limit: self.json_depth,
             rate_limit_per_second: self.rate_limit,

@@ -2,7 +2,8 @@
 //! every rule of the object model applied once, here, for all APIs and all backends.
 //!
 //! One room per concern, each an `impl Context` of its own: `access` (people, sessions, API
-//! keys, grants, the audit log, erase and export), `orgs` (organizations and credentials),
+//! keys, grants, the audit log, erase and export), `batch` (many objects in one write, and
+//! imports), `orgs` (organizations and credentials),
 //! `fields` (the dictionary service), `objects` (the operations clients call), `writes`
 //! (drafting, sealing, moving linked objects, writing), `reveal` (decrypting for a caller,
 //! withholding, auditing what a response reveals) and `encryption` (rotation, re-encryption,
@@ -195,6 +196,7 @@ pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 }
 
 pub mod access;
+pub mod batch;
 pub mod connectors;
 mod encryption;
 pub mod events;

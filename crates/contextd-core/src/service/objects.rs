@@ -41,34 +41,8 @@ impl Context {
         input: ObjectInput,
     ) -> Result<ContextObject, CoreError> {
         Self::require_object_access(actor)?;
-        let mut errors = Vec::new();
-        if let Some(t) = &input.kind {
-            if t.parse::<Kind>().ok() != Some(kind) {
-                errors.push(FieldError::new("type", format!("must be '{kind}' here")));
-            }
-        }
-        let customer_id = parse_id("customerId", input.customer_id.as_deref(), &mut errors);
-        let parent_id = parse_id("parentId", input.parent_id.as_deref(), &mut errors);
-        let state = parse_opt("state", input.state.as_deref(), &mut errors);
-        let media_type = parse_opt("mediaType", input.media_type.as_deref(), &mut errors);
-        let detail_type = parse_opt("detailType", input.detail_type.as_deref(), &mut errors);
         let draft = self
-            .draft(
-                actor,
-                None,
-                Proposal {
-                    kind,
-                    customer_id,
-                    parent_id,
-                    state,
-                    media_type,
-                    detail_type,
-                    fieldsets: input.fieldsets,
-                    data: input.data,
-                    tags: input.tags,
-                    errors,
-                },
-            )
+            .draft(actor, None, Proposal::of_input(kind, input))
             .await?;
         let customer_key = if kind == Kind::Customer {
             Some(
@@ -167,6 +141,7 @@ impl Context {
                     fieldsets: input.fieldsets,
                     data,
                     tags: input.tags,
+                    history: None,
                     errors,
                 },
             )
@@ -544,6 +519,7 @@ fn merge_patch(kind: Kind, current: &ContextObject, patch: &ObjectPatch) -> Prop
         fieldsets,
         data,
         tags,
+        history: None,
         errors,
     }
 }

@@ -1,7 +1,10 @@
 //! Object writes: drafting and checking a new state, sealing and indexing it, moving linked
 //! objects along, and writing it all in one transaction.
 
+use std::collections::HashMap;
+
 use super::*;
+use crate::object::Contributor;
 
 /// The state of an object a client asks for, parsed but not yet checked: what
 /// [`Context::draft`] turns into a [`Draft`].
@@ -15,8 +18,114 @@ pub(super) struct Proposal {
     pub fieldsets: Vec<String>,
     pub data: BTreeMap<String, serde_json::Value>,
     pub tags: Vec<String>,
+    /// An import's own id and history, kept as given (None: a new object, as of now).
+    pub history: Option<History>,
     /// Problems found while parsing, reported with the others.
     pub errors: Vec<FieldError>,
+}
+
+/// What an imported object keeps of its past: its id, times, version and contributors.
+#[derive(Clone, Debug)]
+pub(super) struct History {
+    pub id: ObjectId,
+    pub created: DateTime<Utc>,
+    pub last_updated: DateTime<Utc>,
+    pub version: i64,
+    pub contributors: Vec<Contributor>,
+}
+
+/// Objects read ahead for the link checks of a batch: id → the object, or `None` when it is
+/// known missing. Ids not in it are read from the store.
+pub(super) type Known = HashMap<ObjectId, Option<StoredObject>>;
+
+impl Proposal {
+    /// A new object of `kind` as a client sent it (read-only members ignored).
+    pub fn of_input(kind: Kind, input: ObjectInput) -> Self {
+        let mut errors = Vec::new();
+        if let Some(t) = &input.kind {
+            if t.parse::<Kind>().ok() != Some(kind) {
+                errors.push(FieldError::new("type", format!("must be '{kind}' here")));
+            }
+        }
+        Proposal {
+            kind,
+            customer_id: parse_id("customerId", input.customer_id.as_deref(), &mut errors),
+            parent_id: parse_id("parentId", input.parent_id.as_deref(), &mut errors),
+            state: parse_opt("state", input.state.as_deref(), &mut errors),
+            media_type: parse_opt("mediaType", input.media_type.as_deref(), &mut errors),
+            detail_type: parse_opt("detailType", input.detail_type.as_deref(), &mut errors),
+            fieldsets: input.fieldsets,
+            data: input.data,
+            tags: input.tags,
+            history: None,
+            errors,
+        }
+    }
+
+    /// An object to import: as [`Proposal::of_input`], keeping the `id`, `created`,
+    /// `lastUpdated`, `version` and `contributors` the input carries (`id` is required; the
+    /// others default to now, 1 and none).
+    pub fn of_import(kind: Kind, input: ObjectInput) -> Self {
+        let mut errors = Vec::new();
+        let id = match input.id.as_ref().and_then(|v| v.as_str()) {
+            Some(s) => parse_id("id", Some(s), &mut errors),
+            None => {
+                errors.push(FieldError::new("id", "an imported object needs its id"));
+                None
+            }
+        };
+        let now = now_ms();
+        let created = history_time("created", input.created.as_ref(), &mut errors).unwrap_or(now);
+        let last_updated = history_time("lastUpdated", input.last_updated.as_ref(), &mut errors)
+            .unwrap_or(created.max(now));
+        if last_updated < created {
+            errors.push(FieldError::new("lastUpdated", "is before created"));
+        }
+        let version = input.version.unwrap_or(1);
+        if version < 1 {
+            errors.push(FieldError::new("version", "is 1 or more"));
+        }
+        let contributors = match input.contributors.clone() {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(v) => serde_json::from_value(v).unwrap_or_else(|_| {
+                errors.push(FieldError::new(
+                    "contributors",
+                    "a list of {\"id\", \"type\"} as read",
+                ));
+                Vec::new()
+            }),
+        };
+        let mut p = Self::of_input(kind, input);
+        p.errors.extend(errors);
+        if kind == Kind::Customer && p.customer_id.is_some() && p.customer_id == id {
+            // A customer reads as its own customer; sent back, that is no link.
+            p.customer_id = None;
+        }
+        p.history = id.map(|id| History {
+            id,
+            created,
+            last_updated,
+            version,
+            contributors,
+        });
+        p
+    }
+}
+
+/// An RFC 3339 time of an imported object's history, to the millisecond as stored.
+fn history_time(
+    name: &str,
+    value: Option<&serde_json::Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    let text = value?.as_str();
+    match text.and_then(|t| DateTime::parse_from_rfc3339(t).ok()) {
+        Some(t) => Some(crate::time::from_millis(t.timestamp_millis())),
+        None => {
+            errors.push(FieldError::new(name, "an RFC 3339 time"));
+            None
+        }
+    }
 }
 
 /// What a draft links to, checked: its customer (given or inherited from the parent), and
@@ -126,6 +235,56 @@ fn check_size(actor: &Principal, object: &ContextObject) -> Result<(), CoreError
     }))
 }
 
+/// A draft on its way to the store: the version it replaces and the keys to seal it with.
+pub(super) struct Sealing {
+    pub draft: Draft,
+    pub expected_version: Option<i64>,
+    pub keys: ObjectKeys,
+}
+
+impl Sealing {
+    /// Appends the writes of the draft (the object, then the linked objects that move with
+    /// it) to `writes`; returns the object's sealed fields.
+    fn writes(
+        &self,
+        scope: Scope,
+        dict: &Dictionary,
+        indexer: &crate::crypto::Indexer,
+        actor: &Principal,
+        writes: &mut Vec<ObjectWrite>,
+    ) -> Result<Vec<String>, CoreError> {
+        let draft = &self.draft;
+        let change = |event_type| Change {
+            event_type,
+            by: actor.contributor(),
+        };
+        let (stored, tokens) = seal(scope, &draft.object, dict, &self.keys, indexer)?;
+        let fields: Vec<String> = stored.sealed.keys().cloned().collect();
+        writes.push(ObjectWrite {
+            object: stored,
+            tokens,
+            expected_version: self.expected_version,
+            parent_check: draft.parent_check,
+            customer_check: draft.customer_check,
+            dictionary_version: Some(dict.version()),
+            change: change(draft.event_type),
+        });
+        for (linked, expected) in &draft.moved {
+            let (stored, tokens) = seal(scope, linked, dict, &self.keys, indexer)?;
+            writes.push(ObjectWrite {
+                object: stored,
+                tokens,
+                expected_version: Some(*expected),
+                parent_check: None,
+                customer_check: None,
+                dictionary_version: Some(dict.version()),
+                change: change(EventType::Moved),
+            });
+        }
+        Ok(fields)
+    }
+}
+
 impl Context {
     /// Seals, indexes and writes a draft (with the linked objects that move with it, in one
     /// transaction); returns the object as the client sees it. The write names the dictionary
@@ -139,59 +298,59 @@ impl Context {
         new_customer_key: Option<ObjectKeys>,
         via: &str,
     ) -> Result<ContextObject, CoreError> {
-        const ATTEMPTS: usize = 4;
-        let scope = actor.scope;
-        let mut object = draft.object;
         let keys = match new_customer_key {
             Some(k) => k,
-            None => self.keys.object_keys(scope, object.customer_id).await?,
+            None => {
+                self.keys
+                    .object_keys(actor.scope, draft.object.customer_id)
+                    .await?
+            }
         };
+        let sealing = Sealing {
+            draft,
+            expected_version,
+            keys,
+        };
+        let written = self.persist_all(actor, vec![sealing], Some(via)).await?;
+        written
+            .into_iter()
+            .next()
+            .ok_or_else(|| CoreError::Store(StoreError::Backend("a write returned nothing".into())))
+    }
+
+    /// As [`Context::persist`], for several drafts written in one transaction. `via` names
+    /// the operation when the answer shows the objects (their sealed values are then audited
+    /// as read); `None` when it shows none of their values.
+    pub(super) async fn persist_all(
+        &self,
+        actor: &Principal,
+        mut items: Vec<Sealing>,
+        via: Option<&str>,
+    ) -> Result<Vec<ContextObject>, CoreError> {
+        const ATTEMPTS: usize = 4;
+        let scope = actor.scope;
         let indexer = self.keys.indexer(scope).await?;
         let mut dict = self.dictionary(scope.org).await?;
         let mut attempt = 1;
         let sealed_fields = loop {
-            let (stored, tokens) = seal(scope, &object, &dict, &keys, &indexer)?;
-            if actor.sees_sealed() {
+            let mut writes = Vec::with_capacity(items.len());
+            let mut sealed_fields = Vec::with_capacity(items.len());
+            let mut revealed = Revealed::default();
+            for item in &items {
+                let fields = item.writes(scope, &dict, &indexer, actor, &mut writes)?;
+                if via.is_some() && actor.sees_sealed() {
+                    let o = &item.draft.object;
+                    revealed.add(o.kind, o.id, o.customer_id, fields.iter().cloned());
+                }
+                sealed_fields.push(fields);
+            }
+            if let (Some(via), true) = (via, actor.sees_sealed()) {
                 // The answer carries the sealed values it writes: audited like a read, before
                 // the write, so that a refused audit leaves nothing written.
-                let mut revealed = Revealed::default();
-                revealed.add(
-                    object.kind,
-                    object.id,
-                    object.customer_id,
-                    stored.sealed.keys().cloned(),
-                );
                 self.audit_revealed(actor, revealed, via).await?;
             }
-            let sealed_fields: Vec<String> = stored.sealed.keys().cloned().collect();
-            let mut writes = vec![ObjectWrite {
-                object: stored,
-                tokens,
-                expected_version,
-                parent_check: draft.parent_check,
-                customer_check: draft.customer_check,
-                dictionary_version: Some(dict.version()),
-                change: Change {
-                    event_type: draft.event_type,
-                    by: actor.contributor(),
-                },
-            }];
-            for (linked, expected) in &draft.moved {
-                let (stored, tokens) = seal(scope, linked, &dict, &keys, &indexer)?;
-                writes.push(ObjectWrite {
-                    object: stored,
-                    tokens,
-                    expected_version: Some(*expected),
-                    parent_check: None,
-                    customer_check: None,
-                    dictionary_version: Some(dict.version()),
-                    change: Change {
-                        event_type: EventType::Moved,
-                        by: actor.contributor(),
-                    },
-                });
-            }
             let result = match writes.as_slice() {
+                [] => Ok(()),
                 [one] => self.store.write_object(one).await,
                 all => self.store.write_objects(all).await,
             };
@@ -201,18 +360,26 @@ impl Context {
                     attempt += 1;
                     self.dictionaries.invalidate(scope.org);
                     dict = self.dictionary(scope.org).await?;
-                    object.data = dict.validate_data(&object.fieldsets, &object.data)?;
+                    for item in &mut items {
+                        let o = &mut item.draft.object;
+                        o.data = dict.validate_data(&o.fieldsets, &o.data)?;
+                    }
                 }
-                Err(e) => return Err(write_error(e, &object)),
+                Err(e) => return Err(write_error(e, &items[0].draft.object)),
             }
         };
-        if !actor.sees_sealed() {
-            for name in sealed_fields {
-                object.data.insert(name.clone(), serde_json::Value::Null);
-                object.withheld.push(name);
+        let mut written = Vec::with_capacity(items.len());
+        for (item, fields) in items.into_iter().zip(sealed_fields) {
+            let mut object = item.draft.object;
+            if !actor.sees_sealed() {
+                for name in fields {
+                    object.data.insert(name.clone(), serde_json::Value::Null);
+                    object.withheld.push(name);
+                }
             }
+            written.push(object);
         }
-        Ok(object)
+        Ok(written)
     }
 
     /// Builds and checks the new state of an object from client input; `existing` is the
@@ -223,7 +390,22 @@ impl Context {
         existing: Option<&ContextObject>,
         proposal: Proposal,
     ) -> Result<Draft, CoreError> {
-        let id = existing.map(|e| e.id).unwrap_or_default();
+        self.draft_with(actor, existing, proposal, &Known::new())
+            .await
+    }
+
+    /// As [`Context::draft`], reading linked objects from `known` first.
+    pub(super) async fn draft_with(
+        &self,
+        actor: &Principal,
+        existing: Option<&ContextObject>,
+        proposal: Proposal,
+        known: &Known,
+    ) -> Result<Draft, CoreError> {
+        let id = existing
+            .map(|e| e.id)
+            .or(proposal.history.as_ref().map(|h| h.id))
+            .unwrap_or_default();
         let mut p = proposal;
         let state = check_shape(&mut p, id);
         let tags = clean_tags(std::mem::take(&mut p.tags), &mut p.errors);
@@ -239,14 +421,22 @@ impl Context {
         if !p.errors.is_empty() {
             return Err(CoreError::Validation(p.errors));
         }
-        let links = self.check_links(actor.scope, &p, existing).await?;
+        let links = self.check_links(actor.scope, &p, existing, known).await?;
         let now = now_ms();
         let me = actor.contributor();
-        let (created, version, mut contributors) = match existing {
-            Some(e) => (e.created, e.version + 1, e.contributors.clone()),
-            None => (now, 1, Vec::new()),
+        // lastUpdated never goes backwards, even if the clock does; an import keeps its
+        // history as it was, contributors included.
+        let (created, version, mut contributors, last_updated) = match (existing, &p.history) {
+            (Some(e), _) => (
+                e.created,
+                e.version + 1,
+                e.contributors.clone(),
+                now.max(e.last_updated),
+            ),
+            (None, Some(h)) => (h.created, h.version, h.contributors.clone(), h.last_updated),
+            (None, None) => (now, 1, Vec::new(), now),
         };
-        if !contributors.contains(&me) {
+        if p.history.is_none() && !contributors.contains(&me) {
             contributors.push(me);
         }
         let object = ContextObject {
@@ -263,8 +453,7 @@ impl Context {
             contributors,
             withheld: Vec::new(),
             created,
-            // lastUpdated never goes backwards, even if the clock does.
-            last_updated: existing.map_or(now, |e| now.max(e.last_updated)),
+            last_updated,
             version,
         };
         check_size(actor, &object)?;
@@ -290,7 +479,10 @@ impl Context {
         scope: Scope,
         p: &Proposal,
         existing: Option<&ContextObject>,
+        known: &Known,
     ) -> Result<Links, CoreError> {
+        // An import restores history as it was: its requests may be closed.
+        let closed_allowed = p.history.is_some();
         let mut links = Links {
             customer_id: p.customer_id,
             parent_check: None,
@@ -301,9 +493,10 @@ impl Context {
         }
         if let Some(parent) = p.parent_id {
             let moved = existing.is_none_or(|e| e.parent_id != Some(parent));
-            let stored = self.store.object(scope, parent).await?;
+            let stored = self.linked(scope, parent, known).await?;
             let parent_object = check_parent(p.kind, stored.as_ref())?;
             if parent_object.kind == Kind::Request
+                && !closed_allowed
                 && self.effective_state(parent_object) == State::Closed
             {
                 return Err(CoreError::ParentClosed);
@@ -323,13 +516,14 @@ impl Context {
                     id: parent,
                     must_be_request: p.kind == Kind::Activity,
                     active_since: self.autoclose_cutoff(),
+                    closed_allowed,
                 });
             }
         }
         if let Some(c) = links.customer_id {
             if existing.is_none_or(|e| e.customer_id != Some(c)) {
                 links.customer_check = Some(c);
-                match self.store.object(scope, c).await? {
+                match self.linked(scope, c, known).await? {
                     Some(o) if o.kind == Kind::Customer => {}
                     _ => {
                         return Err(CoreError::field(
@@ -341,6 +535,19 @@ impl Context {
             }
         }
         Ok(links)
+    }
+
+    /// A linked object: from `known` if it was read ahead, else from the store.
+    async fn linked(
+        &self,
+        scope: Scope,
+        id: ObjectId,
+        known: &Known,
+    ) -> Result<Option<StoredObject>, CoreError> {
+        match known.get(&id) {
+            Some(o) => Ok(o.clone()),
+            None => Ok(self.store.object(scope, id).await?),
+        }
     }
 
     /// The objects linked below a request or activity that moves to another customer (a

@@ -62,6 +62,25 @@ pub trait KeyStore: Send + Sync + 'static {
         customer: ObjectId,
         key: &WrappedKey,
     ) -> Result<(), StoreError>;
+    /// Stores several customers' keys in one transaction; `true` where the key was stored,
+    /// `false` where the customer had one already (which is kept).
+    async fn insert_customer_keys(
+        &self,
+        scope: Scope,
+        keys: &[(ObjectId, WrappedKey)],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut stored = Vec::with_capacity(keys.len());
+        for (customer, key) in keys {
+            stored.push(
+                match self.insert_customer_key(scope, *customer, key).await {
+                    Ok(()) => true,
+                    Err(StoreError::AlreadyExists) => false,
+                    Err(e) => return Err(e),
+                },
+            );
+        }
+        Ok(stored)
+    }
     /// Destroys a customer's key (crypto-shredding); `NotFound` if absent.
     async fn delete_customer_key(&self, scope: Scope, customer: ObjectId)
         -> Result<(), StoreError>;

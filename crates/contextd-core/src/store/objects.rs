@@ -51,6 +51,9 @@ pub struct StoredObject {
     pub key_version: u32,
 }
 
+/// The most ids one [`ObjectStore::objects`] call reads.
+pub const MAX_IDS_READ: usize = 2_000;
+
 /// A write of one object with its blind-index tokens.
 #[derive(Clone, Debug)]
 pub struct ObjectWrite {
@@ -93,6 +96,9 @@ pub struct ParentCheck {
     pub must_be_request: bool,
     /// Auto-close cutoff: a request untouched since before this is treated as closed.
     pub active_since: DateTime<Utc>,
+    /// The parent may be a closed request (an import restoring history as it was); its
+    /// `touched` is still refreshed, never moved back.
+    pub closed_allowed: bool,
 }
 
 /// The parent of a write as the write's transaction read it: what [`ParentCheck::check`] judges.
@@ -111,7 +117,8 @@ impl ParentCheck {
     /// `Ok(true)`: the parent is an open request, whose `touched` the write must refresh;
     /// `Ok(false)`: a parent of another kind, which may be any (a detail's) and is left alone.
     /// `ParentNotFound` if it is missing or must be a request and is not; `ParentClosed` if it
-    /// is a request closed, or untouched since before the auto-close cutoff.
+    /// is a request closed, or untouched since before the auto-close cutoff (unless
+    /// [`ParentCheck::closed_allowed`]).
     pub fn check(&self, parent: Option<ParentRow>) -> Result<bool, StoreError> {
         let parent = parent.ok_or(StoreError::ParentNotFound)?;
         if parent.kind != Kind::Request {
@@ -123,7 +130,7 @@ impl ParentCheck {
         }
         // Times are stored to the millisecond: the cutoff is compared at that precision.
         let cutoff = crate::time::from_millis(self.active_since.timestamp_millis());
-        if parent.state != State::Active || parent.touched < cutoff {
+        if !self.closed_allowed && (parent.state != State::Active || parent.touched < cutoff) {
             return Err(StoreError::ParentClosed);
         }
         Ok(true)
@@ -187,6 +194,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn write_objects(&self, writes: &[ObjectWrite]) -> Result<(), StoreError>;
     /// Reads one object of any kind in scope.
     async fn object(&self, scope: Scope, id: ObjectId) -> Result<Option<StoredObject>, StoreError>;
+    /// Reads the objects of any kind in scope among `ids` (at most [`MAX_IDS_READ`]), in no
+    /// particular order; ids not found are left out.
+    async fn objects(
+        &self,
+        scope: Scope,
+        ids: &[ObjectId],
+    ) -> Result<Vec<StoredObject>, StoreError>;
     /// Deletes one object (and its tokens) with an `object.deleted` event by `by`; `NotFound`
     /// if absent.
     async fn delete_object(
@@ -239,6 +253,7 @@ mod tests {
             id: ObjectId::new(),
             must_be_request,
             active_since,
+            closed_allowed: false,
         }
     }
 
@@ -276,6 +291,27 @@ mod tests {
             matches!(detail.check(customer), Ok(false)),
             "a detail may hang on any kind, which is left alone"
         );
+    }
+
+    #[test]
+    fn an_import_may_hang_under_a_closed_request_but_not_under_a_missing_one() {
+        let import = ParentCheck {
+            closed_allowed: true,
+            ..check(true, from_millis(1_000))
+        };
+        let closed = row(Kind::Request, State::Closed, 5_000);
+        assert!(matches!(import.check(closed), Ok(true)));
+        let stale = row(Kind::Request, State::Active, 999);
+        assert!(matches!(import.check(stale), Ok(true)));
+        assert!(matches!(
+            import.check(None),
+            Err(StoreError::ParentNotFound)
+        ));
+        let customer = row(Kind::Customer, State::Active, 0);
+        assert!(matches!(
+            import.check(customer),
+            Err(StoreError::ParentNotFound)
+        ));
     }
 
     #[test]

@@ -1,18 +1,19 @@
 //! Context objects: CRUD, search, timeline and lab flush.
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use contextd_core::object::MediaType;
+use contextd_core::service::batch::BatchOutcome;
 use contextd_core::{ContextObject, Kind, ObjectId};
 use contextd_proto::object::{
-    FlushStatus, ObjectInput, ObjectPatch, SearchRequest, SearchResult, TimelinePage,
-    TimelineParams,
+    BatchItemResult, BatchRequest, BatchResult, BatchStatus, FlushStatus, ObjectInput, ObjectPatch,
+    SearchRequest, SearchResult, TimelinePage, TimelineParams,
 };
 
-use crate::error::{ApiError, ApiResult, Problem};
-use crate::extract::{if_match, ApiJson, ApiPath, ApiQuery, Auth};
+use crate::error::{ApiError, ApiResult, ErrorCode, Problem};
+use crate::extract::{if_match, is_json, parse_json, ApiJson, ApiPath, ApiQuery, Auth};
 use crate::AppState;
 
 fn kind(segment: &str) -> ApiResult<Kind> {
@@ -52,6 +53,75 @@ pub async fn create(
         response.headers_mut().insert(header::LOCATION, v);
     }
     Ok(with_etag(&object, response))
+}
+
+/// Create up to 1,000 objects of a kind in one transaction, with one result per item; with
+/// `"import": true` (admins), keep each item's id and history (how `contextd import` loads an
+/// export). Items that fail are reported and the others written.
+#[utoipa::path(post, path = "/v1/{kind}/batch", tag = "objects",
+    params(("kind" = String, Path, description = "customers | requests | activities | details")),
+    request_body = BatchRequest,
+    responses((status = 200, body = BatchResult), (status = 400, body = Problem), (status = 403, body = Problem), (status = 409, body = Problem), (status = 413, body = Problem)),
+    security(("bearer" = [])))]
+pub async fn batch(
+    State(state): State<AppState>,
+    Auth(actor): Auth,
+    ApiPath(segment): ApiPath<String>,
+    request: Request,
+) -> ApiResult<Json<BatchResult>> {
+    let kind = kind(&segment)?;
+    // The permit is taken before the body is read: at most BATCHES_AT_ONCE bodies in memory.
+    let _permit = state.limits.batch().await;
+    let json = is_json(request.headers());
+    let limit = state.limits.batch_body_bytes;
+    let bytes = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::TooLarge,
+                format!("a batch body is at most {limit} bytes (--batch-body-limit)"),
+            )
+        })?;
+    if !json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "expected a body with content-type application/json",
+        ));
+    }
+    let body: BatchRequest = parse_json(&bytes, state.limits.json_depth)?;
+    drop(bytes);
+    let outcomes = state
+        .context
+        .create_batch(&actor, kind, body.items, body.import)
+        .await?;
+    let mut result = BatchResult {
+        items: Vec::with_capacity(outcomes.len()),
+        created: 0,
+        existing: 0,
+        failed: 0,
+    };
+    for outcome in outcomes {
+        let (status, written, problem) = match outcome {
+            BatchOutcome::Created(w) => (BatchStatus::Created, Some(w), None),
+            BatchOutcome::Exists(w) => (BatchStatus::Exists, Some(w), None),
+            BatchOutcome::Failed(e) => {
+                (BatchStatus::Failed, None, Some(ApiError::from(e).problem()))
+            }
+        };
+        match status {
+            BatchStatus::Created => result.created += 1,
+            BatchStatus::Exists => result.existing += 1,
+            BatchStatus::Failed => result.failed += 1,
+        }
+        result.items.push(BatchItemResult {
+            status,
+            id: written.map(|w| w.id),
+            version: written.map(|w| w.version),
+            last_updated: written.map(|w| w.last_updated),
+            problem,
+        });
+    }
+    Ok(Json(result))
 }
 
 /// Read an object.

@@ -4,6 +4,7 @@ mod support;
 
 mod access;
 mod audit;
+mod batch;
 mod browser;
 mod compat;
 mod concurrency;

@@ -1,6 +1,6 @@
 //! The client commands of `contextd` (README, "Command-line client"): objects, timeline, flush,
-//! dictionary, status, users, API keys, grants, connectors, audit and the live events (`watch`)
-//! of a running server, all through the SDK (`contextd-client`), never over raw HTTP.
+//! dictionary, status, users, API keys, grants, connectors, audit, the live events (`watch`),
+//! and export and import of a running server, all through the SDK (`contextd-client`), never over raw HTTP.
 //!
 //! Connection settings are layered: a TOML config file (`--config`, `CONTEXTD_CONFIG`), then
 //! the environment (`CONTEXTD_URL`, `CONTEXTD_TOKEN`, …), then flags. Secrets (tokens,
@@ -15,6 +15,7 @@ pub mod objects;
 mod output;
 pub mod people;
 mod system;
+mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -329,6 +330,26 @@ pub enum ClientCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write the token's partition as JSON Lines on standard output: the dictionary the
+    /// organization added, then customers, requests, activities and details with their ids
+    /// and history (an admin token; `> FILE`).
+    #[command(after_long_help = exit::help())]
+    Export {
+        #[command(flatten)]
+        args: transfer::ExportArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Load an export (or a JSON array of objects in the original product's wire shape)
+    /// into the token's partition, keeping ids and history (an admin token). Running it
+    /// again changes nothing; objects linked to ids outside the file are reported.
+    #[command(after_long_help = exit::help())]
+    Import {
+        #[command(flatten)]
+        args: transfer::ImportArgs,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// The live events of the token's partition, one line each (`--json`: one JSON object
     /// per line), until Ctrl-C: time, id, type, object type, object id and customer.
     #[command(after_long_help = exit::help())]
@@ -363,6 +384,8 @@ async fn dispatch(command: ClientCommand) -> anyhow::Result<()> {
         C::Connectors { client, command } => connectors::connectors(&client, command).await,
         C::Audit { client, args } => people::audit(&client, args).await,
         C::Watch { client, args } => events::watch(&client, args).await,
+        C::Export { client, args } => transfer::export(&client, args).await,
+        C::Import { client, args } => transfer::import(&client, args).await,
     }
 }
 

@@ -7,7 +7,6 @@
 //! of digits stays a string.
 
 use std::collections::HashMap;
-use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,7 +21,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Value};
 
 use super::exit::usage;
-use super::output::{self, Output};
+use super::output;
 use super::{name_value, ClientArgs};
 
 /// How often `flush` asks how far the job got.
@@ -486,7 +485,7 @@ pub async fn flush(args: &ClientArgs, flush: FlushArgs) -> anyhow::Result<()> {
     let client = args.connect()?;
     let out = args.output();
     let kind = flush.kind;
-    let bar = progress(out);
+    let bar = output::progress(out, None);
     let done = client
         .flush_and_wait(kind, FLUSH_POLL, |s| {
             bar.set_message(format!("flushing {}: {} deleted", kind.plural(), s.flushed))
@@ -497,19 +496,6 @@ pub async fn flush(args: &ClientArgs, flush: FlushArgs) -> anyhow::Result<()> {
     out.emit(&done, || {
         format!("flushed {} {}", done.flushed, kind.plural())
     })
-}
-
-/// A spinner on standard error, hidden with `--json` or when nobody watches.
-fn progress(out: Output) -> indicatif::ProgressBar {
-    if out.is_json() || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new_spinner();
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
 }
 
 #[cfg(test)]

@@ -1,0 +1,602 @@
+//! `contextd export` and `contextd import`: a partition's dictionary and objects as JSON
+//! Lines (`contextd_client::proto::transfer`), and back into another organization or server.
+//!
+//! Export pages through each kind with the native search. Import reads the file once to
+//! learn its ids and where each kind's lines are, loads the dictionary, then sends each kind
+//! in dependency order (customers, requests, activities, details) as import batches, which
+//! keep ids and history and answer `exists` for what is there already: running it again
+//! changes nothing.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use contextd_client::proto::object::{
+    BatchRequest, BatchResult, BatchStatus, ObjectInput, SearchRequest,
+};
+use contextd_client::proto::transfer::{compat_object, ExportHeader, Record, FORMAT};
+use contextd_client::proto::{Kind, ObjectId};
+use contextd_client::{Client, Error as SdkError};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::exit::usage;
+use super::output::{progress, Output};
+use super::ClientArgs;
+
+/// Objects per search page of an export (the search maximum).
+const PAGE: usize = 200;
+/// Failures printed one by one before the rest are only counted.
+const SHOWN_FAILURES: usize = 50;
+/// Attempts at one batch that failed as a whole (an import batch is safe to send again).
+const BATCH_ATTEMPTS: u32 = 3;
+/// The kinds in the order their links need.
+const KINDS: [Kind; 4] = [Kind::Customer, Kind::Request, Kind::Activity, Kind::Detail];
+
+/// What an export holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Part {
+    /// Fields and field sets the organization added (the built-in ones exist everywhere).
+    Dictionary,
+    /// Customers.
+    Customers,
+    /// Requests.
+    Requests,
+    /// Activities.
+    Activities,
+    /// Details.
+    Details,
+}
+
+impl Part {
+    fn kind(self) -> Option<Kind> {
+        match self {
+            Part::Dictionary => None,
+            Part::Customers => Some(Kind::Customer),
+            Part::Requests => Some(Kind::Request),
+            Part::Activities => Some(Kind::Activity),
+            Part::Details => Some(Kind::Detail),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Part::Dictionary => "dictionary",
+            Part::Customers => "customers",
+            Part::Requests => "requests",
+            Part::Activities => "activities",
+            Part::Details => "details",
+        }
+    }
+}
+
+/// `contextd export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// What to export, comma-separated (default all): dictionary, customers, requests,
+    /// activities, details. Always written in that order.
+    #[arg(long, value_delimiter = ',', value_name = "PARTS")]
+    kinds: Vec<Part>,
+}
+
+/// `contextd import`.
+#[derive(Args)]
+pub struct ImportArgs {
+    /// An export file (JSON Lines), or a JSON array of objects in the original product's
+    /// wire shape.
+    file: PathBuf,
+    /// Objects per batch (1–1000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    batch_size: u16,
+}
+
+/// Writes the partition of the credential as JSON Lines on standard output.
+pub async fn export(client: &ClientArgs, args: ExportArgs) -> anyhow::Result<()> {
+    let sdk = client.connect()?;
+    let out = client.output();
+    let mut parts = if args.kinds.is_empty() {
+        Part::value_variants().to_vec()
+    } else {
+        args.kinds
+    };
+    parts.sort_by_key(|p| *p as u8);
+    parts.dedup();
+    let me = sdk.whoami().await?;
+    let header = ExportHeader {
+        format: FORMAT,
+        org_id: me.org_id.clone(),
+        partition: me.partition.as_str().to_owned(),
+        exported_at: chrono::Utc::now(),
+        kinds: parts.iter().map(|p| p.name().to_owned()).collect(),
+    };
+    let stdout = std::io::stdout();
+    let mut w = BufWriter::new(stdout.lock());
+    writeln!(w, "{}", Record::header_line(&header)?)?;
+    let bar = progress(out, None);
+    let mut counts = Vec::new();
+    for part in parts {
+        let n = match part.kind() {
+            None => export_dictionary(&sdk, &mut w).await?,
+            Some(kind) => export_kind(&sdk, kind, &mut w, &bar).await?,
+        };
+        counts.push((part.name(), n));
+    }
+    w.flush().context("cannot write standard output")?;
+    bar.finish_and_clear();
+    let summary: Vec<String> = counts.iter().map(|(p, n)| format!("{n} {p}")).collect();
+    eprintln!("exported {}", summary.join(", "));
+    Ok(())
+}
+
+async fn export_dictionary(sdk: &Client, w: &mut impl Write) -> anyhow::Result<u64> {
+    let mut n = 0;
+    for field in sdk.fields().await?.iter().filter(|f| !f.base) {
+        writeln!(w, "{}", Record::field_line(field)?)?;
+        n += 1;
+    }
+    for set in sdk.fieldsets().await?.iter().filter(|s| !s.base) {
+        writeln!(w, "{}", Record::fieldset_line(set)?)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+async fn export_kind(
+    sdk: &Client,
+    kind: Kind,
+    w: &mut impl Write,
+    bar: &indicatif::ProgressBar,
+) -> anyhow::Result<u64> {
+    let mut request = SearchRequest {
+        limit: Some(PAGE),
+        ..SearchRequest::default()
+    };
+    let mut n = 0;
+    loop {
+        let page = sdk.search(kind, &request).await?;
+        for o in page.items.unwrap_or_default() {
+            if !o.withheld.is_empty() {
+                anyhow::bail!(
+                    "this credential is not shown the values of {} of {kind} {}; export with an \
+                     admin token",
+                    o.withheld.join(", "),
+                    o.id
+                );
+            }
+            writeln!(w, "{}", serde_json::to_string(&o)?)?;
+            n += 1;
+        }
+        bar.set_message(format!(
+            "{} {}: {n} of {}",
+            "exporting",
+            kind.plural(),
+            page.total
+        ));
+        match page.next_cursor {
+            Some(cursor) => request.cursor = Some(cursor),
+            None => return Ok(n),
+        }
+    }
+}
+
+/// What an import did, printed at the end (`--json`: as one object).
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    fields_created: u64,
+    fields_existing: u64,
+    fieldsets_created: u64,
+    fieldsets_existing: u64,
+    created: u64,
+    existing: u64,
+    failed: u64,
+    /// Objects whose customerId or parentId is not in the file.
+    links_outside: u64,
+}
+
+/// Where the objects of a file are: lines of JSON Lines, or the items of an original array.
+enum Source {
+    Lines {
+        path: PathBuf,
+        /// The (first, last) line numbers of each run of one kind, per kind.
+        runs: Vec<(Kind, usize, usize)>,
+    },
+    Array(Vec<(usize, Kind, ObjectInput)>),
+}
+
+/// Loads a file into the partition of the credential.
+pub async fn import(client: &ClientArgs, args: ImportArgs) -> anyhow::Result<()> {
+    let sdk = client.connect()?;
+    let out = client.output();
+    let mut summary = Summary::default();
+    let (source, ids, totals) = scan(&args.file, &sdk, &mut summary).await?;
+    let mut run = Importer {
+        bar: progress(out, Some(totals.iter().sum())),
+        sdk,
+        summary,
+        failures: Failures::default(),
+    };
+    let size = usize::from(args.batch_size);
+    for (k, kind) in KINDS.into_iter().enumerate() {
+        if totals[k] == 0 {
+            continue;
+        }
+        run.bar.set_message(kind.plural().to_string());
+        let mut batch = Vec::with_capacity(size);
+        for item in source.items(kind)? {
+            let (line, input) = item?;
+            if links_outside(&input, &ids) {
+                run.failures.outside(line, kind, &input);
+            }
+            batch.push((line, input));
+            if batch.len() == size {
+                run.send(kind, std::mem::take(&mut batch)).await?;
+            }
+        }
+        if !batch.is_empty() {
+            run.send(kind, batch).await?;
+        }
+    }
+    run.finish(out)
+}
+
+/// An import under way.
+struct Importer {
+    sdk: Client,
+    summary: Summary,
+    failures: Failures,
+    bar: indicatif::ProgressBar,
+}
+
+impl Importer {
+    /// Sends one import batch, retrying it whole when the server fails it whole (an import
+    /// batch is safe to send again).
+    async fn send(&mut self, kind: Kind, batch: Vec<(usize, ObjectInput)>) -> anyhow::Result<()> {
+        let (lines, items): (Vec<usize>, Vec<ObjectInput>) = batch.into_iter().unzip();
+        let request = BatchRequest {
+            items,
+            import: true,
+        };
+        let mut attempt = 1;
+        let result: BatchResult = loop {
+            match self.sdk.create_batch(kind, &request).await {
+                Ok(r) => break r,
+                Err(e) if attempt < BATCH_ATTEMPTS && retryable(&e) => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+                }
+                Err(e) => {
+                    let first = lines.first().copied().unwrap_or_default();
+                    return Err(anyhow::Error::from(e).context(format!(
+                        "the batch of {} from line {first} was refused",
+                        kind.plural()
+                    )));
+                }
+            }
+        };
+        for ((line, input), item) in lines.iter().zip(&request.items).zip(&result.items) {
+            match item.status {
+                BatchStatus::Created => self.summary.created += 1,
+                BatchStatus::Exists => self.summary.existing += 1,
+                BatchStatus::Failed => {
+                    self.summary.failed += 1;
+                    self.failures
+                        .failed(*line, kind, input, item.problem.as_ref());
+                }
+            }
+        }
+        self.bar.inc(request.items.len() as u64);
+        Ok(())
+    }
+
+    /// Prints the summary; an error if anything was not imported.
+    fn finish(mut self, out: Output) -> anyhow::Result<()> {
+        self.bar.finish_and_clear();
+        self.summary.links_outside = self.failures.outside;
+        self.failures.finish();
+        let s = &self.summary;
+        if out.is_json() {
+            println!("{}", serde_json::to_string(s)?);
+        } else {
+            println!(
+                "imported: {} created, {} already there, {} failed; {} linked outside the \
+                 file; fields {} created, {} already there; field sets {} created, {} already \
+                 there",
+                s.created,
+                s.existing,
+                s.failed,
+                s.links_outside,
+                s.fields_created,
+                s.fields_existing,
+                s.fieldsets_created,
+                s.fieldsets_existing
+            );
+        }
+        if s.failed > 0 {
+            anyhow::bail!(
+                "{} objects were not imported (see the lines above); fix them and run the \
+                 import again: what is there already is left alone",
+                s.failed
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Reads the file once: the dictionary is loaded, the objects' ids collected and counted
+/// per kind, and (for JSON Lines) each kind's lines located.
+async fn scan(
+    path: &Path,
+    sdk: &Client,
+    summary: &mut Summary,
+) -> anyhow::Result<(Source, HashSet<String>, [u64; 4])> {
+    let mut ids = HashSet::new();
+    let mut totals = [0u64; 4];
+    let mut count = |kind: Kind, input: &ObjectInput, ids: &mut HashSet<String>| {
+        totals[kind_index(kind)] += 1;
+        if let Some(id) = input.id.as_ref().and_then(Value::as_str) {
+            ids.insert(id.to_owned());
+        }
+    };
+    if starts_with_array(path)? {
+        let text = read_file(path)?;
+        let values: Vec<Value> = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => return usage(format!("{} is not a JSON array: {e}", path.display())),
+        };
+        let mut items = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            match compat_object(value) {
+                Ok((kind, input)) => {
+                    count(kind, &input, &mut ids);
+                    items.push((i + 1, kind, input));
+                }
+                Err(e) => return usage(format!("{} item {}: {e}", path.display(), i + 1)),
+            }
+        }
+        return Ok((Source::Array(items), ids, totals));
+    }
+    let mut runs: Vec<(Kind, usize, usize)> = Vec::new();
+    for (i, line) in lines(path)?.enumerate() {
+        let n = i + 1;
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match Record::parse(&line) {
+            Ok(Record::Header(h)) if h.format > FORMAT => {
+                return usage(format!(
+                    "{} is of format {}; this contextd reads format {FORMAT}: import it with a \
+                     newer contextd",
+                    path.display(),
+                    h.format
+                ))
+            }
+            Ok(Record::Header(_)) => {}
+            Ok(Record::Field(field)) => {
+                let created = import_field(sdk, &field).await?;
+                bump(
+                    created,
+                    &mut summary.fields_created,
+                    &mut summary.fields_existing,
+                );
+            }
+            Ok(Record::FieldSet(set)) => {
+                let created = match sdk.fieldset(&set.id).await {
+                    Ok(_) => false,
+                    Err(SdkError::NotFound { .. }) => {
+                        sdk.create_fieldset(&set).await?;
+                        true
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                bump(
+                    created,
+                    &mut summary.fieldsets_created,
+                    &mut summary.fieldsets_existing,
+                );
+            }
+            Ok(Record::Object(kind, input)) => {
+                count(kind, &input, &mut ids);
+                match runs.last_mut() {
+                    Some((k, _, last)) if *k == kind => *last = n,
+                    _ => runs.push((kind, n, n)),
+                }
+            }
+            Err(e) => return usage(format!("{} line {n}: {e}", path.display())),
+        }
+    }
+    let source = Source::Lines {
+        path: path.to_owned(),
+        runs,
+    };
+    Ok((source, ids, totals))
+}
+
+/// Creates a field unless one of that id exists; whether it did.
+async fn import_field(
+    sdk: &Client,
+    field: &contextd_client::proto::dictionary::Field,
+) -> anyhow::Result<bool> {
+    match sdk.field(&field.id).await {
+        Ok(_) => Ok(false),
+        Err(SdkError::NotFound { .. }) => {
+            sdk.create_field(field).await?;
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn bump(created: bool, if_created: &mut u64, if_existing: &mut u64) {
+    if created {
+        *if_created += 1;
+    } else {
+        *if_existing += 1;
+    }
+}
+
+impl Source {
+    /// The objects of one kind, with their line (or item) numbers.
+    fn items(
+        &self,
+        kind: Kind,
+    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<(usize, ObjectInput)>> + '_>> {
+        match self {
+            Source::Array(items) => Ok(Box::new(
+                items
+                    .iter()
+                    .filter(move |(_, k, _)| *k == kind)
+                    .map(|(n, _, input)| Ok((*n, input.clone()))),
+            )),
+            Source::Lines { path, runs } => {
+                let wanted: Vec<(usize, usize)> = runs
+                    .iter()
+                    .filter(|(k, _, _)| *k == kind)
+                    .map(|(_, first, last)| (*first, *last))
+                    .collect();
+                let lines = lines(path)?.enumerate().filter_map(move |(i, line)| {
+                    let n = i + 1;
+                    if !wanted
+                        .iter()
+                        .any(|(first, last)| (*first..=*last).contains(&n))
+                    {
+                        return None;
+                    }
+                    let parsed =
+                        line.map_err(anyhow::Error::from)
+                            .and_then(|l| match Record::parse(&l) {
+                                Ok(Record::Object(_, input)) => Ok(*input),
+                                Ok(_) => Err(anyhow::anyhow!("line {n} changed while importing")),
+                                Err(e) => Err(anyhow::anyhow!("line {n}: {e}")),
+                            });
+                    Some(parsed.map(|input| (n, input)))
+                });
+                Ok(Box::new(lines))
+            }
+        }
+    }
+}
+
+/// Whether a batch failed as a whole for a reason that may pass (the server busy, contended,
+/// unreachable): sending the same import batch again is safe.
+fn retryable(e: &SdkError) -> bool {
+    matches!(
+        e,
+        SdkError::Conflict { .. }
+            | SdkError::Server { .. }
+            | SdkError::RateLimited { .. }
+            | SdkError::Timeout { .. }
+            | SdkError::Unreachable { .. }
+    )
+}
+
+/// Whether an object names a customer or parent that is not in the file.
+fn links_outside(input: &ObjectInput, ids: &HashSet<String>) -> bool {
+    let own = input.id.as_ref().and_then(Value::as_str);
+    [&input.customer_id, &input.parent_id]
+        .into_iter()
+        .flatten()
+        .any(|link| Some(link.as_str()) != own && !ids.contains(link))
+}
+
+/// The failures of an import, printed as they come on standard error (the first
+/// [`SHOWN_FAILURES`] of each sort), then counted.
+#[derive(Default)]
+struct Failures {
+    failed: u64,
+    outside: u64,
+}
+
+impl Failures {
+    fn failed(
+        &mut self,
+        line: usize,
+        kind: Kind,
+        input: &ObjectInput,
+        problem: Option<&contextd_client::proto::error::Problem>,
+    ) {
+        self.failed += 1;
+        if self.failed as usize > SHOWN_FAILURES {
+            return;
+        }
+        let why = match problem {
+            Some(p) if !p.errors.is_empty() => p
+                .errors
+                .iter()
+                .map(|e| format!("{}: {}", e.field, e.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+            Some(p) => p.detail.clone(),
+            None => "refused".into(),
+        };
+        eprintln!("line {line}: {kind} {}: not imported: {why}", id_of(input));
+    }
+
+    fn outside(&mut self, line: usize, kind: Kind, input: &ObjectInput) {
+        self.outside += 1;
+        if self.outside as usize > SHOWN_FAILURES {
+            return;
+        }
+        let links: Vec<String> = [
+            ("customerId", &input.customer_id),
+            ("parentId", &input.parent_id),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name} {v}")))
+        .collect();
+        eprintln!(
+            "line {line}: {kind} {} links outside the file ({}): imported only if this \
+             partition holds it",
+            id_of(input),
+            links.join(", ")
+        );
+    }
+
+    fn finish(&self) {
+        for (n, what) in [
+            (self.failed, "failures"),
+            (self.outside, "links outside the file"),
+        ] {
+            if n as usize > SHOWN_FAILURES {
+                eprintln!("… and {} more {what}", n as usize - SHOWN_FAILURES);
+            }
+        }
+    }
+}
+
+fn id_of(input: &ObjectInput) -> String {
+    match input.id.as_ref().and_then(Value::as_str) {
+        Some(id) => ObjectId::parse(id).map_or_else(|_| id.to_owned(), |i| i.to_string()),
+        None => "(no id)".into(),
+    }
+}
+
+fn kind_index(kind: Kind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// Whether the file's first non-blank character opens a JSON array.
+fn starts_with_array(path: &Path) -> anyhow::Result<bool> {
+    for line in lines(path)? {
+        let line = line?;
+        if let Some(c) = line.trim_start().chars().next() {
+            return Ok(c == '[');
+        }
+    }
+    usage(format!("{} is empty", path.display()))
+}
+
+fn lines(path: &Path) -> anyhow::Result<std::io::Lines<BufReader<std::fs::File>>> {
+    match std::fs::File::open(path) {
+        Ok(f) => Ok(BufReader::new(f).lines()),
+        Err(e) => usage(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
