@@ -12,6 +12,7 @@ mod cli;
 mod observe;
 mod postgres;
 mod signin;
+mod transfer;
 mod users;
 mod watch;
 

@@ -9,7 +9,7 @@ use tokio_postgres::NoTls;
 
 use crate::{contextd, free_port, terminate, wait_ready};
 
-const URL_VAR: &str = "CONTEXTD_TEST_POSTGRES_URL";
+pub const URL_VAR: &str = "CONTEXTD_TEST_POSTGRES_URL";
 
 /// `url` with its database replaced by `name` (URL form: `postgres://…/db?…`).
 fn with_database(url: &str, name: &str) -> String {
@@ -53,14 +53,14 @@ fn admin(url: &str, sql: &str) -> Result<(), String> {
 }
 
 /// A fresh database, dropped (connections and all) on drop.
-struct TestDatabase {
+pub struct TestDatabase {
     admin_url: String,
     name: String,
-    url: String,
+    pub url: String,
 }
 
 impl TestDatabase {
-    fn create(admin_url: String) -> Self {
+    pub fn create(admin_url: String) -> Self {
         let name = format!("contextd_test_{}", uuid::Uuid::new_v4().simple());
         admin(&admin_url, &format!("CREATE DATABASE {name}"))
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
