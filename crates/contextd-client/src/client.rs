@@ -684,7 +684,8 @@ impl Client {
     /// With `import` (admin credentials), each item keeps its `id` and history and an id
     /// held already answers `exists`, so the same batch can be sent again safely.
     pub async fn create_batch(&self, kind: Kind, batch: &BatchRequest) -> Result<BatchResult> {
-        let call = Call::post(op(kind, "batch"), paths::batch(kind));
+        // An import batch changes nothing when sent again: the SDK may retry it.
+        let call = Call::post(op(kind, "batch"), paths::batch(kind)).idempotent(batch.import);
         self.json(call.json(batch)).await
     }
 

@@ -35,6 +35,7 @@ fn base_field(id: &str, data_type: DataType, classification: Classification, lab
         enum_values: None,
         translations: BTreeMap::from([("en_US".to_owned(), label.to_owned())]),
         base: true,
+        last_updated: None,
     }
 }
 
@@ -135,6 +136,7 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
             fields: set_fields.iter().map(|f| f.id.clone()).collect(),
             inactive_fields: Vec::new(),
             base: true,
+            last_updated: None,
         });
         fields.extend(set_fields);
     }
@@ -147,6 +149,7 @@ pub fn base_dictionary() -> (Vec<Field>, Vec<FieldSet>) {
             .to_vec(),
         inactive_fields: Vec::new(),
         base: true,
+        last_updated: None,
     });
     (fields, fieldsets)
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -87,6 +88,9 @@ pub struct Field {
     /// Built-in fields are read-only.
     #[serde(default)]
     pub base: bool,
+    /// When it was created or last changed (set by the server; none for built-in fields).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<DateTime<Utc>>,
 }
 
 impl Field {
@@ -103,6 +107,7 @@ impl Field {
             enum_values: None,
             translations: BTreeMap::new(),
             base: false,
+            last_updated: None,
         }
     }
 }
@@ -124,6 +129,9 @@ pub struct FieldSet {
     /// Built-in sets are read-only.
     #[serde(default)]
     pub base: bool,
+    /// When it was created or last changed (set by the server; none for built-in sets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_updated: Option<DateTime<Utc>>,
 }
 
 /// Longest locale tag accepted.

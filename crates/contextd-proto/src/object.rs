@@ -317,12 +317,44 @@ pub enum Match {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BatchRequest {
     /// Up to 1,000 objects of the path's kind, each as a create takes it.
+    #[serde(deserialize_with = "at_most_a_batch")]
     pub items: Vec<ObjectInput>,
     /// Keep each item's `id` (required), `created`, `lastUpdated`, `version` and
     /// `contributors`; allow children of closed requests; answer `exists` for an id already
     /// held. Admins only: this is how `contextd import` restores an export.
     #[serde(default)]
     pub import: bool,
+}
+
+/// The most objects one batch holds.
+pub const MAX_BATCH: usize = 1_000;
+
+/// Reads a batch's items, refusing the one after [`MAX_BATCH`] as it comes: a body of many
+/// small items never grows past that many in memory.
+fn at_most_a_batch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ObjectInput>, D::Error> {
+    struct Items;
+    impl<'de> serde::de::Visitor<'de> for Items {
+        type Value = Vec<ObjectInput>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "an array of at most {MAX_BATCH} objects")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BATCH));
+            while let Some(item) = seq.next_element()? {
+                if items.len() == MAX_BATCH {
+                    return Err(serde::de::Error::custom(format!(
+                        "at most {MAX_BATCH} objects in one batch"
+                    )));
+                }
+                items.push(item);
+            }
+            Ok(items)
+        }
+    }
+    d.deserialize_seq(Items)
 }
 
 /// What became of one item of a batch.

@@ -165,6 +165,7 @@ fn field(id: &str, description: &str) -> Field {
         enum_values: None,
         translations: BTreeMap::from([("en_US".to_owned(), "Label".to_owned())]),
         base: false,
+        last_updated: None,
     }
 }
 
@@ -175,6 +176,7 @@ fn fieldset(id: &str, fields: &[&str]) -> FieldSet {
         fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         inactive_fields: Vec::new(),
         base: false,
+        last_updated: None,
     }
 }
 

@@ -40,6 +40,7 @@ fn write(object: &StoredObject, expected: Option<i64>, event_type: EventType) ->
         change: Change {
             event_type,
             by: agent(),
+            history: false,
         },
     }
 }

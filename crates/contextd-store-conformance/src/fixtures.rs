@@ -127,6 +127,7 @@ pub fn insert_write(object: &StoredObject, tokens: &[Token]) -> ObjectWrite {
         change: Change {
             event_type: EventType::Created,
             by: by(),
+            history: false,
         },
     }
 }

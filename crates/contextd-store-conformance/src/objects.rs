@@ -868,4 +868,19 @@ pub async fn check_batch_import(store: &dyn Store) {
     writes.pop();
     store.write_objects(&writes).await.expect("write_objects");
     assert_eq!(store.objects(s, &ids).await.expect("objects").len(), 3);
+
+    // An erased customer is remembered, in its own partition only.
+    store
+        .erase_customer(s, fresh[0].id, &by())
+        .await
+        .expect("erase_customer");
+    assert_eq!(
+        store.erased(s, &ids).await.expect("erased"),
+        vec![fresh[0].id]
+    );
+    assert!(store
+        .erased(other_partition(s), &ids)
+        .await
+        .expect("erased")
+        .is_empty());
 }

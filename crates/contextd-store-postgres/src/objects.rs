@@ -125,9 +125,10 @@ struct BoundWrite {
 }
 
 impl BoundWrite {
-    /// Binds a write, its event made once ([`StoredEvent::of`]) so that retries record the same.
+    /// Binds a write, its event made once ([`StoredEvent::of_write`]) so that retries record
+    /// the same.
     fn new(w: &ObjectWrite) -> Result<Self, StoreError> {
-        let event = StoredEvent::of(&w.object, w.change.event_type, &w.change.by);
+        let event = StoredEvent::of_write(&w.object, &w.change);
         Ok(Self {
             row: ObjectRow::new(&w.object)?,
             tokens: token_bytes(&w.tokens),
@@ -481,6 +482,26 @@ impl ObjectStore for PgStore {
         Ok(rows
             .iter()
             .map(|r| object_from_row(scope, r))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    async fn erased(&self, scope: Scope, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError> {
+        if ids.len() > MAX_IDS_READ {
+            return Err(StoreError::Backend(format!(
+                "at most {MAX_IDS_READ} ids in one read"
+            )));
+        }
+        let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
+        let rows = self
+            .query(
+                "SELECT customer_id FROM erasures
+                 WHERE org_id = $1 AND partition = $2 AND customer_id = ANY($3)",
+                &[&scope.org.0, &scope.partition.as_str(), &ids],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| col::<Uuid>(r, 0, "customer_id").map(ObjectId))
             .collect::<Result<Vec<_>, _>>()?)
     }
 

@@ -396,11 +396,7 @@ fn page<T>(
 
 /// The event a write records.
 fn event_of(write: &ObjectWrite) -> EventRow {
-    EventRow::new(&StoredEvent::of(
-        &write.object,
-        write.change.event_type,
-        &write.change.by,
-    ))
+    EventRow::new(&StoredEvent::of_write(&write.object, &write.change))
 }
 
 #[async_trait]
@@ -486,6 +482,34 @@ impl ObjectStore for SqliteStore {
                     }
                 }
                 Ok(found)
+            })
+            .await
+    }
+
+    async fn erased(&self, scope: Scope, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError> {
+        if ids.len() > MAX_IDS_READ {
+            return Err(StoreError::Backend(format!(
+                "at most {MAX_IDS_READ} ids in one read"
+            )));
+        }
+        let ids: Vec<ObjectId> = ids.to_vec();
+        self.db
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached(
+                        "SELECT 1 FROM erasures WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3",
+                    )
+                    .db()?;
+                let mut erased = Vec::new();
+                for id in ids {
+                    let found = stmt
+                        .exists(params![blob(scope.org.0), scope.partition.as_str(), blob(id.0)])
+                        .db()?;
+                    if found {
+                        erased.push(id);
+                    }
+                }
+                Ok(erased)
             })
             .await
     }

@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::writes::{Known, Proposal, Sealing};
 use super::*;
 
-/// The most objects one batch holds.
-pub const MAX_BATCH: usize = 1_000;
+pub use contextd_proto::object::MAX_BATCH;
 
 /// What became of one item of a batch.
 #[derive(Debug)]
@@ -31,6 +30,17 @@ pub struct Written {
     pub version: i64,
     /// Its last update.
     pub last_updated: DateTime<Utc>,
+}
+
+/// Whether an error of a write concerns the object written (answered for that item) rather
+/// than the service (storage, keys, audit: the whole batch fails).
+fn refuses_item(e: &CoreError) -> bool {
+    !matches!(
+        e,
+        CoreError::Store(StoreError::Backend(_))
+            | CoreError::Keys(_)
+            | CoreError::AuditUnavailable(_)
+    )
 }
 
 impl Written {
@@ -90,22 +100,21 @@ impl Context {
             }
         }
         if !drafts.is_empty() {
-            let (slots, sealings) = self.sealings(actor.scope, kind, drafts).await?;
-            let written = self.persist_all(actor, sealings, None).await?;
+            // Audited before the write, so that a refused audit leaves nothing written.
             let action = if import {
                 "objects.import"
             } else {
                 "objects.batch"
             };
-            let detail = format!("{} {} written", written.len(), kind.plural());
+            let detail = format!("{} {}", drafts.len(), kind.plural());
             self.audit_action(Some(actor), actor.scope, action, None, Vec::new(), detail)
                 .await?;
-            for (i, o) in slots.into_iter().zip(written) {
-                outcomes[i] = Some(BatchOutcome::Created(Written {
-                    id: o.id,
-                    version: o.version,
-                    last_updated: o.last_updated,
-                }));
+            let (slots, sealings) = self.sealings(actor.scope, kind, drafts).await?;
+            for (i, outcome) in slots
+                .into_iter()
+                .zip(self.write_all(actor, sealings).await?)
+            {
+                outcomes[i] = Some(outcome);
             }
         }
         Ok(outcomes
@@ -116,8 +125,46 @@ impl Context {
             .collect())
     }
 
+    /// Writes the sealed drafts in one transaction. When the store refuses it for one item
+    /// (a parent closed or a customer erased meanwhile, the dictionary changed under a value),
+    /// the items are written one by one, so that each gets its own answer.
+    async fn write_all(
+        &self,
+        actor: &Principal,
+        sealings: Vec<Sealing>,
+    ) -> Result<Vec<BatchOutcome>, CoreError> {
+        let created = |o: ContextObject| {
+            BatchOutcome::Created(Written {
+                id: o.id,
+                version: o.version,
+                last_updated: o.last_updated,
+            })
+        };
+        let single = sealings.len() == 1;
+        let backup = if single { Vec::new() } else { sealings.clone() };
+        match self.persist_all(actor, sealings, None).await {
+            Ok(written) => return Ok(written.into_iter().map(created).collect()),
+            Err(e) if single && refuses_item(&e) => return Ok(vec![BatchOutcome::Failed(e)]),
+            Err(e) if single || !refuses_item(&e) => return Err(e),
+            Err(_) => {}
+        }
+        let mut outcomes = Vec::with_capacity(backup.len());
+        for sealing in backup {
+            outcomes.push(match self.persist_all(actor, vec![sealing], None).await {
+                Ok(mut written) => match written.pop() {
+                    Some(o) => created(o),
+                    None => BatchOutcome::Failed(CoreError::Conflict("not written".into())),
+                },
+                Err(e) if refuses_item(&e) => BatchOutcome::Failed(e),
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(outcomes)
+    }
+
     /// Marks the imports whose id is taken in scope (`Exists` when by an object of the same
-    /// kind), and those whose id comes twice in the batch.
+    /// kind), those whose id comes twice in the batch, and customers once erased here (an
+    /// import must not bring back what the right to be forgotten removed).
     async fn find_taken(
         &self,
         scope: Scope,
@@ -136,6 +183,10 @@ impl Context {
             .into_iter()
             .map(|o| (o.id, o))
             .collect();
+        let erased: HashSet<ObjectId> = match kind {
+            Kind::Customer => self.store.erased(scope, &ids).await?.into_iter().collect(),
+            _ => HashSet::new(),
+        };
         let mut seen = HashSet::new();
         for (p, outcome) in proposals.iter().zip(outcomes.iter_mut()) {
             let Some(id) = p.history.as_ref().map(|h| h.id) else {
@@ -145,6 +196,9 @@ impl Context {
                 _ if !seen.insert(id) => Some(BatchOutcome::Failed(CoreError::field(
                     "id",
                     "comes twice in this batch",
+                ))),
+                None if erased.contains(&id) => Some(BatchOutcome::Failed(CoreError::Conflict(
+                    format!("customer {id} was erased here and is not brought back"),
                 ))),
                 Some(o) if o.kind == kind => Some(BatchOutcome::Exists(Written::of_stored(o))),
                 Some(o) => Some(BatchOutcome::Failed(CoreError::AlreadyExists(format!(

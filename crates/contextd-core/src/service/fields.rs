@@ -101,6 +101,7 @@ impl Context {
             }
         }
         field.base = false;
+        field.last_updated = Some(now_ms());
         dictionary::validate_field(&field)?;
         let dict = self.dictionary(org).await?;
         let current = dict.field(&field.id);
@@ -292,6 +293,7 @@ impl Context {
             }
         }
         set.base = false;
+        set.last_updated = Some(now_ms());
         let dict = self.dictionary(org).await?;
         dictionary::validate_fieldset(&set, &dict)?;
         match (path_id, dict.fieldset(&set.id)) {

@@ -116,6 +116,7 @@ impl std::fmt::Debug for Context {
 }
 
 /// An object in the making: the plaintext view plus what the store needs.
+#[derive(Clone)]
 struct Draft {
     object: ContextObject,
     parent_check: Option<ParentCheck>,
@@ -126,6 +127,8 @@ struct Draft {
     moved: Vec<(ContextObject, i64)>,
     /// What the write changes, for the outbox.
     event_type: EventType,
+    /// An import restoring history (see [`crate::store::Change::history`]).
+    history: bool,
 }
 
 /// Most linked objects that can move with a request or activity in one write.

@@ -24,6 +24,12 @@ pub(super) struct Proposal {
     pub errors: Vec<FieldError>,
 }
 
+/// The largest version an import keeps (2^53 − 1: exact in every JSON reader, and far from
+/// overflowing when later writes add to it).
+const MAX_IMPORTED_VERSION: i64 = (1 << 53) - 1;
+/// How far in the future an imported time may be (clocks of two servers differ).
+const MAX_CLOCK_SKEW_MINUTES: i64 = 5;
+
 /// What an imported object keeps of its past: its id, times, version and contributors.
 #[derive(Clone, Debug)]
 pub(super) struct History {
@@ -82,8 +88,16 @@ impl Proposal {
             errors.push(FieldError::new("lastUpdated", "is before created"));
         }
         let version = input.version.unwrap_or(1);
-        if version < 1 {
-            errors.push(FieldError::new("version", "is 1 or more"));
+        if !(1..=MAX_IMPORTED_VERSION).contains(&version) {
+            errors.push(FieldError::new(
+                "version",
+                format!("is between 1 and {MAX_IMPORTED_VERSION}"),
+            ));
+        }
+        for (name, t) in [("created", created), ("lastUpdated", last_updated)] {
+            if t > now + chrono::Duration::minutes(MAX_CLOCK_SKEW_MINUTES) {
+                errors.push(FieldError::new(name, "is in the future"));
+            }
         }
         let contributors = match input.contributors.clone() {
             None | Some(serde_json::Value::Null) => Vec::new(),
@@ -236,6 +250,7 @@ fn check_size(actor: &Principal, object: &ContextObject) -> Result<(), CoreError
 }
 
 /// A draft on its way to the store: the version it replaces and the keys to seal it with.
+#[derive(Clone)]
 pub(super) struct Sealing {
     pub draft: Draft,
     pub expected_version: Option<i64>,
@@ -257,6 +272,7 @@ impl Sealing {
         let change = |event_type| Change {
             event_type,
             by: actor.contributor(),
+            history: draft.history,
         };
         let (stored, tokens) = seal(scope, &draft.object, dict, &self.keys, indexer)?;
         let fields: Vec<String> = stored.sealed.keys().cloned().collect();
@@ -465,6 +481,7 @@ impl Context {
         };
         Ok(Draft {
             event_type: change_of(existing, &object),
+            history: p.history.is_some(),
             object,
             parent_check: links.parent_check,
             customer_check: links.customer_check,

@@ -26,6 +26,9 @@ pub struct Change {
     pub event_type: EventType,
     /// Who did it.
     pub by: Contributor,
+    /// An import restoring history: its event addresses no agent (no screen pop for a call
+    /// of years ago).
+    pub history: bool,
 }
 
 /// The contributor of changes contextd makes by itself (the auto-close sweep).
@@ -46,6 +49,15 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// The event an object write records (`id` 0: the store assigns it).
+    pub fn of_write(object: &StoredObject, change: &Change) -> Self {
+        let mut event = Self::of(object, change.event_type, &change.by);
+        if change.history {
+            event.event.addressed_to = None;
+        }
+        event
+    }
+
     /// The event an object write, delete or erase records (`id` 0: the store assigns it).
     pub fn of(object: &StoredObject, event_type: EventType, by: &Contributor) -> Self {
         Self {

@@ -62,8 +62,9 @@ pub trait KeyStore: Send + Sync + 'static {
         customer: ObjectId,
         key: &WrappedKey,
     ) -> Result<(), StoreError>;
-    /// Stores several customers' keys in one transaction; `true` where the key was stored,
-    /// `false` where the customer had one already (which is kept).
+    /// Stores several customers' keys; `true` where the key was stored, `false` where the
+    /// customer had one already (which is kept). Backends do it in one transaction; this
+    /// default stores them one by one.
     async fn insert_customer_keys(
         &self,
         scope: Scope,

@@ -239,6 +239,9 @@ pub trait ObjectStore: Send + Sync + 'static {
     ) -> Result<Erasure, StoreError>;
     /// Marks a recorded erasure completed (the customer's key is destroyed).
     async fn complete_erasure(&self, scope: Scope, customer: ObjectId) -> Result<(), StoreError>;
+    /// The customers among `ids` (at most [`MAX_IDS_READ`]) recorded as erased in scope: an
+    /// import must not bring them back.
+    async fn erased(&self, scope: Scope, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError>;
     /// Up to `limit` recorded erasures (all orgs) not yet completed, oldest first.
     async fn pending_erasures(&self, limit: usize) -> Result<Vec<(Scope, ObjectId)>, StoreError>;
 }

@@ -29,6 +29,7 @@ fn number_field(id: &str, data_type: DataType) -> Field {
         enum_values: None,
         translations: BTreeMap::new(),
         base: false,
+        last_updated: None,
     }
 }
 
@@ -45,6 +46,7 @@ fn numbers() -> Dictionary {
         fields: fields.iter().map(|f| f.id.clone()).collect(),
         inactive_fields: Vec::new(),
         base: false,
+        last_updated: None,
     };
     Dictionary::new(fields, vec![set])
 }

@@ -86,6 +86,7 @@ pub fn field() -> BoxedStrategy<Field> {
                 enum_values,
                 translations: BTreeMap::new(),
                 base: false,
+                last_updated: None,
             },
         )
         .boxed()
@@ -107,6 +108,7 @@ pub fn fieldset() -> BoxedStrategy<FieldSet> {
             fields,
             inactive_fields,
             base: false,
+            last_updated: None,
         })
         .boxed()
 }
@@ -264,6 +266,7 @@ fn date_field() -> Field {
         enum_values: None,
         translations: BTreeMap::new(),
         base: false,
+        last_updated: None,
     }
 }
 

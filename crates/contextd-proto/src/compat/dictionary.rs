@@ -107,8 +107,9 @@ pub struct CompatField {
 }
 
 impl CompatField {
-    /// The compatibility view of a native field changed last at `last_updated`.
-    pub fn new(field: Field, last_updated: DateTime<Utc>) -> Self {
+    /// The compatibility view of a native field; `built_in` is the `lastUpdated` of an entry
+    /// that has no write time (the built-in ones).
+    pub fn new(field: Field, built_in: DateTime<Utc>) -> Self {
         Self {
             ref_url: dictionary_ref_url(DictEntity::Field, &field.id),
             id: field.id,
@@ -120,7 +121,7 @@ impl CompatField {
             enum_values: field.enum_values,
             translations: field.translations,
             base: field.base,
-            last_updated,
+            last_updated: field.last_updated.unwrap_or(built_in),
         }
     }
 }
@@ -267,6 +268,7 @@ impl CompatFieldInput {
                     enum_values,
                     translations,
                     base: false,
+                    last_updated: None,
                 })
             }
             _ => Err(errors),
@@ -297,8 +299,9 @@ pub struct CompatFieldSet {
 }
 
 impl CompatFieldSet {
-    /// The compatibility view of a native field set changed last at `last_updated`.
-    pub fn new(set: FieldSet, last_updated: DateTime<Utc>) -> Self {
+    /// The compatibility view of a native field set; `built_in` is the `lastUpdated` of an
+    /// entry that has no write time (the built-in ones).
+    pub fn new(set: FieldSet, built_in: DateTime<Utc>) -> Self {
         Self {
             ref_url: dictionary_ref_url(DictEntity::Fieldset, &set.id),
             id: set.id,
@@ -306,7 +309,7 @@ impl CompatFieldSet {
             fields: set.fields,
             inactive_fields: set.inactive_fields,
             base: set.base,
-            last_updated,
+            last_updated: set.last_updated.unwrap_or(built_in),
         }
     }
 }
@@ -341,6 +344,7 @@ impl CompatFieldSetInput {
                 fields: self.fields.unwrap_or_default(),
                 inactive_fields: self.inactive_fields.unwrap_or_default(),
                 base: false,
+                last_updated: None,
             }),
             _ => Err(errors),
         }
@@ -521,6 +525,7 @@ mod tests {
                     ("it_IT".into(), "Targa".into())
                 ]),
                 base: false,
+                last_updated: None,
             }
         );
     }
@@ -686,6 +691,7 @@ mod tests {
             fields: vec!["Moto_Plate".into()],
             inactive_fields: vec![],
             base: false,
+            last_updated: None,
         };
         let c = CompatFieldSet::new(set.clone(), t());
         let v = serde_json::to_value(&c).unwrap();

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use contextd_core::CoreError;
 use contextd_proto::compat::dictionary::{
     dictionary_ref_url, CompatField, CompatFieldInput, CompatFieldSet, CompatFieldSetInput,
@@ -28,14 +28,19 @@ fn invalid(errors: Vec<contextd_proto::FieldError>) -> ApiError {
     CoreError::Validation(errors).into()
 }
 
-/// The native dictionary keeps no write times; entries are answered with the time of the
-/// answer as `lastUpdated` (the original clients only display it).
+/// The `lastUpdated` of the built-in entries, which have no write time: when this server
+/// first answered for them.
+fn built_in_since() -> DateTime<Utc> {
+    static SINCE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *SINCE.get_or_init(Utc::now)
+}
+
 fn field_view(field: Field) -> CompatField {
-    CompatField::new(field, Utc::now())
+    CompatField::new(field, built_in_since())
 }
 
 fn fieldset_view(set: FieldSet) -> CompatFieldSet {
-    CompatFieldSet::new(set, Utc::now())
+    CompatFieldSet::new(set, built_in_since())
 }
 
 /// A field body as the console sent it, as a native field (`path_id`: the id of a `PUT`).

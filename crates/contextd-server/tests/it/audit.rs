@@ -322,6 +322,7 @@ async fn clear_values_of_fields_that_became_sealed_are_read_as_sealed() {
             change: contextd_core::store::Change {
                 event_type: contextd_proto::events::EventType::Created,
                 by: contextd_core::store::system_contributor(),
+                history: false,
             },
         })
         .await

@@ -254,3 +254,84 @@ async fn a_batch_body_has_a_limit_of_its_own() {
     .await
     .expect(413);
 }
+
+#[tokio::test]
+async fn an_import_never_brings_back_an_erased_customer_nor_pops_up_old_calls() {
+    let s = TestServer::start().await;
+    let id = uuid::Uuid::new_v4().to_string();
+    let item = json!({"id": id, "fieldsets": ["cisco.base.customer"],
+        "data": {"Context_First_Name": "Forgotten"}});
+    let body = json!({"import": true, "items": [item]});
+    s.post(s.lab(), "/v1/customers/batch", body.clone())
+        .await
+        .expect(200);
+    s.post(s.lab(), &format!("/v1/customers/{id}/erase"), json!({}))
+        .await
+        .expect(200);
+    let again = s.post(s.lab(), "/v1/customers/batch", body).await;
+    again.expect(200);
+    assert_eq!(again.str("/items/0/status"), "failed", "{}", again.body);
+    assert_eq!(again.at("/items/0/problem/status"), &json!(409));
+    s.get(s.lab(), &format!("/v1/customers/{id}"))
+        .await
+        .expect(404);
+
+    // An imported call tagged for an agent is history: its event addresses no one.
+    let customer = s
+        .customer(s.lab(), json!({"Context_First_Name": "Ada"}))
+        .await;
+    let before = s
+        .context
+        .last_event_id(&s.lab_admin())
+        .await
+        .expect("events");
+    let call = json!({"import": true, "items": [{"id": uuid::Uuid::new_v4(), "customerId": customer,
+        "mediaType": "voice", "tags": ["agent:alice"], "fieldsets": [], "data": {},
+        "created": "2020-01-01T00:00:00Z", "lastUpdated": "2020-01-01T00:00:00Z"}]});
+    s.post(s.lab(), "/v1/activities/batch", call)
+        .await
+        .expect(200);
+    let live = json!({"items": [{"customerId": customer, "mediaType": "voice",
+        "tags": ["agent:alice"], "fieldsets": [], "data": {}}]});
+    s.post(s.lab(), "/v1/activities/batch", live)
+        .await
+        .expect(200);
+    let events = s
+        .context
+        .events_after(&s.lab_admin(), before, 10)
+        .await
+        .expect("events");
+    let addressed: Vec<Option<&str>> = events.iter().map(|e| e.addressed_to.as_deref()).collect();
+    assert_eq!(addressed, vec![None, Some("alice")]);
+}
+
+#[tokio::test]
+async fn an_import_refuses_times_ahead_and_versions_out_of_range() {
+    let s = TestServer::start().await;
+    let item = |extra: Value| {
+        let mut v = json!({"id": uuid::Uuid::new_v4(), "fieldsets": [], "data": {}});
+        if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(e.clone());
+        }
+        v
+    };
+    let r = s
+        .post(
+            s.lab(),
+            "/v1/customers/batch",
+            json!({"import": true, "items": [
+                item(json!({"lastUpdated": "2999-01-01T00:00:00Z"})),
+                item(json!({"version": 9_007_199_254_740_992_i64})),
+                item(json!({"version": 0})),
+                item(json!({"created": "2020-02-01T00:00:00Z", "lastUpdated": "2020-01-01T00:00:00Z"})),
+                item(json!({"version": 9_007_199_254_740_991_i64})),
+            ]}),
+        )
+        .await;
+    r.expect(200);
+    let fields: Vec<String> = (0..4)
+        .map(|i| r.str(&format!("/items/{i}/problem/errors/0/field")))
+        .collect();
+    assert_eq!(fields, ["lastUpdated", "version", "version", "lastUpdated"]);
+    assert_eq!(r.str("/items/4/status"), "created");
+}

@@ -612,8 +612,14 @@ async fn the_dictionary_paths_take_the_consoles_keys() {
     .await;
     assert_eq!(read.status, 200);
     assert_eq!(read.body["dataType"], "string");
+    assert_eq!(
+        read.body["lastUpdated"], created.body["lastUpdated"],
+        "lastUpdated is the time of the write, not of the answer"
+    );
     let mut changed = console_field("Loyalty_Tier");
     changed["description"] = json!("Tier in the loyalty programme");
+    // Times are kept to the millisecond: let one pass before the change.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let put = send(
         &s,
         Method::PUT,
@@ -624,6 +630,12 @@ async fn the_dictionary_paths_take_the_consoles_keys() {
     )
     .await;
     assert_eq!(put.status, 200, "{}", put.body);
+    assert!(
+        put.body["lastUpdated"].as_str() > created.body["lastUpdated"].as_str(),
+        "a change moves lastUpdated: {} then {}",
+        created.body["lastUpdated"],
+        put.body["lastUpdated"]
+    );
     assert_eq!(
         s.get(s.lab(), "/v1/fields/Loyalty_Tier")
             .await

@@ -32,6 +32,7 @@ fn set(id: &str, fields: &[&str]) -> FieldSet {
         fields: fields.iter().map(|f| (*f).to_owned()).collect(),
         inactive_fields: Vec::new(),
         base: false,
+        last_updated: None,
     }
 }
 

@@ -36,6 +36,7 @@ fn created(o: &StoredObject) -> ObjectWrite {
                 id: "writer".into(),
                 kind: ContributorType::Machine,
             },
+            history: false,
         },
     }
 }

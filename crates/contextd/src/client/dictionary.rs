@@ -299,6 +299,7 @@ pub async fn fieldsets(args: &ClientArgs, command: FieldSetCommand) -> anyhow::R
                     fields: Vec::new(),
                     inactive_fields: Vec::new(),
                     base: false,
+                    last_updated: None,
                 }),
             };
             let set = client.create_fieldset(&set).await?;

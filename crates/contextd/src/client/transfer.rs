@@ -20,6 +20,7 @@ use contextd_client::proto::object::{
 use contextd_client::proto::transfer::{compat_object, ExportHeader, Record, FORMAT};
 use contextd_client::proto::{Kind, ObjectId};
 use contextd_client::{Client, Error as SdkError};
+use futures::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -29,10 +30,14 @@ use super::ClientArgs;
 
 /// Objects per search page of an export (the search maximum).
 const PAGE: usize = 200;
+/// Passes of an export over a kind: the first, then over what changed during the one before.
+const EXPORT_PASSES: usize = 5;
 /// Failures printed one by one before the rest are only counted.
 const SHOWN_FAILURES: usize = 50;
 /// Attempts at one batch that failed as a whole (an import batch is safe to send again).
 const BATCH_ATTEMPTS: u32 = 3;
+/// Import batches of one kind sent at once.
+const IN_FLIGHT: usize = 2;
 /// The kinds in the order their links need.
 const KINDS: [Kind; 4] = [Kind::Customer, Kind::Request, Kind::Activity, Kind::Detail];
 
@@ -144,42 +149,52 @@ async fn export_dictionary(sdk: &Client, w: &mut impl Write) -> anyhow::Result<u
     Ok(n)
 }
 
+/// Writes every object of a kind: a pass through all of them, newest `lastUpdated` first, then
+/// passes over those written since the previous pass began (an object updated meanwhile moves
+/// ahead of the cursor and would be missed), until one finds nothing new.
 async fn export_kind(
     sdk: &Client,
     kind: Kind,
     w: &mut impl Write,
     bar: &indicatif::ProgressBar,
 ) -> anyhow::Result<u64> {
-    let mut request = SearchRequest {
-        limit: Some(PAGE),
-        ..SearchRequest::default()
-    };
-    let mut n = 0;
-    loop {
-        let page = sdk.search(kind, &request).await?;
-        for o in page.items.unwrap_or_default() {
-            if !o.withheld.is_empty() {
-                anyhow::bail!(
-                    "this credential is not shown the values of {} of {kind} {}; export with an \
-                     admin token",
-                    o.withheld.join(", "),
-                    o.id
-                );
+    let mut seen: HashSet<ObjectId> = HashSet::new();
+    let mut since: Option<String> = None;
+    for pass in 0..EXPORT_PASSES {
+        let started = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let mut request = SearchRequest {
+            limit: Some(PAGE),
+            updated_from: since.take(),
+            ..SearchRequest::default()
+        };
+        let before = seen.len();
+        loop {
+            let page = sdk.search(kind, &request).await?;
+            for o in page.items.unwrap_or_default() {
+                if !o.withheld.is_empty() {
+                    anyhow::bail!(
+                        "this credential is not shown the values of {} of {kind} {}; export \
+                         with an admin token",
+                        o.withheld.join(", "),
+                        o.id
+                    );
+                }
+                if seen.insert(o.id) {
+                    writeln!(w, "{}", serde_json::to_string(&o)?)?;
+                }
             }
-            writeln!(w, "{}", serde_json::to_string(&o)?)?;
-            n += 1;
+            bar.set_message(format!("exporting {}: {}", kind.plural(), seen.len()));
+            match page.next_cursor {
+                Some(cursor) => request.cursor = Some(cursor),
+                None => break,
+            }
         }
-        bar.set_message(format!(
-            "{} {}: {n} of {}",
-            "exporting",
-            kind.plural(),
-            page.total
-        ));
-        match page.next_cursor {
-            Some(cursor) => request.cursor = Some(cursor),
-            None => return Ok(n),
+        if pass > 0 && seen.len() == before {
+            break;
         }
+        since = Some(started);
     }
+    Ok(seen.len() as u64)
 }
 
 /// What an import did, printed at the end (`--json`: as one object).
@@ -207,77 +222,116 @@ enum Source {
     Array(Vec<(usize, Kind, ObjectInput)>),
 }
 
+/// What a first read of the file found.
+struct Scan {
+    source: Source,
+    /// Every object id in the file.
+    ids: HashSet<String>,
+    /// Objects per kind, in the order of [`KINDS`].
+    totals: [u64; 4],
+    /// The dictionary's lines.
+    dictionary: Vec<Record>,
+}
+
 /// Loads a file into the partition of the credential.
 pub async fn import(client: &ClientArgs, args: ImportArgs) -> anyhow::Result<()> {
     let sdk = client.connect()?;
     let out = client.output();
+    let scan = scan(&args.file)?;
     let mut summary = Summary::default();
-    let (source, ids, totals) = scan(&args.file, &sdk, &mut summary).await?;
-    let mut run = Importer {
-        bar: progress(out, Some(totals.iter().sum())),
-        sdk,
+    load_dictionary(&sdk, &scan.dictionary, &mut summary).await?;
+    let mut book = Book {
+        bar: progress(out, Some(scan.totals.iter().sum())),
         summary,
-        failures: Failures::default(),
+        failures: Failures {
+            unit: match scan.source {
+                Source::Lines { .. } => "line",
+                Source::Array(_) => "item",
+            },
+            ..Failures::default()
+        },
+        sent: HashSet::new(),
     };
     let size = usize::from(args.batch_size);
+    let unit = book.failures.unit;
     for (k, kind) in KINDS.into_iter().enumerate() {
-        if totals[k] == 0 {
+        if scan.totals[k] == 0 {
             continue;
         }
-        run.bar.set_message(kind.plural().to_string());
-        let mut batch = Vec::with_capacity(size);
-        for item in source.items(kind)? {
-            let (line, input) = item?;
-            if links_outside(&input, &ids) {
-                run.failures.outside(line, kind, &input);
+        book.bar.set_message(kind.plural().to_string());
+        // Batches of one kind are independent: IN_FLIGHT at a time keep the server busy
+        // while the next is read and encoded. A kind ends before the next (its children) starts.
+        let mut in_flight = futures::stream::FuturesOrdered::new();
+        let mut items = scan.source.items(kind)?;
+        let mut exhausted = false;
+        loop {
+            if !exhausted && in_flight.len() < IN_FLIGHT {
+                let batch = book.next_batch(kind, &mut items, &scan.ids, size)?;
+                if batch.is_empty() {
+                    exhausted = true;
+                } else {
+                    // A task of its own: it goes on while the next batch is read.
+                    in_flight.push_back(tokio::spawn(send(sdk.clone(), kind, batch, unit)));
+                }
+                continue;
             }
-            batch.push((line, input));
-            if batch.len() == size {
-                run.send(kind, std::mem::take(&mut batch)).await?;
+            let Some(joined) = in_flight.next().await else {
+                break;
+            };
+            for (lines, items, result) in joined.context("an import task failed")?? {
+                book.count(kind, &lines, &items, &result);
             }
-        }
-        if !batch.is_empty() {
-            run.send(kind, batch).await?;
         }
     }
-    run.finish(out)
+    book.finish(out)
 }
 
-/// An import under way.
-struct Importer {
-    sdk: Client,
+/// The objects of one kind, numbered, as the file gives them.
+type Items<'a> = Box<dyn Iterator<Item = anyhow::Result<(usize, ObjectInput)>> + 'a>;
+
+/// A batch sent, with its line numbers, and what the server answered.
+type Sent = (Vec<usize>, Vec<ObjectInput>, BatchResult);
+
+/// What an import has done so far.
+struct Book {
     summary: Summary,
     failures: Failures,
     bar: indicatif::ProgressBar,
+    /// Ids sent: an id the file repeats (two exports concatenated) is sent once.
+    sent: HashSet<String>,
 }
 
-impl Importer {
-    /// Sends one import batch, retrying it whole when the server fails it whole (an import
-    /// batch is safe to send again).
-    async fn send(&mut self, kind: Kind, batch: Vec<(usize, ObjectInput)>) -> anyhow::Result<()> {
-        let (lines, items): (Vec<usize>, Vec<ObjectInput>) = batch.into_iter().unzip();
-        let request = BatchRequest {
-            items,
-            import: true,
-        };
-        let mut attempt = 1;
-        let result: BatchResult = loop {
-            match self.sdk.create_batch(kind, &request).await {
-                Ok(r) => break r,
-                Err(e) if attempt < BATCH_ATTEMPTS && retryable(&e) => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-                }
-                Err(e) => {
-                    let first = lines.first().copied().unwrap_or_default();
-                    return Err(anyhow::Error::from(e).context(format!(
-                        "the batch of {} from line {first} was refused",
-                        kind.plural()
-                    )));
+impl Book {
+    /// The next batch of up to `size` objects (empty at the end), noting repeated ids and
+    /// links outside the file.
+    fn next_batch(
+        &mut self,
+        kind: Kind,
+        items: &mut Items<'_>,
+        ids: &HashSet<String>,
+        size: usize,
+    ) -> anyhow::Result<Vec<(usize, ObjectInput)>> {
+        let mut batch = Vec::with_capacity(size);
+        while batch.len() < size {
+            let Some(item) = items.next() else { break };
+            let (line, input) = item?;
+            if let Some(id) = input.id.as_ref().and_then(Value::as_str) {
+                if !self.sent.insert(id.to_owned()) {
+                    self.summary.existing += 1;
+                    self.bar.inc(1);
+                    continue;
                 }
             }
-        };
-        for ((line, input), item) in lines.iter().zip(&request.items).zip(&result.items) {
+            if links_outside(&input, ids) {
+                self.failures.outside(line, kind, &input);
+            }
+            batch.push((line, input));
+        }
+        Ok(batch)
+    }
+
+    fn count(&mut self, kind: Kind, lines: &[usize], items: &[ObjectInput], result: &BatchResult) {
+        for ((line, input), item) in lines.iter().zip(items).zip(&result.items) {
             match item.status {
                 BatchStatus::Created => self.summary.created += 1,
                 BatchStatus::Exists => self.summary.existing += 1,
@@ -288,8 +342,7 @@ impl Importer {
                 }
             }
         }
-        self.bar.inc(request.items.len() as u64);
-        Ok(())
+        self.bar.inc(items.len() as u64);
     }
 
     /// Prints the summary; an error if anything was not imported.
@@ -326,20 +379,80 @@ impl Importer {
     }
 }
 
-/// Reads the file once: the dictionary is loaded, the objects' ids collected and counted
-/// per kind, and (for JSON Lines) each kind's lines located.
-async fn scan(
-    path: &Path,
-    sdk: &Client,
-    summary: &mut Summary,
-) -> anyhow::Result<(Source, HashSet<String>, [u64; 4])> {
-    let mut ids = HashSet::new();
-    let mut totals = [0u64; 4];
-    let mut count = |kind: Kind, input: &ObjectInput, ids: &mut HashSet<String>| {
-        totals[kind_index(kind)] += 1;
-        if let Some(id) = input.id.as_ref().and_then(Value::as_str) {
-            ids.insert(id.to_owned());
+/// Sends one import batch. One the server fails as a whole for a passing reason is sent
+/// again (an import batch is safe to send again); one too large for the server's batch limit
+/// is sent in halves.
+async fn send(
+    sdk: Client,
+    kind: Kind,
+    batch: Vec<(usize, ObjectInput)>,
+    unit: &'static str,
+) -> anyhow::Result<Vec<Sent>> {
+    let mut queue = vec![batch];
+    let mut sent = Vec::new();
+    while let Some(chunk) = queue.pop() {
+        let (lines, items): (Vec<usize>, Vec<ObjectInput>) = chunk.into_iter().unzip();
+        let request = BatchRequest {
+            items,
+            import: true,
+        };
+        let result = match send_one(&sdk, kind, &request).await {
+            Err(SdkError::TooLarge { .. }) if request.items.len() > 1 => {
+                let mut halves: Vec<(usize, ObjectInput)> =
+                    lines.into_iter().zip(request.items).collect();
+                let second = halves.split_off(halves.len() / 2);
+                queue.push(second);
+                queue.push(halves);
+                continue;
+            }
+            Err(e) => {
+                let first = lines.first().copied().unwrap_or_default();
+                return Err(anyhow::Error::from(e).context(format!(
+                    "the batch of {} from {unit} {first} was refused",
+                    kind.plural()
+                )));
+            }
+            Ok(r) => r,
+        };
+        if result.items.len() != request.items.len() {
+            anyhow::bail!(
+                "the server answered {} results for a batch of {}",
+                result.items.len(),
+                request.items.len()
+            );
         }
+        sent.push((lines, request.items, result));
+    }
+    Ok(sent)
+}
+
+/// One batch, sent again (after a pause) while it fails for a reason that may pass.
+async fn send_one(
+    sdk: &Client,
+    kind: Kind,
+    request: &BatchRequest,
+) -> Result<BatchResult, SdkError> {
+    let mut attempt = 1;
+    loop {
+        match sdk.create_batch(kind, request).await {
+            Err(e) if attempt < BATCH_ATTEMPTS && retryable(&e) => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reads the file once, changing nothing: the dictionary's lines, the objects' ids and counts
+/// per kind, and (for JSON Lines) where each kind's lines are. Any line that can't be read
+/// stops the import before anything is written.
+fn scan(path: &Path) -> anyhow::Result<Scan> {
+    let mut found = Scan {
+        source: Source::Array(Vec::new()),
+        ids: HashSet::new(),
+        totals: [0; 4],
+        dictionary: Vec::new(),
     };
     if starts_with_array(path)? {
         let text = read_file(path)?;
@@ -351,13 +464,14 @@ async fn scan(
         for (i, value) in values.into_iter().enumerate() {
             match compat_object(value) {
                 Ok((kind, input)) => {
-                    count(kind, &input, &mut ids);
+                    found.count(kind, &input);
                     items.push((i + 1, kind, input));
                 }
                 Err(e) => return usage(format!("{} item {}: {e}", path.display(), i + 1)),
             }
         }
-        return Ok((Source::Array(items), ids, totals));
+        found.source = Source::Array(items);
+        return Ok(found);
     }
     let mut runs: Vec<(Kind, usize, usize)> = Vec::new();
     for (i, line) in lines(path)?.enumerate() {
@@ -376,75 +490,101 @@ async fn scan(
                 ))
             }
             Ok(Record::Header(_)) => {}
-            Ok(Record::Field(field)) => {
-                let created = import_field(sdk, &field).await?;
-                bump(
-                    created,
-                    &mut summary.fields_created,
-                    &mut summary.fields_existing,
-                );
-            }
-            Ok(Record::FieldSet(set)) => {
-                let created = match sdk.fieldset(&set.id).await {
-                    Ok(_) => false,
-                    Err(SdkError::NotFound { .. }) => {
-                        sdk.create_fieldset(&set).await?;
-                        true
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                bump(
-                    created,
-                    &mut summary.fieldsets_created,
-                    &mut summary.fieldsets_existing,
-                );
-            }
             Ok(Record::Object(kind, input)) => {
-                count(kind, &input, &mut ids);
+                found.count(kind, &input);
                 match runs.last_mut() {
                     Some((k, _, last)) if *k == kind => *last = n,
                     _ => runs.push((kind, n, n)),
                 }
             }
+            Ok(record) => found.dictionary.push(record),
             Err(e) => return usage(format!("{} line {n}: {e}", path.display())),
         }
     }
-    let source = Source::Lines {
+    found.source = Source::Lines {
         path: path.to_owned(),
         runs,
     };
-    Ok((source, ids, totals))
+    Ok(found)
 }
 
-/// Creates a field unless one of that id exists; whether it did.
-async fn import_field(
-    sdk: &Client,
-    field: &contextd_client::proto::dictionary::Field,
-) -> anyhow::Result<bool> {
-    match sdk.field(&field.id).await {
-        Ok(_) => Ok(false),
-        Err(SdkError::NotFound { .. }) => {
-            sdk.create_field(field).await?;
-            Ok(true)
+impl Scan {
+    fn count(&mut self, kind: Kind, input: &ObjectInput) {
+        self.totals[kind_index(kind)] += 1;
+        if let Some(id) = input.id.as_ref().and_then(Value::as_str) {
+            self.ids.insert(id.to_owned());
         }
-        Err(e) => Err(e.into()),
     }
 }
 
-fn bump(created: bool, if_created: &mut u64, if_existing: &mut u64) {
-    if created {
-        *if_created += 1;
-    } else {
-        *if_existing += 1;
+/// Creates the file's fields, then its field sets, unless one of that id exists. A field
+/// that exists with another type or classification stops the import: values classified PII
+/// in the file must not land in a field stored in the clear.
+async fn load_dictionary(
+    sdk: &Client,
+    dictionary: &[Record],
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    for record in dictionary {
+        let Record::Field(field) = record else {
+            continue;
+        };
+        match sdk.field(&field.id).await {
+            Ok(there)
+                if there.data_type != field.data_type
+                    || there.classification != field.classification =>
+            {
+                return usage(format!(
+                    "field {} is {:?} {:?} here but {:?} {:?} in the file; align the two \
+                     (or rename one) before importing",
+                    field.id,
+                    there.classification,
+                    there.data_type,
+                    field.classification,
+                    field.data_type
+                ))
+            }
+            Ok(_) => summary.fields_existing += 1,
+            Err(SdkError::NotFound { .. }) => {
+                sdk.create_field(field).await?;
+                summary.fields_created += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
+    for record in dictionary {
+        let Record::FieldSet(set) = record else {
+            continue;
+        };
+        match sdk.fieldset(&set.id).await {
+            Ok(there) => {
+                summary.fieldsets_existing += 1;
+                let missing: Vec<&String> = set
+                    .fields
+                    .iter()
+                    .filter(|f| !there.fields.contains(f))
+                    .collect();
+                if !missing.is_empty() {
+                    eprintln!(
+                        "field set {} here lacks {:?} of the file's: objects with values of \
+                         them will be refused",
+                        set.id, missing
+                    );
+                }
+            }
+            Err(SdkError::NotFound { .. }) => {
+                sdk.create_fieldset(set).await?;
+                summary.fieldsets_created += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 impl Source {
     /// The objects of one kind, with their line (or item) numbers.
-    fn items(
-        &self,
-        kind: Kind,
-    ) -> anyhow::Result<Box<dyn Iterator<Item = anyhow::Result<(usize, ObjectInput)>> + '_>> {
+    fn items(&self, kind: Kind) -> anyhow::Result<Items<'_>> {
         match self {
             Source::Array(items) => Ok(Box::new(
                 items
@@ -466,14 +606,18 @@ impl Source {
                     {
                         return None;
                     }
-                    let parsed =
-                        line.map_err(anyhow::Error::from)
-                            .and_then(|l| match Record::parse(&l) {
-                                Ok(Record::Object(_, input)) => Ok(*input),
-                                Ok(_) => Err(anyhow::anyhow!("line {n} changed while importing")),
-                                Err(e) => Err(anyhow::anyhow!("line {n}: {e}")),
-                            });
-                    Some(parsed.map(|input| (n, input)))
+                    let line = match line {
+                        Ok(l) => l,
+                        Err(e) => return Some(Err(e.into())),
+                    };
+                    // Within a run, only this kind's objects (blank and dictionary lines may
+                    // sit between them).
+                    match Record::parse(&line) {
+                        Ok(Record::Object(k, input)) if k == kind => Some(Ok((n, *input))),
+                        Ok(_) => None,
+                        Err(_) if line.trim().is_empty() => None,
+                        Err(e) => Some(Err(anyhow::anyhow!("line {n}: {e}"))),
+                    }
                 });
                 Ok(Box::new(lines))
             }
@@ -509,6 +653,8 @@ fn links_outside(input: &ObjectInput, ids: &HashSet<String>) -> bool {
 struct Failures {
     failed: u64,
     outside: u64,
+    /// What the numbers count: `line` (JSON Lines) or `item` (an array).
+    unit: &'static str,
 }
 
 impl Failures {
@@ -533,7 +679,11 @@ impl Failures {
             Some(p) => p.detail.clone(),
             None => "refused".into(),
         };
-        eprintln!("line {line}: {kind} {}: not imported: {why}", id_of(input));
+        eprintln!(
+            "{} {line}: {kind} {}: not imported: {why}",
+            self.unit,
+            id_of(input)
+        );
     }
 
     fn outside(&mut self, line: usize, kind: Kind, input: &ObjectInput) {
@@ -549,8 +699,9 @@ impl Failures {
         .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name} {v}")))
         .collect();
         eprintln!(
-            "line {line}: {kind} {} links outside the file ({}): imported only if this \
+            "{} {line}: {kind} {} links outside the file ({}): imported only if this \
              partition holds it",
+            self.unit,
             id_of(input),
             links.join(", ")
         );

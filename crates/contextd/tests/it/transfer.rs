@@ -138,12 +138,19 @@ async fn fill(http: &Client, s: &Served) -> usize {
     7
 }
 
-/// The lines of an export other than its header, parsed and sorted.
+/// The lines of an export other than its header, parsed and sorted; the dictionary's without
+/// `lastUpdated` (the time the target made them).
 fn body_of(export: &str) -> Vec<Value> {
     let mut lines: Vec<Value> = export
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .filter(|v: &Value| v["type"] != "export")
+        .map(|mut v: Value| {
+            if v["type"] == "field" || v["type"] == "fieldset" {
+                v.as_object_mut().map(|o| o.remove("lastUpdated"));
+            }
+            v
+        })
         .collect();
     lines.sort_by_key(|v| v.to_string());
     lines
@@ -203,6 +210,48 @@ async fn round_trip(target_env: &[(&str, &str)]) {
         ),
         (&json!(0), &json!(objects), &json!(1)),
         "running it again changes nothing"
+    );
+
+    // Two exports concatenated, with blank lines: headers and dictionary lines amid objects,
+    // every id twice.
+    let twice = work.path().join("twice.jsonl");
+    std::fs::write(&twice, format!("{first}\n\n{first}")).expect("write");
+    let doubled: Value = serde_json::from_str(
+        stdout(&cli(
+            &b.0,
+            work.path(),
+            &["import", twice.to_str().expect("path"), "--json"],
+        ))
+        .trim(),
+    )
+    .expect("a summary");
+    assert_eq!(
+        (
+            &doubled["created"],
+            &doubled["existing"],
+            &doubled["failed"]
+        ),
+        (&json!(0), &json!(2 * objects), &json!(0)),
+        "{doubled}"
+    );
+    // A field of the file that exists here under another classification stops the import.
+    let clash = work.path().join("clash.jsonl");
+    std::fs::write(
+        &clash,
+        json!({"type": "field", "id": "Loyalty_Tier", "dataType": "string", "classification": "PII"})
+            .to_string(),
+    )
+    .expect("write");
+    let refused = cli(
+        &b.0,
+        work.path(),
+        &["import", clash.to_str().expect("path")],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("Loyalty_Tier"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 
     let second = stdout(&cli(&b.0, work.path(), &["export"]));
