@@ -93,6 +93,7 @@ pub const ALL: &[&str] = &[
     OBJECTS,
     OBJECT,
     SEARCH,
+    BATCH,
     FLUSH,
     FLUSH_STATUS,
     TIMELINE,

@@ -869,6 +869,29 @@ pub async fn check_batch_import(store: &dyn Store) {
     store.write_objects(&writes).await.expect("write_objects");
     assert_eq!(store.objects(s, &ids).await.expect("objects").len(), 3);
 
+    // A refusal in the middle of a batch is the batch's answer, and nothing of it is written.
+    let open = object(s, Kind::Request, t);
+    insert(store, &open, &[]).await;
+    let children: Vec<_> = (0..3)
+        .map(|i| object(s, Kind::Activity, at(t, 20 + i)))
+        .collect();
+    let mixed = vec![
+        child_write(&children[0], open.id, true, since),
+        child_write(&children[1], closed.id, true, since),
+        child_write(&children[2], open.id, true, since),
+    ];
+    assert_err(
+        store.write_objects(&mixed).await,
+        StoreError::ParentClosed,
+        "a batch with a child of a closed request",
+    );
+    let child_ids: Vec<ObjectId> = children.iter().map(|o| o.id).collect();
+    assert!(store
+        .objects(s, &child_ids)
+        .await
+        .expect("objects")
+        .is_empty());
+
     // An erased customer is remembered, in its own partition only.
     store
         .erase_customer(s, fresh[0].id, &by())

@@ -76,7 +76,7 @@ pub(crate) fn db_error(e: &tokio_postgres::Error) -> StoreError {
 }
 
 impl Failure {
-    fn code(&self) -> Option<&SqlState> {
+    pub(crate) fn code(&self) -> Option<&SqlState> {
         match self {
             Failure::Db(e) => e.code(),
             _ => None,

@@ -17,6 +17,7 @@ use contextd_core::store::{
 };
 use contextd_proto::events::EventType;
 use deadpool_postgres::GenericClient;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -160,15 +161,25 @@ impl PgStore {
         Ok(())
     }
 
-    /// Several writes in one transaction.
+    /// Several writes in one transaction, pipelined: the statements of every write are sent
+    /// without waiting for the answers to the others' (the connection runs them in the order
+    /// sent; no write of a batch depends on another's), so a batch of a thousand costs about
+    /// one round trip per statement of one write, not of all.
     async fn write_all(&self, bound: &[BoundWrite], writes: &[ObjectWrite]) -> Result<(), Failure> {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await?;
-        for (b, write) in bound.iter().zip(writes) {
-            match &write.parent_check {
-                Some(check) => write_checked(&tx, b, write, check).await?,
-                None => write_row(&tx, b, write).await?,
+        let each = bound.iter().zip(writes).map(|(b, write)| {
+            let tx = &tx;
+            async move {
+                match &write.parent_check {
+                    Some(check) => write_checked(tx, b, write, check).await,
+                    None => write_row(tx, b, write).await,
+                }
             }
+        });
+        let results = futures::future::join_all(each).await;
+        if let Some(cause) = first_cause(results) {
+            return Err(cause);
         }
         tx.commit().await?;
         Ok(())
@@ -205,6 +216,20 @@ impl PgStore {
         };
         Ok((items.into_iter().map(|(t, _)| t).collect(), total, next))
     }
+}
+
+/// The failure that refused a pipelined transaction: an answer for the caller if there is
+/// one, else the first database error other than the "transaction is aborted" that every
+/// statement sent after the first failure gets.
+fn first_cause(results: Vec<Result<(), Failure>>) -> Option<Failure> {
+    let mut errors: Vec<Failure> = results.into_iter().filter_map(Result::err).collect();
+    let rank = |f: &Failure| match f {
+        Failure::Store(_) => 0,
+        f if f.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => 2,
+        _ => 1,
+    };
+    let best = (0..errors.len()).min_by_key(|&i| rank(&errors[i]))?;
+    Some(errors.swap_remove(best))
 }
 
 /// Locks the parent, writes, and refreshes the parent's `touched`, inside `tx`.

@@ -164,6 +164,29 @@ pub fn object(o: &ContextObject) -> String {
     pairs(&rows)
 }
 
+/// A progress bar on standard error (a count when the total is known), hidden with `--json`
+/// or when nobody watches.
+pub fn progress(out: Output, total: Option<u64>) -> indicatif::ProgressBar {
+    if out.is_json() || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let (bar, template) = match total {
+        Some(n) => (
+            indicatif::ProgressBar::new(n),
+            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
+        ),
+        None => (
+            indicatif::ProgressBar::new_spinner(),
+            "{spinner} {msg} ({elapsed})",
+        ),
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,27 +214,4 @@ mod tests {
         assert_eq!(cut("hello", 10), "hello");
         assert_eq!(cut("hello world", 6), "hello…");
     }
-}
-
-/// A progress bar on standard error (a count when the total is known), hidden with `--json`
-/// or when nobody watches.
-pub fn progress(out: Output, total: Option<u64>) -> indicatif::ProgressBar {
-    if out.is_json() || !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let (bar, template) = match total {
-        Some(n) => (
-            indicatif::ProgressBar::new(n),
-            "{msg} [{bar:30}] {pos}/{len} ({per_sec}, {eta} left)",
-        ),
-        None => (
-            indicatif::ProgressBar::new_spinner(),
-            "{spinner} {msg} ({elapsed})",
-        ),
-    };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
 }
