@@ -15,9 +15,15 @@ use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 /// Where data lives.
 #[derive(Clone, Debug, clap::Args)]
 pub struct StorageArgs {
-    /// Data directory: SQLite files, the key store and the master key file.
+    /// Data directory: SQLite files, the key store and (unless --master-key-file or
+    /// CONTEXTD_MASTER_KEY names it elsewhere) the master key file.
     #[arg(long, env = "CONTEXTD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// The master key (key-encryption key) file, kept apart from the data: 64 hex digits or
+    /// base64 of 32 bytes; created (mode 0600) on first start if missing. Default
+    /// DATA_DIR/master.key, with a warning at every start.
+    #[arg(long, env = "CONTEXTD_MASTER_KEY_FILE", value_name = "PATH")]
+    pub master_key_file: Option<PathBuf>,
     /// `sqlite://PATH` or `postgres://…`; default: SQLite in the data directory.
     #[arg(long, env = "CONTEXTD_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -65,13 +71,16 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
         .database_url
         .as_deref()
         .is_some_and(|u| u.starts_with("postgres"));
-    if shared_database && std::env::var_os("CONTEXTD_MASTER_KEY").is_none() {
+    if shared_database
+        && std::env::var_os("CONTEXTD_MASTER_KEY").is_none()
+        && args.master_key_file.is_none()
+    {
         tracing::warn!(
-            "CONTEXTD_MASTER_KEY is not set: using the master key file of this data directory; every \
-             instance sharing the database needs the same master key"
+            "neither CONTEXTD_MASTER_KEY nor --master-key-file is set: using the master key file \
+             of this data directory; every instance sharing the database needs the same master key"
         );
     }
-    let master = master_key(&args.data_dir)?;
+    let master = master_key(&args.data_dir, args.master_key_file.as_deref())?;
     let config = ContextConfig {
         request_autoclose: chrono::Duration::from_std(args.request_autoclose)
             .context("request auto-close period is too long")?,
@@ -149,14 +158,30 @@ async fn open_postgres(url: &str) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn Key
     Ok((Arc::new(store), Arc::new(keys)))
 }
 
-/// The KEK: `CONTEXTD_MASTER_KEY`, else the data directory's `master.key` (created 0600 on
-/// first start).
-fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
+/// The KEK: `CONTEXTD_MASTER_KEY`, else the file `--master-key-file` names, else the data
+/// directory's `master.key` (which then draws a warning: a copy of the data directory would
+/// hold the key to its data). A key file that does not exist is created (0600).
+fn master_key(data_dir: &Path, file: Option<&Path>) -> anyhow::Result<MasterKey> {
     if let Ok(text) = std::env::var("CONTEXTD_MASTER_KEY") {
         return MasterKey::parse(&text).context("CONTEXTD_MASTER_KEY is invalid");
     }
-    let path = data_dir.join("master.key");
-    match std::fs::read_to_string(&path) {
+    let path = match file {
+        Some(path) => path.to_owned(),
+        None => {
+            let path = data_dir.join("master.key");
+            tracing::warn!(path = %path.display(),
+                "the master key file sits beside the data: a copy of the data directory holds the \
+                 key to its data. Move it elsewhere and start with --master-key-file PATH (or \
+                 CONTEXTD_MASTER_KEY_FILE, or the key itself in CONTEXTD_MASTER_KEY)");
+            path
+        }
+    };
+    key_file(&path)
+}
+
+/// Reads the key file at `path`, or creates it with a new key (0600) if it does not exist.
+fn key_file(path: &Path) -> anyhow::Result<MasterKey> {
+    match std::fs::read_to_string(path) {
         Ok(text) => {
             MasterKey::parse(&text).with_context(|| format!("{} is invalid", path.display()))
         }
@@ -166,7 +191,7 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
             options.write(true).create_new(true);
             #[cfg(unix)]
             std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            match options.open(&path) {
+            match options.open(path) {
                 Ok(mut file) => {
                     file.write_all(key.to_base64().as_bytes())?;
                     file.sync_all()?;
@@ -174,7 +199,7 @@ fn master_key(data_dir: &Path) -> anyhow::Result<MasterKey> {
                     Ok(key)
                 }
                 // Another instance created it first: use theirs.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => master_key(data_dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => key_file(path),
                 Err(e) => Err(e).with_context(|| format!("cannot create {}", path.display())),
             }
         }

@@ -28,6 +28,7 @@ fn free_port() -> u16 {
 fn contextd(dir: &std::path::Path) -> Command {
     let mut c = Command::new(BIN);
     c.env_remove("CONTEXTD_MASTER_KEY")
+        .env_remove("CONTEXTD_MASTER_KEY_FILE")
         .env_remove("CONTEXTD_DATABASE_URL")
         .env("CONTEXTD_DATA_DIR", dir);
     c
@@ -539,6 +540,59 @@ async fn serve_refuses_to_start_without_the_keys_or_with_another_master_key() {
         Duration::from_secs(30),
     );
     refused(&out, &missing);
+}
+
+#[tokio::test]
+async fn the_master_key_file_lives_apart_from_the_data_and_one_beside_it_is_warned_about() {
+    let (data, vault) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let key = vault.path().join("contextd.key");
+    let key_arg = key.to_str().expect("path");
+    let mut served = serve_fresh(data.path(), &[("CONTEXTD_MASTER_KEY_FILE", key_arg)]).await;
+    assert!(terminate(&mut served.child).success());
+    let meta = std::fs::metadata(&key).expect("the key file is created where it was named");
+    #[cfg(unix)]
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    assert!(
+        !data.path().join("master.key").exists(),
+        "no key beside the data"
+    );
+
+    // Without it, the data directory alone opens nothing, and the start says why it warns.
+    let listen = format!("127.0.0.1:{}", free_port());
+    let out = exits_within(
+        contextd(data.path()).args(["serve", "--listen", &listen]),
+        Duration::from_secs(30),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("sits beside the data"), "{stderr}");
+    assert!(stderr.contains("--master-key-file"), "{stderr}");
+
+    // With the flag again, it serves the same data.
+    let mut again = contextd(data.path())
+        .args(["serve", "--listen", &listen, "--master-key-file", key_arg])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_ready(&reqwest::Client::new(), &format!("http://{listen}")).await;
+    let status: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{listen}/v1/status"))
+        .bearer_auth(&served.lab)
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(status["status"], "ok", "{status}");
+    assert!(terminate(&mut again).success());
 }
 
 /// `contextd bench load` and `contextd bench run … --json` against a real server (the README's "Benchmarks"):
