@@ -4,6 +4,7 @@
 
 mod bench;
 mod client;
+mod config;
 mod startup;
 
 use std::net::SocketAddr;
@@ -35,22 +36,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the server.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "CONTEXTD_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// The URL clients reach this server at (for connectionData); default http://LISTEN.
-        #[arg(long, env = "CONTEXTD_PUBLIC_URL")]
-        public_url: Option<String>,
-        #[command(flatten)]
-        limits: LimitArgs,
-        #[command(flatten)]
-        observe: ObserveArgs,
-        #[command(flatten)]
-        events: EventArgs,
-        #[command(flatten)]
-        storage: StorageArgs,
+    /// Run the server. Every setting is a flag, an environment variable or a key of the TOML
+    /// file --config names (file, then environment, then flags; see `contextd config check`).
+    Serve(ServeArgs),
+    /// The server's configuration: `check` validates it and prints it, secrets redacted.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Manage organizations.
     Org {
@@ -71,6 +63,38 @@ enum Command {
     },
     #[command(flatten)]
     Client(client::ClientCommand),
+}
+
+/// The settings of `contextd serve`.
+#[derive(Clone, Debug, clap::Args)]
+struct ServeArgs {
+    /// A TOML file of settings: any flag of `serve` as a key (`body_limit = 2097152`,
+    /// `listen = "0.0.0.0:8080"`); the environment and flags override it (env
+    /// CONTEXTD_SERVE_CONFIG).
+    #[arg(long = "config", env = "CONTEXTD_SERVE_CONFIG", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "CONTEXTD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// The URL clients reach this server at (for connectionData); default http://LISTEN.
+    #[arg(long, env = "CONTEXTD_PUBLIC_URL")]
+    public_url: Option<String>,
+    #[command(flatten)]
+    limits: LimitArgs,
+    #[command(flatten)]
+    observe: ObserveArgs,
+    #[command(flatten)]
+    events: EventArgs,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+/// `contextd config …`.
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration `serve` would run with (file, environment, flags) and print
+    /// it, each setting with where it came from; secrets redacted.
+    Check(ServeArgs),
 }
 
 /// Abuse limits of the server.
@@ -308,7 +332,14 @@ fn init_logging(default: &str) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = match config::parse_cli() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A settings file that can't be used: like a bad flag, status 2.
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     // A client command's output is its result; only warnings may join its error line.
     let is_client = matches!(
         cli.command,
@@ -332,18 +363,14 @@ async fn main() -> anyhow::Result<ExitCode> {
                 },
         } => rotate(&org, partition, &storage).await,
         Command::Bench { command } => bench::main(command).await,
-        Command::Serve {
-            listen,
-            public_url,
-            limits,
-            observe,
-            events,
-            storage,
-        } => {
-            let mut config = observe.apply(limits.server_config());
-            config.events = events.config();
-            serve(listen, public_url, config, storage).await
+        Command::Serve(args) => {
+            let mut config = args.observe.apply(args.limits.server_config());
+            config.events = args.events.config();
+            serve(args.listen, args.public_url, config, args.storage).await
         }
+        Command::Config {
+            command: ConfigCommand::Check(_),
+        } => config::check(),
         Command::Org { command } => org(command).await,
     };
     // An operator command's failure is reported by `main`'s error, with its causes.

@@ -595,6 +595,76 @@ async fn the_master_key_file_lives_apart_from_the_data_and_one_beside_it_is_warn
     assert!(terminate(&mut again).success());
 }
 
+#[tokio::test]
+async fn serve_reads_a_settings_file_beneath_the_environment_and_the_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let file = dir.path().join("contextd.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nbody_limit = 2097152\nrate_limit = 7\n\
+             events_nats = \"nats://svc:s3cret@127.0.0.1:4222\"\norg_kek = [\"a=/k/a\", \"b=/k/b\"]\n"
+        ),
+    )
+    .expect("write");
+    let path = file.to_str().expect("path");
+    let out = contextd(dir.path())
+        .args(["config", "check", "--config", path, "--rate-limit", "9"])
+        .env("CONTEXTD_BODY_LIMIT", "4096")
+        .output()
+        .expect("config check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for line in [
+        format!("listen = \"127.0.0.1:{port}\"  # file"),
+        "body_limit = \"4096\"  # CONTEXTD_BODY_LIMIT".to_owned(),
+        "rate_limit = \"9\"  # flag".to_owned(),
+        "org_kek = [\"a=/k/a\", \"b=/k/b\"]  # file".to_owned(),
+        "header_limit = \"16384\"  # default".to_owned(),
+        "events_nats = \"nats://svc:***@127.0.0.1:4222\"  # file".to_owned(),
+    ] {
+        assert!(text.contains(&line), "'{line}' missing from:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "{text}");
+
+    // The server runs with a file: it listens where the file says.
+    std::fs::write(
+        &file,
+        format!("listen = \"127.0.0.1:{port}\"\nbody_limit = 2097152\n"),
+    )
+    .expect("write");
+    let mut child = contextd(dir.path())
+        .args(["serve", "--config", path])
+        .env_remove("CONTEXTD_LISTEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    wait_ready(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    assert!(terminate(&mut child).success());
+
+    // A key that is no setting, or a value its flag refuses, is named.
+    for (body, needle) in [
+        ("bodylimit = 1\n", "`bodylimit` is not a setting"),
+        ("body_limit = \"big\"\n", "key `body_limit`"),
+        ("body_limit = { a = 1 }\n", "`body_limit` must be"),
+    ] {
+        std::fs::write(&file, body).expect("write");
+        let out = contextd(dir.path())
+            .args(["serve", "--config", path])
+            .output()
+            .expect("serve");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "'{needle}' missing: {stderr}");
+    }
+}
+
 /// `contextd bench load` and `contextd bench run … --json` against a real server (the README's "Benchmarks"):
 /// one JSON object per scenario with every key, no errors, and lookups that really find their
 /// customer (the tool counts any other answer as an error).
