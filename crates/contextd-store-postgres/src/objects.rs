@@ -11,9 +11,9 @@ use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
-    system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
-    ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
-    MAX_IDS_READ,
+    check_ids_read, system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite,
+    PagePosition, ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject,
+    TimelineQuery,
 };
 use contextd_proto::events::EventType;
 use deadpool_postgres::GenericClient;
@@ -489,11 +489,7 @@ impl ObjectStore for PgStore {
         scope: Scope,
         ids: &[ObjectId],
     ) -> Result<Vec<StoredObject>, StoreError> {
-        if ids.len() > MAX_IDS_READ {
-            return Err(StoreError::Backend(format!(
-                "at most {MAX_IDS_READ} ids in one read"
-            )));
-        }
+        check_ids_read(ids)?;
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
         let rows = self
             .query(
@@ -511,11 +507,7 @@ impl ObjectStore for PgStore {
     }
 
     async fn erased(&self, scope: Scope, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError> {
-        if ids.len() > MAX_IDS_READ {
-            return Err(StoreError::Backend(format!(
-                "at most {MAX_IDS_READ} ids in one read"
-            )));
-        }
+        check_ids_read(ids)?;
         let ids: Vec<Uuid> = ids.iter().map(|id| id.0).collect();
         let rows = self
             .query(

@@ -12,9 +12,9 @@ use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, Scope};
 use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
-    system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
-    ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject, TimelineQuery,
-    MAX_IDS_READ,
+    check_ids_read, system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite,
+    PagePosition, ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject,
+    TimelineQuery,
 };
 use contextd_proto::events::EventType;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
@@ -458,11 +458,7 @@ impl ObjectStore for SqliteStore {
         scope: Scope,
         ids: &[ObjectId],
     ) -> Result<Vec<StoredObject>, StoreError> {
-        if ids.len() > MAX_IDS_READ {
-            return Err(StoreError::Backend(format!(
-                "at most {MAX_IDS_READ} ids in one read"
-            )));
-        }
+        check_ids_read(ids)?;
         let ids: Vec<ObjectId> = ids.to_vec();
         self.db
             .read(move |c| {
@@ -487,11 +483,7 @@ impl ObjectStore for SqliteStore {
     }
 
     async fn erased(&self, scope: Scope, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError> {
-        if ids.len() > MAX_IDS_READ {
-            return Err(StoreError::Backend(format!(
-                "at most {MAX_IDS_READ} ids in one read"
-            )));
-        }
+        check_ids_read(ids)?;
         let ids: Vec<ObjectId> = ids.to_vec();
         self.db
             .read(move |c| {

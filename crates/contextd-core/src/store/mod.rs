@@ -57,8 +57,8 @@ pub use events::{
 pub use jobs::{FlushJob, JobStore};
 pub use keys::{data_key_insert_conflict, same_key_set, KeyStore, WrappedKey};
 pub use objects::{
-    Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition, ParentCheck, ParentRow,
-    StoredObject, TimelineQuery, MAX_IDS_READ,
+    check_ids_read, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
+    ParentCheck, ParentRow, StoredObject, TimelineQuery, MAX_IDS_READ,
 };
 pub use schema::{check_schema_version, Migration};
 pub use search::{wanted_states, Condition, SearchPlan, TimeBound};

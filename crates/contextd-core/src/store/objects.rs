@@ -54,6 +54,16 @@ pub struct StoredObject {
 /// The most ids one [`ObjectStore::objects`] call reads.
 pub const MAX_IDS_READ: usize = 2_000;
 
+/// Refuses a read of more than [`MAX_IDS_READ`] ids (both backends check it the same way).
+pub fn check_ids_read(ids: &[ObjectId]) -> Result<(), StoreError> {
+    if ids.len() > MAX_IDS_READ {
+        return Err(StoreError::Backend(format!(
+            "at most {MAX_IDS_READ} ids in one read"
+        )));
+    }
+    Ok(())
+}
+
 /// A write of one object with its blind-index tokens.
 #[derive(Clone, Debug)]
 pub struct ObjectWrite {

@@ -49,7 +49,7 @@ fn lab(served: &Served, dir: &std::path::Path, args: &[&str]) -> Output {
 
 /// The standard output of a command that must succeed.
 #[track_caller]
-fn ok(out: &Output) -> String {
+pub(crate) fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
         "exit {:?}; stderr: {}",

@@ -7,6 +7,7 @@ use std::process::Output;
 use reqwest::Client;
 use serde_json::{json, Value};
 
+use crate::cli::ok;
 use crate::postgres::{TestDatabase, URL_VAR};
 use crate::{contextd, serve_fresh, terminate, Served};
 
@@ -29,17 +30,6 @@ fn cli(server: &Served, dir: &std::path::Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run contextd")
-}
-
-#[track_caller]
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "exit {:?}; stderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).expect("utf-8")
 }
 
 async fn post(http: &Client, server: &Served, path: &str, body: Value) -> Value {
@@ -167,7 +157,7 @@ async fn round_trip(target_env: &[(&str, &str)]) {
     let http = Client::new();
     let objects = fill(&http, &a.0).await;
 
-    let first = stdout(&cli(&a.0, work.path(), &["export"]));
+    let first = ok(&cli(&a.0, work.path(), &["export"]));
     let header: Value =
         serde_json::from_str(first.lines().next().expect("a header")).expect("JSON");
     assert_eq!(header["type"], "export");
@@ -192,7 +182,7 @@ async fn round_trip(target_env: &[(&str, &str)]) {
 
     let path = file.to_str().expect("path");
     let imported: Value =
-        serde_json::from_str(stdout(&cli(&b.0, work.path(), &["import", path, "--json"])).trim())
+        serde_json::from_str(ok(&cli(&b.0, work.path(), &["import", path, "--json"])).trim())
             .expect("a summary");
     assert_eq!(imported["created"], objects, "{imported}");
     assert_eq!(imported["failed"], 0);
@@ -200,7 +190,7 @@ async fn round_trip(target_env: &[(&str, &str)]) {
     assert_eq!(imported["fieldsCreated"], 1);
     assert_eq!(imported["fieldsetsCreated"], 1);
     let again: Value =
-        serde_json::from_str(stdout(&cli(&b.0, work.path(), &["import", path, "--json"])).trim())
+        serde_json::from_str(ok(&cli(&b.0, work.path(), &["import", path, "--json"])).trim())
             .expect("a summary");
     assert_eq!(
         (
@@ -217,7 +207,7 @@ async fn round_trip(target_env: &[(&str, &str)]) {
     let twice = work.path().join("twice.jsonl");
     std::fs::write(&twice, format!("{first}\n\n{first}")).expect("write");
     let doubled: Value = serde_json::from_str(
-        stdout(&cli(
+        ok(&cli(
             &b.0,
             work.path(),
             &["import", twice.to_str().expect("path"), "--json"],
@@ -254,7 +244,7 @@ async fn round_trip(target_env: &[(&str, &str)]) {
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    let second = stdout(&cli(&b.0, work.path(), &["export"]));
+    let second = ok(&cli(&b.0, work.path(), &["export"]));
     assert_eq!(body_of(&second), body_of(&first), "the same objects");
     let found = post(
         &http,
@@ -347,7 +337,7 @@ async fn import_takes_an_array_of_objects_in_the_original_wire_shape() {
         work.path(),
         &["import", file.to_str().expect("path"), "--json"],
     );
-    let summary: Value = serde_json::from_str(stdout(&out).trim()).expect("a summary");
+    let summary: Value = serde_json::from_str(ok(&out).trim()).expect("a summary");
     assert_eq!(
         (&summary["created"], &summary["failed"]),
         (&json!(2), &json!(0))
