@@ -12,6 +12,7 @@
 
 mod access;
 mod audit;
+pub mod backup;
 mod connectors;
 mod credentials;
 mod db;

@@ -131,30 +131,31 @@ fn move_audit_out(path: &Path, audit_path: &Path) -> Result<(), StoreError> {
     if !path.exists() {
         return Ok(());
     }
-    let conn = Connection::open(path).db()?;
+    let mut conn = Connection::open(path).db()?;
     conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
-    let legacy: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit')",
-            [],
-            |r| r.get(0),
-        )
-        .db()?;
-    if !legacy {
-        return Ok(());
-    }
     let target = audit_path
         .to_str()
         .ok_or_else(|| StoreError::Backend("the audit file path is not UTF-8".into()))?;
     conn.execute("ATTACH DATABASE ?1 AS audit_file", params![target])
         .db()?;
-    conn.execute_batch(
-        "BEGIN IMMEDIATE;
-         INSERT OR IGNORE INTO audit_file.audit SELECT * FROM main.audit;
-         COMMIT;
-         DETACH DATABASE audit_file;",
-    )
-    .db()
+    // Looked for under the write lock: another process may be migrating the file right now,
+    // creating the table (schema 2) and dropping it (schema 4).
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .db()?;
+    let legacy: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = 'audit')",
+            [],
+            |r| r.get(0),
+        )
+        .db()?;
+    if legacy {
+        tx.execute_batch("INSERT OR IGNORE INTO audit_file.audit SELECT * FROM main.audit;")
+            .db()?;
+    }
+    tx.commit().db()?;
+    conn.execute_batch("DETACH DATABASE audit_file;").db()
 }
 
 /// An id as stored: 16 bytes.

@@ -2,6 +2,7 @@
 //! and the client commands of a running server (`customers`, `timeline`, `fields`, `status`,
 //! `users`, …; see [`client`]).
 
+mod backup;
 mod bench;
 mod client;
 mod config;
@@ -55,6 +56,17 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Copy the embedded store (data, audit log, key store) into a new directory while the
+    /// server keeps serving; never the master key (docs/deploy.md, "Backup and restore").
+    Backup(backup::BackupArgs),
+    /// Put a backup into an empty data directory (needs the master key of the backup).
+    Restore(backup::RestoreArgs),
+    /// Apply pending schema migrations and exit (`serve` does it at start too); safe with
+    /// several instances starting at once.
+    Migrate {
+        #[command(flatten)]
+        storage: StorageArgs,
     },
     /// Load, benchmark and plot a running server over HTTP (BENCHMARKS.md).
     Bench {
@@ -372,6 +384,9 @@ async fn main() -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check(_),
         } => config::check(),
         Command::Org { command } => org(command).await,
+        Command::Backup(args) => backup::backup(&args),
+        Command::Restore(args) => backup::restore(&args).await,
+        Command::Migrate { storage } => backup::migrate(&storage).await,
     };
     // An operator command's failure is reported by `main`'s error, with its causes.
     done.map(|()| ExitCode::SUCCESS)

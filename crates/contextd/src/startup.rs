@@ -56,17 +56,12 @@ pub async fn open_context(args: &StorageArgs) -> anyhow::Result<Arc<Context>> {
             args.data_dir.display()
         )
     })?;
-    let (store, keys): (Arc<dyn Store>, Arc<dyn KeyStore>) = match args.database_url.as_deref() {
-        None => open_sqlite(&args.data_dir.join("contextd.db"), &args.data_dir)?,
-        Some(url) if url.starts_with("sqlite://") => open_sqlite(
-            Path::new(url.trim_start_matches("sqlite://")),
-            &args.data_dir,
-        )?,
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            open_postgres(url).await?
-        }
-        Some(_) => bail!("unsupported database URL: use sqlite://PATH or postgres://…"),
-    };
+    let (store, keys): (Arc<dyn Store>, Arc<dyn KeyStore>) =
+        match (sqlite_files(args)?, args.database_url.as_deref()) {
+            (Some(files), _) => open_sqlite(&files)?,
+            (None, Some(url)) => open_postgres(url).await?,
+            (None, None) => bail!("no database configured"),
+        };
     let shared_database = args
         .database_url
         .as_deref()
@@ -134,15 +129,11 @@ pub fn read_key_file(path: &Path) -> anyhow::Result<MasterKey> {
     MasterKey::parse(&text).with_context(|| format!("{} is not a valid key", path.display()))
 }
 
-fn open_sqlite(
-    data: &Path,
-    data_dir: &Path,
-) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
-    let store =
-        SqliteStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
-    let keys_path = data_dir.join("keys.db");
-    let keys = SqliteKeyStore::open(&keys_path)
-        .with_context(|| format!("cannot open {}", keys_path.display()))?;
+fn open_sqlite(files: &SqliteFiles) -> anyhow::Result<(Arc<dyn Store>, Arc<dyn KeyStore>)> {
+    let store = SqliteStore::open(&files.data)
+        .with_context(|| format!("cannot open {}", files.data.display()))?;
+    let keys = SqliteKeyStore::open(&files.keys)
+        .with_context(|| format!("cannot open {}", files.keys.display()))?;
     Ok((Arc::new(store), Arc::new(keys)))
 }
 
@@ -205,4 +196,45 @@ fn key_file(path: &Path) -> anyhow::Result<MasterKey> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
+}
+
+/// The files of the embedded store.
+#[derive(Clone, Debug)]
+pub struct SqliteFiles {
+    /// The data database.
+    pub data: PathBuf,
+    /// The audit log, beside the data file.
+    pub audit: PathBuf,
+    /// The key store (wrapped keys), in the data directory.
+    pub keys: PathBuf,
+}
+
+/// Where the SQLite files of `args` are, or `None` when the data lives in PostgreSQL.
+pub fn sqlite_files(args: &StorageArgs) -> anyhow::Result<Option<SqliteFiles>> {
+    let data = match args.database_url.as_deref() {
+        None => args.data_dir.join("contextd.db"),
+        Some(url) if url.starts_with("sqlite://") => {
+            PathBuf::from(url.trim_start_matches("sqlite://"))
+        }
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            return Ok(None)
+        }
+        Some(_) => bail!("unsupported database URL: use sqlite://PATH or postgres://…"),
+    };
+    Ok(Some(SqliteFiles {
+        audit: SqliteStore::audit_path(&data),
+        keys: args.data_dir.join("keys.db"),
+        data,
+    }))
+}
+
+/// Whether a master key is at hand without creating one: `CONTEXTD_MASTER_KEY`, the file
+/// `--master-key-file` names, or the data directory's `master.key`.
+pub fn master_key_present(args: &StorageArgs) -> bool {
+    std::env::var_os("CONTEXTD_MASTER_KEY").is_some()
+        || args
+            .master_key_file
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("master.key"))
+            .exists()
 }

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 mod cli;
 mod observe;
+mod operate;
 mod postgres;
 mod signin;
 mod transfer;
