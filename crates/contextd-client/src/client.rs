@@ -305,9 +305,21 @@ impl Client {
             })?;
             builder = builder.proxy(proxy);
         }
-        let http = builder
-            .build()
-            .map_err(|e| Error::InvalidSettings(format!("the HTTP client can't be built: {e}")))?;
+        if let Some(path) = settings.ca_file() {
+            for certificate in ca_certificates(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            let hint = settings
+                .ca_file()
+                .map(|p| format!(" (check the CA file {})", p.display()))
+                .unwrap_or_default();
+            Error::InvalidSettings(format!(
+                "the HTTP client can't be built: {}{hint}",
+                error_chain(&e)
+            ))
+        })?;
         let state = if connection.authenticates() {
             ConnectionState::Registered
         } else {
@@ -1787,6 +1799,27 @@ fn retry_after(headers: &header::HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// The certificates of a CA file ([`Settings::with_ca_file`]), trusted besides the public CAs.
+fn ca_certificates(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path).map_err(|e| {
+        Error::InvalidSettings(format!("the CA file {} can't be read: {e}", path.display()))
+    })?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        Error::InvalidSettings(format!(
+            "the CA file {} is not PEM certificates: {}",
+            path.display(),
+            error_chain(&e)
+        ))
+    })?;
+    if certificates.is_empty() {
+        return Err(Error::InvalidSettings(format!(
+            "the CA file {} holds no certificate (expected PEM blocks -----BEGIN CERTIFICATE-----)",
+            path.display()
+        )));
+    }
+    Ok(certificates)
+}
+
 /// Why a transfer failed: the causes under reqwest's own message, which only repeats the URL.
 fn transport_reason(e: &reqwest::Error) -> String {
     match std::error::Error::source(e) {
@@ -1885,6 +1918,26 @@ where
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn a_ca_file_that_cannot_be_used_is_an_invalid_setting_that_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing-ca.pem");
+        let settings = Settings::default().with_ca_file(&missing);
+        let e = Client::new("https://127.0.0.1:9", "t", settings).expect_err("no such file");
+        assert!(
+            matches!(&e, Error::InvalidSettings(m) if m.contains("missing-ca.pem")),
+            "{e}"
+        );
+        let empty = dir.path().join("empty-ca.pem");
+        std::fs::write(&empty, "no certificate here\n").expect("write");
+        let settings = Settings::default().with_ca_file(&empty);
+        let e = Client::new("https://127.0.0.1:9", "t", settings).expect_err("no certificate");
+        assert!(
+            matches!(&e, Error::InvalidSettings(m) if m.contains("holds no certificate")),
+            "{e}"
+        );
+    }
 
     #[test]
     fn backoff_never_passes_the_deadline() {

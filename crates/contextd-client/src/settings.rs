@@ -1,8 +1,9 @@
 //! Client settings (README, "Rust SDK"): a profile with its timeout range, the timeout, a proxy, lab
-//! mode and the number of attempts an idempotent operation gets.
+//! mode, the number of attempts an idempotent operation gets and a CA file to trust.
 
 use std::fmt;
 use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Attempts an idempotent operation gets by default (the first try included).
@@ -59,7 +60,8 @@ impl fmt::Display for Profile {
     }
 }
 
-/// How a [`Client`](crate::Client) behaves: timeout, proxy, partition, retries.
+/// How a [`Client`](crate::Client) behaves: timeout, proxy, partition, retries, the
+/// certificates it trusts.
 ///
 /// The timeout is the budget of a whole operation, retries and backoff included. A timeout
 /// outside the profile's range is clamped into it, with a warning in the log.
@@ -82,6 +84,7 @@ pub struct Settings {
     proxy: Option<String>,
     lab_mode: bool,
     retries: u32,
+    ca_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -105,6 +108,7 @@ impl Settings {
             proxy: None,
             lab_mode: false,
             retries: DEFAULT_ATTEMPTS,
+            ca_file: None,
         }
     }
 
@@ -137,6 +141,24 @@ impl Settings {
         self
     }
 
+    /// Also trusts the certificates of this PEM file (`-----BEGIN CERTIFICATE-----` blocks):
+    /// the CA of a server whose certificate no public CA signed (a company CA, a self-signed
+    /// test certificate). The public CAs stay trusted, and certificates are always verified:
+    /// there is no setting that turns verification off. Read when the client is built; a
+    /// file that can't be read or holds no certificate is [`Error::InvalidSettings`](crate::Error::InvalidSettings).
+    ///
+    /// ```no_run
+    /// use contextd_client::{Client, Settings};
+    ///
+    /// let settings = Settings::standard().with_ca_file("/etc/contextd/ca.pem");
+    /// let client = Client::new("https://contextd.internal:8443", "ctx_…", settings)?;
+    /// # Ok::<(), contextd_client::Error>(())
+    /// ```
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
     /// The profile.
     pub fn profile(&self) -> Profile {
         self.profile
@@ -161,6 +183,11 @@ impl Settings {
     pub fn retries(&self) -> u32 {
         self.retries
     }
+
+    /// The PEM file of extra trusted certificates, if any.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
 }
 
 impl Default for Settings {
@@ -178,6 +205,7 @@ impl fmt::Debug for Settings {
             .field("proxy", &self.proxy.as_deref().map(redact_userinfo))
             .field("lab_mode", &self.lab_mode)
             .field("retries", &self.retries)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -252,6 +280,9 @@ mod tests {
         assert_eq!(s.retries(), 3);
         assert!(!s.lab_mode());
         assert_eq!(s.proxy(), None);
+        assert_eq!(s.ca_file(), None);
+        let with_ca = Settings::standard().with_ca_file("/etc/ca.pem");
+        assert_eq!(with_ca.ca_file(), Some(Path::new("/etc/ca.pem")));
     }
 
     #[test]

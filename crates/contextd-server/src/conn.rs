@@ -6,6 +6,10 @@
 //! the idle timeout, and once the first byte of its next request arrives, the head must be in
 //! within the header timeout; a body must arrive in full within the body timeout of its head
 //! (else 408). A connection with a request in its handler has no connection deadline.
+//!
+//! On an HTTPS listener the TLS handshake comes first, in the connection's task, and the
+//! header timeout counts from the connection's start: a client that connects and never
+//! finishes a handshake, or a head after it, holds its slot no longer than a plain one.
 
 use std::future::Future;
 use std::io;
@@ -26,6 +30,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::error::{ApiError, ErrorCode};
@@ -46,12 +51,17 @@ pub struct ConnectionLimits {
 /// Largest connection cap honoured (the semaphore's limit on 32-bit targets is 2^29).
 const MAX_CAP: usize = 1 << 24;
 
+/// The first byte a TLS client sends: the type of a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
 /// Serves `app` on `listener` until `shutdown` resolves; then stops accepting, lets in-flight
 /// requests finish, closes idle connections and returns when every connection has ended.
+/// With `tls`, every connection is HTTPS.
 pub async fn serve_connections(
     listener: TcpListener,
     app: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let cap = limits.max_connections.clamp(1, MAX_CAP);
@@ -75,9 +85,9 @@ pub async fn serve_connections(
                 }
             },
         };
-        let (app, stop) = (app.clone(), stop_rx.clone());
+        let (app, stop, tls) = (app.clone(), stop_rx.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_connection(stream, app, limits, stop).await;
+            serve_connection(stream, app, limits, tls, stop).await;
             drop(slot);
         });
     }
@@ -104,18 +114,110 @@ async fn accept_failed(e: io::Error) {
     tokio::time::sleep(Duration::from_secs(1)).await;
 }
 
-/// Serves one connection, closing it when a deadline of [`Activity`] passes.
+/// Serves one connection, plain or over TLS.
 async fn serve_connection(
     stream: TcpStream,
     app: Router,
     limits: ConnectionLimits,
-    mut stop: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
-    let io = TokioIo::new(Tracked {
+    let io = Tracked {
         inner: stream,
         activity: activity.clone(),
-    });
+    };
+    match tls {
+        None => serve_http(io, app, limits, activity, stop).await,
+        // Boxed: the TLS state would otherwise grow every plain connection's task too.
+        Some(acceptor) => Box::pin(serve_tls(io, acceptor, app, limits, activity, stop)).await,
+    }
+}
+
+/// Serves one connection of an HTTPS listener: the handshake, then HTTP over it. Both the
+/// handshake and the first head must be in within the header timeout of the connection's
+/// start (the handshake's bytes start the head's clock in [`Activity`]). A client that
+/// speaks plain HTTP to the port gets a plain-HTTP 400 saying to use `https://`, rather than
+/// a TLS alert it can't read.
+async fn serve_tls(
+    io: Tracked<TcpStream>,
+    acceptor: TlsAcceptor,
+    app: Router,
+    limits: ConnectionLimits,
+    activity: Arc<Activity>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let deadline = activity.start + limits.header_timeout;
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        peeked = tokio::time::timeout_at(deadline, io.inner.peek(&mut first)) => peeked,
+        () = stopped(&mut stop) => return,
+    };
+    match peeked {
+        Ok(Ok(n)) if n > 0 => {}
+        // Closed before a byte, or failed.
+        Ok(_) => return,
+        Err(_) => {
+            tracing::debug!("closing a connection that sent nothing within the header timeout");
+            return;
+        }
+    }
+    if first[0] != TLS_HANDSHAKE {
+        serve_http(io, https_only(), limits, activity, stop).await;
+        return;
+    }
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout_at(deadline, acceptor.accept(io)) => accepted,
+        () = stopped(&mut stop) => return,
+    };
+    let stream = match accepted {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(
+                "closing a connection whose TLS handshake did not end within the header timeout"
+            );
+            return;
+        }
+    };
+    serve_http(stream, app, limits, activity, stop).await;
+}
+
+/// Resolves once the server is stopping.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// What a plain-HTTP request to an HTTPS listener gets: 400, and the connection is closed.
+fn https_only() -> Router {
+    Router::new().fallback(|| async {
+        let mut response = ApiError::new(
+            ErrorCode::BadRequest,
+            "this port speaks HTTPS only: use an https:// URL",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        response
+    })
+}
+
+/// Serves HTTP/1 on one connection's stream, closing it when a deadline of [`Activity`]
+/// passes.
+async fn serve_http<S>(
+    stream: S,
+    app: Router,
+    limits: ConnectionLimits,
+    activity: Arc<Activity>,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let io = TokioIo::new(stream);
     let in_service = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let busy = Busy::begin(&in_service);
@@ -262,13 +364,14 @@ impl Drop for Busy {
     }
 }
 
-/// A socket that reports its reads and writes to the connection's [`Activity`].
-struct Tracked {
-    inner: TcpStream,
+/// A socket that reports its reads and writes to the connection's [`Activity`]. Under TLS it
+/// is the TCP socket beneath the TLS stream: handshake bytes count as the start of a head.
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,
@@ -283,7 +386,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut TaskContext<'_>,

@@ -18,6 +18,7 @@ pub mod registration;
 pub mod report;
 pub mod routes;
 pub mod telemetry;
+pub mod tls;
 pub mod web;
 
 use std::future::Future;
@@ -104,8 +105,13 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections served at once; more wait in the listen backlog until one ends.
     pub max_connections: usize,
-    /// Mark session cookies `Secure` (set when serving HTTPS).
-    pub cookie_secure: bool,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`) on the API
+    /// listener, with `Strict-Transport-Security` on every answer; the certificate is
+    /// reloaded on SIGHUP. The operator listener (`metrics_listen`) stays plain HTTP.
+    pub tls: Option<tls::Tls>,
+    /// Mark session cookies `Secure`; `None`: when serving HTTPS (`tls`). `Some(true)` behind
+    /// a proxy that terminates TLS, `Some(false)` only for plain-HTTP tests.
+    pub cookie_secure: Option<bool>,
     /// How often the re-encryption job looks for work besides being woken by a rotation.
     pub reencrypt_every: Duration,
     /// The URL components reach this service at, written into connectionData; default
@@ -138,7 +144,8 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
-            cookie_secure: false,
+            tls: None,
+            cookie_secure: None,
             reencrypt_every: Duration::from_secs(30),
             public_url: None,
             registration_approval_ttl: registration::DEFAULT_APPROVAL_TTL,
@@ -244,7 +251,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     if config.metrics_listen.is_none() {
         api = api.route(telemetry::METRICS_PATH, get(telemetry::metrics));
     }
-    api.fallback(|| async { ApiError::no_route() })
+    let app = api
+        .fallback(|| async { ApiError::no_route() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -259,7 +267,13 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-        .with_state(state)
+        .with_state(state);
+    // Outermost, so that every answer has it: errors of the layers, 404s, panics.
+    if config.tls.is_some() {
+        app.layer(axum::middleware::map_response(tls::hsts))
+    } else {
+        app
+    }
 }
 
 /// The router of the operator listener (`--metrics-listen`): `/metrics` only.
@@ -339,14 +353,26 @@ pub async fn serve_on(
     };
     let public_url = match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_owned(),
-        None => format!("http://{}", listeners.api.local_addr()?),
+        None => {
+            let scheme = if config.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{}", listeners.api.local_addr()?)
+        }
+    };
+    // Installed before the first answer: a SIGHUP sent once the server answers reloads.
+    let reload = match &config.tls {
+        Some(tls) => tls.reload_on_hangup()?,
+        None => None,
     };
     let state = AppState {
         public_url: public_url.into(),
         context,
         started: Instant::now(),
         limits: Arc::new(limits::Limits::new(&config)),
-        cookie_secure: config.cookie_secure,
+        cookie_secure: config.cookie_secure.unwrap_or(config.tls.is_some()),
         reencrypt: Arc::new(tokio::sync::Notify::new()),
         telemetry: Arc::new(telemetry::Telemetry::new()),
         events: Arc::new(events::hub::Hub::new(config.events.sse_buffer)),
@@ -365,7 +391,7 @@ pub async fn serve_on(
         hub.close();
     };
     let result = accept(listeners, state, &config, shutdown).await;
-    for task in background {
+    for task in background.into_iter().chain(reload) {
         task.abort();
     }
     result
@@ -420,10 +446,17 @@ async fn accept(
         if let Some(local) = config.metrics_listen {
             tracing::info!(%local, "metrics listening");
         }
-        conn::serve_connections(listener, app, limits, until_stopped(stopped.clone())).await
+        conn::serve_connections(listener, app, limits, None, until_stopped(stopped.clone())).await
     };
     let app = router(state, config);
-    let api = conn::serve_connections(listeners.api, app, limits, until_stopped(stopped.clone()));
+    let acceptor = config.tls.as_ref().map(tls::Tls::acceptor);
+    let api = conn::serve_connections(
+        listeners.api,
+        app,
+        limits,
+        acceptor,
+        until_stopped(stopped.clone()),
+    );
     let (api, operator, ()) = tokio::join!(api, operator, signal);
     api.and(operator)
 }

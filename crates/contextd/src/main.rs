@@ -91,6 +91,13 @@ struct ServeArgs {
     /// The URL clients reach this server at (for connectionData); default http://LISTEN.
     #[arg(long, env = "CONTEXTD_PUBLIC_URL")]
     public_url: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM: the server's certificate first, then its
+    /// intermediates); needs --tls-key. Both files are read again on SIGHUP.
+    #[arg(long, env = "CONTEXTD_TLS_CERT", value_name = "PATH")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC); needs --tls-cert.
+    #[arg(long, env = "CONTEXTD_TLS_KEY", value_name = "PATH")]
+    tls_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -150,9 +157,11 @@ struct LimitArgs {
     /// Connections served at once; further ones wait in the listen backlog until one ends.
     #[arg(long, env = "CONTEXTD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = at_least_one())]
     max_connections: usize,
-    /// Mark session cookies Secure (set this when clients reach the server over HTTPS).
-    #[arg(long, env = "CONTEXTD_COOKIE_SECURE")]
-    cookie_secure: bool,
+    /// Mark the session cookie Secure (default: on when serving HTTPS, off on plain HTTP); set
+    /// it true behind a proxy that terminates TLS. `--cookie-secure` alone means true.
+    #[arg(long, env = "CONTEXTD_COOKIE_SECURE", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    cookie_secure: Option<bool>,
     /// How long an approval page of the browser registration (/register, /deregister) stays
     /// valid.
     #[arg(long, env = "CONTEXTD_REGISTRATION_APPROVAL_TTL", default_value = "10m", value_parser = positive_duration)]
@@ -378,11 +387,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Serve(args) => {
             let mut config = args.observe.apply(args.limits.server_config());
             config.events = args.events.config();
+            config.tls = load_tls(args.tls_cert, args.tls_key)?;
             serve(args.listen, args.public_url, config, args.storage).await
         }
         Command::Config {
-            command: ConfigCommand::Check(_),
-        } => config::check(),
+            command: ConfigCommand::Check(args),
+        } => load_tls(args.tls_cert, args.tls_key).and_then(|_| config::check()),
         Command::Org { command } => org(command).await,
         Command::Backup(args) => backup::backup(&args),
         Command::Restore(args) => backup::restore(&args).await,
@@ -538,7 +548,12 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    let url = public_url.unwrap_or_else(|| format!("http://{local}"));
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = public_url.unwrap_or_else(|| format!("{scheme}://{local}"));
     if context.is_empty().await? {
         match context.create_org("default", &url).await {
             Ok(org) => {
@@ -550,7 +565,7 @@ async fn serve(
             Err(e) => return Err(e).context("cannot create the default organization"),
         }
     }
-    tracing::info!(%local, backend = context.store().backend(), "contextd listening");
+    tracing::info!(%local, backend = context.store().backend(), tls = config.tls.is_some(), "contextd listening");
     let config = ServerConfig {
         public_url: Some(url),
         ..config
@@ -584,4 +599,22 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         }
         tracing::info!("shutdown signal received; draining in-flight requests");
     })
+}
+
+/// The certificate and key of --tls-cert/--tls-key, loaded and checked: both or neither (the
+/// check is here, not in clap, so that it sees values from the settings file too).
+fn load_tls(
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<contextd_server::tls::Tls>> {
+    match (cert, key) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(contextd_server::tls::Tls::load(
+            contextd_server::tls::TlsSettings { cert, key },
+        )?)),
+        _ => anyhow::bail!(
+            "--tls-cert and --tls-key go together (flags, CONTEXTD_TLS_CERT/CONTEXTD_TLS_KEY, or \
+             tls_cert/tls_key in the settings file): give both or neither"
+        ),
+    }
 }

@@ -26,6 +26,7 @@ mod registration_flow;
 mod sdk_connection;
 mod search;
 mod signin;
+mod tls;
 mod users;
 mod validation;
 mod web;

@@ -467,3 +467,19 @@ impl TestServer {
         self.shutdown = Some(tx);
     }
 }
+
+impl TestServer {
+    /// A server answering HTTPS with `server.tls`: `url` is `https://127.0.0.1:PORT`, and
+    /// `http` trusts the CA certificates of `ca_pem` (and only the public CAs besides).
+    pub async fn start_https(server: ServerConfig, ca_pem: &str) -> Self {
+        assert!(server.tls.is_some(), "start_https needs ServerConfig::tls");
+        let mut s = Self::start_on(ContextConfig::default(), server, None).await;
+        s.url = s.url.replacen("http://", "https://", 1);
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        for ca in reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).expect("CA PEM") {
+            http = http.add_root_certificate(ca);
+        }
+        s.http = http.build().expect("client");
+        s
+    }
+}

@@ -47,6 +47,7 @@ const ENV_KEYS: &[&str] = &[
     "profile",
     "proxy",
     "lab_mode",
+    "ca_file",
 ];
 
 /// How to reach the server, and how to print: shared by every client command.
@@ -54,8 +55,8 @@ const ENV_KEYS: &[&str] = &[
 #[command(next_help_heading = "Connection and output")]
 pub struct ClientArgs {
     /// TOML config file with any of: url, token, connection_data, timeout_ms, profile
-    /// ("standard" or "voice"), proxy, lab_mode. Env CONTEXTD_CONFIG. The environment
-    /// overrides it, and flags override both.
+    /// ("standard" or "voice"), proxy, lab_mode, ca_file. Env CONTEXTD_CONFIG. The
+    /// environment overrides it, and flags override both.
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Base URL of the server, used with a token (env CONTEXTD_URL; default
@@ -83,6 +84,10 @@ pub struct ClientArgs {
     /// Use a connectionData's lab credentials (env CONTEXTD_LAB_MODE=true).
     #[arg(long, global = true)]
     lab: bool,
+    /// Also trust the CA certificates of this PEM file, for a server whose certificate no
+    /// public CA signed (env CONTEXTD_CA_FILE). Certificates are always verified.
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Print exactly one JSON value on standard output instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -106,6 +111,8 @@ struct Connection {
     proxy: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     lab_mode: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Deserialize, Serialize)]
@@ -126,6 +133,7 @@ impl ClientArgs {
             profile: self.voice.then_some(ProfileName::Voice),
             proxy: self.proxy.clone(),
             lab_mode: self.lab.then_some(true),
+            ca_file: self.ca_file.clone(),
         }
     }
 
@@ -181,6 +189,9 @@ impl ClientArgs {
             .with_lab_mode(c.lab_mode.unwrap_or(false));
         if let Some(proxy) = c.proxy.filter(|p| !p.is_empty()) {
             settings = settings.with_proxy(proxy);
+        }
+        if let Some(ca_file) = c.ca_file.filter(|p| !p.as_os_str().is_empty()) {
+            settings = settings.with_ca_file(ca_file);
         }
         let present = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
         let target = match (present(c.token), present(c.connection_data)) {

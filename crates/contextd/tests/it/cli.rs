@@ -11,7 +11,8 @@ use crate::{contextd, free_port, serve_fresh, terminate, Served};
 
 /// Every setting the client reads from the environment, cleared so that only a test's own
 /// count.
-const CLIENT_ENV: [&str; 8] = [
+const CLIENT_ENV: [&str; 9] = [
+    "CONTEXTD_CA_FILE",
     "CONTEXTD_URL",
     "CONTEXTD_TOKEN",
     "CONTEXTD_CONNECTION_DATA",

@@ -608,3 +608,127 @@ async fn a_database_made_by_the_first_releases_migrations_upgrades_with_its_data
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// A CA of the test and a certificate for 127.0.0.1 it issued: (CA PEM, cert PEM, key PEM).
+fn issue(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} CA"));
+    let ca_key = KeyPair::generate().expect("CA key");
+    let ca_cert = ca.self_signed(&ca_key).expect("CA");
+    let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("parameters");
+    leaf.distinguished_name.push(DnType::CommonName, name);
+    let key = KeyPair::generate().expect("key");
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).expect("issued");
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_https_and_takes_a_new_certificate_on_sighup() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let tls = root.path().join("tls");
+    std::fs::create_dir_all(&tls).expect("mkdir");
+    let (ca1, cert1, key1) = issue("first");
+    let (ca2, cert2, key2) = issue("second");
+    for (file, text) in [
+        ("ca1.pem", &ca1),
+        ("ca2.pem", &ca2),
+        ("cert.pem", &cert1),
+        ("key.pem", &key1),
+    ] {
+        std::fs::write(tls.join(file), text).expect("write");
+    }
+    let site = Site {
+        dir: root.path().join("data"),
+        url: None,
+    };
+    let port = free_port();
+    let mut server = site
+        .command()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--tls-cert",
+        ])
+        .arg(tls.join("cert.pem"))
+        .arg("--tls-key")
+        .arg(tls.join("key.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let mut banner = std::io::BufRead::lines(std::io::BufReader::new(
+        server.stdout.take().expect("stdout"),
+    ));
+    let token = banner
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("lab admin token:")
+                .map(|t| t.trim().to_owned())
+        })
+        .expect("the lab admin token is printed");
+    let desktop = banner
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("/desktop"))
+        .expect("the desktop URL is printed");
+    assert!(
+        desktop.contains(&format!("https://127.0.0.1:{port}/desktop")),
+        "{desktop}"
+    );
+    let base = format!("https://127.0.0.1:{port}");
+    // The CLI verifies the certificate against the CA file it is given, and only that.
+    let status = |ca: &str| {
+        site.command()
+            .args(["status", "--url", &base, "--token", &token, "--ca-file"])
+            .arg(tls.join(ca))
+            .env_remove("CONTEXTD_CONNECTION_DATA")
+            .output()
+            .expect("status")
+            .status
+            .success()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !status("ca1.pem") {
+        assert!(
+            Instant::now() < deadline,
+            "the server answers HTTPS with the first certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !status("ca2.pem"),
+        "a certificate from another CA is refused"
+    );
+
+    // New files, then SIGHUP: new connections get the new certificate; the server runs on.
+    std::fs::write(tls.join("cert.pem"), &cert2).expect("write");
+    std::fs::write(tls.join("key.pem"), &key2).expect("write");
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !status("ca2.pem") {
+        assert!(
+            Instant::now() < deadline,
+            "the second certificate is served after SIGHUP"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!status("ca1.pem"));
+    assert!(
+        server.try_wait().expect("wait").is_none(),
+        "SIGHUP did not stop the server"
+    );
+    drop(banner);
+    let _ = server.kill();
+    let _ = server.wait();
+}
