@@ -1200,6 +1200,23 @@ impl Client {
         self.json(call.json(settings)).await
     }
 
+    /// The organization's retention rules (`retention.get`; admin).
+    pub async fn retention(&self) -> Result<contextd_proto::retention::RetentionRules> {
+        self.json(Ok(Call::get("retention.get", paths::RETENTION.to_owned())))
+            .await
+    }
+
+    /// Replaces the organization's retention rules; answers them as stored, by their
+    /// canonical names (`retention.put`; production admin). A wrong rule is a
+    /// [`Error::Validation`] naming it (`rules[2].afterDays`).
+    pub async fn set_retention(
+        &self,
+        rules: &contextd_proto::retention::RetentionRules,
+    ) -> Result<contextd_proto::retention::RetentionRules> {
+        let call = Call::put("retention.put", paths::RETENTION.to_owned());
+        self.json(call.json(rules)).await
+    }
+
     /// Adds a data-key version to the partition; older values are re-encrypted in the
     /// background, with progress in [`Client::status`] (`encryption.rotate`; admin).
     pub async fn rotate_data_key(&self) -> Result<EncryptionStatus> {

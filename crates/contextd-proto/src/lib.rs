@@ -20,6 +20,7 @@ pub mod events;
 pub mod ids;
 pub mod object;
 pub mod paths;
+pub mod retention;
 pub mod system;
 pub mod time;
 pub mod transfer;

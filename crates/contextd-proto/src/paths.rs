@@ -81,6 +81,8 @@ pub const WEBHOOK_REDELIVER: &str = "/v1/webhooks/{id}/deliveries/{deliveryId}/r
 pub const EVENTS: &str = "/v1/events";
 /// The organization's settings of the agent desktop's embedding (allowed host origins).
 pub const SETTINGS_EMBEDDING: &str = "/v1/settings/embedding";
+/// The organization's retention rules (how long closed requests, activities and details are kept).
+pub const RETENTION: &str = "/v1/retention";
 /// Live per-operation statistics of this server instance.
 pub const STATS: &str = "/v1/stats";
 
@@ -124,6 +126,7 @@ pub const ALL: &[&str] = &[
     WEBHOOK_REDELIVER,
     EVENTS,
     SETTINGS_EMBEDDING,
+    RETENTION,
     STATS,
 ];
 

@@ -16,6 +16,7 @@ pub mod limits;
 pub mod openapi;
 pub mod registration;
 pub mod report;
+pub mod retention;
 pub mod routes;
 pub mod telemetry;
 pub mod tls;
@@ -124,6 +125,9 @@ pub struct ServerConfig {
     /// How often the status line and the statistics summary are logged, on the wall clock's
     /// whole multiples of it since midnight UTC (30 minutes: :00 and :30).
     pub stats_interval: Duration,
+    /// How often the retention job deletes what the organizations' retention rules let go
+    /// (`/v1/retention`); zero: never, on this instance.
+    pub retention_interval: Duration,
     /// The event channels: Server-Sent Events, webhooks, NATS JetStream.
     pub events: events::EventsConfig,
 }
@@ -151,6 +155,7 @@ impl Default for ServerConfig {
             registration_approval_ttl: registration::DEFAULT_APPROVAL_TTL,
             metrics_listen: None,
             stats_interval: contextd_stats::DEFAULT_INTERVAL,
+            retention_interval: Duration::from_secs(60 * 60),
             events: events::EventsConfig::default(),
         }
     }
@@ -180,6 +185,10 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(system::rotate))
         .routes(routes!(system::stats))
         .routes(routes!(settings::embedding, settings::set_embedding))
+        .routes(routes!(
+            routes::retention::retention,
+            routes::retention::set_retention
+        ))
         .routes(routes!(dictionary::list_fields, dictionary::create_field))
         .routes(routes!(
             dictionary::get_field,
@@ -477,6 +486,7 @@ fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task:
             context.clone(),
             config.autoclose_sweep,
         )),
+        tokio::spawn(retention::run(context.clone(), config.retention_interval)),
         tokio::spawn(reencrypt(
             context,
             state.reencrypt.clone(),

@@ -15,6 +15,7 @@ mod isolation;
 mod keys;
 mod objects;
 mod people;
+mod retention;
 mod search;
 
 use contextd_core::store::{KeyStore, Store};
@@ -36,6 +37,7 @@ pub use people::{
     check_reseal, check_sessions, check_user_changes, check_user_deletion_and_sessions,
     check_users,
 };
+pub use retention::check_retention;
 pub use search::{check_paging, check_search_semantics, check_timeline};
 
 /// Runs every check, one after the other, against one store and one key store.
@@ -73,6 +75,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_event_cursors(store).await;
     check_webhooks(store).await;
     check_org_settings(store).await;
+    check_retention(store).await;
     check_key_store(keys).await;
     check_key_rewrap(keys).await;
     check_partition_key_races(keys).await;
@@ -96,7 +99,7 @@ macro_rules! conformance_tests {
             check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
             check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
             check_events, check_event_cursors, check_webhooks, check_org_settings,
-            check_batch_import);
+            check_batch_import, check_retention);
         $crate::conformance_tests!(@each keys $fresh;
             check_key_store, check_key_rewrap, check_partition_key_races,
             check_customer_key_batches);

@@ -20,6 +20,7 @@ mod jobs;
 mod keys;
 mod objects;
 mod outbox;
+mod retention;
 mod rows;
 mod search;
 mod settings;

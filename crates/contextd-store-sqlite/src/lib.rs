@@ -22,6 +22,7 @@ mod events;
 mod jobs;
 mod keys;
 mod objects;
+mod retention;
 mod rows;
 mod search;
 mod settings;

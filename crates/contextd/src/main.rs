@@ -98,6 +98,10 @@ struct ServeArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC); needs --tls-cert.
     #[arg(long, env = "CONTEXTD_TLS_KEY", value_name = "PATH")]
     tls_key: Option<std::path::PathBuf>,
+    /// How often objects expired under the organizations' retention rules (GET/PUT
+    /// /v1/retention) are deleted; 0 turns the job off on this instance.
+    #[arg(long, env = "CONTEXTD_RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    retention_interval: std::time::Duration,
     #[command(flatten)]
     limits: LimitArgs,
     #[command(flatten)]
@@ -388,6 +392,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             let mut config = args.observe.apply(args.limits.server_config());
             config.events = args.events.config();
             config.tls = load_tls(args.tls_cert, args.tls_key)?;
+            config.retention_interval = args.retention_interval;
             serve(args.listen, args.public_url, config, args.storage).await
         }
         Command::Config {

@@ -206,12 +206,14 @@ pub mod events;
 mod fields;
 mod objects;
 mod orgs;
+mod retention;
 mod reveal;
 mod settings;
 pub mod webhooks;
 mod writes;
 
 pub use encryption::{EncryptionStatus, KeyCheck};
+pub use retention::{RetentionReport, RETENTION_PAGE};
 use reveal::hide_withheld;
 
 impl Context {

@@ -11,7 +11,8 @@
 //! [`DictionaryStore`], [`CredentialStore`] (orgs, API keys, users, sessions, grants),
 //! [`AuditStore`], [`JobStore`] (flush jobs, re-encryption), [`ConnectorStore`]
 //! (components and their credentials), [`EventStore`] (the events outbox and the cursors of
-//! the channels reading it) and [`WebhookStore`]. A new concern is a new module
+//! the channels reading it), [`WebhookStore`] and [`RetentionStore`] (objects an
+//! organization's retention rules let go). A new concern is a new module
 //! with a trait of its own, added to `Store`'s bounds. [`KeyStore`] stands apart: keys live
 //! in a database of their own.
 //!
@@ -38,6 +39,7 @@ mod events;
 mod jobs;
 mod keys;
 mod objects;
+mod retention;
 mod schema;
 mod search;
 mod settings;
@@ -60,6 +62,7 @@ pub use objects::{
     check_ids_read, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite, PagePosition,
     ParentCheck, ParentRow, StoredObject, TimelineQuery, MAX_IDS_READ,
 };
+pub use retention::{ExpirySelector, Kept, RetentionStore};
 pub use schema::{check_schema_version, Migration};
 pub use search::{wanted_states, Condition, SearchPlan, TimeBound};
 pub use settings::SettingsStore;
@@ -68,7 +71,7 @@ pub use settings::SettingsStore;
 pub mod prelude {
     pub use super::{
         AuditStore, ConnectorStore, CredentialStore, DictionaryStore, EventStore, JobStore,
-        KeyStore, ObjectStore, Store, WebhookStore,
+        KeyStore, ObjectStore, RetentionStore, Store, WebhookStore,
     };
 }
 
@@ -146,6 +149,7 @@ pub trait Store:
     + EventStore
     + WebhookStore
     + SettingsStore
+    + RetentionStore
 {
     /// A short name for logs and status (`sqlite`, `postgres`).
     fn backend(&self) -> &'static str;

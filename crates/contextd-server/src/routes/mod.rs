@@ -5,6 +5,7 @@ pub mod connectors;
 pub mod dictionary;
 pub mod events;
 pub mod objects;
+pub mod retention;
 pub mod settings;
 pub mod system;
 pub mod webhooks;

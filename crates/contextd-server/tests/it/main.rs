@@ -23,6 +23,7 @@ mod metrics;
 mod nats;
 mod privacy;
 mod registration_flow;
+mod retention;
 mod sdk_connection;
 mod search;
 mod signin;
