@@ -8,6 +8,7 @@
 //! leaves this crate towards a store.
 
 pub mod audit;
+pub mod audit_admin;
 pub mod auth;
 pub mod crypto;
 pub mod dictionary;

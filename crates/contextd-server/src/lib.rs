@@ -20,6 +20,7 @@ pub mod retention;
 pub mod routes;
 pub mod telemetry;
 pub mod tls;
+pub mod upkeep;
 pub mod web;
 
 use std::future::Future;
@@ -128,6 +129,9 @@ pub struct ServerConfig {
     /// How often the retention job deletes what the organizations' retention rules let go
     /// (`/v1/retention`); zero: never, on this instance.
     pub retention_interval: Duration,
+    /// How long the audit log's monthly segments are kept after their month ends; zero:
+    /// forever.
+    pub audit_retention: Duration,
     /// The event channels: Server-Sent Events, webhooks, NATS JetStream.
     pub events: events::EventsConfig,
 }
@@ -156,6 +160,7 @@ impl Default for ServerConfig {
             metrics_listen: None,
             stats_interval: contextd_stats::DEFAULT_INTERVAL,
             retention_interval: Duration::from_secs(60 * 60),
+            audit_retention: Duration::from_secs(400 * 24 * 3600),
             events: events::EventsConfig::default(),
         }
     }
@@ -372,10 +377,7 @@ pub async fn serve_on(
         }
     };
     // Installed before the first answer: a SIGHUP sent once the server answers reloads.
-    let reload = match &config.tls {
-        Some(tls) => tls.reload_on_hangup()?,
-        None => None,
-    };
+    let reload = tls::reload_on_hangup(config.tls.clone())?;
     let state = AppState {
         public_url: public_url.into(),
         context,
@@ -487,6 +489,7 @@ fn spawn_background(state: &AppState, config: &ServerConfig) -> Vec<tokio::task:
             config.autoclose_sweep,
         )),
         tokio::spawn(retention::run(context.clone(), config.retention_interval)),
+        tokio::spawn(upkeep::prune_audit(context.clone(), config.audit_retention)),
         tokio::spawn(reencrypt(
             context,
             state.reencrypt.clone(),

@@ -207,31 +207,37 @@ impl Tls {
             ),
         }
     }
+}
 
-    /// A task that reloads the certificate on every SIGHUP until it is aborted. The handler
-    /// is installed before this returns, so a SIGHUP sent once the server answers reloads
-    /// rather than ending the process. `None` where there are no signals (not Unix).
-    pub(crate) fn reload_on_hangup(&self) -> io::Result<Option<tokio::task::JoinHandle<()>>> {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut hangups = signal(SignalKind::hangup()).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot handle SIGHUP (TLS certificate reload): {e}"),
-                )
-            })?;
-            let tls = self.clone();
-            Ok(Some(tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    tls.reload_and_log();
+/// A task that reloads the certificate on every SIGHUP until it is aborted, or, without
+/// TLS, logs that there is nothing to reload. The handler is installed before this returns,
+/// so a SIGHUP sent once the server answers (`systemctl reload`) never ends the process.
+/// `None` where there are no signals (not Unix).
+pub(crate) fn reload_on_hangup(
+    tls: Option<Tls>,
+) -> io::Result<Option<tokio::task::JoinHandle<()>>> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = signal(SignalKind::hangup()).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot handle SIGHUP (TLS certificate reload): {e}"),
+            )
+        })?;
+        Ok(Some(tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                match &tls {
+                    Some(tls) => tls.reload_and_log(),
+                    None => tracing::info!("SIGHUP: no TLS certificate to reload"),
                 }
-            })))
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(None)
-        }
+            }
+        })))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tls;
+        Ok(None)
     }
 }
 

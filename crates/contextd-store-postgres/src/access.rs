@@ -1,23 +1,19 @@
-//! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
-//! store methods of people and credentials (docs/security.md), called from the trait impls in `credentials.rs`, `audit.rs` and
-//! `objects.rs`.
+//! Users, sessions, partner grants and customer erasure: the SQL behind the store methods of
+//! people and credentials (docs/security.md), called from the trait impls in `credentials.rs`
+//! and `objects.rs`. The audit log's SQL is in `audit.rs`.
 
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Scope};
-use contextd_core::object::Kind;
 use contextd_core::store::{
-    check_last_admin, ApiKeyRecord, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord,
-    StoreError, UserChange, UserRecord,
+    check_last_admin, ApiKeyRecord, Erasure, GrantRecord, SessionRecord, StoreError, UserChange,
+    UserRecord,
 };
 use deadpool_postgres::Transaction;
-use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::credentials::{api_key_from_row, API_KEY_COLUMNS};
-use crate::db::{
-    col, corrupt, count, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
-};
+use crate::db::{col, corrupt, count, ms, parse_col, Failure};
 use crate::events::{insert_events, ChangeRow};
 use crate::store::PgStore;
 
@@ -87,22 +83,6 @@ fn session_from_row(r: &Row) -> Result<SessionRecord, Failure> {
         created: col(r, 6, "created")?,
         expires_at: col(r, 7, "expires_at")?,
         revoked_at: col(r, 8, "revoked_at")?,
-    })
-}
-
-fn audit_from_row(r: &Row) -> Result<AuditEntry, Failure> {
-    let Json(fields): Json<Vec<String>> = col(r, 9, "fields")?;
-    Ok(AuditEntry {
-        id: col(r, 0, "id")?,
-        scope: scope_cols(r, 1)?,
-        at: col(r, 3, "at")?,
-        actor: col(r, 4, "actor")?,
-        actor_role: opt_parse_col(r, 5, "actor_role")?,
-        action: col(r, 6, "action")?,
-        object_kind: opt_parse_col::<Kind>(r, 7, "object_kind")?,
-        object_id: col(r, 8, "object_id")?,
-        fields,
-        detail: col(r, 10, "detail")?,
     })
 }
 
@@ -413,99 +393,6 @@ impl PgStore {
             Some(r) => Ok(col(&r, 0, "exists")?),
             None => Ok(false),
         }
-    }
-
-    /// One statement, hence one transaction, however many entries.
-    pub(crate) async fn add_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError> {
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
-        let orgs: Vec<Uuid> = entries.iter().map(|e| e.scope.org.0).collect();
-        let partitions: Vec<&str> = entries.iter().map(|e| e.scope.partition.as_str()).collect();
-        let ats: Vec<DateTime<Utc>> = entries.iter().map(|e| ms(&e.at)).collect();
-        let actors: Vec<Option<Uuid>> = entries.iter().map(|e| e.actor).collect();
-        let roles: Vec<Option<&str>> = entries
-            .iter()
-            .map(|e| e.actor_role.map(|r| r.as_str()))
-            .collect();
-        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
-        let kinds: Vec<Option<&str>> = entries
-            .iter()
-            .map(|e| e.object_kind.map(|k| k.as_str()))
-            .collect();
-        let objects: Vec<Option<&str>> = entries.iter().map(|e| e.object_id.as_deref()).collect();
-        let fields: Vec<Json<&Vec<String>>> = entries.iter().map(|e| Json(&e.fields)).collect();
-        let details: Vec<&str> = entries.iter().map(|e| e.detail.as_str()).collect();
-        self.execute(
-            "INSERT INTO audit (id, org_id, partition, at, actor, actor_role, action, object_kind,
-                 object_id, fields, detail)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::uuid[],
-                 $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[])",
-            &[
-                &ids,
-                &orgs,
-                &partitions,
-                &ats,
-                &actors,
-                &roles,
-                &actions,
-                &kinds,
-                &objects,
-                &fields,
-                &details,
-            ],
-        )
-        .await?;
-        Ok(())
-    }
-
-    pub(crate) async fn read_audit(
-        &self,
-        scope: Scope,
-        q: &AuditQuery,
-    ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut sql = String::from(
-            "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields,
-                 detail
-             FROM audit WHERE org_id = $1 AND partition = $2",
-        );
-        let mut params: Vec<Param> =
-            vec![Box::new(scope.org.0), Box::new(scope.partition.as_str())];
-        let mut and = |clause: &str, value: Param| {
-            params.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", params.len()));
-        };
-        if let Some(a) = &q.action {
-            and("action =", Box::new(a.clone()));
-        }
-        if let Some(a) = q.actor {
-            and("actor =", Box::new(a));
-        }
-        if let Some(o) = &q.object_id {
-            and("object_id =", Box::new(o.clone()));
-        }
-        if let Some(t) = q.from {
-            and("at >=", Box::new(ms(&t)));
-        }
-        if let Some(t) = q.to {
-            and("at <=", Box::new(ms(&t)));
-        }
-        if let Some(b) = q.before {
-            and("id <", Box::new(b));
-        }
-        params.push(Box::new(i64::try_from(q.limit).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", params.len()));
-        let client = self.db.client().await?;
-        let stmt = prepare_dynamic(&client, &sql).await?;
-        let rows = client
-            .query(&stmt, &refs(&params))
-            .await
-            .map_err(Failure::from)?;
-        Ok(rows
-            .iter()
-            .map(audit_from_row)
-            .collect::<Result<_, Failure>>()?)
     }
 
     /// One statement: the customer must exist (as a customer) for anything to be deleted.

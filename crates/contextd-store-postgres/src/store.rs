@@ -47,6 +47,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 8,
         sql: include_str!("../migrations/data/0008_desktop.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../migrations/data/0009_audit_segments.sql"),
+    },
 ];
 
 /// Concurrent writers each hold a connection for one short transaction; PostgreSQL flushes
@@ -80,7 +84,9 @@ impl PgStore {
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
         let db = Db::connect(url, schema, &PROFILE).await?;
         let outbox = Outbox::start(&db);
-        Ok(Self { db, outbox })
+        let store = Self { db, outbox };
+        store.chain_legacy_audit().await?;
+        Ok(store)
     }
 
     /// The backend's name: `postgres`.

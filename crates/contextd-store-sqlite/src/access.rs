@@ -1,23 +1,18 @@
-//! Users, sessions, partner grants, the audit log and customer erasure: the SQL behind the
-//! store methods of people and credentials (docs/security.md), called from the trait impls in `credentials.rs`, `audit.rs` and
-//! `objects.rs`.
+//! Users, sessions, partner grants and customer erasure: the SQL behind the store methods of
+//! people and credentials (docs/security.md), called from the trait impls in `credentials.rs`
+//! and `objects.rs`. The audit log's SQL is in `audit.rs`.
 
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{ObjectId, OrgId, Partition, Scope};
 use contextd_core::store::{
-    check_last_admin, AuditEntry, AuditQuery, Erasure, GrantRecord, SessionRecord, StoreError,
-    UserChange, UserRecord,
+    check_last_admin, Erasure, GrantRecord, SessionRecord, StoreError, UserChange, UserRecord,
 };
 use contextd_core::time::now_ms;
-use rusqlite::types::Value;
 use rusqlite::OptionalExtension;
-use rusqlite::{params, params_from_iter, Connection, Row, Transaction};
+use rusqlite::{params, Connection, Row, Transaction};
 use uuid::Uuid;
 
-use crate::db::{
-    int_col, ms, opt_parse_col, opt_text_col, opt_time_col, opt_uuid_col, parse_col, text_col,
-    time_col, uuid_col, DbResultExt,
-};
+use crate::db::{int_col, ms, opt_time_col, parse_col, text_col, time_col, uuid_col, DbResultExt};
 
 fn hash_col(r: &Row<'_>, i: usize, what: &str) -> Result<[u8; 32], StoreError> {
     r.get_ref(i)
@@ -366,93 +361,6 @@ pub(crate) fn revoke(
     } else {
         Ok(())
     }
-}
-
-pub(crate) fn append_audit(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO audit (id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields, detail)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .db()?;
-    for e in entries {
-        let fields =
-            serde_json::to_string(&e.fields).map_err(|e| StoreError::Backend(e.to_string()))?;
-        stmt.execute(params![
-            e.id.as_bytes(),
-            e.scope.org.0.as_bytes(),
-            e.scope.partition.as_str(),
-            ms(&e.at),
-            e.actor.as_ref().map(|a| a.as_bytes().to_vec()),
-            e.actor_role.map(|r| r.as_str()),
-            e.action,
-            e.object_kind.map(|k| k.as_str()),
-            e.object_id,
-            fields,
-            e.detail,
-        ])
-        .db()?;
-    }
-    Ok(())
-}
-
-pub(crate) fn audit(
-    c: &Connection,
-    scope: Scope,
-    q: &AuditQuery,
-) -> Result<Vec<AuditEntry>, StoreError> {
-    let mut sql = String::from(
-        "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id, fields, detail
-         FROM audit WHERE org_id = ? AND partition = ?",
-    );
-    let mut values: Vec<Value> = vec![
-        Value::Blob(scope.org.0.as_bytes().to_vec()),
-        Value::Text(scope.partition.as_str().to_owned()),
-    ];
-    let mut and = |clause: &str, v: Value| {
-        sql.push_str(clause);
-        values.push(v);
-    };
-    if let Some(a) = &q.action {
-        and(" AND action = ?", Value::Text(a.clone()));
-    }
-    if let Some(a) = q.actor {
-        and(" AND actor = ?", Value::Blob(a.as_bytes().to_vec()));
-    }
-    if let Some(o) = &q.object_id {
-        and(" AND object_id = ?", Value::Text(o.clone()));
-    }
-    if let Some(t) = q.from {
-        and(" AND at >= ?", Value::Integer(ms(&t)));
-    }
-    if let Some(t) = q.to {
-        and(" AND at <= ?", Value::Integer(ms(&t)));
-    }
-    if let Some(b) = q.before {
-        and(" AND id < ?", Value::Blob(b.as_bytes().to_vec()));
-    }
-    sql.push_str(" ORDER BY id DESC LIMIT ?");
-    values.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
-    let mut stmt = c.prepare_cached(&sql).db()?;
-    let mut rows = stmt.query(params_from_iter(values)).db()?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next().db()? {
-        let fields: Vec<String> = serde_json::from_str(text_col(r.get_ref(9).db()?, "fields")?)
-            .map_err(|_| StoreError::corrupt("fields"))?;
-        out.push(AuditEntry {
-            id: uuid_col(r.get_ref(0).db()?, "id")?,
-            scope: scope_cols(r, 1)?,
-            at: time_col(r.get_ref(3).db()?, "at")?,
-            actor: opt_uuid_col(r.get_ref(4).db()?, "actor")?,
-            actor_role: opt_parse_col(r.get_ref(5).db()?, "actor_role")?,
-            action: text_col(r.get_ref(6).db()?, "action")?.to_owned(),
-            object_kind: opt_parse_col(r.get_ref(7).db()?, "object_kind")?,
-            object_id: opt_text_col(r.get_ref(8).db()?, "object_id")?.map(str::to_owned),
-            fields,
-            detail: text_col(r.get_ref(10).db()?, "detail")?.to_owned(),
-        });
-    }
-    Ok(out)
 }
 
 pub(crate) fn erase_customer(

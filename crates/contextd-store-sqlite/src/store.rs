@@ -51,10 +51,16 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-const AUDIT_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: include_str!("../migrations/audit/0001_init.sql"),
-}];
+const AUDIT_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: include_str!("../migrations/audit/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        sql: include_str!("../migrations/audit/0002_segments.sql"),
+    },
+];
 
 const AUDIT_PROFILE: Profile = Profile {
     name: "audit",
@@ -86,13 +92,16 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens the file (creating it and its parent directories if missing) and its audit file,
-    /// and applies pending migrations.
+    /// and applies pending migrations. Audit entries of older schemas are moved into the
+    /// chained monthly segments (`audit.rs`) once the data file holds none any more.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let audit_path = Self::audit_path(path);
         let audit = Db::open(&audit_path, &AUDIT_PROFILE)?;
         move_audit_out(path, &audit_path)?;
+        let db = Db::open(path, &PROFILE)?;
+        crate::audit::chain_legacy_entries(&audit_path)?;
         Ok(Self {
-            db: Db::open(path, &PROFILE)?,
+            db,
             audit,
             events: watch::Sender::new(0),
         })
@@ -125,8 +134,10 @@ impl SqliteStore {
     }
 }
 
-/// Copies the audit rows of a data file from before schema 4 into the audit file; schema 4 then
-/// drops them. Safe to repeat (a crash between the two copies again; ids are unique).
+/// Copies the audit rows of a data file from before schema 4 into the audit file's table of
+/// schema 1 (made again if the audit file's entries were chained already); schema 4 then drops
+/// them, and opening chains them. Safe to repeat (a crash between the two copies again; ids
+/// are unique).
 fn move_audit_out(path: &Path, audit_path: &Path) -> Result<(), StoreError> {
     if !path.exists() {
         return Ok(());
@@ -151,8 +162,24 @@ fn move_audit_out(path: &Path, audit_path: &Path) -> Result<(), StoreError> {
         )
         .db()?;
     if legacy {
-        tx.execute_batch("INSERT OR IGNORE INTO audit_file.audit SELECT * FROM main.audit;")
-            .db()?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS audit_file.audit (
+                 id          BLOB    NOT NULL,
+                 org_id      BLOB    NOT NULL,
+                 partition   TEXT    NOT NULL,
+                 at          INTEGER NOT NULL,
+                 actor       BLOB,
+                 actor_role  TEXT,
+                 action      TEXT    NOT NULL,
+                 object_kind TEXT,
+                 object_id   TEXT,
+                 fields      TEXT    NOT NULL,
+                 detail      TEXT    NOT NULL,
+                 PRIMARY KEY (org_id, partition, id)
+             ) WITHOUT ROWID;
+             INSERT OR IGNORE INTO audit_file.audit SELECT * FROM main.audit;",
+        )
+        .db()?;
     }
     tx.commit().db()?;
     conn.execute_batch("DETACH DATABASE audit_file;").db()

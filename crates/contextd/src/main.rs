@@ -2,6 +2,7 @@
 //! and the client commands of a running server (`customers`, `timeline`, `fields`, `status`,
 //! `users`, …; see [`client`]).
 
+mod audit_cmd;
 mod backup;
 mod bench;
 mod client;
@@ -98,6 +99,10 @@ struct ServeArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, RSA or EC); needs --tls-cert.
     #[arg(long, env = "CONTEXTD_TLS_KEY", value_name = "PATH")]
     tls_key: Option<std::path::PathBuf>,
+    /// How long the audit log's monthly segments are kept after their month ends (then
+    /// dropped whole; archive them first with `contextd audit archive`); 0: forever.
+    #[arg(long, env = "CONTEXTD_AUDIT_RETENTION", default_value = "400days", value_parser = humantime::parse_duration)]
+    audit_retention: std::time::Duration,
     /// How often objects expired under the organizations' retention rules (GET/PUT
     /// /v1/retention) are deleted; 0 turns the job off on this instance.
     #[arg(long, env = "CONTEXTD_RETENTION_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
@@ -375,6 +380,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     );
     init_logging(if is_client { "warn" } else { "info" });
     let done = match cli.command {
+        Command::Client(client::ClientCommand::Audit {
+            operator: Some(command),
+            client: c,
+            ..
+        }) => return audit_cmd::run(command, c.json()).await,
         Command::Client(command) => return Ok(client::run(command).await),
         Command::Keys {
             command: KeysCommand::Api(command),
@@ -393,6 +403,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             config.events = args.events.config();
             config.tls = load_tls(args.tls_cert, args.tls_key)?;
             config.retention_interval = args.retention_interval;
+            config.audit_retention = args.audit_retention;
             serve(args.listen, args.public_url, config, args.storage).await
         }
         Command::Config {

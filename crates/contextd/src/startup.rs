@@ -238,3 +238,26 @@ pub fn master_key_present(args: &StorageArgs) -> bool {
             .unwrap_or_else(|| args.data_dir.join("master.key"))
             .exists()
 }
+
+/// Opens the data store alone, its audit log included, without the key store or the master
+/// key: for the operator commands on the audit log (`contextd audit verify|archive`). A data
+/// file that does not exist is an error, not a new empty store.
+pub async fn open_store(args: &StorageArgs) -> anyhow::Result<Arc<dyn Store>> {
+    match (sqlite_files(args)?, args.database_url.as_deref()) {
+        (Some(files), _) => {
+            if !files.data.exists() {
+                bail!("no database at {}", files.data.display());
+            }
+            let store = SqliteStore::open(&files.data)
+                .with_context(|| format!("cannot open {}", files.data.display()))?;
+            Ok(Arc::new(store))
+        }
+        (None, Some(url)) => {
+            let store = PgStore::connect(url)
+                .await
+                .context("cannot open the PostgreSQL data store")?;
+            Ok(Arc::new(store))
+        }
+        (None, None) => bail!("no database configured"),
+    }
+}

@@ -44,7 +44,10 @@ mod schema;
 mod search;
 mod settings;
 
-pub use audit::{AuditEntry, AuditQuery, AuditStore};
+pub use audit::{
+    audit_codes, chain_hash, check_droppable, segment_of, AuditEntry, AuditQuery, AuditSegment,
+    AuditStore, ChainHash, ChainHead, ChainedEntry, Month, SegmentHead, SegmentPosition, GENESIS,
+};
 pub use connectors::{ConnectorCredential, ConnectorRecord, ConnectorStore};
 pub use credentials::{
     check_last_admin, ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord,

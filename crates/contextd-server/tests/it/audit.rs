@@ -49,11 +49,14 @@ fn break_audit_file(s: &TestServer, broken: bool) {
         .expect("open the audit file");
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .expect("busy timeout");
+    // Every append moves its chains' heads on (or creates them): refuse both.
     let sql = if broken {
-        "CREATE TRIGGER injected_fault BEFORE INSERT ON audit \
+        "CREATE TRIGGER injected_fault BEFORE UPDATE ON audit_heads \
+         BEGIN SELECT RAISE(ABORT, 'injected fault'); END; \
+         CREATE TRIGGER injected_fault_new BEFORE INSERT ON audit_heads \
          BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
     } else {
-        "DROP TRIGGER injected_fault;"
+        "DROP TRIGGER injected_fault; DROP TRIGGER injected_fault_new;"
     };
     conn.execute_batch(sql).expect("change the audit file");
 }
@@ -170,12 +173,29 @@ async fn a_read_is_answered_only_after_its_audit_entry_is_durable() {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )
         .expect("open the audit file");
-        conn.query_row(
-            "SELECT count(*) FROM audit WHERE action = 'pii.read' AND actor = ?1",
-            [actor.as_bytes().to_vec()],
-            |row| row.get(0),
-        )
-        .expect("count audit rows")
+        // The entries are in one table per month (segment).
+        let months: Vec<String> = conn
+            .prepare("SELECT month FROM audit_segments")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("segments")
+            .collect::<Result<_, _>>()
+            .expect("segments");
+        months
+            .iter()
+            .map(|month| {
+                conn.query_row(
+                    &format!(
+                        "SELECT count(*) FROM audit_{} WHERE actor = ?1 AND action =
+                             (SELECT code FROM audit_actions WHERE name = 'pii.read')",
+                        month.replace('-', "_")
+                    ),
+                    [actor.as_bytes().to_vec()],
+                    |row| row.get::<_, i64>(0),
+                )
+                .expect("count audit rows")
+            })
+            .sum()
     };
     for n in 1..=20 {
         agent.get(Kind::Customer, customer).await.expect("read");

@@ -91,7 +91,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     );
     assert_eq!(
         migrations(&SqliteStore::audit_path(&data)),
-        vec![1],
+        vec![1, 2],
         "each audit migration is recorded once"
     );
     assert_eq!(
@@ -144,19 +144,33 @@ async fn the_audit_log_lives_in_its_own_append_only_file() {
     let data = db.dir.path().join("contextd.db");
     let audit = db.dir.path().join("contextd-audit.db");
     assert_eq!(SqliteStore::audit_path(&data), audit);
+    let entry = audit_entry("first");
     db.store
-        .append_audit(&[audit_entry("first")])
+        .append_audit(std::slice::from_ref(&entry))
         .await
         .expect("append");
-    assert!(!tables(&data).contains(&"audit".to_owned()));
-    assert!(tables(&audit).contains(&"audit".to_owned()));
+    // The entries of a month are a table of their own in the audit file.
+    let segment = format!(
+        "audit_{}",
+        contextd_core::store::Month::of(entry.at).table_suffix()
+    );
+    assert!(!tables(&data).iter().any(|t| t.starts_with("audit")));
+    let audit_tables = tables(&audit);
+    assert!(audit_tables.contains(&segment), "{audit_tables:?}");
+    assert!(
+        !audit_tables.contains(&"audit".to_owned()),
+        "{audit_tables:?}"
+    );
     let conn = Connection::open(&audit).expect("open");
     let rows: i64 = conn
-        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .query_row(&format!("SELECT count(*) FROM {segment}"), [], |r| r.get(0))
         .expect("count");
     assert_eq!(rows, 1);
-    for change in ["UPDATE audit SET detail = 'changed'", "DELETE FROM audit"] {
-        let err = conn.execute(change, []).expect_err("refused");
+    for change in [
+        format!("UPDATE {segment} SET detail = 'changed'"),
+        format!("DELETE FROM {segment}"),
+    ] {
+        let err = conn.execute(&change, []).expect_err("refused");
         assert!(err.to_string().contains("append-only"), "{change}: {err}");
     }
 }

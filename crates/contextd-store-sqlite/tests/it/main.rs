@@ -1,6 +1,7 @@
 //! The crate's one integration-test binary: the shared conformance suite against fresh SQLite
 //! files, then what is particular to SQLite (files, migrations, reopening).
 
+mod audit;
 mod conformance;
 mod files;
 

@@ -93,6 +93,13 @@ pub struct ClientArgs {
     json: bool,
 }
 
+impl ClientArgs {
+    /// Whether `--json` was given.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
 /// The connection settings of every layer, merged.
 #[derive(Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -333,13 +340,16 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: connectors::ConnectorCommand,
     },
-    /// The partition's audit log, newest first (an admin token).
-    #[command(after_long_help = exit::help())]
+    /// The partition's audit log, newest first (an admin token); `verify` and `archive` are
+    /// operator commands on the database itself.
+    #[command(after_long_help = exit::help(), args_conflicts_with_subcommands = true)]
     Audit {
         #[command(flatten)]
         args: people::AuditArgs,
         #[command(flatten)]
         client: ClientArgs,
+        #[command(subcommand)]
+        operator: Option<crate::audit_cmd::AuditCommand>,
     },
     /// Write the token's partition as JSON Lines on standard output: the dictionary the
     /// organization added, then customers, requests, activities and details with their ids
@@ -393,7 +403,7 @@ async fn dispatch(command: ClientCommand) -> anyhow::Result<()> {
         C::Users { client, command } => people::users(&client, command).await,
         C::Grants { client, command } => people::grants(&client, command).await,
         C::Connectors { client, command } => connectors::connectors(&client, command).await,
-        C::Audit { client, args } => people::audit(&client, args).await,
+        C::Audit { client, args, .. } => people::audit(&client, args).await,
         C::Watch { client, args } => events::watch(&client, args).await,
         C::Export { client, args } => transfer::export(&client, args).await,
         C::Import { client, args } => transfer::import(&client, args).await,

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::Value;
 
+mod audit;
 mod cli;
 mod observe;
 mod operate;

@@ -486,6 +486,17 @@ async fn migrate_at_once(site: &Site) {
         .await
         .expect("create");
     assert_eq!(created.status(), 201);
+    // `systemctl reload` of a plain-HTTP server: SIGHUP is logged, the server runs on.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &server.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.try_wait().expect("wait").is_none(),
+        "SIGHUP did not stop the server"
+    );
     let _ = server.kill();
     let _ = server.wait();
 }
