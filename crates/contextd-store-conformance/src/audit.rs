@@ -367,3 +367,55 @@ pub async fn check_audit_segments(store: &dyn Store) {
         }));
     whole(store, "after dropping both").await;
 }
+
+/// Prepared segments: a month made ready before its first entry is listed (without reading
+/// entries), stays empty and whole, takes appends like any other, and is made ready again
+/// without harm.
+pub async fn check_audit_segment_preparation(store: &dyn Store) {
+    let scope = lab();
+    let next = Month::of(now()).next();
+    store
+        .prepare_audit_segment(next)
+        .await
+        .expect("prepare next month");
+    store
+        .prepare_audit_segment(next)
+        .await
+        .expect("prepare it again");
+    let months = store.audit_months().await.expect("months");
+    assert!(months.contains(&next), "{months:?}");
+    assert!(
+        months.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {months:?}"
+    );
+    let counted: Vec<Month> = store
+        .audit_segments()
+        .await
+        .expect("segments")
+        .iter()
+        .map(|s| s.month)
+        .collect();
+    assert_eq!(counted, months, "the same months as the counted listing");
+    whole(store, "with an empty prepared segment").await;
+
+    let this = Month::of(now());
+    store.prepare_audit_segment(this).await.expect("prepare");
+    let e = entry(scope, now(), "pii.read", Some("c-1"));
+    store
+        .append_audit(std::slice::from_ref(&e))
+        .await
+        .expect("append into a prepared month");
+    whole(store, "after an append into a prepared month").await;
+    let read = store
+        .audit(
+            scope,
+            &AuditQuery {
+                object_id: Some("c-1".into()),
+                limit: 10,
+                ..AuditQuery::default()
+            },
+        )
+        .await
+        .expect("read");
+    assert!(read.iter().any(|r| r.id == e.id), "the entry is read back");
+}

@@ -25,7 +25,7 @@ pub use admin::{
     check_any_token_in_use, check_api_keys, check_dictionary, check_dictionary_versions,
     check_flush_jobs, check_org_settings, check_orgs,
 };
-pub use audit::{check_audit_chain, check_audit_segments};
+pub use audit::{check_audit_chain, check_audit_segment_preparation, check_audit_segments};
 pub use connectors::{check_connector_tokens, check_connectors};
 pub use events::{check_event_cursors, check_events, check_webhooks};
 pub use isolation::check_scope_isolation;
@@ -71,6 +71,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_audit(store).await;
     check_audit_chain(store).await;
     check_audit_segments(store).await;
+    check_audit_segment_preparation(store).await;
     check_erase_customer(store).await;
     check_reseal(store).await;
     check_connectors(store).await;
@@ -101,7 +102,7 @@ macro_rules! conformance_tests {
             check_api_keys, check_dictionary, check_dictionary_versions, check_flush_jobs,
             check_any_token_in_use, check_users, check_sessions, check_user_changes,
             check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
-            check_audit_chain, check_audit_segments,
+            check_audit_chain, check_audit_segments, check_audit_segment_preparation,
             check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
             check_events, check_event_cursors, check_webhooks, check_org_settings,
             check_batch_import, check_retention);

@@ -21,7 +21,7 @@ use contextd_core::store::{
     StoreError, GENESIS,
 };
 use deadpool_postgres::Transaction;
-use tokio_postgres::types::Json;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -46,8 +46,9 @@ impl AuditStore for PgStore {
             .retry(|| async {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
-                append(&tx, entries).await?;
+                let made = append(&tx, entries, &self.audit_months).await?;
                 tx.commit().await?;
+                self.audit_months.learn(made);
                 Ok(())
             })
             .await
@@ -168,10 +169,14 @@ impl AuditStore for PgStore {
 
     async fn drop_audit_segment(&self, month: Month) -> Result<(), StoreError> {
         check_droppable(month, Utc::now())?;
+        self.audit_months.forget(month.number());
         self.db
             .retry(|| async {
                 let mut client = self.db.client().await?;
                 let tx = client.transaction().await?;
+                // DROP locks the whole log: rather fail (and retry at the next run) than make
+                // every append wait behind a long reader such as pg_dump.
+                tx.batch_execute(SEGMENT_LOCK_TIMEOUT).await?;
                 tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK])
                     .await?;
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", table(month)))
@@ -187,7 +192,33 @@ impl AuditStore for PgStore {
             })
             .await
     }
+
+    async fn audit_months(&self) -> Result<Vec<Month>, StoreError> {
+        let rows = self
+            .query("SELECT month FROM audit_segments ORDER BY month", &[])
+            .await?;
+        rows.iter()
+            .map(|r| month_col(r, 0))
+            .collect::<Result<_, Failure>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn prepare_audit_segment(&self, month: Month) -> Result<(), StoreError> {
+        self.db
+            .retry(|| async {
+                let mut client = self.db.client().await?;
+                let tx = client.transaction().await?;
+                tx.batch_execute(SEGMENT_LOCK_TIMEOUT).await?;
+                create_segment(&tx, month).await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await
+    }
 }
+
+/// How long creating or dropping a partition may wait for the lock on the whole log.
+const SEGMENT_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '5s'";
 
 /// The partition of a segment.
 fn table(month: Month) -> String {
@@ -256,14 +287,54 @@ struct Chain {
     month: Option<Month>,
 }
 
-/// Chains and stores entries, in order, in the caller's transaction (see the module
-/// documentation).
-async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Failure> {
+/// The months whose segment is known to exist.
+#[derive(Debug, Default)]
+pub(crate) struct KnownMonths(std::sync::Mutex<BTreeSet<i32>>);
+
+impl KnownMonths {
+    /// Those of `months` not known to exist.
+    fn unknown(&self, months: &BTreeSet<i32>) -> Vec<i32> {
+        let known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        months
+            .iter()
+            .filter(|m| !known.contains(m))
+            .copied()
+            .collect()
+    }
+
+    /// Forgets a month whose segment was dropped.
+    fn forget(&self, month: i32) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&month);
+    }
+
+    /// Records months whose segment exists (learned from a committed transaction only: a
+    /// segment made by one rolled back does not exist).
+    fn learn(&self, months: Vec<i32>) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(months);
+    }
+}
+
+/// Chains and stores entries, in order, in the caller's transaction; returns the months whose
+/// segment it found or made, for `known` to learn once the transaction commits.
+async fn append(
+    tx: &Transaction<'_>,
+    entries: &[AuditEntry],
+    known: &KnownMonths,
+) -> Result<Vec<i32>, Failure> {
     // New action names first, in name order (a concurrent append adding the same one waits
     // for this transaction, never the other way round as well).
     let names: BTreeSet<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     let names: Vec<&str> = names.into_iter().collect();
-    let stmt = tx
+    let add_actions = tx
         .prepare_cached(
             "INSERT INTO audit_actions (name)
              SELECT n FROM unnest($1::text[]) AS u (n)
@@ -272,7 +343,6 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
              ON CONFLICT (name) DO NOTHING",
         )
         .await?;
-    tx.execute(&stmt, &[&names]).await?;
 
     // The heads of the chains, created if new, then locked in key order.
     let scopes: BTreeSet<(Uuid, i16)> = entries
@@ -280,7 +350,7 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
         .map(|e| (e.scope.org.0, audit_codes::partition(e.scope.partition)))
         .collect();
     let (orgs, partitions): (Vec<Uuid>, Vec<i16>) = scopes.into_iter().unzip();
-    let stmt = tx
+    let add_heads = tx
         .prepare_cached(
             "INSERT INTO audit_heads (org_id, partition, seq, hash, month)
              SELECT k.o, k.p, 0::int8, $3::bytea, NULL::int4
@@ -289,9 +359,7 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
              ON CONFLICT DO NOTHING",
         )
         .await?;
-    tx.execute(&stmt, &[&orgs, &partitions, &&GENESIS[..]])
-        .await?;
-    let stmt = tx
+    let lock_heads = tx
         .prepare_cached(
             "SELECT h.org_id, h.partition, h.seq, h.hash, h.month FROM audit_heads h
              WHERE (h.org_id, h.partition) IN
@@ -300,8 +368,18 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
              FOR UPDATE OF h",
         )
         .await?;
+    // One round trip: the three statements are pipelined, and run in this order.
+    let genesis = &GENESIS[..];
+    let actions_params: [&(dyn ToSql + Sync); 1] = [&names];
+    let heads_params: [&(dyn ToSql + Sync); 3] = [&orgs, &partitions, &genesis];
+    let lock_params: [&(dyn ToSql + Sync); 2] = [&orgs, &partitions];
+    let (_, _, locked) = futures::try_join!(
+        tx.execute(&add_actions, &actions_params),
+        tx.execute(&add_heads, &heads_params),
+        tx.query(&lock_heads, &lock_params),
+    )?;
     let mut chains: HashMap<Scope, Chain> = HashMap::new();
-    for r in tx.query(&stmt, &[&orgs, &partitions]).await? {
+    for r in locked {
         let month = match col::<Option<i32>>(&r, 4, "month")? {
             Some(n) => Some(Month::from_number(n.into()).ok_or_else(|| corrupt("month"))?),
             None => None,
@@ -337,44 +415,33 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
         chain.month = Some(month);
     }
 
-    // The segments the entries go to, created where missing.
+    // The segments the entries go to, created where missing (asked only about months this
+    // instance has not seen yet).
     let months: BTreeSet<i32> = rows.months.iter().copied().collect();
-    let months: Vec<i32> = months.into_iter().collect();
-    let stmt = tx
-        .prepare_cached("SELECT month FROM audit_segments WHERE month = ANY($1::int4[])")
-        .await?;
-    let existing: Vec<i32> = tx
-        .query(&stmt, &[&months])
-        .await?
-        .iter()
-        .map(|r| col::<i32>(r, 0, "month"))
-        .collect::<Result<_, _>>()?;
-    for m in months.iter().filter(|m| !existing.contains(*m)) {
-        let month = Month::from_number((*m).into()).ok_or_else(|| corrupt("month"))?;
-        create_segment(tx, month).await?;
+    let unknown = known.unknown(&months);
+    if !unknown.is_empty() {
+        let stmt = tx
+            .prepare_cached("SELECT month FROM audit_segments WHERE month = ANY($1::int4[])")
+            .await?;
+        let existing: Vec<i32> = tx
+            .query(&stmt, &[&unknown])
+            .await?
+            .iter()
+            .map(|r| col::<i32>(r, 0, "month"))
+            .collect::<Result<_, _>>()?;
+        for m in unknown.iter().filter(|m| !existing.contains(*m)) {
+            let month = Month::from_number((*m).into()).ok_or_else(|| corrupt("month"))?;
+            create_segment(tx, month).await?;
+        }
     }
 
-    if !entered.months.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO audit_segment_heads (month, org_id, partition, first_seq, prev_hash)
-                 SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int2[], $4::int8[], $5::bytea[])",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &entered.months,
-                &entered.orgs,
-                &entered.partitions,
-                &entered.first_seqs,
-                &entered.prev_hashes,
-            ],
+    let add_segment_heads = tx
+        .prepare_cached(
+            "INSERT INTO audit_segment_heads (month, org_id, partition, first_seq, prev_hash)
+             SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int2[], $4::int8[], $5::bytea[])",
         )
         .await?;
-    }
-
-    let stmt = tx
+    let add_entries = tx
         .prepare_cached(
             "INSERT INTO audit (org_id, id, actor, object_uuid, seq, at, month, action, partition,
                  actor_role, object_kind, object_text, fields, detail, hash)
@@ -388,35 +455,14 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
              JOIN audit_actions a ON a.name = u.action",
         )
         .await?;
-    let inserted = tx
-        .execute(
-            &stmt,
-            &[
-                &rows.orgs,
-                &rows.ids,
-                &rows.actors,
-                &rows.object_uuids,
-                &rows.seqs,
-                &rows.ats,
-                &rows.months,
-                &rows.actions,
-                &rows.partitions,
-                &rows.roles,
-                &rows.kinds,
-                &rows.object_texts,
-                &rows.fields,
-                &rows.details,
-                &rows.hashes,
-            ],
+    let move_heads = tx
+        .prepare_cached(
+            "UPDATE audit_heads h SET seq = u.seq, hash = u.hash, month = u.month
+             FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::bytea[], $5::int4[])
+                 AS u (org_id, partition, seq, hash, month)
+             WHERE h.org_id = u.org_id AND h.partition = u.partition",
         )
         .await?;
-    if inserted != n as u64 {
-        return Err(StoreError::Backend(format!(
-            "audit append stored {inserted} of {n} entries (an action without a code)"
-        ))
-        .into());
-    }
-
     let (mut orgs, mut partitions, mut seqs, mut hashes, mut months) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (scope, chain) in &chains {
@@ -426,17 +472,46 @@ async fn append(tx: &Transaction<'_>, entries: &[AuditEntry]) -> Result<(), Fail
         hashes.push(chain.hash.to_vec());
         months.push(chain.month.map(Month::number));
     }
-    let stmt = tx
-        .prepare_cached(
-            "UPDATE audit_heads h SET seq = u.seq, hash = u.hash, month = u.month
-             FROM unnest($1::uuid[], $2::int2[], $3::int8[], $4::bytea[], $5::int4[])
-                 AS u (org_id, partition, seq, hash, month)
-             WHERE h.org_id = u.org_id AND h.partition = u.partition",
-        )
-        .await?;
-    tx.execute(&stmt, &[&orgs, &partitions, &seqs, &hashes, &months])
-        .await?;
-    Ok(())
+    // One round trip: the segment heads (an empty insert when no chain entered a segment),
+    // the entries and the new chain heads, pipelined.
+    let segment_heads_params: [&(dyn ToSql + Sync); 5] = [
+        &entered.months,
+        &entered.orgs,
+        &entered.partitions,
+        &entered.first_seqs,
+        &entered.prev_hashes,
+    ];
+    let entries_params: [&(dyn ToSql + Sync); 15] = [
+        &rows.orgs,
+        &rows.ids,
+        &rows.actors,
+        &rows.object_uuids,
+        &rows.seqs,
+        &rows.ats,
+        &rows.months,
+        &rows.actions,
+        &rows.partitions,
+        &rows.roles,
+        &rows.kinds,
+        &rows.object_texts,
+        &rows.fields,
+        &rows.details,
+        &rows.hashes,
+    ];
+    let move_params: [&(dyn ToSql + Sync); 5] = [&orgs, &partitions, &seqs, &hashes, &months];
+    let (_, inserted, _) = futures::try_join!(
+        tx.execute(&add_segment_heads, &segment_heads_params),
+        tx.execute(&add_entries, &entries_params),
+        tx.execute(&move_heads, &move_params),
+    )?;
+
+    if inserted != n as u64 {
+        return Err(StoreError::Backend(format!(
+            "audit append stored {inserted} of {n} entries (an action without a code)"
+        ))
+        .into());
+    }
+    Ok(unknown)
 }
 
 /// The columns of the entries of one append, as arrays.
@@ -658,7 +733,10 @@ impl PgStore {
                 return Ok(None);
             }
             // Pages by (at, id) rather than through a portal: a portal left open would keep
-            // the table in use, and DROP TABLE below refuses a table in use.
+            // the table in use, and DROP TABLE below refuses a table in use. The index makes
+            // each page one range read (it goes with the table).
+            tx.batch_execute("CREATE INDEX IF NOT EXISTS audit_v1_by_time ON audit_v1 (at, id)")
+                .await?;
             let first = tx
                 .prepare(
                     "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind,
@@ -686,7 +764,7 @@ impl PgStore {
                     .collect::<Result<Vec<_>, Failure>>()?;
                 if let Some(last) = entries.last() {
                     after = Some((last.at, last.id));
-                    append(&tx, &entries).await?;
+                    append(&tx, &entries, &KnownMonths::default()).await?;
                 }
                 moved += entries.len() as u64;
                 if rows.len() < LEGACY_BATCH as usize {

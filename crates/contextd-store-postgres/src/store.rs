@@ -71,6 +71,9 @@ const PROFILE: Profile = Profile {
 pub struct PgStore {
     pub(crate) db: Db,
     pub(crate) outbox: Outbox,
+    /// The audit segments known to exist (they are only dropped months after their last
+    /// append), so that an append does not ask.
+    pub(crate) audit_months: crate::audit::KnownMonths,
 }
 
 impl PgStore {
@@ -84,7 +87,11 @@ impl PgStore {
     pub async fn connect_with_schema(url: &str, schema: &str) -> Result<Self, StoreError> {
         let db = Db::connect(url, schema, &PROFILE).await?;
         let outbox = Outbox::start(&db);
-        let store = Self { db, outbox };
+        let store = Self {
+            db,
+            outbox,
+            audit_months: Default::default(),
+        };
         store.chain_legacy_audit().await?;
         Ok(store)
     }

@@ -79,6 +79,27 @@ impl AuditStore for SqliteStore {
         check_droppable(month, Utc::now())?;
         self.audit.write(move |tx| drop_segment(tx, month)).await
     }
+
+    async fn audit_months(&self) -> Result<Vec<Month>, StoreError> {
+        self.audit.read(|c| months(c)).await
+    }
+
+    async fn prepare_audit_segment(&self, month: Month) -> Result<(), StoreError> {
+        self.audit.write(move |tx| ensure_segment(tx, month)).await
+    }
+}
+
+/// The months that have a segment, oldest first.
+fn months(c: &Connection) -> Result<Vec<Month>, StoreError> {
+    let mut stmt = c
+        .prepare_cached("SELECT month FROM audit_segments ORDER BY month")
+        .db()?;
+    let mut rows = stmt.query([]).db()?;
+    let mut months = Vec::new();
+    while let Some(r) = rows.next().db()? {
+        months.push(month_value(r.get_ref(0).db()?, "audit_segments.month")?);
+    }
+    Ok(months)
 }
 
 /// The table of a segment.
@@ -106,7 +127,7 @@ fn segment_schema(month: Month) -> String {
              hash        BLOB    NOT NULL,
              PRIMARY KEY (chain, seq)
          ) WITHOUT ROWID;
-         CREATE INDEX IF NOT EXISTS {t}_by_id ON {t} (chain, id);
+         CREATE UNIQUE INDEX IF NOT EXISTS {t}_by_id ON {t} (chain, id);
          CREATE INDEX IF NOT EXISTS {t}_by_object ON {t} (chain, object_id, id)
              WHERE object_id IS NOT NULL;
          CREATE TRIGGER IF NOT EXISTS {t}_no_update BEFORE UPDATE ON {t}
@@ -460,16 +481,7 @@ fn segment_exists(c: &Connection, month: Month) -> Result<bool, StoreError> {
 
 fn segments(c: &mut Connection) -> Result<Vec<AuditSegment>, StoreError> {
     let tx = c.transaction().db()?;
-    let mut months = Vec::new();
-    {
-        let mut stmt = tx
-            .prepare_cached("SELECT month FROM audit_segments ORDER BY month")
-            .db()?;
-        let mut rows = stmt.query([]).db()?;
-        while let Some(r) = rows.next().db()? {
-            months.push(month_value(r.get_ref(0).db()?, "audit_segments.month")?);
-        }
-    }
+    let months = months(&tx)?;
     let mut out = Vec::with_capacity(months.len());
     for month in months {
         let n: i64 = tx

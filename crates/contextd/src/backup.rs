@@ -10,7 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use contextd_store_sqlite::backup::{backup_file, restore_file};
+use contextd_store_sqlite::backup::{backup_file, check_integrity, restore_file};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -149,12 +149,24 @@ pub async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
             manifest.format
         );
     }
+    // Everything is checked before anything is put in place, so that a bad file leaves the
+    // data directory as it was.
+    let mut plan = Vec::new();
     for (role, target, _) in layout(&files) {
-        if target.exists() {
-            bail!(
-                "{} exists: restore only into an empty data directory",
-                target.display()
-            );
+        for leftover in [
+            PathBuf::new(),
+            "-wal".into(),
+            "-shm".into(),
+            "-journal".into(),
+        ] {
+            let mut path = target.as_os_str().to_owned();
+            path.push(leftover.as_os_str());
+            if Path::new(&path).exists() {
+                bail!(
+                    "{} exists: restore only into an empty data directory",
+                    Path::new(&path).display()
+                );
+            }
         }
         let entry = manifest
             .files
@@ -168,9 +180,19 @@ pub async fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         if sha256_file(&source)? != entry.sha256 {
             bail!("{} does not match the manifest", source.display());
         }
+        check_integrity(&source).with_context(|| format!("{} is damaged", source.display()))?;
+        plan.push((role, source, target));
+    }
+    let mut placed: Vec<&Path> = Vec::new();
+    for (role, source, target) in &plan {
         std::fs::create_dir_all(target.parent().unwrap_or(Path::new(".")))?;
-        restore_file(&source, target)
-            .with_context(|| format!("cannot restore {}", source.display()))?;
+        if let Err(e) = restore_file(source, target) {
+            for done in placed {
+                let _ = std::fs::remove_file(done);
+            }
+            return Err(e).with_context(|| format!("cannot restore {}", source.display()));
+        }
+        placed.push(target);
         println!("{role:<5} {} → {}", source.display(), target.display());
     }
     startup::open_context(&args.storage)

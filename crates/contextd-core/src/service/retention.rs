@@ -220,22 +220,22 @@ impl Context {
                     let Some(last) = page.last() else { break };
                     after = Some(*last);
                     let ids: Vec<ObjectId> = page.iter().map(|p| p.id).collect();
+                    // Audited before the delete, as writes are: a delete can't be undone, so
+                    // an entry that could not be recorded stops it.
+                    self.audit_action(
+                        None,
+                        scope,
+                        "retention.delete",
+                        None,
+                        vec![],
+                        page_detail(index, &rules[index], &selector, &ids),
+                    )
+                    .await?;
                     let gone = self
                         .store
                         .delete_expired(scope, &ids, selector.updated_before, &by)
                         .await?;
-                    if !gone.is_empty() {
-                        *deleted += gone.len() as u64;
-                        self.audit_action(
-                            None,
-                            scope,
-                            "retention.delete",
-                            None,
-                            vec![],
-                            page_detail(index, &rules[index], &selector, &gone),
-                        )
-                        .await?;
-                    }
+                    *deleted += gone.len() as u64;
                     if page.len() < RETENTION_PAGE {
                         break;
                     }
@@ -246,11 +246,12 @@ impl Context {
     }
 }
 
-/// The audit detail of one page deleted: the rule, the count, the cutoff and the ids.
+/// The audit detail of one page about to be deleted: the rule, the count, the cutoff and the
+/// ids (an object written since it was found is kept, though listed).
 fn page_detail(index: usize, rule: &Rule, selector: &ExpirySelector, ids: &[ObjectId]) -> String {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     format!(
-        "rules[{index}] ({rule}): deleted {} {} objects last updated before {}: {}",
+        "rules[{index}] ({rule}): deleting {} {} objects last updated before {}: {}",
         ids.len(),
         selector.kind,
         crate::time::format(&selector.updated_before),

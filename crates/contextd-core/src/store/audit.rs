@@ -365,15 +365,23 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn audit_segment_heads(&self, month: Month) -> Result<Vec<SegmentHead>, StoreError>;
     /// Every chain's newest link (chains that have had an entry).
     async fn audit_heads(&self) -> Result<Vec<ChainHead>, StoreError>;
-    /// Drops a whole segment, its entries and its segment heads (the chains' heads stay). The
-    /// current month (UTC) and later ones are refused (`InUse`): entries are being appended
-    /// there. A month without a segment is not an error.
+    /// Drops a whole segment, its entries and its segment heads (the chains' heads stay).
+    /// Months that ended less than a day ago are refused (`InUse`, see [`check_droppable`]).
+    /// A month without a segment is not an error.
     async fn drop_audit_segment(&self, month: Month) -> Result<(), StoreError>;
+    /// The months that have a segment, oldest first, without reading their entries.
+    async fn audit_months(&self) -> Result<Vec<Month>, StoreError>;
+    /// Makes the segment of `month` ready for appends (idempotent), so that the first append
+    /// of a month does not create it: on PostgreSQL creating a partition waits for every
+    /// transaction reading the log (a `pg_dump`, say), and appends would wait behind it.
+    async fn prepare_audit_segment(&self, month: Month) -> Result<(), StoreError>;
 }
 
-/// Whether `month` may be dropped now: only months before the current one.
+/// Whether `month` may be dropped now: only months that ended a day ago or more. Entries of a
+/// month's last moments may still be in a group commit's queue, or come from an instance
+/// whose clock is behind, when the next month begins.
 pub fn check_droppable(month: Month, now: DateTime<Utc>) -> Result<(), StoreError> {
-    if month >= Month::of(now) {
+    if month.end() + chrono::Duration::days(1) > now {
         Err(StoreError::InUse)
     } else {
         Ok(())
@@ -505,6 +513,27 @@ mod tests {
             fields: vec!["Context_First_Name".into()],
             detail: "get: 1 object".into(),
         }
+    }
+
+    #[test]
+    fn a_month_is_droppable_a_day_after_it_ends() {
+        let nov = Month::of(chrono::Utc::now()).next().next();
+        let dec = nov.next();
+        let refused = |now| matches!(check_droppable(nov, now), Err(StoreError::InUse));
+        assert!(refused(nov.start()), "its own month");
+        assert!(refused(dec.start()), "the moment it ended");
+        assert!(
+            refused(dec.start() + chrono::Duration::hours(23)),
+            "late entries may come"
+        );
+        assert!(
+            !refused(dec.start() + chrono::Duration::days(1)),
+            "a day after"
+        );
+        assert!(
+            refused(nov.start() - chrono::Duration::days(40)),
+            "a month to come"
+        );
     }
 
     #[test]

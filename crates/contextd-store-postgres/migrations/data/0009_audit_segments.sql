@@ -37,7 +37,8 @@ CREATE TABLE audit (
     hash        bytea       NOT NULL,
     PRIMARY KEY (org_id, partition, seq, month)
 ) PARTITION BY LIST (month);
-CREATE INDEX audit_by_id ON audit (org_id, partition, id);
+-- Unique: an append retried after a commit whose answer was lost is refused, not doubled.
+CREATE UNIQUE INDEX audit_by_id ON audit (org_id, partition, id, month);
 CREATE INDEX audit_by_object ON audit (org_id, partition, object_uuid, id)
     WHERE object_uuid IS NOT NULL;
 CREATE INDEX audit_by_object_text ON audit (org_id, partition, object_text, id)
