@@ -28,6 +28,7 @@ use uuid::Uuid;
 use crate::db::{
     col, corrupt, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
 };
+use crate::known_months::KnownMonths;
 use crate::store::PgStore;
 
 /// The advisory lock under which segments are created and dropped ("ctxaudit" in ASCII).
@@ -285,42 +286,6 @@ struct Chain {
     seq: u64,
     hash: ChainHash,
     month: Option<Month>,
-}
-
-/// The months whose segment is known to exist.
-#[derive(Debug, Default)]
-pub(crate) struct KnownMonths(std::sync::Mutex<BTreeSet<i32>>);
-
-impl KnownMonths {
-    /// Those of `months` not known to exist.
-    fn unknown(&self, months: &BTreeSet<i32>) -> Vec<i32> {
-        let known = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        months
-            .iter()
-            .filter(|m| !known.contains(m))
-            .copied()
-            .collect()
-    }
-
-    /// Forgets a month whose segment was dropped.
-    fn forget(&self, month: i32) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&month);
-    }
-
-    /// Records months whose segment exists (learned from a committed transaction only: a
-    /// segment made by one rolled back does not exist).
-    fn learn(&self, months: Vec<i32>) {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(months);
-    }
 }
 
 /// Chains and stores entries, in order, in the caller's transaction; returns the months whose

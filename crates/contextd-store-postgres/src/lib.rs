@@ -18,6 +18,7 @@ mod dictionary;
 mod events;
 mod jobs;
 mod keys;
+mod known_months;
 mod objects;
 mod outbox;
 mod retention;

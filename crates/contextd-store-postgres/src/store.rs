@@ -73,7 +73,7 @@ pub struct PgStore {
     pub(crate) outbox: Outbox,
     /// The audit segments known to exist (they are only dropped months after their last
     /// append), so that an append does not ask.
-    pub(crate) audit_months: crate::audit::KnownMonths,
+    pub(crate) audit_months: crate::known_months::KnownMonths,
 }
 
 impl PgStore {

@@ -653,89 +653,91 @@ fn legacy_entry(r: &Row<'_>) -> Result<AuditEntry, StoreError> {
     })
 }
 
-/// Moves the entries of schema 1's `audit` table into the chained segments, in (at, id)
-/// order, and drops it — in one transaction, so a crash leaves the old table whole and the
-/// next open does it again. Nothing to do once done.
-pub(crate) fn chain_legacy_entries(audit_path: &Path) -> Result<(), StoreError> {
-    const LEGACY: &str =
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit')";
-    let mut conn = Connection::open(audit_path).db()?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
-    let legacy: bool = conn.query_row(LEGACY, [], |r| r.get(0)).db()?;
-    if !legacy {
-        return Ok(());
-    }
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .db()?;
-    // Another process may have done it meanwhile.
-    let legacy: bool = tx.query_row(LEGACY, [], |r| r.get(0)).db()?;
-    if !legacy {
-        return Ok(());
-    }
-    // The segments the entries need exist before the entries are read: no schema change while
-    // the read is under way. Those left empty (months without entries) are dropped after.
-    let (first, last): (Option<i64>, Option<i64>) = tx
-        .query_row("SELECT min(at), max(at) FROM audit", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .db()?;
-    let mut created = Vec::new();
-    if let (Some(first), Some(last)) = (first, last) {
-        let (mut month, last) = (
-            Month::of(contextd_core::time::from_millis(first)),
-            Month::of(contextd_core::time::from_millis(last)),
+impl SqliteStore {
+    /// Moves the entries of schema 1's `audit` table into the chained segments, in (at, id)
+    /// order, and drops it — in one transaction, so a crash leaves the old table whole and the
+    /// next open does it again. Nothing to do once done.
+    pub(crate) fn chain_legacy_entries(audit_path: &Path) -> Result<(), StoreError> {
+        const LEGACY: &str =
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit')";
+        let mut conn = Connection::open(audit_path).db()?;
+        conn.busy_timeout(std::time::Duration::from_secs(5)).db()?;
+        let legacy: bool = conn.query_row(LEGACY, [], |r| r.get(0)).db()?;
+        if !legacy {
+            return Ok(());
+        }
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .db()?;
+        // Another process may have done it meanwhile.
+        let legacy: bool = tx.query_row(LEGACY, [], |r| r.get(0)).db()?;
+        if !legacy {
+            return Ok(());
+        }
+        // The segments the entries need exist before the entries are read: no schema change while
+        // the read is under way. Those left empty (months without entries) are dropped after.
+        let (first, last): (Option<i64>, Option<i64>) = tx
+            .query_row("SELECT min(at), max(at) FROM audit", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .db()?;
+        let mut created = Vec::new();
+        if let (Some(first), Some(last)) = (first, last) {
+            let (mut month, last) = (
+                Month::of(contextd_core::time::from_millis(first)),
+                Month::of(contextd_core::time::from_millis(last)),
+            );
+            loop {
+                if !segment_exists(&tx, month)? {
+                    ensure_segment(&tx, month)?;
+                    created.push(month);
+                }
+                if month >= last {
+                    break;
+                }
+                month = month.next();
+            }
+        }
+        let mut moved = 0u64;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id,
+                         fields, detail
+                     FROM audit ORDER BY at, id",
+                )
+                .db()?;
+            let mut rows = stmt.query([]).db()?;
+            let mut batch = Vec::with_capacity(LEGACY_BATCH);
+            while let Some(r) = rows.next().db()? {
+                batch.push(legacy_entry(r)?);
+                if batch.len() == LEGACY_BATCH {
+                    append(&tx, &batch)?;
+                    moved += batch.len() as u64;
+                    batch.clear();
+                }
+            }
+            append(&tx, &batch)?;
+            moved += batch.len() as u64;
+        }
+        for month in created {
+            let used: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM audit_segment_heads WHERE month = ?1)",
+                    [month.to_string()],
+                    |r| r.get(0),
+                )
+                .db()?;
+            if !used {
+                drop_segment(&tx, month)?;
+            }
+        }
+        tx.execute_batch("DROP TABLE audit").db()?;
+        tx.commit().db()?;
+        tracing::info!(
+            entries = moved,
+            "audit log moved into chained monthly segments"
         );
-        loop {
-            if !segment_exists(&tx, month)? {
-                ensure_segment(&tx, month)?;
-                created.push(month);
-            }
-            if month >= last {
-                break;
-            }
-            month = month.next();
-        }
+        Ok(())
     }
-    let mut moved = 0u64;
-    {
-        let mut stmt = tx
-            .prepare(
-                "SELECT id, org_id, partition, at, actor, actor_role, action, object_kind, object_id,
-                     fields, detail
-                 FROM audit ORDER BY at, id",
-            )
-            .db()?;
-        let mut rows = stmt.query([]).db()?;
-        let mut batch = Vec::with_capacity(LEGACY_BATCH);
-        while let Some(r) = rows.next().db()? {
-            batch.push(legacy_entry(r)?);
-            if batch.len() == LEGACY_BATCH {
-                append(&tx, &batch)?;
-                moved += batch.len() as u64;
-                batch.clear();
-            }
-        }
-        append(&tx, &batch)?;
-        moved += batch.len() as u64;
-    }
-    for month in created {
-        let used: bool = tx
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM audit_segment_heads WHERE month = ?1)",
-                [month.to_string()],
-                |r| r.get(0),
-            )
-            .db()?;
-        if !used {
-            drop_segment(&tx, month)?;
-        }
-    }
-    tx.execute_batch("DROP TABLE audit").db()?;
-    tx.commit().db()?;
-    tracing::info!(
-        entries = moved,
-        "audit log moved into chained monthly segments"
-    );
-    Ok(())
 }

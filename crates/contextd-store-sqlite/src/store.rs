@@ -99,7 +99,7 @@ impl SqliteStore {
         let audit = Db::open(&audit_path, &AUDIT_PROFILE)?;
         move_audit_out(path, &audit_path)?;
         let db = Db::open(path, &PROFILE)?;
-        crate::audit::chain_legacy_entries(&audit_path)?;
+        Self::chain_legacy_entries(&audit_path)?;
         Ok(Self {
             db,
             audit,
