@@ -69,9 +69,21 @@ impl Telemetry {
         &self.stats
     }
 
-    /// Every metric in the Prometheus text format.
+    /// Every metric in the Prometheus text format, and the process's CPU time
+    /// (`process_cpu_seconds_total`, where the platform tells it): what `contextd bench run`
+    /// divides by the operations served to report server CPU per operation.
     pub fn render(&self) -> String {
-        self.recorder.handle().render()
+        let mut text = self.recorder.handle().render();
+        if let Some(seconds) = process_cpu_seconds() {
+            use std::fmt::Write as _;
+            let _ = write!(
+                text,
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n\
+                 # TYPE process_cpu_seconds_total counter\n\
+                 process_cpu_seconds_total {seconds}\n"
+            );
+        }
+        text
     }
 
     /// Folds recorded latencies into their buckets, so memory stays bounded between scrapes.
@@ -360,5 +372,37 @@ mod tests {
         assert_eq!(camel_case("version-conflict"), "versionConflict");
         assert_eq!(camel_case("validation"), "validation");
         assert_eq!(camel_case("unsupported-media-type"), "unsupportedMediaType");
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat` (`USER_HZ`, 100 on every Linux architecture
+/// contextd is built for).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// User plus system CPU time of this process, every thread, from `/proc/self/stat`; `None`
+/// where there is no such file.
+pub fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_seconds_of_stat(&stat)
+}
+
+/// `utime` + `stime` (fields 14 and 15) of a `/proc/PID/stat` line, in seconds. The command
+/// name (field 2) may hold spaces and parentheses, so fields are counted after its last `)`.
+fn cpu_seconds_of_stat(stat: &str) -> Option<f64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / CLOCK_TICKS)
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    #[test]
+    fn cpu_time_is_read_after_the_command_name() {
+        let stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 1205 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(super::cpu_seconds_of_stat(stat), Some(3.25));
+        assert_eq!(super::cpu_seconds_of_stat("4242 (cut) S 1"), None);
+        assert!(super::process_cpu_seconds().is_some_and(|s| s >= 0.0));
     }
 }

@@ -169,6 +169,9 @@ async fn metrics_parse_as_prometheus_text_and_label_routes_by_template_never_by_
         counter(&samples, ops, &[("operation", "GET unmatched")]),
         1.0
     );
+    // The process's CPU time, which `contextd bench run` divides by the operations.
+    let cpu = counter(&samples, "process_cpu_seconds_total", &[]);
+    assert!(cpu > 0.0, "process_cpu_seconds_total {cpu}");
     let errors = "contextd_operation_errors_total";
     let not_found_kind = [("operation", "customer.get"), ("kind", "notFound")];
     assert_eq!(counter(&samples, errors, &not_found_kind), 1.0);

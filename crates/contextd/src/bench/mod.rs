@@ -11,6 +11,7 @@ mod echo;
 mod load;
 mod plot;
 mod run;
+mod server_cpu;
 mod state;
 
 use std::path::PathBuf;
@@ -119,6 +120,10 @@ pub struct RunArgs {
     /// Skip the echo-server baseline (its fields are then 0).
     #[arg(long)]
     pub no_baseline: bool,
+    /// The server's `/metrics`, read around each measurement for its CPU per operation
+    /// (default: URL/metrics; give the `--metrics-listen` address when the server uses one).
+    #[arg(long, value_name = "URL")]
+    pub metrics_url: Option<String>,
 }
 
 /// `bench plot`.

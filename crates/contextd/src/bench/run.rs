@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::echo::Echo;
 use super::state::BenchState;
-use super::{data, enum_name, http_client, server_backend, RunArgs};
+use super::{data, enum_name, http_client, server_backend, server_cpu, RunArgs};
 
 /// Entries the timeline scenario reads per request.
 pub const TIMELINE_PAGE: usize = 100;
@@ -344,6 +344,9 @@ pub struct RunResult {
     pub errors: u64,
     pub baseline_ops_per_sec: f64,
     pub ratio: f64,
+    /// The server process's CPU time per operation it answered during the run (warm-up
+    /// included), in µs, from its `/metrics`; `null` when they can't be read.
+    pub server_cpu_us_per_op: Option<f64>,
     /// `closed` (workers) or `open` (fixed arrival rate).
     pub mode: String,
     pub concurrency: usize,
@@ -398,7 +401,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(l) => l.clone(),
         None => server_backend(&probe, &url, &tokens[0]).await?,
     };
-    drop(probe);
+    let metrics_url = args
+        .metrics_url
+        .clone()
+        .unwrap_or_else(|| format!("{url}/metrics"));
     let tokens = Arc::new(tokens);
     let rates: Vec<Option<u64>> = if args.rate.is_empty() {
         vec![None]
@@ -417,7 +423,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     if !args.json {
         println!(
-            "{:<9} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7} {:>12} {:>6}",
+            "{:<9} {:>6} {:>8} {:>10} {:>8} {:>8} {:>8} {:>7} {:>12} {:>6} {:>11}",
             "scenario",
             "mode",
             "load",
@@ -427,7 +433,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             "p999 ms",
             "errors",
             "echo ops/s",
-            "ratio"
+            "ratio",
+            "server µs/op"
         );
     }
     for scenario in &args.scenario {
@@ -459,7 +466,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Some(m)
             };
             let objects_before = state.objects;
+            let cpu_before = server_cpu::read(&probe, &metrics_url).await;
             let m = measure(workload.clone(), tokens.clone(), drive).await?;
+            let cpu_after = server_cpu::read(&probe, &metrics_url).await;
+            let server_cpu_us_per_op = cpu_before
+                .zip(cpu_after)
+                .and_then(|(b, a)| server_cpu::per_operation(b, a))
+                .map(|us| round(us, 1));
             if m.created > 0 {
                 // Ingested objects grow the dataset: later runs report the size they ran on.
                 state.objects += m.created;
@@ -479,6 +492,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 } else {
                     0.0
                 },
+                server_cpu_us_per_op,
                 mode: if rate.is_some() { "open" } else { "closed" }.into(),
                 concurrency: args.concurrency.max(1),
                 rate: *rate,
@@ -515,8 +529,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     Some(r) => format!("{r}/s"),
                     None => format!("c={}", result.concurrency),
                 };
+                let cpu = result
+                    .server_cpu_us_per_op
+                    .map_or_else(|| "-".to_owned(), |us| format!("{us:.0}"));
                 println!(
-                    "{:<9} {:>6} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>12.0} {:>6.2}",
+                    "{:<9} {:>6} {:>8} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>12.0} {:>6.2} {:>11}",
                     result.scenario,
                     result.mode,
                     load,
@@ -526,7 +543,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     result.p999_ms,
                     result.errors,
                     result.baseline_ops_per_sec,
-                    result.ratio
+                    result.ratio,
+                    cpu
                 );
             }
         }

@@ -761,6 +761,12 @@ async fn bench_load_and_run_report_every_key_without_errors() {
             "{result}"
         );
         assert!(result["ratio"].as_f64().unwrap_or(0.0) > 0.0, "{result}");
+        // Read from the server's /metrics around the run (process_cpu_seconds_total over
+        // contextd_operations_total).
+        assert!(
+            result["server_cpu_us_per_op"].as_f64().unwrap_or(0.0) > 0.0,
+            "{result}"
+        );
         assert!(
             result["p50_ms"].as_f64().unwrap_or(0.0) <= result["p99_ms"].as_f64().unwrap_or(0.0)
         );
