@@ -22,6 +22,7 @@ mod key_management;
 mod metrics;
 mod nats;
 mod privacy;
+mod reads;
 mod registration_flow;
 mod retention;
 mod sdk_connection;
