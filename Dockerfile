@@ -60,8 +60,10 @@ USER contextd
 
 # Liveness: GET /healthz needs no token. bash's /dev/tcp instead of curl; the port is the one of
 # CONTEXTD_LISTEN. In the JSON below, "\\r\\n" reaches bash as \r\n, which printf turns into CR LF.
+# With HTTPS (CONTEXTD_TLS_CERT set), the plain request gets contextd's 400 "use https://",
+# which shows the process answers just as well.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["bash", "-c", "listen=${CONTEXTD_LISTEN:-0.0.0.0:8080}; exec 3<>\"/dev/tcp/127.0.0.1/${listen##*:}\" && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q ' 200 '"]
+  CMD ["bash", "-c", "listen=${CONTEXTD_LISTEN:-0.0.0.0:8080}; want=' 200 '; [ -n \"$CONTEXTD_TLS_CERT\" ] && want=' 400 '; exec 3<>\"/dev/tcp/127.0.0.1/${listen##*:}\" && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q \"$want\""]
 
 # SIGTERM (docker stop) drains in-flight requests and exits 0.
 ENTRYPOINT ["/usr/local/bin/contextd"]
