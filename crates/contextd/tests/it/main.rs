@@ -143,33 +143,9 @@ async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
         .spawn()
         .expect("serve");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let lab = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("lab admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the lab admin token is printed");
-    let production = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("production admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the production admin token is printed");
-    let connection_data = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("connectionData:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the connectionData is printed");
+    let lab = banner_value(&mut lines, "lab admin token:");
+    let production = banner_value(&mut lines, "production admin token:");
+    let connection_data = banner_value(&mut lines, "connectionData:");
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&reqwest::Client::new(), &base).await;
     Served {
@@ -180,6 +156,14 @@ async fn serve_fresh(dir: &std::path::Path, env: &[(&str, &str)]) -> Served {
         connection_data,
         _stdout: lines,
     }
+}
+
+/// The value after `label` on the next banner line that has it.
+fn banner_value(lines: &mut impl Iterator<Item = std::io::Result<String>>, label: &str) -> String {
+    lines
+        .map_while(Result::ok)
+        .find_map(|l| l.trim().strip_prefix(label).map(|t| t.trim().to_owned()))
+        .unwrap_or_else(|| panic!("the banner prints {label}"))
 }
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {

@@ -14,7 +14,7 @@ use reqwest::Client;
 use serde_json::{json, Value};
 
 use crate::postgres::{TestDatabase, URL_VAR};
-use crate::{contextd, free_port, wait_ready};
+use crate::{banner_value, contextd, free_port, wait_ready};
 
 const MASTER_KEY: &str = "7f3a9c1e5b2d4f6081a3c5e7092b4d6f8e1a3c5b7d9f0e2a4c6b8d0f1e3a5c7b";
 
@@ -52,7 +52,7 @@ impl Site {
     }
 
     /// Starts a server and waits until it answers.
-    async fn serve(&self) -> (Child, String) {
+    async fn serve(&self) -> (Running, String) {
         let port = free_port();
         let child = self
             .command()
@@ -61,9 +61,36 @@ impl Site {
             .stderr(Stdio::null())
             .spawn()
             .expect("serve");
+        let server = Running(child);
         let base = format!("http://127.0.0.1:{port}");
         wait_ready(&Client::new(), &base).await;
-        (child, base)
+        (server, base)
+    }
+}
+
+/// A server process, killed (SIGKILL) when dropped, also when an assertion fails.
+struct Running(Child);
+
+impl Running {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Whether it still runs.
+    fn runs(&mut self) -> bool {
+        self.0.try_wait().expect("wait").is_none()
+    }
+
+    /// SIGKILL, and the exit collected.
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 
@@ -196,8 +223,7 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let acked = writes.await.expect("writes");
-    let _ = server.kill();
-    let _ = server.wait();
+    server.kill();
     let during = acked
         .iter()
         .filter(|(_, _, at)| *at > began && *at < ended)
@@ -270,8 +296,7 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
         "a second restore over the data is refused"
     );
 
-    let (_restored_server, base) = restored.serve().await;
-    let mut server_guard = _restored_server;
+    let (restored_server, base) = restored.serve().await;
     for (id, notes, _) in &before {
         assert_readable(&http, &base, &token, id, Some(notes)).await;
     }
@@ -289,8 +314,7 @@ async fn a_backup_taken_during_writes_restores_every_write_acknowledged_before_i
         );
         assert_readable(&http, &base, &token, id, None).await;
     }
-    let _ = server_guard.kill();
-    let _ = server_guard.wait();
+    drop(restored_server);
 
     // PostgreSQL is backed up by its own tools.
     let out = contextd(root.path())
@@ -361,12 +385,11 @@ async fn sigkill_mid_burst(site: &Site) {
     let stop = Arc::new(AtomicBool::new(false));
     let writes = burst(&base, &token, 8, stop);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    server.kill().expect("SIGKILL");
-    let _ = server.wait();
+    server.kill();
     let acked = writes.await.expect("writes");
     assert!(acked.len() > 20, "the burst wrote ({})", acked.len());
 
-    let (mut server, base) = site.serve().await;
+    let (_restarted, base) = site.serve().await;
     let http = Client::new();
     for (id, notes, _) in &acked {
         assert_readable(&http, &base, &token, id, Some(notes)).await;
@@ -426,8 +449,6 @@ async fn sigkill_mid_burst(site: &Site) {
         created[after_id] > before_restart,
         "the outbox resumes after the events before the crash"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -493,12 +514,7 @@ async fn migrate_at_once(site: &Site) {
         .expect("kill");
     assert!(hup.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        server.try_wait().expect("wait").is_none(),
-        "SIGHUP did not stop the server"
-    );
-    let _ = server.kill();
-    let _ = server.wait();
+    assert!(server.runs(), "SIGHUP did not stop the server");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -558,17 +574,18 @@ async fn a_database_made_by_the_first_releases_migrations_upgrades_with_its_data
     );
 
     let port = free_port();
-    let mut server = site
-        .command()
-        .env(
-            "CONTEXTD_MASTER_KEY",
-            facts["masterKey"].as_str().expect("key"),
-        )
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
+    let _server = Running(
+        site.command()
+            .env(
+                "CONTEXTD_MASTER_KEY",
+                facts["masterKey"].as_str().expect("key"),
+            )
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("serve"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     let http = Client::new();
     wait_ready(&http, &base).await;
@@ -616,8 +633,6 @@ async fn a_database_made_by_the_first_releases_migrations_upgrades_with_its_data
             .is_some_and(|a| a.len() >= facts["auditEntries"].as_u64().unwrap_or(1) as usize),
         "the audit log kept its entries: {audit}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 /// A CA of the test and a certificate for 127.0.0.1 it issued: (CA PEM, cert PEM, key PEM).
@@ -675,15 +690,8 @@ async fn serve_answers_https_and_takes_a_new_certificate_on_sighup() {
     let mut banner = std::io::BufRead::lines(std::io::BufReader::new(
         server.stdout.take().expect("stdout"),
     ));
-    let token = banner
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("lab admin token:")
-                .map(|t| t.trim().to_owned())
-        })
-        .expect("the lab admin token is printed");
+    let mut server = Running(server);
+    let token = banner_value(&mut banner, "lab admin token:");
     let desktop = banner
         .by_ref()
         .map_while(Result::ok)
@@ -735,11 +743,6 @@ async fn serve_answers_https_and_takes_a_new_certificate_on_sighup() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(!status("ca1.pem"));
-    assert!(
-        server.try_wait().expect("wait").is_none(),
-        "SIGHUP did not stop the server"
-    );
+    assert!(server.runs(), "SIGHUP did not stop the server");
     drop(banner);
-    let _ = server.kill();
-    let _ = server.wait();
 }
