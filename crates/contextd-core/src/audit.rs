@@ -4,7 +4,8 @@
 //! Concurrent callers share commits (group commit, like the data writer): one background task
 //! appends whatever has queued while the previous append was in flight as one batch, and wakes
 //! every caller whose entries that batch held. A lightly loaded server commits each entry at
-//! once; a busy one commits hundreds per append.
+//! once; a busy one commits hundreds per append. A store whose appends already share commits
+//! (SQLite's writer thread) gets each caller's entries directly, without that task's hop.
 
 use std::sync::Arc;
 
@@ -52,12 +53,16 @@ fn unavailable(reason: impl std::fmt::Display) -> CoreError {
 }
 
 impl AuditLog {
-    /// Starts the background writer on the current Tokio runtime (without one, entries are
-    /// appended by the caller).
+    /// Starts the background writer on the current Tokio runtime. Without one, or when the
+    /// store groups concurrent appends itself ([`crate::store::AuditStore::groups_audit_appends`]), entries
+    /// are appended by the caller.
     pub fn start(store: Arc<dyn Store>) -> Self {
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             return Self { store, tx: None };
         };
+        if store.groups_audit_appends() {
+            return Self { store, tx: None };
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         handle.spawn(run(store.clone(), rx));
         Self {

@@ -47,6 +47,10 @@ impl AuditStore for SqliteStore {
         self.audit.write(move |tx| append(tx, &entries)).await
     }
 
+    fn groups_audit_appends(&self) -> bool {
+        true
+    }
+
     async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
         let query = query.clone();
         self.audit.read(move |c| read(c, scope, &query)).await

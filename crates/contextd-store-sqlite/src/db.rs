@@ -1,8 +1,9 @@
 //! One SQLite database file: the writer thread, the reader pool, pragmas and migrations.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use contextd_core::store::{check_schema_version, Migration, StoreError};
@@ -19,6 +20,48 @@ use crate::writer::Writer;
 const BUSY_TIMEOUT: Duration = Duration::from_millis(5000);
 const READERS: u32 = 8;
 const STATEMENT_CACHE: usize = 256;
+/// SQLite virtual-machine steps between two looks at a read's budget.
+const PROGRESS_STEPS: i32 = 1000;
+/// How long a read may hold an async worker thread (see [`Db::short_read`]).
+const SHORT_READ_BUDGET: Duration = Duration::from_millis(1);
+
+thread_local! {
+    /// Until when the read running on this thread may go on; none: no limit.
+    static DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Whether the last budgeted read on this thread was stopped for overrunning.
+    static OVERRAN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The readers' progress handler: interrupts a budgeted read that overran its deadline.
+fn over_budget() -> bool {
+    let over = DEADLINE.with(|d| d.get().is_some_and(|at| Instant::now() >= at));
+    if over {
+        OVERRAN.with(|o| o.set(true));
+    }
+    over
+}
+
+/// A deadline for the reads of this thread while it lives.
+struct Budget;
+
+impl Budget {
+    fn start(budget: Duration) -> Self {
+        OVERRAN.with(|o| o.set(false));
+        DEADLINE.with(|d| d.set(Some(Instant::now() + budget)));
+        Self
+    }
+
+    /// Whether a read was interrupted for overrunning the deadline.
+    fn overran(&self) -> bool {
+        OVERRAN.with(Cell::get)
+    }
+}
+
+impl Drop for Budget {
+    fn drop(&mut self) {
+        DEADLINE.with(|d| d.set(None));
+    }
+}
 
 pub(crate) use crate::error::DbResultExt;
 
@@ -134,6 +177,32 @@ impl Db {
         self.read(work).await
     }
 
+    /// Runs a read that is usually short (a search by an indexed value, a page of a journey)
+    /// on the calling thread when a pooled connection is free at once, with a budget of
+    /// [`SHORT_READ_BUDGET`]: SQLite's progress handler interrupts it once it runs longer,
+    /// and it runs again from the start on the blocking pool, as [`Db::read`] does. So the
+    /// common read skips the two thread switches of the hop, and no read holds an async
+    /// worker for long. `work` must be read-only (it may run twice).
+    pub(crate) async fn short_read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        if let Ok(_permit) = self.read_permits.try_acquire() {
+            if let Some(mut conn) = self.readers.try_get() {
+                let budget = Budget::start(SHORT_READ_BUDGET);
+                let result = work(&mut conn);
+                if !budget.overran() {
+                    return result;
+                }
+                tracing::debug!(
+                    "a read overran its budget on the calling thread; moved to the pool"
+                );
+            }
+        }
+        self.read(work).await
+    }
+
     /// Checks that the writer runs and a reader answers.
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         if !self.writer.is_running() {
@@ -161,6 +230,7 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
 /// Sets up a pooled reader connection: query-only.
 pub(crate) fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     configure(conn)?;
+    conn.progress_handler(PROGRESS_STEPS, Some(over_budget))?;
     conn.execute_batch("PRAGMA query_only=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-16384;")
 }
 
@@ -320,4 +390,70 @@ pub(crate) fn opt_parse_col<T: std::str::FromStr>(
     opt_text_col(v, what)?
         .map(|s| s.parse().map_err(|_| StoreError::corrupt(what)))
         .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROFILE: Profile = Profile {
+        name: "test",
+        journal_mode: "WAL",
+        secure_delete: false,
+        migrations: &[],
+    };
+
+    /// Counts to `n` in SQL: a read whose length the test chooses.
+    fn count_to(
+        n: i64,
+    ) -> impl Fn(&mut Connection) -> Result<(i64, std::thread::ThreadId), StoreError> {
+        move |c: &mut Connection| {
+            let total = c
+                .query_row(
+                    "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?1)
+                     SELECT count(*) FROM k",
+                    [n],
+                    |r| r.get(0),
+                )
+                .db()?;
+            Ok((total, std::thread::current().id()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_read_runs_on_the_calling_thread_and_a_long_one_moves_to_the_pool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("t.db"), &PROFILE).expect("open");
+        let here = std::thread::current().id();
+
+        let (n, thread) = db.short_read(count_to(10)).await.expect("short read");
+        assert_eq!((n, thread), (10, here), "answered on the calling thread");
+
+        // Tens of millions of steps: far past the budget, interrupted, then run in full.
+        let (n, thread) = db.short_read(count_to(3_000_000)).await.expect("long read");
+        assert_eq!(n, 3_000_000, "the interrupted read ran again to the end");
+        assert_ne!(thread, here, "the long read finished on the blocking pool");
+
+        // The budget is gone with the read: the same connection serves long pool reads.
+        let (n, _) = db.read(count_to(3_000_000)).await.expect("pool read");
+        assert_eq!(n, 3_000_000);
+        let (_, thread) = db.short_read(count_to(10)).await.expect("short read again");
+        assert_eq!(thread, here);
+    }
+
+    #[test]
+    fn sqlite_is_built_without_memory_statistics() {
+        // `.cargo/config.toml` sets it; without it every SQLite allocation takes a global mutex.
+        let conn = Connection::open_in_memory().expect("open");
+        let mut stmt = conn.prepare("PRAGMA compile_options").expect("prepare");
+        let options: Vec<String> = stmt
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("options");
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
 }

@@ -547,7 +547,7 @@ impl ObjectStore for SqliteStore {
         let (after, limit) = (plan.after, plan.limit);
         let (items, total, next) = self
             .db
-            .read(move |c| {
+            .short_read(move |c| {
                 page(c, &filter, OBJECT_COLUMNS, after, limit, |r| {
                     let o = object_from_row(scope, r)?;
                     let position = PagePosition {
@@ -568,7 +568,7 @@ impl ObjectStore for SqliteStore {
         let (after, limit) = (plan.after, plan.limit);
         let (ids, total, next) = self
             .db
-            .read(move |c| {
+            .short_read(move |c| {
                 page(c, &filter, "o.id, o.last_updated", after, limit, |r| {
                     let id = ObjectId(uuid_col(r.get_ref(0).db()?, "id")?);
                     Ok((
@@ -593,7 +593,7 @@ impl ObjectStore for SqliteStore {
         let (after, limit) = (query.after, query.limit);
         let (items, total, next) = self
             .db
-            .read(move |c| {
+            .short_read(move |c| {
                 page(c, &filter, OBJECT_COLUMNS, after, limit, |r| {
                     let o = object_from_row(scope, r)?;
                     let position = PagePosition {

@@ -427,6 +427,16 @@ mod tests {
             &Filter::timeline(scope, &q).page(OBJECT_COLUMNS, after, 11),
         );
         assert!(plan.contains("objects_by_customer (org_id=? AND partition=? AND customer_id=? AND (created,id)<(?,?))"), "{plan}");
+        // The `total` of a timeline page counts the journey from the index alone.
+        let all_kinds = TimelineQuery {
+            media_type: None,
+            ..q
+        };
+        let plan = explain(&conn, &Filter::timeline(scope, &all_kinds).count());
+        assert!(
+            plan.contains("USING COVERING INDEX objects_by_customer"),
+            "{plan}"
+        );
 
         let sweep = Statement {
             sql: "UPDATE objects SET state = 'closed' WHERE kind = 'request' AND state = 'active' AND touched < ?".into(),

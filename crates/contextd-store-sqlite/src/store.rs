@@ -49,6 +49,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         sql: include_str!("../migrations/data/0009_desktop.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/data/0010_journey_count.sql"),
+    },
 ];
 
 const AUDIT_MIGRATIONS: &[Migration] = &[

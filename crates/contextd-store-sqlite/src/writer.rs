@@ -150,12 +150,7 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>, comm
     let mut batch: Vec<Box<dyn AnyJob>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = receiver.blocking_recv() {
         batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        drain(&mut receiver, &mut batch);
         let outcome = catch_unwind(AssertUnwindSafe(|| run_batch(&mut conn, &mut batch)))
             .unwrap_or_else(|panic| {
                 Err(StoreError::Backend(format!(
@@ -176,6 +171,16 @@ fn run(mut conn: Connection, mut receiver: mpsc::Receiver<Box<dyn AnyJob>>, comm
         tracing::trace!(jobs = batch.len(), "SQLite write batch done");
         for job in batch.drain(..) {
             job.finish(error.as_deref());
+        }
+    }
+}
+
+/// Moves queued jobs into the batch, up to [`MAX_BATCH`].
+fn drain(receiver: &mut mpsc::Receiver<Box<dyn AnyJob>>, batch: &mut Vec<Box<dyn AnyJob>>) {
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
         }
     }
 }

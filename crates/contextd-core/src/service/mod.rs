@@ -140,6 +140,11 @@ pub const MAX_MOVED: usize = 10_000;
 pub(crate) struct Revealed(BTreeMap<ObjectId, (Kind, BTreeSet<String>, usize)>);
 
 impl Revealed {
+    /// Whether the response shows no sealed value.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Notes that an object's sealed `fields` are shown (nothing when there are none).
     pub(crate) fn add(
         &mut self,

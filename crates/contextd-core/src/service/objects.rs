@@ -247,20 +247,30 @@ impl Context {
             .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
             .cloned()
             .collect();
-        // Recorded with the page's reads, in one append: the answer waits for one commit.
-        let searched = (!sealed_keys.is_empty()).then(|| {
-            crate::audit::audit_entry(
-                Some(actor),
-                scope,
-                "pii.search",
-                Some((Some(kind), String::new())),
-                sealed_keys,
-                String::new(),
-            )
-        });
+        // A search by sealed values is audited once per request: in the `pii.read` entry of
+        // each customer it reveals (one, for a lookup), which names the fields searched by, or
+        // as a `pii.search` entry of its own when it reveals nothing (ids only, no match).
+        let via = match sealed_keys.as_slice() {
+            [] => "search".to_owned(),
+            keys => format!("search by {}", keys.join(", ")),
+        };
+        let searched = |keys: Vec<String>| {
+            (!keys.is_empty()).then(|| {
+                crate::audit::audit_entry(
+                    Some(actor),
+                    scope,
+                    "pii.search",
+                    Some((Some(kind), String::new())),
+                    keys,
+                    String::new(),
+                )
+            })
+        };
         if request.summary {
             let page = self.store.search_ids(scope, &plan).await?;
-            self.audit.record(searched.into_iter().collect()).await?;
+            self.audit
+                .record(searched(sealed_keys).into_iter().collect())
+                .await?;
             return Ok(SearchResult {
                 items: None,
                 ids: Some(page.ids),
@@ -271,7 +281,12 @@ impl Context {
         let page = self.store.search(scope, &plan).await?;
         let mut revealed = Revealed::default();
         let items = self.reveal_page(actor, page.items, &mut revealed).await?;
-        self.audit_revealed_with(actor, revealed, "search", searched)
+        let searched = if revealed.is_empty() {
+            searched(sealed_keys)
+        } else {
+            None
+        };
+        self.audit_revealed_with(actor, revealed, &via, searched)
             .await?;
         Ok(SearchResult {
             items: Some(items),

@@ -346,6 +346,13 @@ pub trait AuditStore: Send + Sync + 'static {
     /// Appends audit entries (one transaction), chaining each, in the order given, to the
     /// previous entry of its scope.
     async fn append_audit(&self, entries: &[AuditEntry]) -> Result<(), StoreError>;
+    /// Whether concurrent [`Self::append_audit`] calls already share commits (the SQLite
+    /// store's writer thread batches whatever queued while it committed). Then the service
+    /// hands each request's entries straight to the store rather than through a batching task
+    /// of its own: one thread hop less per audited request. Default: no.
+    fn groups_audit_appends(&self) -> bool {
+        false
+    }
     /// Reads the audit log of a scope, newest (greatest id) first, across segments.
     async fn audit(&self, scope: Scope, query: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError>;
 

@@ -709,6 +709,18 @@ async fn audit_log_records_pii_reads_searches_and_admin_actions_without_values()
         items[0].fields,
         ["Context_First_Name", "Context_Mobile_Phone"]
     );
+    // A lookup is one entry: the customer it revealed, naming the fields searched by.
+    assert_eq!(items[0].detail, "search by Context_Mobile_Phone: 1 object");
+    let everything = |action: &'static str| {
+        let c = c.clone();
+        let params = AuditParams {
+            actor: Some(agent_id.to_string()),
+            limit: Some(200),
+            ..audit(action)
+        };
+        async move { c.audit(&params).await.expect("audit").items }
+    };
+    assert!(everything("pii.search").await.is_empty());
     // A page is audited once per customer it reveals, not once per object.
     for note in ["first call", "second call", "third call"] {
         c.create(
@@ -752,11 +764,24 @@ async fn audit_log_records_pii_reads_searches_and_admin_actions_without_values()
     let mut expected = vec![named.clone(), twin.to_string()];
     expected.sort_unstable();
     assert_eq!(found, expected);
-    assert!(items[..2].iter().all(|e| e.detail == "search: 1 object"));
-
-    let searches = c.audit(&audit("pii.search")).await.expect("audit").items;
-    assert_eq!(searches[0].fields, ["Context_First_Name"]);
-    assert_eq!(searches[1].fields, ["Context_Mobile_Phone"]);
+    assert!(items[..2]
+        .iter()
+        .all(|e| e.detail == "search by Context_First_Name: 1 object"));
+    // A search that reveals nothing is audited by what it searched for.
+    let none = agent
+        .search(
+            Kind::Customer,
+            &Search::all()
+                .term("Context_Mobile_Phone", "555-000-0000")
+                .build(),
+        )
+        .await
+        .expect("search");
+    assert_eq!(none.total, 0);
+    let searches = everything("pii.search").await;
+    assert_eq!(searches.len(), 1, "{searches:?}");
+    assert_eq!(searches[0].fields, ["Context_Mobile_Phone"]);
+    assert_eq!(reads().await.len(), 5, "and no pii.read entry");
     let admin_actions = c.audit(&audit("key.create")).await.expect("audit").items;
     assert_eq!(
         admin_actions[0].object_id.as_deref(),

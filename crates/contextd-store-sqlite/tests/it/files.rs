@@ -86,7 +86,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     }
     assert_eq!(
         migrations(&data),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "each data migration is recorded once"
     );
     assert_eq!(
