@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use contextd_core::store::{check_schema_version, Migration, StoreError};
-use r2d2::Pool;
+use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, SemaphorePermit};
 use uuid::Uuid;
 
 use crate::writer::Writer;
@@ -169,12 +169,22 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Ok(_permit) = self.read_permits.try_acquire() {
-            if let Some(mut conn) = self.readers.try_get() {
-                return work(&mut conn);
-            }
+        if let Some((_permit, mut conn)) = self.free_reader() {
+            return work(&mut conn);
         }
         self.read(work).await
+    }
+
+    /// A pooled reader and its permit, when both are free at once (for a read on the calling
+    /// thread, which must not wait for one).
+    fn free_reader(
+        &self,
+    ) -> Option<(
+        SemaphorePermit<'_>,
+        PooledConnection<SqliteConnectionManager>,
+    )> {
+        let permit = self.read_permits.try_acquire().ok()?;
+        Some((permit, self.readers.try_get()?))
     }
 
     /// Runs a read that is usually short (a search by an indexed value, a page of a journey)
@@ -188,17 +198,13 @@ impl Db {
         T: Send + 'static,
         F: Fn(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        if let Ok(_permit) = self.read_permits.try_acquire() {
-            if let Some(mut conn) = self.readers.try_get() {
-                let budget = Budget::start(SHORT_READ_BUDGET);
-                let result = work(&mut conn);
-                if !budget.overran() {
-                    return result;
-                }
-                tracing::debug!(
-                    "a read overran its budget on the calling thread; moved to the pool"
-                );
+        if let Some((_permit, mut conn)) = self.free_reader() {
+            let budget = Budget::start(SHORT_READ_BUDGET);
+            let result = work(&mut conn);
+            if !budget.overran() {
+                return result;
             }
+            tracing::debug!("a read overran its budget on the calling thread; moved to the pool");
         }
         self.read(work).await
     }
