@@ -180,12 +180,22 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
 /// `GET /metrics`: every metric in the Prometheus text format, without authentication (serve
 /// it on an operator listener, `--metrics-listen`, to keep it off the public address).
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.telemetry.render();
+    let (hits, misses) = state.context.credential_cache_counts();
+    use std::fmt::Write as _;
+    let _ = write!(
+        text,
+        "# HELP contextd_credential_cache_total API key and session lookups answered from memory (hit) or read from the store (miss); zero on stores without a change feed.\n\
+         # TYPE contextd_credential_cache_total counter\n\
+         contextd_credential_cache_total{{result=\"hit\"}} {hits}\n\
+         contextd_credential_cache_total{{result=\"miss\"}} {misses}\n"
+    );
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.telemetry.render(),
+        text,
     )
         .into_response()
 }

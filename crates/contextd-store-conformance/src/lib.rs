@@ -35,9 +35,9 @@ pub use objects::{
     check_linked_writes, check_object_crud, check_parent_rules, check_versions,
 };
 pub use people::{
-    check_audit, check_erase_customer, check_grants, check_key_rewrap, check_last_admin,
-    check_reseal, check_sessions, check_user_changes, check_user_deletion_and_sessions,
-    check_users,
+    check_audit, check_credential_changes, check_erase_customer, check_grants, check_key_rewrap,
+    check_last_admin, check_reseal, check_sessions, check_user_changes,
+    check_user_deletion_and_sessions, check_users,
 };
 pub use retention::check_retention;
 pub use search::{check_paging, check_search_semantics, check_timeline};
@@ -68,6 +68,7 @@ pub async fn run_all(store: &dyn Store, keys: &dyn KeyStore) {
     check_user_deletion_and_sessions(store).await;
     check_last_admin(store).await;
     check_grants(store).await;
+    check_credential_changes(store).await;
     check_audit(store).await;
     check_audit_chain(store).await;
     check_audit_segments(store).await;
@@ -101,7 +102,8 @@ macro_rules! conformance_tests {
             check_flush, check_scope_isolation, check_close_stale_requests, check_orgs,
             check_api_keys, check_dictionary, check_dictionary_versions, check_flush_jobs,
             check_any_token_in_use, check_users, check_sessions, check_user_changes,
-            check_user_deletion_and_sessions, check_last_admin, check_grants, check_audit,
+            check_user_deletion_and_sessions, check_last_admin, check_grants,
+            check_credential_changes, check_audit,
             check_audit_chain, check_audit_segments, check_audit_segment_preparation,
             check_erase_customer, check_reseal, check_connectors, check_connector_tokens,
             check_events, check_event_cursors, check_webhooks, check_org_settings,

@@ -851,3 +851,92 @@ pub async fn check_key_rewrap(keys: &dyn KeyStore) {
         Some(wrapped(1, 1, 8))
     );
 }
+
+/// The credential feed, for stores that have one ([`Store::credential_changes`]): it comes
+/// live, and every kind of change to what requests are authenticated with (revoking a key,
+/// changing, signing out or deleting a user, ending a user's sessions) moves its epoch once
+/// committed. Stores without a feed pass: the service then reads credentials every time.
+pub async fn check_credential_changes(store: &dyn Store) {
+    let Some(mut feed) = store.credential_changes() else {
+        return;
+    };
+    let wait = std::time::Duration::from_secs(10);
+    tokio::time::timeout(wait, feed.wait_for(|e| e.live))
+        .await
+        .expect("the credential feed comes live")
+        .expect("the feed's sender is alive");
+
+    let org = contextd_core::store::OrgRecord {
+        id: contextd_core::ids::OrgId::new(),
+        name: format!("feed-{}", Uuid::new_v4().simple()),
+        created: now(),
+    };
+    store.create_org(&org).await.expect("create org");
+    let scope = contextd_core::ids::Scope {
+        org: org.id,
+        partition: contextd_core::ids::Partition::Lab,
+    };
+    let key = contextd_core::store::ApiKeyRecord {
+        id: Uuid::new_v4(),
+        scope,
+        name: "desk".into(),
+        role: Role::Agent,
+        secret_hash: [3; 32],
+        created: now(),
+        expires_at: None,
+        revoked_at: None,
+        connector: None,
+    };
+    store.insert_api_key(&key).await.expect("insert key");
+    let ada = user(scope, "ada");
+    insert_users(store, &[&ada]).await;
+    let (first, second) = (session_of(&ada), session_of(&ada));
+    for s in [&first, &second] {
+        store.insert_session(s).await.expect("insert session");
+    }
+
+    let mut moved = |what: &'static str| {
+        let before = *feed.borrow_and_update();
+        let mut feed = feed.clone();
+        async move {
+            let seen = tokio::time::timeout(wait, feed.wait_for(|e| e.epoch != before.epoch))
+                .await
+                .unwrap_or_else(|_| panic!("{what}: the feed did not move"))
+                .map(|e| *e)
+                .expect("the feed's sender is alive");
+            assert!(seen.live, "{what}: the feed stays live");
+        }
+    };
+    let t = now();
+    let check = moved("revoking an API key");
+    store
+        .revoke_api_key(scope, key.id, t)
+        .await
+        .expect("revoke");
+    check.await;
+    let check = moved("signing a session out");
+    store
+        .revoke_session(first.secret_hash, t)
+        .await
+        .expect("sign out");
+    check.await;
+    let check = moved("changing a user");
+    let disable = UserChange {
+        disabled: Some(true),
+        ..UserChange::default()
+    };
+    store
+        .update_user(scope, ada.id, &disable)
+        .await
+        .expect("disable");
+    check.await;
+    let check = moved("ending a user's sessions");
+    store
+        .revoke_user_sessions(scope, ada.id, t)
+        .await
+        .expect("end sessions");
+    check.await;
+    let check = moved("deleting a user");
+    store.delete_user(scope, ada.id).await.expect("delete");
+    check.await;
+}

@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use contextd_core::ids::{OrgId, Scope};
 use contextd_core::store::{
-    ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord, StoreError, UserChange,
-    UserRecord,
+    ApiKeyRecord, CredentialEpoch, CredentialStore, GrantRecord, OrgRecord, SessionRecord,
+    StoreError, UserChange, UserRecord,
 };
 use deadpool_postgres::GenericClient;
+use tokio::sync::watch;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -78,6 +79,10 @@ pub(crate) async fn insert_api_key(
 
 #[async_trait]
 impl CredentialStore for PgStore {
+    fn credential_changes(&self) -> Option<watch::Receiver<CredentialEpoch>> {
+        Some(self.outbox.credential_changes())
+    }
+
     async fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError> {
         let n = self
             .execute(

@@ -4,12 +4,16 @@
 //! sequencer gave ids.
 //!
 //! Each store runs two background tasks ([`Outbox`]): the sequencer loop, woken by this
-//! store's writes and every [`PUBLISH_EVERY`], and the LISTEN connection.
+//! store's writes and every [`PUBLISH_EVERY`], and the LISTEN connection. That connection
+//! also listens on [`CREDENTIALS_CHANNEL`], notified by triggers (migration 0010) whenever
+//! an API key, user or session changes, and keeps the store's credential feed
+//! ([`CredentialEpoch`]): live while connected, its epoch moved on every notification and
+//! every reconnection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contextd_core::store::StoreError;
+use contextd_core::store::{CredentialEpoch, StoreError};
 use tokio::sync::{watch, Notify};
 use tokio::task::AbortHandle;
 use tokio_postgres::{AsyncMessage, IsolationLevel};
@@ -20,14 +24,18 @@ use crate::db::{col, count, db_error, Db, Failure};
 const COALESCE: Duration = Duration::from_millis(10);
 /// The channel every sequencer that gave ids notifies on.
 pub(crate) const CHANNEL: &str = "contextd_events";
+/// The channel the credential triggers notify on.
+pub(crate) const CREDENTIALS_CHANNEL: &str = "contextd_credentials";
 /// The advisory lock that makes sequencers take turns ("contextd" in ASCII).
 const SEQUENCER_LOCK: i64 = 0x636f_6e74_6578_7464;
 /// The sequencer runs at least this often, to publish other instances' events should theirs
 /// have stopped.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
-/// How often the LISTEN connection is checked, and how long a check may take.
-const LISTEN_CHECK_EVERY: Duration = Duration::from_secs(30);
-const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the LISTEN connection is checked, and how long a check may take: a connection
+/// lost without a word (a dead network path) is noticed within their sum, and until then the
+/// credential feed says live while it hears nothing. Kept short for that reason.
+const LISTEN_CHECK_EVERY: Duration = Duration::from_secs(5);
+const LISTEN_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The wait before reconnecting the LISTEN connection: doubling from the first to the last.
 const LISTEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -89,6 +97,7 @@ async fn publish_once(db: &Db) -> Result<u64, Failure> {
 /// connection, whose tasks stop when this is dropped.
 pub(crate) struct Outbox {
     signal: watch::Sender<u64>,
+    credentials: watch::Sender<CredentialEpoch>,
     written: Arc<Notify>,
     tasks: Vec<AbortHandle>,
 }
@@ -105,11 +114,17 @@ impl Outbox {
     /// Starts the sequencer loop and the LISTEN connection on the pool of `db`.
     pub(crate) fn start(db: &Db) -> Self {
         let (signal, _) = watch::channel(0);
+        let (credentials, _) = watch::channel(CredentialEpoch::default());
         let written = Arc::new(Notify::new());
         let sequencer = tokio::spawn(sequence(db.detached(), written.clone(), signal.clone()));
-        let listener = tokio::spawn(listen(db.detached(), signal.clone()));
+        let signals = Signals {
+            events: signal.clone(),
+            credentials: credentials.clone(),
+        };
+        let listener = tokio::spawn(listen(db.detached(), signals));
         Self {
             signal,
+            credentials,
             written,
             tasks: vec![sequencer.abort_handle(), listener.abort_handle()],
         }
@@ -128,6 +143,31 @@ impl Outbox {
     /// A receiver of the wake-up signal.
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.signal.subscribe()
+    }
+
+    /// A receiver of the credential feed.
+    pub(crate) fn credential_changes(&self) -> watch::Receiver<CredentialEpoch> {
+        self.credentials.subscribe()
+    }
+}
+
+/// What the LISTEN connection tells: readers of events, and the credential feed.
+struct Signals {
+    events: watch::Sender<u64>,
+    credentials: watch::Sender<CredentialEpoch>,
+}
+
+impl Signals {
+    fn events(&self) {
+        self.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Moves the credential epoch on and says whether the feed is `live`.
+    fn credentials(&self, live: bool) {
+        self.credentials.send_modify(|e| {
+            e.epoch = e.epoch.wrapping_add(1);
+            e.live = live;
+        });
     }
 }
 
@@ -164,13 +204,16 @@ async fn sequence(db: Db, written: Arc<Notify>, signal: watch::Sender<u64>) {
     }
 }
 
-/// The LISTEN connection: bumps the signal on every notification of [`CHANNEL`], and once
-/// on each (re)connection for what it may have missed meanwhile; reconnects with backoff.
-async fn listen(db: Db, signal: watch::Sender<u64>) {
+/// The LISTEN connection: bumps the events signal on every notification of [`CHANNEL`], and
+/// once on each (re)connection for what it may have missed meanwhile; moves the credential
+/// feed on every notification of [`CREDENTIALS_CHANNEL`], and takes it down while
+/// disconnected; reconnects with backoff.
+async fn listen(db: Db, signals: Signals) {
     let mut backoff = LISTEN_BACKOFF.0;
     loop {
         let started = Instant::now();
-        let e = listen_once(&db, &signal).await;
+        let e = listen_once(&db, &signals).await;
+        signals.credentials(false);
         if started.elapsed() > LISTEN_CHECK_EVERY {
             backoff = LISTEN_BACKOFF.0;
         }
@@ -181,18 +224,20 @@ async fn listen(db: Db, signal: watch::Sender<u64>) {
 }
 
 /// One LISTEN connection, until it fails; returns why.
-async fn listen_once(db: &Db, signal: &watch::Sender<u64>) -> StoreError {
+async fn listen_once(db: &Db, signals: &Signals) -> StoreError {
     let (client, mut connection) = match db.dedicated().await {
         Ok(c) => c,
         Err(e) => return e,
     };
-    let bump = || signal.send_modify(|n| *n = n.wrapping_add(1));
     // The connection does the client's work only while it is polled, so the driver runs
     // beside the commands below.
     let driver = async {
         loop {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notification(_))) => bump(),
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CREDENTIALS_CHANNEL => {
+                    signals.credentials(true);
+                }
+                Some(Ok(AsyncMessage::Notification(_))) => signals.events(),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return db_error(&e),
                 None => return StoreError::Backend("postgres: connection closed".into()),
@@ -200,10 +245,13 @@ async fn listen_once(db: &Db, signal: &watch::Sender<u64>) -> StoreError {
         }
     };
     let commands = async {
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")).await {
+        let listen = format!("LISTEN {CHANNEL}; LISTEN {CREDENTIALS_CHANNEL}");
+        if let Err(e) = client.batch_execute(&listen).await {
             return db_error(&e);
         }
-        bump();
+        signals.events();
+        // Live from here: whatever changed while it was down is behind the new epoch.
+        signals.credentials(true);
         loop {
             tokio::time::sleep(LISTEN_CHECK_EVERY).await;
             match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, client.simple_query("")).await {

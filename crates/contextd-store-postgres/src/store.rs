@@ -51,6 +51,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 9,
         sql: include_str!("../migrations/data/0009_audit_segments.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../migrations/data/0010_credential_notify.sql"),
+    },
 ];
 
 /// Concurrent writers each hold a connection for one short transaction; PostgreSQL flushes

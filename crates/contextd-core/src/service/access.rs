@@ -310,9 +310,8 @@ impl Context {
         unsafe_method: bool,
     ) -> Result<Principal, CoreError> {
         let denied = || CoreError::Unauthorized("the session has expired or was signed out".into());
-        let s = self
-            .store
-            .session(auth::hash_secret(secret))
+        let (s, role) = self
+            .session_and_role(auth::hash_secret(secret))
             .await?
             .ok_or_else(denied)?;
         if s.revoked_at.is_some() || s.expires_at <= Utc::now() {
@@ -323,12 +322,6 @@ impl Context {
                 "missing or wrong x-csrf-token header".into(),
             ));
         }
-        // The user is read on every request, so that disabling, deleting or demoting someone
-        // holds at once on every instance; the role is the user's now, not at sign-in.
-        let role = match self.store.user(s.user_id).await? {
-            Some(u) if !u.disabled && u.scope == s.scope => u.role,
-            _ => return Err(denied()),
-        };
         self.with_grant(Principal {
             id: s.user_id,
             scope: s.scope,
@@ -337,6 +330,41 @@ impl Context {
             granted: false,
         })
         .await
+    }
+
+    /// A session and its user's role now, from memory or the store; `None` when the session
+    /// is unknown or its user is gone, disabled or moved. The user is read with the session
+    /// (or the cache is emptied by any change to it), so that disabling, deleting or demoting
+    /// someone holds at once on every instance; the role is the user's now, not at sign-in.
+    async fn session_and_role(
+        &self,
+        secret_hash: [u8; 32],
+    ) -> Result<Option<(SessionRecord, Role)>, CoreError> {
+        if let Some(hit) = self.credentials.session(&secret_hash) {
+            return Ok(Some(hit));
+        }
+        let at = self.credentials.stamp();
+        let Some(s) = self.store.session(secret_hash).await? else {
+            return Ok(None);
+        };
+        let role = match self.store.user(s.user_id).await? {
+            Some(u) if !u.disabled && u.scope == s.scope => u.role,
+            _ => return Ok(None),
+        };
+        self.credentials.keep_session(at, &s, role);
+        Ok(Some((s, role)))
+    }
+
+    /// Runs a change to API keys, users or sessions, then empties the credential cache
+    /// (see [`super::credential_cache::CredentialCache::changed`]).
+    pub(crate) async fn changing_credentials<T>(
+        &self,
+        change: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let before = self.credentials.stamp();
+        let result = change.await;
+        self.credentials.changed(before, result.is_ok()).await;
+        result
     }
 
     /// The CSRF token of a live session, for a page reloaded after sign-in; `None` for a
@@ -360,8 +388,10 @@ impl Context {
     /// Signs a session out at once.
     pub async fn sign_out(&self, secret: &str) -> Result<(), CoreError> {
         match self
-            .store
-            .revoke_session(auth::hash_secret(secret), now_ms())
+            .changing_credentials(
+                self.store
+                    .revoke_session(auth::hash_secret(secret), now_ms()),
+            )
             .await
         {
             Ok(()) | Err(StoreError::NotFound) => Ok(()),
@@ -419,8 +449,7 @@ impl Context {
             end_sessions_at: end_sessions.then(now_ms),
         };
         let user = self
-            .store
-            .update_user(actor.scope, id, &change)
+            .changing_credentials(self.store.update_user(actor.scope, id, &change))
             .await
             .map_err(user_error(id))?;
         self.audit_action(
@@ -440,8 +469,7 @@ impl Context {
     pub async fn delete_user(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
         actor.require(&[Role::Admin])?;
         let user = self.user_in_scope(actor, id).await?;
-        self.store
-            .delete_user(actor.scope, id)
+        self.changing_credentials(self.store.delete_user(actor.scope, id))
             .await
             .map_err(user_error(id))?;
         self.audit_action(
@@ -465,8 +493,7 @@ impl Context {
         actor.require(&[Role::Admin])?;
         self.user_in_scope(actor, id).await?;
         let n = self
-            .store
-            .revoke_user_sessions(actor.scope, id, now_ms())
+            .changing_credentials(self.store.revoke_user_sessions(actor.scope, id, now_ms()))
             .await?;
         self.audit_action(
             Some(actor),
@@ -546,8 +573,7 @@ impl Context {
     /// Revokes an API key (admin); effective at once.
     pub async fn revoke_key(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
         actor.require(&[Role::Admin])?;
-        self.store
-            .revoke_api_key(actor.scope, id, now_ms())
+        self.changing_credentials(self.store.revoke_api_key(actor.scope, id, now_ms()))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => CoreError::NotFound(format!("no active key {id}")),

@@ -200,8 +200,7 @@ impl Context {
     /// Revokes a connector: its secrets and every token issued to it stop working at once.
     pub async fn revoke_connector(&self, actor: &Principal, id: Uuid) -> Result<(), CoreError> {
         require_production_admin(actor)?;
-        self.store
-            .revoke_connector(actor.scope.org, id, now_ms())
+        self.changing_credentials(self.store.revoke_connector(actor.scope.org, id, now_ms()))
             .await
             .map_err(|e| match e {
                 StoreError::NotFound => CoreError::NotFound(format!("no connector with id {id}")),

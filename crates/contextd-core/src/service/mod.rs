@@ -103,6 +103,8 @@ pub struct Context {
     dictionaries: DictionaryCache,
     config: ContextConfig,
     pub(crate) audit: AuditLog,
+    /// API keys and sessions between requests, where the store has a change feed.
+    pub(crate) credentials: credential_cache::CredentialCache,
     /// Why the last re-encryption run failed, per partition that failed.
     reencrypt_failures: std::sync::Mutex<std::collections::HashMap<Scope, String>>,
 }
@@ -206,6 +208,7 @@ pub(super) fn not_found(kind: Kind, id: ObjectId) -> CoreError {
 pub mod access;
 pub mod batch;
 pub mod connectors;
+mod credential_cache;
 mod encryption;
 pub mod events;
 mod fields;
@@ -225,12 +228,14 @@ impl Context {
     /// A service over a data store and a key store.
     pub fn new(store: Arc<dyn Store>, keys: Keyring, config: ContextConfig) -> Self {
         let audit = AuditLog::start(store.clone());
+        let credentials = credential_cache::CredentialCache::new(store.credential_changes());
         Self {
             store,
             keys,
             dictionaries: DictionaryCache::new(4096),
             config,
             audit,
+            credentials,
             reencrypt_failures: std::sync::Mutex::default(),
         }
     }
@@ -238,6 +243,12 @@ impl Context {
     /// The data store (for status checks).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// Credential lookups answered from memory and lookups that read the store, since start
+    /// (both zero on stores without a change feed).
+    pub fn credential_cache_counts(&self) -> (u64, u64) {
+        self.credentials.counts()
     }
 
     /// The keyring (for status checks).

@@ -115,7 +115,15 @@ impl Context {
     pub async fn authenticate(&self, token: &str) -> Result<Principal, CoreError> {
         let (id, secret) = auth::parse_token(token)?;
         let denied = || CoreError::Unauthorized("unknown, revoked or expired credential".into());
-        let key = self.store.api_key(id).await?.ok_or_else(denied)?;
+        let key = match self.credentials.key(id) {
+            Some(key) => key,
+            None => {
+                let at = self.credentials.stamp();
+                let key = self.store.api_key(id).await?.ok_or_else(denied)?;
+                self.credentials.keep_key(at, &key);
+                key
+            }
+        };
         if !auth::secret_matches(secret, &key.secret_hash)
             || key.revoked_at.is_some()
             || key.expires_at.is_some_and(|t| t <= Utc::now())

@@ -154,10 +154,30 @@ pub fn check_last_admin(
     }
 }
 
+/// Where a store's feed of credential changes stands (see
+/// [`CredentialStore::credential_changes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CredentialEpoch {
+    /// Moves on every committed change to an API key, user or session, made through any
+    /// instance (or by hand in the database), and on every reconnection of the feed.
+    pub epoch: u64,
+    /// Whether the feed hears every change now. While it does not (not yet connected, or
+    /// reconnecting), nothing may be answered from a cache.
+    pub live: bool,
+}
+
 /// Organizations and the credentials in them: API keys, users, sign-in sessions and partner
 /// grants.
 #[async_trait]
 pub trait CredentialStore: Send + Sync + 'static {
+    /// A feed of credential changes, for stores that can tell every instance about a change
+    /// the moment it commits (PostgreSQL: a trigger's NOTIFY in the changing transaction).
+    /// With one, the service may keep API keys and sessions in memory between requests;
+    /// without one (the default) it reads them on every request.
+    fn credential_changes(&self) -> Option<tokio::sync::watch::Receiver<CredentialEpoch>> {
+        None
+    }
+
     /// Creates an org; `AlreadyExists` if the name is taken.
     async fn create_org(&self, org: &OrgRecord) -> Result<(), StoreError>;
     /// Finds an org by name.

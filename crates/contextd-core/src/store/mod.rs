@@ -50,8 +50,8 @@ pub use audit::{
 };
 pub use connectors::{ConnectorCredential, ConnectorRecord, ConnectorStore};
 pub use credentials::{
-    check_last_admin, ApiKeyRecord, CredentialStore, GrantRecord, OrgRecord, SessionRecord,
-    UserChange, UserRecord,
+    check_last_admin, ApiKeyRecord, CredentialEpoch, CredentialStore, GrantRecord, OrgRecord,
+    SessionRecord, UserChange, UserRecord,
 };
 pub use dictionary::DictionaryStore;
 pub use encoding::{decode_sealed, encode_sealed, ObjectBody, ObjectColumns};

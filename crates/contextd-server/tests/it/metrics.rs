@@ -172,6 +172,14 @@ async fn metrics_parse_as_prometheus_text_and_label_routes_by_template_never_by_
     // The process's CPU time, which `contextd bench run` divides by the operations.
     let cpu = counter(&samples, "process_cpu_seconds_total", &[]);
     assert!(cpu > 0.0, "process_cpu_seconds_total {cpu}");
+    // SQLite has no credential feed: every request reads its key, nothing is counted.
+    let cache = "contextd_credential_cache_total";
+    assert!(
+        find(&samples, cache, &[("result", "hit")]).is_some(),
+        "{cache} is exported"
+    );
+    assert_eq!(counter(&samples, cache, &[("result", "hit")]), 0.0);
+    assert_eq!(counter(&samples, cache, &[("result", "miss")]), 0.0);
     let errors = "contextd_operation_errors_total";
     let not_found_kind = [("operation", "customer.get"), ("kind", "notFound")];
     assert_eq!(counter(&samples, errors, &not_found_kind), 1.0);

@@ -1,6 +1,8 @@
 //! `bench load`: many workers, each making whole customers (customer → requests → activities
-//! → details) one after the other through the public API. The server group-commits what the
-//! workers send concurrently, so `--concurrency` is the batch size the server sees.
+//! → details) through the public API: `--batch` customers at a time through the batch
+//! endpoints (`POST /v1/{kind}/batch`: the customers in one request, then their requests,
+//! activities and details, up to 1,000 objects a request), or one create per object with
+//! `--batch 0`. The server group-commits what the workers send concurrently.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -8,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use contextd_proto::access::{KeyView, NewKey, Role};
-use contextd_proto::object::ObjectInput;
+use contextd_proto::object::{BatchRequest, BatchResult, BatchStatus, ObjectInput, MAX_BATCH};
 use contextd_proto::{paths, ContextObject, Kind};
 use reqwest::StatusCode;
 
@@ -35,24 +37,75 @@ impl Loader {
         kind: Kind,
         body: &ObjectInput,
     ) -> anyhow::Result<String> {
-        let token = &self.tokens[worker % self.tokens.len()];
         let bytes = serde_json::to_vec(body)?;
+        let response = self.post(worker, &paths::objects(kind), bytes).await?;
+        let created: ContextObject = response.json().await.context("bad create answer")?;
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        Ok(created.id.to_string())
+    }
+
+    /// Creates objects of one kind through the batch endpoint, [`MAX_BATCH`] a request;
+    /// returns their ids in order. Any item refused stops the load.
+    async fn create_all(
+        &self,
+        worker: usize,
+        kind: Kind,
+        items: Vec<ObjectInput>,
+    ) -> anyhow::Result<Vec<String>> {
+        let path = paths::batch(kind);
+        let mut ids = Vec::with_capacity(items.len());
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            let batch = BatchRequest {
+                items: items.by_ref().take(MAX_BATCH).collect(),
+                import: false,
+            };
+            let response = self
+                .post(worker, &path, serde_json::to_vec(&batch)?)
+                .await?;
+            let result: BatchResult = response.json().await.context("bad batch answer")?;
+            if let Some(failed) = result
+                .items
+                .iter()
+                .find(|i| i.status != BatchStatus::Created)
+            {
+                bail!("POST {path}: an item was refused: {:?}", failed.problem);
+            }
+            self.objects
+                .fetch_add(result.items.len() as u64, Ordering::Relaxed);
+            ids.extend(
+                result
+                    .items
+                    .into_iter()
+                    .filter_map(|i| i.id.map(|id| id.to_string())),
+            );
+        }
+        Ok(ids)
+    }
+
+    /// POSTs a JSON body, again while the server asks to slow down (429/503); returns the
+    /// answer if it is a success.
+    async fn post(
+        &self,
+        worker: usize,
+        path: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<reqwest::Response> {
+        let token = &self.tokens[worker % self.tokens.len()];
         let mut attempt = 0;
         loop {
             let response = self
                 .http
-                .post(format!("{}{}", self.url, paths::objects(kind)))
+                .post(format!("{}{path}", self.url))
                 .bearer_auth(token)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .body(bytes.clone())
                 .send()
                 .await
-                .with_context(|| format!("POST {}", paths::objects(kind)))?;
+                .with_context(|| format!("POST {path}"))?;
             let status = response.status();
-            if status == StatusCode::CREATED {
-                let created: ContextObject = response.json().await.context("bad create answer")?;
-                self.objects.fetch_add(1, Ordering::Relaxed);
-                return Ok(created.id.to_string());
+            if status.is_success() {
+                return Ok(response);
             }
             let retry = matches!(
                 status,
@@ -73,8 +126,7 @@ impl Loader {
             }
             let text = response.text().await.unwrap_or_default();
             bail!(
-                "POST {} answered {status}: {}",
-                paths::objects(kind),
+                "POST {path} answered {status}: {}",
                 text.chars().take(300).collect::<String>()
             );
         }
@@ -112,6 +164,63 @@ impl Loader {
         }
         self.customers.fetch_add(1, Ordering::Relaxed);
         Ok(Made { id, mobile })
+    }
+
+    /// Makes customers `ns` with everything linked to them through the batch endpoints: one
+    /// batch of customers, then of their requests, activities and details (each split at
+    /// [`MAX_BATCH`]). The objects are the same as [`Loader::customer`] makes.
+    async fn customers(
+        &self,
+        worker: usize,
+        ns: std::ops::Range<u64>,
+        args: &LoadArgs,
+    ) -> anyhow::Result<Vec<Made>> {
+        let (bodies, mobiles): (Vec<_>, Vec<_>) = ns.clone().map(data::customer).unzip();
+        let ids = self.create_all(worker, Kind::Customer, bodies).await?;
+        let customers: Vec<(u64, &String)> = ns.clone().zip(&ids).collect();
+        let bodies = customers
+            .iter()
+            .flat_map(|&(n, id)| {
+                (0..args.requests_per_customer).map(move |k| data::request(id, n, k))
+            })
+            .collect();
+        let requests = self.create_all(worker, Kind::Request, bodies).await?;
+        let per = args.requests_per_customer as usize;
+        let requests_of = |c: usize| &requests[c * per..(c + 1) * per];
+        let mut bodies = Vec::new();
+        for (c, &(n, id)) in customers.iter().enumerate() {
+            let requests = requests_of(c);
+            for k in 0..args.activities_per_customer {
+                let parent = (k.is_multiple_of(2) && !requests.is_empty())
+                    .then(|| requests[(k / 2) as usize % requests.len()].as_str());
+                bodies.push(data::activity(id, parent, n, k));
+            }
+        }
+        let activities = self.create_all(worker, Kind::Activity, bodies).await?;
+        let per_activity = args.activities_per_customer as usize;
+        let mut bodies = Vec::new();
+        for (c, &(n, _)) in customers.iter().enumerate() {
+            let first_activity = activities
+                .get(c * per_activity)
+                .filter(|_| per_activity > 0);
+            let requests = requests_of(c);
+            for d in 0..args.details_per_customer {
+                bodies.push(match (first_activity, requests.is_empty()) {
+                    (Some(a), true) => data::feedback(a, n + d),
+                    (Some(a), false) if d % 2 == 1 => data::feedback(a, n + d),
+                    (_, false) => data::comment(&requests[d as usize % requests.len()], n + d),
+                    (None, true) => break,
+                });
+            }
+        }
+        self.create_all(worker, Kind::Detail, bodies).await?;
+        self.customers
+            .fetch_add(ids.len() as u64, Ordering::Relaxed);
+        Ok(ids
+            .into_iter()
+            .zip(mobiles)
+            .map(|(id, mobile)| Made { id, mobile })
+            .collect())
     }
 
     /// Makes customer `n` with a long journey (activities only) for the timeline scenario.
@@ -227,6 +336,8 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     state.next_index = first + total;
     state.write(&args.client.state)?;
     let stride = (args.customers / args.sample.max(1)).max(1);
+    // Long journeys are taken one at a time, then customers `step` at a time.
+    let step = args.batch.max(1);
     let next = Arc::new(AtomicU64::new(0));
     let sample = Arc::new(Mutex::new(Vec::new()));
     let long = Arc::new(Mutex::new(Vec::new()));
@@ -247,25 +358,34 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
                 if loader.stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let i = next.fetch_add(1, Ordering::Relaxed);
+                let taken = next.load(Ordering::Relaxed);
+                let size = if taken < long_wanted { 1 } else { step };
+                let i = next.fetch_add(size, Ordering::Relaxed);
                 if i >= total {
                     return Ok(());
                 }
-                let n = first + i;
                 if i < long_wanted {
                     let made = loader
-                        .long_journey(worker, n, args.timeline_activities)
+                        .long_journey(worker, first + i, args.timeline_activities)
                         .await?;
                     lock(&long).push(made.id);
-                } else {
-                    let made = loader.customer(worker, n, &args).await?;
-                    if (i - long_wanted).is_multiple_of(stride) {
-                        lock(&sample).push(SampleCustomer {
-                            id: made.id,
-                            mobile: made.mobile,
-                        });
-                    }
+                    continue;
                 }
+                let end = (i + size).min(total);
+                let made = if args.batch == 0 {
+                    vec![loader.customer(worker, first + i, &args).await?]
+                } else {
+                    loader
+                        .customers(worker, first + i..first + end, &args)
+                        .await?
+                };
+                let kept = (i..end)
+                    .zip(made)
+                    .filter(|(j, _)| (j - long_wanted).is_multiple_of(stride));
+                lock(&sample).extend(kept.map(|(_, m)| SampleCustomer {
+                    id: m.id,
+                    mobile: m.mobile,
+                }));
             }
         });
     }

@@ -75,6 +75,11 @@ pub struct LoadArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Customers made together through the batch endpoints (`POST /v1/{kind}/batch`: the
+    /// customers, then their requests, activities and details, each up to 1,000 objects a
+    /// request); 0 makes every object with a create of its own.
+    #[arg(long, default_value_t = 100)]
+    pub batch: u64,
     /// Machine API keys to create and spread load over: the server limits each credential
     /// (20,000/s by default), so a benchmark past that needs several (or a server started
     /// with `--rate-limit 0`).

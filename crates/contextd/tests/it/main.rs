@@ -682,20 +682,47 @@ async fn bench_load_and_run_report_every_key_without_errors() {
         String::from_utf8(out.stdout).expect("utf-8")
     };
 
-    bench(&[
+    // Through the batch endpoints, 7 customers a time (the last batch short), then with one
+    // create per object: the same objects either way.
+    let load = [
         "load",
-        "--customers",
-        "20",
         "--activities-per-customer",
         "3",
         "--timeline-customers",
         "0",
-    ]);
+    ];
+    bench(&[&load[..], &["--customers", "20", "--batch", "7"]].concat());
+    bench(&[&load[..], &["--customers", "4", "--batch", "0"]].concat());
     let saved: Value =
         serde_json::from_slice(&std::fs::read(&state).expect("state file")).expect("state JSON");
-    assert_eq!(saved["customers"].as_array().map(Vec::len), Some(20));
+    assert_eq!(saved["customers"].as_array().map(Vec::len), Some(24));
     // customer + request + 3 activities + a comment, per customer
-    assert_eq!(saved["objects"], 20 * 6);
+    assert_eq!(saved["objects"], 24 * 6);
+    // Each customer, batched or not, holds its whole journey: a request, three activities
+    // (two inside the request) and a comment on the request.
+    for sample in saved["customers"].as_array().expect("customers") {
+        let id = sample["id"].as_str().expect("id");
+        let journey: Value = reqwest::Client::new()
+            .get(format!("{base}/v1/customers/{id}/timeline"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("timeline")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(journey["total"], 5, "the journey of {id}: {journey}");
+        let inside = journey["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|o| o["parentId"].is_string())
+            .count();
+        assert_eq!(
+            inside, 3,
+            "two activities and the comment hang under the request"
+        );
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -777,5 +804,6 @@ async fn bench_load_and_run_report_every_key_without_errors() {
         .expect("json");
     assert_eq!(found["total"], 1);
     assert_eq!(found["items"][0]["id"], sample["id"]);
+
     assert!(terminate(&mut server).success());
 }

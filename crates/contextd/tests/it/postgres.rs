@@ -4,6 +4,7 @@
 
 use std::process::{Child, Stdio};
 
+use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
 
@@ -179,53 +180,85 @@ async fn find_and_read(http: &reqwest::Client, server: &Server, token: &str, nam
     );
 }
 
+/// A fresh database holding the org `acme`, and two instances serving it; the servers stop
+/// before the database is dropped.
+struct Pair {
+    a: Server,
+    b: Server,
+    /// The lab admin token of `acme`.
+    token: String,
+    dirs: [tempfile::TempDir; 2],
+    _database: TestDatabase,
+}
+
+impl Pair {
+    /// `None` (saying so) without `CONTEXTD_TEST_POSTGRES_URL`.
+    async fn start() -> Option<Self> {
+        let Ok(admin_url) = std::env::var(URL_VAR) else {
+            eprintln!("PostgreSQL tests skipped: {URL_VAR} is not set");
+            return None;
+        };
+        let database = TestDatabase::create(admin_url);
+        let master_key = format!(
+            "{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let dirs = [
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        ];
+        let cli = tempfile::tempdir().expect("tempdir");
+        let out = contextd(cli.path())
+            .env("CONTEXTD_MASTER_KEY", &master_key)
+            .args([
+                "org",
+                "create",
+                "acme",
+                "--json",
+                "--database-url",
+                &database.url,
+            ])
+            .output()
+            .expect("org create");
+        assert!(
+            out.status.success(),
+            "org create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let org: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+        let token = org["lab"]["adminToken"]
+            .as_str()
+            .expect("lab token")
+            .to_owned();
+        let a = Server::start(dirs[0].path(), &database.url, &master_key);
+        let b = Server::start(dirs[1].path(), &database.url, &master_key);
+        let http = reqwest::Client::new();
+        wait_ready(&http, &a.base).await;
+        wait_ready(&http, &b.base).await;
+        Some(Self {
+            a,
+            b,
+            token,
+            dirs,
+            _database: database,
+        })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_postgres_database() {
-    let Ok(admin_url) = std::env::var(URL_VAR) else {
-        eprintln!("PostgreSQL tests skipped: {URL_VAR} is not set");
+    let Some(Pair {
+        a,
+        b,
+        token,
+        dirs,
+        _database,
+    }) = Pair::start().await
+    else {
         return;
     };
-    let database = TestDatabase::create(admin_url);
-    let master_key = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
-    let (dir_a, dir_b, dir_cli) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
-
-    let out = contextd(dir_cli.path())
-        .env("CONTEXTD_MASTER_KEY", &master_key)
-        .args([
-            "org",
-            "create",
-            "acme",
-            "--json",
-            "--database-url",
-            &database.url,
-        ])
-        .output()
-        .expect("org create");
-    assert!(
-        out.status.success(),
-        "org create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let org: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
-    let token = org["lab"]["adminToken"]
-        .as_str()
-        .expect("lab token")
-        .to_owned();
-
-    let a = Server::start(dir_a.path(), &database.url, &master_key);
-    let b = Server::start(dir_b.path(), &database.url, &master_key);
     let http = reqwest::Client::new();
-    wait_ready(&http, &a.base).await;
-    wait_ready(&http, &b.base).await;
-
     let ola = create_customer(&http, &a, &token, "Ola").await;
     find_and_read(&http, &b, &token, "Ola", &ola).await;
     let kari = create_customer(&http, &b, &token, "Kari").await;
@@ -235,8 +268,154 @@ async fn two_instances_share_one_postgres_database() {
     assert!(a.stop().success(), "instance A exits cleanly on SIGTERM");
     assert!(b.stop().success(), "instance B exits cleanly on SIGTERM");
     assert!(
-        !dir_a.path().join("master.key").exists() && !dir_b.path().join("master.key").exists(),
+        dirs.iter().all(|d| !d.path().join("master.key").exists()),
         "with CONTEXTD_MASTER_KEY set no key file is written"
+    );
+}
+
+/// One request with a credential header (if any) and a JSON body (if any): its status, its
+/// JSON body (`null` if none) and the `name=value` of the cookie it sets (if any).
+async fn status(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    auth: Option<(&str, &str)>,
+    body: Option<Value>,
+) -> (u16, Value, Option<String>) {
+    let mut request = http.request(method, url);
+    if let Some((name, value)) = auth {
+        request = request.header(name, value);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request");
+    let code = response.status().as_u16();
+    let cookie = response
+        .headers()
+        .get(reqwest::header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let body = response.json().await.unwrap_or(Value::Null);
+    (code, body, cookie)
+}
+
+/// The status of `GET /v1/sessions/current` on `base` with one credential header.
+async fn whoami(http: &reqwest::Client, base: &str, auth: (&str, &str)) -> u16 {
+    let url = format!("{base}/v1/sessions/current");
+    status(http, Method::GET, url, Some(auth), None).await.0
+}
+
+/// `contextd_credential_cache_total{result}` of a server.
+async fn cache_count(http: &reqwest::Client, server: &Server, result: &str) -> f64 {
+    let text = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let line = format!("contextd_credential_cache_total{{result=\"{result}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {line} in {}/metrics", server.base))
+}
+
+/// Item 5 of issue 16: API keys and sessions are kept in memory on PostgreSQL, and a change
+/// through one instance (NOTIFY from a trigger, in the changing transaction) holds on the
+/// other on its very next request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_cached_and_a_revocation_through_one_instance_holds_on_another_at_once() {
+    let Some(pair) = Pair::start().await else {
+        return;
+    };
+    let http = reqwest::Client::new();
+    let admin = format!("Bearer {}", pair.token);
+    let (a, b) = (&pair.a.base, &pair.b.base);
+    let hits_before = cache_count(&http, &pair.b, "hit").await;
+    for round in 0..5 {
+        let body = json!({"name": format!("desk {round}"), "role": "agent"});
+        let (code, key, _) = status(
+            &http,
+            Method::POST,
+            format!("{a}/v1/keys"),
+            Some(("authorization", &admin)),
+            Some(body),
+        )
+        .await;
+        assert_eq!(code, 201, "key created through A: {key}");
+        let bearer = format!("Bearer {}", key["token"].as_str().expect("token"));
+        for _ in 0..3 {
+            let code = whoami(&http, b, ("authorization", &bearer)).await;
+            assert_eq!(code, 200, "round {round}: the new key works on B");
+        }
+        let id = key["id"].as_str().expect("id");
+        let (code, ..) = status(
+            &http,
+            Method::DELETE,
+            format!("{a}/v1/keys/{id}"),
+            Some(("authorization", &admin)),
+            None,
+        )
+        .await;
+        assert_eq!(code, 204, "revoked through A");
+        let code = whoami(&http, b, ("authorization", &bearer)).await;
+        assert_eq!(
+            code, 401,
+            "round {round}: revoked through A, refused by B at once"
+        );
+    }
+    let hits = cache_count(&http, &pair.b, "hit").await - hits_before;
+    assert!(
+        hits >= 10.0,
+        "B answered repeated requests from memory: {hits} hits"
+    );
+
+    // A session signed in through B, kept there, ended by disabling its user through A.
+    let password = "correct horse battery staple";
+    let user = json!({"name": "ada", "role": "agent", "password": password});
+    let (code, ada, _) = status(
+        &http,
+        Method::POST,
+        format!("{a}/v1/users"),
+        Some(("authorization", &admin)),
+        Some(user),
+    )
+    .await;
+    assert_eq!(code, 201, "user created: {ada}");
+    let sign_in = json!({"org": "acme", "partition": "lab", "name": "ada", "password": password});
+    let (code, _, cookie) = status(
+        &http,
+        Method::POST,
+        format!("{b}/v1/sessions"),
+        None,
+        Some(sign_in),
+    )
+    .await;
+    assert_eq!(code, 201, "signed in through B");
+    let cookie = cookie.expect("a session cookie");
+    for _ in 0..3 {
+        let code = whoami(&http, b, ("cookie", &cookie)).await;
+        assert_eq!(code, 200, "the session works on B");
+    }
+    let id = ada["id"].as_str().expect("user id");
+    let disable = json!({"disabled": true});
+    let (code, ..) = status(
+        &http,
+        Method::PATCH,
+        format!("{a}/v1/users/{id}"),
+        Some(("authorization", &admin)),
+        Some(disable),
+    )
+    .await;
+    assert_eq!(code, 200, "disabled through A");
+    let code = whoami(&http, b, ("cookie", &cookie)).await;
+    assert_eq!(
+        code, 401,
+        "disabled through A, the session is refused by B at once"
     );
 }
 
