@@ -244,13 +244,7 @@ pub(crate) fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
 fn open_writer(path: &Path, profile: &Profile) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).db()?;
     configure(&conn).db()?;
-    let mode: String = conn
-        .query_row(
-            &format!("PRAGMA journal_mode={}", profile.journal_mode),
-            [],
-            |r| r.get(0),
-        )
-        .db()?;
+    let mode = set_journal_mode(&conn, profile.journal_mode)?;
     if !mode.eq_ignore_ascii_case(profile.journal_mode) {
         tracing::warn!(db = profile.name, wanted = profile.journal_mode, got = %mode, "SQLite journal mode not applied");
     }
@@ -272,6 +266,29 @@ fn open_writer(path: &Path, profile: &Profile) -> Result<Connection, StoreError>
         conn.execute_batch("PRAGMA secure_delete=ON;").db()?;
     }
     Ok(conn)
+}
+
+/// Sets the journal mode, again while SQLite answers busy, for up to [`BUSY_TIMEOUT`].
+/// Turning a rollback-journal file (one another process has just created) into WAL reads
+/// page 1 and then upgrades to a write lock (`sqlite3BtreeSetVersion`); SQLite refuses that
+/// upgrade at once, without the busy handler, while another connection holds RESERVED —
+/// another process converting the same new file, or `move_audit_out`'s `BEGIN IMMEDIATE`.
+fn set_journal_mode(conn: &Connection, mode: &str) -> Result<String, StoreError> {
+    let sql = format!("PRAGMA journal_mode={mode}");
+    let deadline = Instant::now() + BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row(&sql, [], |r| r.get::<_, String>(0)) {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            result => return result.db(),
+        }
+    }
 }
 
 /// Applies, in order, each migration not yet recorded in `schema_migrations`, each in its own
@@ -408,6 +425,27 @@ mod tests {
         secure_delete: false,
         migrations: &[],
     };
+
+    /// Turning a new file into WAL takes a read lock and then upgrades it, and SQLite fails
+    /// that upgrade at once (no busy handler) while another connection holds RESERVED: the
+    /// open must wait for it like for any other lock (several `contextd migrate` at once).
+    #[test]
+    fn opening_a_new_file_waits_for_another_writer_instead_of_failing_busy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.db");
+        let holder = Connection::open(&path).expect("open");
+        holder
+            .execute_batch("BEGIN IMMEDIATE")
+            .expect("hold RESERVED");
+        let opening = path.clone();
+        let opener = std::thread::spawn(move || Db::open(&opening, &PROFILE).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(300));
+        holder.execute_batch("ROLLBACK").expect("release");
+        opener
+            .join()
+            .expect("the opener does not panic")
+            .expect("the open waited instead of failing with SQLITE_BUSY");
+    }
 
     /// Counts to `n` in SQL: a read whose length the test chooses.
     fn count_to(
