@@ -13,7 +13,7 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::credentials::{api_key_from_row, API_KEY_COLUMNS};
-use crate::db::{col, corrupt, count, ms, parse_col, Failure};
+use crate::db::{col, corrupt, count, execute_cached, ms, parse_col, Failure};
 use crate::events::{insert_events, ChangeRow};
 use crate::store::PgStore;
 
@@ -448,7 +448,8 @@ impl PgStore {
             )
             .await?;
         let n: i64 = col(&r, 0, "count")?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT INTO erasures (org_id, partition, customer_id, erased_at, objects)
              VALUES ($1, $2, $3, now(), $4)",
             &[&org, &partition, &id, &n],

@@ -26,7 +26,8 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::db::{
-    col, corrupt, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure, Param,
+    col, corrupt, execute_cached, ms, opt_parse_col, parse_col, prepare_dynamic, refs, Failure,
+    Param,
 };
 use crate::known_months::KnownMonths;
 use crate::store::PgStore;
@@ -178,15 +179,14 @@ impl AuditStore for PgStore {
                 // DROP locks the whole log: rather fail (and retry at the next run) than make
                 // every append wait behind a long reader such as pg_dump.
                 tx.batch_execute(SEGMENT_LOCK_TIMEOUT).await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK])
-                    .await?;
+                execute_cached(&tx, "SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK]).await?;
                 tx.batch_execute(&format!("DROP TABLE IF EXISTS {}", table(month)))
                     .await?;
                 for sql in [
                     "DELETE FROM audit_segment_heads WHERE month = $1",
                     "DELETE FROM audit_segments WHERE month = $1",
                 ] {
-                    tx.execute(sql, &[&month.number()]).await?;
+                    execute_cached(&tx, sql, &[&month.number()]).await?;
                 }
                 tx.commit().await?;
                 Ok(())
@@ -567,8 +567,7 @@ impl Entered {
 /// Creates a segment's partition, with its TRUNCATE trigger, unless another transaction did
 /// (under the advisory lock: one at a time, whichever instance).
 async fn create_segment(tx: &Transaction<'_>, month: Month) -> Result<(), Failure> {
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK])
-        .await?;
+    execute_cached(tx, "SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK]).await?;
     let exists = tx
         .query_opt(
             "SELECT 1 FROM audit_segments WHERE month = $1",
@@ -587,7 +586,8 @@ async fn create_segment(tx: &Transaction<'_>, month: Month) -> Result<(), Failur
         n = month.number()
     ))
     .await?;
-    tx.execute(
+    execute_cached(
+        tx,
         "INSERT INTO audit_segments (month, created_at) VALUES ($1, now()) ON CONFLICT DO NOTHING",
         &[&month.number()],
     )
@@ -681,8 +681,7 @@ impl PgStore {
         let mut client = self.db.client().await?;
         let tx = client.transaction().await.map_err(Failure::from)?;
         let moved = async {
-            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK])
-                .await?;
+            execute_cached(&tx, "SELECT pg_advisory_xact_lock($1)", &[&SEGMENT_LOCK]).await?;
             // Looked up in the catalog by a query of its own: an advisory lock does not make
             // this session take in another's DROP, and to_regclass would still find the table
             // that an instance moved and dropped while this one waited for the lock.

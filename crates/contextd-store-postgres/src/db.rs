@@ -467,6 +467,17 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     }
 }
 
+/// Runs a fixed statement prepared through the connection's statement cache (prepared once
+/// per connection, then only bound and executed: one round trip).
+pub(crate) async fn execute_cached(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt = client.prepare_cached(sql).await?;
+    client.execute(&stmt, params).await
+}
+
 /// Prepares a statement whose text is built per call (searches): from the connection's
 /// cache while it has room, else for this use only. Fixed texts use `prepare_cached`.
 pub(crate) async fn prepare_dynamic(client: &Object, sql: &str) -> Result<Statement, Failure> {

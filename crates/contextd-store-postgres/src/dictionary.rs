@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
-use crate::db::{col, count, Failure};
+use crate::db::{col, count, execute_cached, Failure};
 use crate::store::{token_bytes, PgStore};
 
 fn to_json<T: Serialize>(value: &T) -> Result<Json<serde_json::Value>, StoreError> {
@@ -111,7 +111,8 @@ impl PgStore {
         if tx.execute(&stmt, params).await? == 0 {
             return Err(missing().into());
         }
-        tx.execute(
+        execute_cached(
+            &tx,
             "INSERT INTO dictionary_versions (org_id, version) VALUES ($1, 1)
              ON CONFLICT (org_id) DO UPDATE SET version = dictionary_versions.version + 1",
             &[&org.0],

@@ -8,7 +8,7 @@ use contextd_core::store::{
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use crate::db::{col, count, parse_col, Db, Failure, Profile};
+use crate::db::{col, count, execute_cached, parse_col, Db, Failure, Profile};
 
 /// The schema of the key store, unless told otherwise.
 pub const KEYS_SCHEMA: &str = "contextd_keys";
@@ -394,19 +394,19 @@ impl KeyStore for PgKeyStore {
                 if !same_key_set(&stored, expected) {
                     return Err(StoreError::KeysChanged.into());
                 }
-                tx.execute(
+                execute_cached(&tx,
                     "DELETE FROM data_keys WHERE org_id = $1 AND partition = $2",
                     &[&org, &partition],
                 )
                 .await?;
-                tx.execute(
+                execute_cached(&tx,
                     "INSERT INTO data_keys (org_id, partition, version, wrapped_by, bytes)
                      SELECT $1, $2, k.version, k.wrapped_by, k.bytes
                      FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS k (version, wrapped_by, bytes)",
                     &[&org, &partition, &versions, &wrapped_by, &bytes],
                 )
                 .await?;
-                tx.execute(
+                execute_cached(&tx,
                     "INSERT INTO index_keys (org_id, partition, version, wrapped_by, bytes)
                      VALUES ($1, $2, $3, $4, $5)
                      ON CONFLICT (org_id, partition) DO UPDATE SET version = excluded.version,

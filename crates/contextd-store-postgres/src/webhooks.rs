@@ -9,7 +9,7 @@ use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use crate::db::{col, corrupt, count, ms, parse_col, Failure};
+use crate::db::{col, corrupt, count, execute_cached, ms, parse_col, Failure};
 use crate::store::PgStore;
 
 // A webhook with its position and dead-letter count, as [`state_from_row`] reads it. The join
@@ -127,12 +127,14 @@ impl PgStore {
         if deleted == 0 {
             return Err(StoreError::NotFound.into());
         }
-        tx.execute(
+        execute_cached(
+            &tx,
             "DELETE FROM event_cursors WHERE name = $1",
             &[&webhook_cursor(id)],
         )
         .await?;
-        tx.execute(
+        execute_cached(
+            &tx,
             "DELETE FROM webhook_deliveries WHERE webhook_id = $1",
             &[&id],
         )
