@@ -31,7 +31,8 @@ const SEQUENCER_LOCK: i64 = 0x636f_6e74_6578_7464;
 /// The sequencer runs at least this often, to publish other instances' events should theirs
 /// have stopped.
 const PUBLISH_EVERY: Duration = Duration::from_millis(500);
-/// How often the LISTEN connection is checked, and how long a check may take: a connection
+/// How often the LISTEN connection is checked (a notification on a channel of its own, sent
+/// through the pool, must come back: `probe`), and how long a check may take: a connection
 /// lost without a word (a dead network path) is noticed within their sum, and until then the
 /// credential feed says live while it hears nothing. Kept short for that reason.
 const LISTEN_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -223,12 +224,37 @@ async fn listen(db: Db, signals: Signals) {
     }
 }
 
+/// Proves that notifications reach the LISTEN connection: notifies its own `channel` through a
+/// pooled connection and waits for it to be `heard`, at most [`LISTEN_CHECK_TIMEOUT`]. A
+/// LISTEN accepted by a pooler in transaction mode (PgBouncer) stays on a server connection
+/// this one no longer has, so it succeeds and then hears nothing; trusting it would keep
+/// revoked credentials cached.
+async fn probe(db: &Db, channel: &str, heard: &Notify) -> Result<(), StoreError> {
+    let sent = async {
+        let client = db.client().await?;
+        let stmt = client.prepare_cached("SELECT pg_notify($1, '')").await?;
+        client.execute(&stmt, &[&channel]).await?;
+        heard.notified().await;
+        Ok::<_, Failure>(())
+    };
+    match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, sent).await {
+        Ok(result) => result.map_err(StoreError::from),
+        Err(_) => Err(StoreError::Backend(
+            "postgres: notifications do not reach the LISTEN connection".into(),
+        )),
+    }
+}
+
 /// One LISTEN connection, until it fails; returns why.
 async fn listen_once(db: &Db, signals: &Signals) -> StoreError {
     let (client, mut connection) = match db.dedicated().await {
         Ok(c) => c,
         Err(e) => return e,
     };
+    // A channel of this connection alone, notified through the pool to prove that
+    // notifications reach it (see `probe`).
+    let probe_channel = format!("contextd_probe_{}", uuid::Uuid::new_v4().simple());
+    let heard = Notify::new();
     // The connection does the client's work only while it is polled, so the driver runs
     // beside the commands below.
     let driver = async {
@@ -236,6 +262,9 @@ async fn listen_once(db: &Db, signals: &Signals) -> StoreError {
             match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
                 Some(Ok(AsyncMessage::Notification(n))) if n.channel() == CREDENTIALS_CHANNEL => {
                     signals.credentials(true);
+                }
+                Some(Ok(AsyncMessage::Notification(n))) if n.channel() == probe_channel => {
+                    heard.notify_one();
                 }
                 Some(Ok(AsyncMessage::Notification(_))) => signals.events(),
                 Some(Ok(_)) => {}
@@ -245,21 +274,21 @@ async fn listen_once(db: &Db, signals: &Signals) -> StoreError {
         }
     };
     let commands = async {
-        let listen = format!("LISTEN {CHANNEL}; LISTEN {CREDENTIALS_CHANNEL}");
+        let listen =
+            format!("LISTEN {CHANNEL}; LISTEN {CREDENTIALS_CHANNEL}; LISTEN {probe_channel}");
         if let Err(e) = client.batch_execute(&listen).await {
             return db_error(&e);
         }
         signals.events();
+        if let Err(e) = probe(db, &probe_channel, &heard).await {
+            return e;
+        }
         // Live from here: whatever changed while it was down is behind the new epoch.
         signals.credentials(true);
         loop {
             tokio::time::sleep(LISTEN_CHECK_EVERY).await;
-            match tokio::time::timeout(LISTEN_CHECK_TIMEOUT, client.simple_query("")).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return db_error(&e),
-                Err(_) => {
-                    return StoreError::Backend("postgres: connection check timed out".into())
-                }
+            if let Err(e) = probe(db, &probe_channel, &heard).await {
+                return e;
             }
         }
     };

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use contextd_core::ids::{ObjectId, Scope};
 use contextd_core::object::{Contributor, ContributorType, Kind};
-use contextd_core::store::{Change, EventStore, ObjectStore, ObjectWrite, StoredObject};
+use contextd_core::store::{
+    Change, CredentialStore, EventStore, ObjectStore, ObjectWrite, StoredObject,
+};
 use contextd_proto::events::EventType;
 use contextd_store_conformance::fixtures::{lab, now, object};
 use contextd_store_postgres::PgStore;
@@ -181,6 +183,15 @@ async fn a_cut_listen_connection_is_reconnected() {
     };
     listening(&a).await;
     listening(&b).await;
+    // The credential feeds too: live once notifications are proven to arrive.
+    let mut feeds = [&a, &b].map(|s| s.credential_changes().expect("PostgreSQL has a feed"));
+    for f in &mut feeds {
+        tokio::time::timeout(Duration::from_secs(10), f.wait_for(|e| e.live))
+            .await
+            .expect("the credential feed comes live")
+            .expect("feed");
+    }
+    let epochs = feeds.each_ref().map(|f| f.borrow().epoch);
     let sql = db.connect().await;
     let cut = sql
         .query(
@@ -191,6 +202,15 @@ async fn a_cut_listen_connection_is_reconnected() {
         .await
         .expect("terminate the LISTEN connections");
     assert_eq!(cut.len(), 2, "one LISTEN connection per instance");
+    // Each feed went down with its connection and came back live: the epoch moved on both
+    // times, so nothing kept from before the cut answers again.
+    for (f, before) in feeds.iter_mut().zip(epochs) {
+        let back = f.wait_for(|e| e.live && e.epoch >= before + 2);
+        tokio::time::timeout(Duration::from_secs(10), back)
+            .await
+            .expect("the credential feed went down and came back live")
+            .expect("feed");
+    }
     // Reconnected after a short backoff; then a notification reaches both again (nothing
     // else is written meanwhile, so only LISTEN can change the signals).
     tokio::time::sleep(Duration::from_secs(1)).await;
