@@ -243,6 +243,29 @@ pub fn activity(customer_id: &str, parent: Option<&str>, n: u64, k: u64) -> Obje
     body
 }
 
+/// The request activity `k` of a customer belongs to: about half of the activities belong to
+/// one of its `requests` in turn; the rest (and all, without requests) to the customer only.
+pub fn activity_parent(k: u64, requests: &[String]) -> Option<&str> {
+    (k.is_multiple_of(2) && !requests.is_empty())
+        .then(|| requests[(k / 2) as usize % requests.len()].as_str())
+}
+
+/// Detail `d` of customer `n`: feedback on its first activity, and comments on its requests
+/// (every other one when it has both); `None` when it has neither.
+pub fn detail(
+    n: u64,
+    d: u64,
+    first_activity: Option<&str>,
+    requests: &[String],
+) -> Option<ObjectInput> {
+    Some(match (first_activity, requests.is_empty()) {
+        (Some(a), true) => feedback(a, n + d),
+        (Some(a), false) if d % 2 == 1 => feedback(a, n + d),
+        (_, false) => comment(&requests[d as usize % requests.len()], n + d),
+        (None, true) => return None,
+    })
+}
+
 /// A comment detail on a request or activity.
 pub fn comment(parent_id: &str, n: u64) -> ObjectInput {
     ObjectInput {

@@ -145,21 +145,16 @@ impl Loader {
         }
         let mut first_activity = None;
         for k in 0..args.activities_per_customer {
-            // About half of the activities belong to a request; the rest to the customer only.
-            let parent = (k.is_multiple_of(2) && !requests.is_empty())
-                .then(|| requests[(k / 2) as usize % requests.len()].as_str());
+            let parent = data::activity_parent(k, &requests);
             let a = self
                 .create(worker, Kind::Activity, &data::activity(&id, parent, n, k))
                 .await?;
             first_activity.get_or_insert(a);
         }
-        for d in 0..args.details_per_customer {
-            let body = match (&first_activity, requests.is_empty()) {
-                (Some(a), true) => data::feedback(a, n + d),
-                (Some(a), false) if d % 2 == 1 => data::feedback(a, n + d),
-                (_, false) => data::comment(&requests[d as usize % requests.len()], n + d),
-                (None, true) => break,
-            };
+        let first_activity = first_activity.as_deref();
+        for body in (0..args.details_per_customer)
+            .map_while(|d| data::detail(n, d, first_activity, &requests))
+        {
             self.create(worker, Kind::Detail, &body).await?;
         }
         self.customers.fetch_add(1, Ordering::Relaxed);
@@ -191,9 +186,7 @@ impl Loader {
         for (c, &(n, id)) in customers.iter().enumerate() {
             let requests = requests_of(c);
             for k in 0..args.activities_per_customer {
-                let parent = (k.is_multiple_of(2) && !requests.is_empty())
-                    .then(|| requests[(k / 2) as usize % requests.len()].as_str());
-                bodies.push(data::activity(id, parent, n, k));
+                bodies.push(data::activity(id, data::activity_parent(k, requests), n, k));
             }
         }
         let activities = self.create_all(worker, Kind::Activity, bodies).await?;
@@ -203,15 +196,12 @@ impl Loader {
             let first_activity = activities
                 .get(c * per_activity)
                 .filter(|_| per_activity > 0);
+            let first_activity = first_activity.map(String::as_str);
             let requests = requests_of(c);
-            for d in 0..args.details_per_customer {
-                bodies.push(match (first_activity, requests.is_empty()) {
-                    (Some(a), true) => data::feedback(a, n + d),
-                    (Some(a), false) if d % 2 == 1 => data::feedback(a, n + d),
-                    (_, false) => data::comment(&requests[d as usize % requests.len()], n + d),
-                    (None, true) => break,
-                });
-            }
+            bodies.extend(
+                (0..args.details_per_customer)
+                    .map_while(|d| data::detail(n, d, first_activity, requests)),
+            );
         }
         self.create_all(worker, Kind::Detail, bodies).await?;
         self.customers
