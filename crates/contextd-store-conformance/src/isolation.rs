@@ -56,8 +56,13 @@ pub async fn check_scope_isolation(store: &dyn Store) {
             )
             .await
             .expect("timeline");
+        let items: Vec<_> = page
+            .items
+            .into_iter()
+            .map(|o| o.into_object(*scope).expect("a stored row decodes"))
+            .collect();
         assert_eq!(
-            (page.items, page.total),
+            (items, page.total),
             (vec![copy.clone()], 1),
             "timeline sees one scope only"
         );

@@ -582,8 +582,13 @@ pub async fn check_timeline(store: &dyn Store) {
         .expect("timeline");
     let mut expected_objects: Vec<StoredObject> = mine.iter().map(|o| (*o).clone()).collect();
     expected_objects.sort_by_key(|o| std::cmp::Reverse((o.created, o.id)));
+    let items: Vec<StoredObject> = page
+        .items
+        .into_iter()
+        .map(|o| o.into_object(s).expect("a stored row decodes"))
+        .collect();
     assert_eq!(
-        page.items, expected_objects,
+        items, expected_objects,
         "requests, activities and details of the customer, newest created first"
     );
     assert_eq!((page.total, page.next), (6, None));

@@ -12,8 +12,8 @@ use contextd_core::ids::{ObjectId, OrgId, Scope};
 use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
     check_ids_read, system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite,
-    PagePosition, ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject,
-    TimelineQuery,
+    PagePosition, ParentCheck, ParentRow, RawObject, SearchPlan, StoreError, StoredEvent,
+    StoredObject, TimelineQuery,
 };
 use contextd_proto::events::EventType;
 use deadpool_postgres::GenericClient;
@@ -23,7 +23,9 @@ use uuid::Uuid;
 
 use crate::db::{col, count, ms, parse_col, prepare_dynamic, refs, Failure};
 use crate::events::{insert_events, insert_write_events, ChangeRow};
-use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS, OBJECT_COLUMN_COUNT};
+use crate::rows::{
+    object_from_row, raw_object_from_row, ObjectRow, OBJECT_COLUMNS, OBJECT_COLUMN_COUNT,
+};
 use crate::search::{Filter, Statement};
 use crate::store::{token_bytes, PgStore};
 
@@ -591,7 +593,7 @@ impl ObjectStore for PgStore {
         &self,
         scope: Scope,
         query: &TimelineQuery,
-    ) -> Result<ObjectPage, StoreError> {
+    ) -> Result<ObjectPage<RawObject>, StoreError> {
         let statement =
             Filter::timeline(scope, query).page(OBJECT_COLUMNS, query.after, query.limit);
         let (items, total, next) = self
@@ -599,7 +601,7 @@ impl ObjectStore for PgStore {
                 statement,
                 query.limit,
                 |r| {
-                    let o = object_from_row(scope, r)?;
+                    let o = raw_object_from_row(r)?;
                     let position = PagePosition {
                         time: o.created,
                         id: o.id,

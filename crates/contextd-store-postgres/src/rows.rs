@@ -1,7 +1,8 @@
 //! Conversions between `StoredObject` and `objects` rows.
 
 use contextd_core::ids::{ObjectId, Scope};
-use contextd_core::store::{encode_sealed, ObjectBody, ObjectColumns, StoreError, StoredObject};
+use contextd_core::store::{encode_sealed, RawObject, StoreError, StoredObject};
+use serde_json::value::RawValue;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
 use uuid::Uuid;
@@ -63,8 +64,13 @@ impl ObjectRow {
 /// Reads a row whose first columns are [`OBJECT_COLUMNS`]. A body that does not parse is
 /// a corrupt column, like any other.
 pub(crate) fn object_from_row(scope: Scope, row: &Row) -> Result<StoredObject, Failure> {
-    let Json(body): Json<ObjectBody> = col(row, 11, "body")?;
-    Ok(ObjectColumns {
+    Ok(raw_object_from_row(row)?.into_object(scope)?)
+}
+
+/// Reads a row selected with [`OBJECT_COLUMNS`], its body and sealed values as stored.
+pub(crate) fn raw_object_from_row(row: &Row) -> Result<RawObject, Failure> {
+    let Json(body): Json<Box<RawValue>> = col(row, 11, "body")?;
+    Ok(RawObject {
         id: ObjectId(col(row, 0, "id")?),
         kind: parse_col(row, 1, "kind")?,
         customer_id: col::<Option<Uuid>>(row, 2, "customer_id")?.map(ObjectId),
@@ -78,7 +84,7 @@ pub(crate) fn object_from_row(scope: Scope, row: &Row) -> Result<StoredObject, F
         version: col(row, 10, "version")?,
         body,
         sealed: col(row, 12, "sealed")?,
-        key_version: col(row, 13, "key_version")?,
-    }
-    .into_object(scope)?)
+        key_version: u32::try_from(col::<i64>(row, 13, "key_version")?)
+            .map_err(|_| StoreError::corrupt("key_version"))?,
+    })
 }

@@ -401,13 +401,13 @@ pub(crate) fn erase_customer(
     }
     tx.prepare_cached(
         "DELETE FROM tokens WHERE org_id = ?1 AND partition = ?2 AND object_id IN
-             (SELECT id FROM objects WHERE org_id = ?1 AND partition = ?2 AND (id = ?3 OR customer_id = ?3))",
+             (SELECT id FROM objects WHERE org_id = ?1 AND partition = ?2 AND (journey = ?3 OR id = ?3))",
     )
     .db()?
     .execute(params![org, partition, id])
     .db()?;
     let n = tx
-        .prepare_cached("DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND (id = ?3 OR customer_id = ?3)")
+        .prepare_cached("DELETE FROM objects WHERE org_id = ?1 AND partition = ?2 AND (journey = ?3 OR id = ?3)")
         .db()?
         .execute(params![org, partition, id])
         .db()?;

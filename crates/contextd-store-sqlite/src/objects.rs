@@ -13,17 +13,18 @@ use contextd_core::ids::{ObjectId, Scope};
 use contextd_core::object::{Contributor, Kind};
 use contextd_core::store::{
     check_ids_read, system_contributor, Erasure, IdPage, ObjectPage, ObjectStore, ObjectWrite,
-    PagePosition, ParentCheck, ParentRow, SearchPlan, StoreError, StoredEvent, StoredObject,
-    TimelineQuery,
+    PagePosition, ParentCheck, ParentRow, RawObject, SearchPlan, StoreError, StoredEvent,
+    StoredObject, TimelineQuery,
 };
 use contextd_proto::events::EventType;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row, Transaction};
+use uuid::Uuid;
 
 use crate::access;
 use crate::db::{int_col, ms, parse_col, time_col, uuid_col, DbResultExt};
 use crate::dictionary::dictionary_version;
 use crate::events::{insert_events, EventRow};
-use crate::rows::{object_from_row, ObjectRow, OBJECT_COLUMNS};
+use crate::rows::{object_from_row, raw_object_from_row, ObjectRow, OBJECT_COLUMNS};
 use crate::search::Filter;
 use crate::store::{blob, token_blobs, SqliteStore};
 
@@ -36,7 +37,7 @@ fn write_object(
     write: WriteMode,
     event: &EventRow,
 ) -> Result<(), StoreError> {
-    let parent_rowid = match write.parent_check {
+    let parent_key = match write.parent_check {
         Some(check) => check_parent(tx, row, &check)?,
         None => None,
     };
@@ -53,11 +54,21 @@ fn write_object(
         None => insert_object(tx, row, tokens)?,
         Some(expected) => update_object(tx, row, tokens, expected)?,
     }
-    if let Some(rowid) = parent_rowid {
-        tx.prepare_cached("UPDATE objects SET touched = max(touched, ?1) WHERE rowid = ?2")
-            .db()?
-            .execute(params![row.last_updated, rowid])
-            .db()?;
+    if let Some(parent) = parent_key {
+        tx.prepare_cached(
+            "UPDATE objects SET touched = max(touched, ?1)
+             WHERE org_id = ?2 AND partition = ?3 AND journey = ?4 AND created = ?5 AND id = ?6",
+        )
+        .db()?
+        .execute(params![
+            row.last_updated,
+            row.org,
+            row.partition,
+            blob(parent.journey),
+            parent.created,
+            blob(parent.id)
+        ])
+        .db()?;
     }
     event.record(tx)
 }
@@ -124,7 +135,7 @@ const RECORD_KIND: &str = concat!(insert_events!(), object_event!(), "AND kind =
 const RECORD_ERASED: &str = concat!(
     insert_events!(),
     object_event!(),
-    "AND (id = ?3 OR customer_id = ?3) AND NOT EXISTS
+    "AND (journey = ?3 OR id = ?3) AND NOT EXISTS
          (SELECT 1 FROM erasures WHERE org_id = ?1 AND partition = ?2 AND customer_id = ?3)"
 );
 
@@ -161,8 +172,10 @@ fn insert_object(
     let inserted = tx
         .prepare_cached(
             "INSERT INTO objects (org_id, partition, id, kind, customer_id, parent_id, state, media_type,
-                 detail_type, created, last_updated, touched, version, body, sealed, key_version)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                 detail_type, created, last_updated, touched, version, body, sealed, key_version,
+                 journey)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                 coalesce(?5, ?3))
              ON CONFLICT DO NOTHING",
         )
         .db()?
@@ -195,7 +208,8 @@ fn update_object(
     // `touched` never moves back: a child written meanwhile may have advanced it.
     let updated = tx
         .prepare_cached(
-            "UPDATE objects SET kind = ?4, customer_id = ?5, parent_id = ?6, state = ?7, media_type = ?8,
+            "UPDATE objects SET kind = ?4, customer_id = ?5, journey = coalesce(?5, id),
+                 parent_id = ?6, state = ?7, media_type = ?8,
                  detail_type = ?9, created = ?10, last_updated = ?11, touched = max(touched, ?12),
                  version = ?13, body = ?14, sealed = ?15, key_version = ?16
              WHERE org_id = ?1 AND partition = ?2 AND id = ?3 AND version = ?17",
@@ -240,32 +254,46 @@ impl WriteMode {
     }
 }
 
-/// Applies the parent rules ([`ParentCheck::check`]); returns the rowid of a parent request
+/// The primary key of an object in its org and partition.
+struct ObjectKey {
+    journey: Uuid,
+    created: i64,
+    id: Uuid,
+}
+
+/// Applies the parent rules ([`ParentCheck::check`]); returns the key of a parent request
 /// whose `touched` the write must refresh.
 fn check_parent(
     tx: &Transaction<'_>,
     row: &ObjectRow,
     check: &ParentCheck,
-) -> Result<Option<i64>, StoreError> {
+) -> Result<Option<ObjectKey>, StoreError> {
     let mut stmt = tx
-        .prepare_cached("SELECT rowid, kind, state, touched FROM objects WHERE org_id = ?1 AND partition = ?2 AND id = ?3")
+        .prepare_cached(
+            "SELECT journey, created, kind, state, touched FROM objects
+             WHERE org_id = ?1 AND partition = ?2 AND id = ?3",
+        )
         .db()?;
     let mut rows = stmt
         .query(params![row.org, row.partition, blob(check.id.0)])
         .db()?;
     let parent = match rows.next().db()? {
         Some(r) => Some((
-            int_col(r.get_ref(0).db()?, "rowid")?,
+            ObjectKey {
+                journey: uuid_col(r.get_ref(0).db()?, "journey")?,
+                created: int_col(r.get_ref(1).db()?, "created")?,
+                id: check.id.0,
+            },
             ParentRow {
-                kind: parse_col(r.get_ref(1).db()?, "kind")?,
-                state: parse_col(r.get_ref(2).db()?, "state")?,
-                touched: time_col(r.get_ref(3).db()?, "touched")?,
+                kind: parse_col(r.get_ref(2).db()?, "kind")?,
+                state: parse_col(r.get_ref(3).db()?, "state")?,
+                touched: time_col(r.get_ref(4).db()?, "touched")?,
             },
         )),
         None => None,
     };
-    let refresh = check.check(parent.map(|(_, p)| p))?;
-    Ok(parent.filter(|_| refresh).map(|(rowid, _)| rowid))
+    let refresh = check.check(parent.as_ref().map(|(_, p)| *p))?;
+    Ok(parent.filter(|_| refresh).map(|(key, _)| key))
 }
 
 /// Makes the object's token set equal to `tokens`, touching only the rows that change.
@@ -588,14 +616,14 @@ impl ObjectStore for SqliteStore {
         &self,
         scope: Scope,
         query: &TimelineQuery,
-    ) -> Result<ObjectPage, StoreError> {
+    ) -> Result<ObjectPage<RawObject>, StoreError> {
         let filter = Filter::timeline(scope, query);
         let (after, limit) = (query.after, query.limit);
         let (items, total, next) = self
             .db
             .short_read(move |c| {
                 page(c, &filter, OBJECT_COLUMNS, after, limit, |r| {
-                    let o = object_from_row(scope, r)?;
+                    let o = raw_object_from_row(r)?;
                     let position = PagePosition {
                         time: o.created,
                         id: o.id,

@@ -1,7 +1,7 @@
 //! Conversions between `StoredObject` and `objects` rows.
 
 use contextd_core::ids::{ObjectId, Scope};
-use contextd_core::store::{encode_sealed, ObjectBody, ObjectColumns, StoreError, StoredObject};
+use contextd_core::store::{encode_sealed, RawObject, StoreError, StoredObject};
 use rusqlite::Row;
 
 use crate::db::{
@@ -84,8 +84,19 @@ impl ObjectRow {
 
 /// Reads a row selected with [`OBJECT_COLUMNS`].
 pub(crate) fn object_from_row(scope: Scope, row: &Row<'_>) -> Result<StoredObject, StoreError> {
+    raw_object_from_row(row)?.into_object(scope)
+}
+
+/// Reads a row selected with [`OBJECT_COLUMNS`], its body and sealed values as stored.
+pub(crate) fn raw_object_from_row(row: &Row<'_>) -> Result<RawObject, StoreError> {
     let col = |i: usize| row.get_ref(i).db();
-    ObjectColumns {
+    let body = std::str::from_utf8(
+        col(11)?
+            .as_bytes()
+            .map_err(|_| StoreError::corrupt("body"))?,
+    )
+    .map_err(|_| StoreError::corrupt("body"))?;
+    Ok(RawObject {
         id: ObjectId(uuid_col(col(0)?, "id")?),
         kind: parse_col(col(1)?, "kind")?,
         customer_id: opt_uuid_col(col(2)?, "customer_id")?.map(ObjectId),
@@ -97,15 +108,12 @@ pub(crate) fn object_from_row(scope: Scope, row: &Row<'_>) -> Result<StoredObjec
         last_updated: time_col(col(8)?, "last_updated")?,
         touched: time_col(col(9)?, "touched")?,
         version: int_col(col(10)?, "version")?,
-        body: ObjectBody::from_json(
-            col(11)?
-                .as_bytes()
-                .map_err(|_| StoreError::corrupt("body"))?,
-        )?,
+        body: RawObject::body_from_text(body.to_owned())?,
         sealed: col(12)?
             .as_blob()
-            .map_err(|_| StoreError::corrupt("sealed"))?,
-        key_version: int_col(col(13)?, "key_version")?,
-    }
-    .into_object(scope)
+            .map_err(|_| StoreError::corrupt("sealed"))?
+            .to_vec(),
+        key_version: u32::try_from(int_col(col(13)?, "key_version")?)
+            .map_err(|_| StoreError::corrupt("key_version"))?,
+    })
 }

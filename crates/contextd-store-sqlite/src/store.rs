@@ -53,6 +53,10 @@ const MIGRATIONS: &[Migration] = &[
         version: 10,
         sql: include_str!("../migrations/data/0010_journey_count.sql"),
     },
+    Migration {
+        version: 11,
+        sql: include_str!("../migrations/data/0011_journey_clustered.sql"),
+    },
 ];
 
 const AUDIT_MIGRATIONS: &[Migration] = &[

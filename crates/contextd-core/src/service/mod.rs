@@ -6,7 +6,8 @@
 //! imports), `orgs` (organizations and credentials),
 //! `fields` (the dictionary service), `objects` (the operations clients call), `writes`
 //! (drafting, sealing, moving linked objects, writing), `reveal` (decrypting for a caller,
-//! withholding, auditing what a response reveals) and `encryption` (rotation, re-encryption,
+//! withholding, auditing what a response reveals), `encode` (a timeline page written from its
+//! stored rows straight into the response's JSON) and `encryption` (rotation, re-encryption,
 //! the start-up key check). This file holds the shared types.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,8 +28,9 @@ use crate::ids::{truncate, ObjectId, OrgId, Partition, Scope};
 use crate::object::{ContextObject, DetailType, Kind, MediaType, State, MAX_OBJECT_BYTES};
 use crate::search::{self, SealedAccess, SearchRequest};
 use crate::store::{
-    deletes_allowed, ApiKeyRecord, Change, Condition, FlushJob, ObjectWrite, OrgRecord,
-    PagePosition, ParentCheck, SearchPlan, Store, StoreError, StoredObject, TimelineQuery, Token,
+    deletes_allowed, ApiKeyRecord, Change, Condition, FlushJob, ObjectPage, ObjectWrite, OrgRecord,
+    PagePosition, ParentCheck, RawObject, SearchPlan, Store, StoreError, StoredObject,
+    TimelineQuery, Token,
 };
 use crate::time::now_ms;
 use contextd_proto::events::EventType;
@@ -209,6 +211,7 @@ pub mod access;
 pub mod batch;
 pub mod connectors;
 mod credential_cache;
+mod encode;
 mod encryption;
 pub mod events;
 mod fields;

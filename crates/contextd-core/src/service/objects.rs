@@ -23,13 +23,16 @@ impl Context {
     }
 
     pub(super) fn effective_state(&self, o: &StoredObject) -> State {
-        if o.kind == Kind::Request
-            && o.state == State::Active
-            && o.touched < self.autoclose_cutoff()
-        {
+        self.state_as_read(o.kind, o.state, o.touched)
+    }
+
+    /// A state as written, with auto-close applied: an active request untouched for the
+    /// auto-close period reads as closed.
+    pub(super) fn state_as_read(&self, kind: Kind, state: State, touched: DateTime<Utc>) -> State {
+        if kind == Kind::Request && state == State::Active && touched < self.autoclose_cutoff() {
             State::Closed
         } else {
-            o.state
+            state
         }
     }
 
@@ -313,6 +316,25 @@ impl Context {
         Ok(page)
     }
 
+    /// [`Self::timeline`] as the JSON of its [`TimelinePage`], written straight from the
+    /// stored rows (see `encode`): what the HTTP API answers.
+    pub async fn timeline_json(
+        &self,
+        actor: &Principal,
+        customer: ObjectId,
+        media_type: Option<MediaType>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<Vec<u8>, CoreError> {
+        let page = self
+            .timeline_rows(actor, customer, media_type, limit, cursor)
+            .await?;
+        let mut revealed = Revealed::default();
+        let json = self.encode_page(actor, page, &mut revealed).await?;
+        self.audit_revealed(actor, revealed, "timeline").await?;
+        Ok(json)
+    }
+
     /// A timeline page, noting what it reveals (for callers that audit a whole response).
     pub(crate) async fn timeline_into(
         &self,
@@ -323,6 +345,31 @@ impl Context {
         cursor: Option<&str>,
         revealed: &mut Revealed,
     ) -> Result<TimelinePage, CoreError> {
+        let page = self
+            .timeline_rows(actor, customer, media_type, limit, cursor)
+            .await?;
+        let objects = page
+            .items
+            .into_iter()
+            .map(|o| o.into_object(actor.scope))
+            .collect::<Result<Vec<_>, _>>()?;
+        let items = self.reveal_page(actor, objects, revealed).await?;
+        Ok(TimelinePage {
+            items,
+            total: page.total,
+            next_cursor: page.next.as_ref().map(search::encode_cursor),
+        })
+    }
+
+    /// Checks a timeline request and reads its page as stored.
+    async fn timeline_rows(
+        &self,
+        actor: &Principal,
+        customer: ObjectId,
+        media_type: Option<MediaType>,
+        limit: Option<usize>,
+        cursor: Option<&str>,
+    ) -> Result<ObjectPage<RawObject>, CoreError> {
         Self::require_object_access(actor)?;
         let limit = limit.unwrap_or(search::DEFAULT_LIMIT);
         if limit == 0 || limit > search::MAX_LIMIT {
@@ -333,7 +380,7 @@ impl Context {
         }
         let after: Option<PagePosition> = cursor.map(search::decode_cursor).transpose()?;
         self.load(actor.scope, Kind::Customer, customer).await?;
-        let page = self
+        Ok(self
             .store
             .timeline(
                 actor.scope,
@@ -344,13 +391,7 @@ impl Context {
                     after,
                 },
             )
-            .await?;
-        let items = self.reveal_page(actor, page.items, revealed).await?;
-        Ok(TimelinePage {
-            items,
-            total: page.total,
-            next_cursor: page.next.as_ref().map(search::encode_cursor),
-        })
+            .await?)
     }
 
     /// Flushes every object of a kind (lab only); returns the finished job.

@@ -70,67 +70,6 @@ impl ObjectBody {
     }
 }
 
-/// An `objects` row as a backend reads it, column by column, before it becomes a
-/// [`StoredObject`] (the same way for every backend).
-#[derive(Clone, Debug)]
-pub struct ObjectColumns<'a> {
-    /// `id`.
-    pub id: ObjectId,
-    /// `kind`.
-    pub kind: Kind,
-    /// `customer_id`.
-    pub customer_id: Option<ObjectId>,
-    /// `parent_id`.
-    pub parent_id: Option<ObjectId>,
-    /// `state`.
-    pub state: State,
-    /// `media_type`.
-    pub media_type: Option<MediaType>,
-    /// `detail_type`.
-    pub detail_type: Option<DetailType>,
-    /// `created`.
-    pub created: DateTime<Utc>,
-    /// `last_updated`.
-    pub last_updated: DateTime<Utc>,
-    /// `touched`.
-    pub touched: DateTime<Utc>,
-    /// `version`.
-    pub version: i64,
-    /// `body`, parsed.
-    pub body: ObjectBody,
-    /// `sealed`, as stored ([`encode_sealed`]).
-    pub sealed: &'a [u8],
-    /// `key_version`.
-    pub key_version: i64,
-}
-
-impl ObjectColumns<'_> {
-    /// The object of `scope` this row holds; a corrupt column is a backend error.
-    pub fn into_object(self, scope: Scope) -> Result<StoredObject, StoreError> {
-        Ok(StoredObject {
-            id: self.id,
-            scope,
-            kind: self.kind,
-            customer_id: self.customer_id,
-            parent_id: self.parent_id,
-            state: self.state,
-            media_type: self.media_type,
-            detail_type: self.detail_type,
-            fieldsets: self.body.fieldsets,
-            clear: self.body.clear,
-            sealed: decode_sealed(self.sealed)?,
-            tags: self.body.tags,
-            contributors: self.body.contributors,
-            created: self.created,
-            last_updated: self.last_updated,
-            touched: self.touched,
-            version: self.version,
-            key_version: u32::try_from(self.key_version)
-                .map_err(|_| StoreError::corrupt("key_version"))?,
-        })
-    }
-}
-
 /// Encodes sealed values for storage in one binary column:
 /// repeated `[u16 BE name length][name][u32 BE value length][value]`.
 pub fn encode_sealed(sealed: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
@@ -146,7 +85,15 @@ pub fn encode_sealed(sealed: &BTreeMap<String, Vec<u8>>) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_sealed`] wrote; a corrupt column is a backend error, never a panic.
-pub fn decode_sealed(mut bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+pub fn decode_sealed(bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, StoreError> {
+    sealed_values(bytes)
+        .map(|v| v.map(|(name, value)| (name.to_owned(), value.to_vec())))
+        .collect()
+}
+
+/// The (field id, sealed bytes) pairs of what [`encode_sealed`] wrote, borrowed, in field id
+/// order; a corrupt column yields one error and ends.
+pub fn sealed_values(mut bytes: &[u8]) -> impl Iterator<Item = Result<(&str, &[u8]), StoreError>> {
     fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], StoreError> {
         if bytes.len() < n {
             return Err(StoreError::corrupt("sealed"));
@@ -155,18 +102,92 @@ pub fn decode_sealed(mut bytes: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, Stor
         *bytes = tail;
         Ok(head)
     }
-    let mut out = BTreeMap::new();
-    while !bytes.is_empty() {
-        let len = take(&mut bytes, 2)?;
+    fn next<'a>(bytes: &mut &'a [u8]) -> Result<(&'a str, &'a [u8]), StoreError> {
+        let len = take(bytes, 2)?;
         let name_len = u16::from_be_bytes([len[0], len[1]]) as usize;
-        let name = std::str::from_utf8(take(&mut bytes, name_len)?)
-            .map_err(|_| StoreError::corrupt("sealed"))?
-            .to_owned();
-        let len = take(&mut bytes, 4)?;
+        let name = std::str::from_utf8(take(bytes, name_len)?)
+            .map_err(|_| StoreError::corrupt("sealed"))?;
+        let len = take(bytes, 4)?;
         let value_len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        out.insert(name, take(&mut bytes, value_len)?.to_vec());
+        Ok((name, take(bytes, value_len)?))
     }
-    Ok(out)
+    std::iter::from_fn(move || {
+        if bytes.is_empty() {
+            return None;
+        }
+        let item = next(&mut bytes);
+        if item.is_err() {
+            bytes = &[];
+        }
+        Some(item)
+    })
+}
+
+/// An `objects` row as stored, its body and sealed values still encoded: what a timeline
+/// reads, so that the core can write it into a response without decoding the body into values
+/// and encoding them again.
+#[derive(Clone, Debug)]
+pub struct RawObject {
+    /// Object id.
+    pub id: ObjectId,
+    /// Kind.
+    pub kind: Kind,
+    /// Owning customer.
+    pub customer_id: Option<ObjectId>,
+    /// Parent request or activity.
+    pub parent_id: Option<ObjectId>,
+    /// State as written.
+    pub state: State,
+    /// Channel of an activity.
+    pub media_type: Option<MediaType>,
+    /// Kind of a detail.
+    pub detail_type: Option<DetailType>,
+    /// Created.
+    pub created: DateTime<Utc>,
+    /// Last write to the object itself.
+    pub last_updated: DateTime<Utc>,
+    /// Last write to the object or to a child.
+    pub touched: DateTime<Utc>,
+    /// Write counter.
+    pub version: i64,
+    /// The partition data-key version of its sealed values (see [`StoredObject::key_version`]).
+    pub key_version: u32,
+    /// The body document ([`ObjectBody`]) as JSON text.
+    pub body: Box<serde_json::value::RawValue>,
+    /// The sealed values as [`encode_sealed`] wrote them.
+    pub sealed: Vec<u8>,
+}
+
+impl RawObject {
+    /// Decodes the object of `scope`; a corrupt column is a backend error.
+    pub fn into_object(self, scope: Scope) -> Result<StoredObject, StoreError> {
+        let body = ObjectBody::from_json(self.body.get().as_bytes())?;
+        Ok(StoredObject {
+            id: self.id,
+            scope,
+            kind: self.kind,
+            customer_id: self.customer_id,
+            parent_id: self.parent_id,
+            state: self.state,
+            media_type: self.media_type,
+            detail_type: self.detail_type,
+            fieldsets: body.fieldsets,
+            clear: body.clear,
+            sealed: decode_sealed(&self.sealed)?,
+            tags: body.tags,
+            contributors: body.contributors,
+            created: self.created,
+            last_updated: self.last_updated,
+            touched: self.touched,
+            version: self.version,
+            key_version: self.key_version,
+        })
+    }
+
+    /// A body document read as JSON text; one that is not JSON is a corrupt column.
+    pub fn body_from_text(text: String) -> Result<Box<serde_json::value::RawValue>, StoreError> {
+        serde_json::value::RawValue::from_string(text).map_err(|_| StoreError::corrupt("body"))
+    }
 }
 
 #[cfg(test)]
@@ -216,8 +237,8 @@ mod tests {
         }
     }
 
-    fn columns<'a>(o: &StoredObject, body: ObjectBody, sealed: &'a [u8]) -> ObjectColumns<'a> {
-        ObjectColumns {
+    fn raw(o: &StoredObject, body: &str) -> RawObject {
+        RawObject {
             id: o.id,
             kind: o.kind,
             customer_id: o.customer_id,
@@ -229,9 +250,9 @@ mod tests {
             last_updated: o.last_updated,
             touched: o.touched,
             version: o.version,
-            body,
-            sealed,
-            key_version: i64::from(o.key_version),
+            key_version: o.key_version,
+            body: RawObject::body_from_text(body.to_owned()).expect("json"),
+            sealed: encode_sealed(&o.sealed),
         }
     }
 
@@ -244,9 +265,7 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&text).ok(),
             Some(value)
         );
-        let body = ObjectBody::from_json(text.as_bytes()).expect("decode");
-        let sealed = encode_sealed(&o.sealed);
-        let back = columns(&o, body, &sealed).into_object(o.scope).ok();
+        let back = raw(&o, &text).into_object(o.scope).ok();
         assert_eq!(back, Some(o));
     }
 
@@ -260,9 +279,10 @@ mod tests {
             ObjectBody::from_json(b"not json"),
             Err(StoreError::Backend(m)) if m == "corrupt body column"
         ));
+        assert!(RawObject::body_from_text("not json".into()).is_err());
         let o = object();
-        let mut c = columns(&o, ObjectBody::default(), &[]);
-        c.key_version = -1;
-        assert!(c.into_object(o.scope).is_err());
+        let mut r = raw(&o, "{}");
+        r.sealed = vec![0, 5, b'a'];
+        assert!(r.into_object(o.scope).is_err(), "a corrupt sealed column");
     }
 }

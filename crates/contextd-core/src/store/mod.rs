@@ -54,7 +54,7 @@ pub use credentials::{
     SessionRecord, UserChange, UserRecord,
 };
 pub use dictionary::DictionaryStore;
-pub use encoding::{decode_sealed, encode_sealed, ObjectBody, ObjectColumns};
+pub use encoding::{decode_sealed, encode_sealed, sealed_values, ObjectBody, RawObject};
 pub use events::{
     system_contributor, webhook_cursor, Change, EventStore, StoredEvent, WebhookRecord,
     WebhookState, WebhookStore,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Change, SearchPlan, StoreError, Token};
+use super::{Change, RawObject, SearchPlan, StoreError, Token};
 use crate::ids::{ObjectId, Scope};
 use crate::object::{Contributor, DetailType, Kind, MediaType, State};
 
@@ -156,15 +156,26 @@ pub struct PagePosition {
     pub id: ObjectId,
 }
 
-/// A page of objects, newest first.
-#[derive(Clone, Debug, Default)]
-pub struct ObjectPage {
+/// A page of objects, newest first: decoded ([`StoredObject`]), or as their rows hold them
+/// ([`RawObject`], a timeline's).
+#[derive(Clone, Debug)]
+pub struct ObjectPage<T = StoredObject> {
     /// The objects.
-    pub items: Vec<StoredObject>,
+    pub items: Vec<T>,
     /// Total number of matches, all pages together.
     pub total: u64,
     /// Where the next page starts, if there is one.
     pub next: Option<PagePosition>,
+}
+
+impl<T> Default for ObjectPage<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            total: 0,
+            next: None,
+        }
+    }
 }
 
 /// A page of ids, newest first (summary search).
@@ -223,9 +234,13 @@ pub trait ObjectStore: Send + Sync + 'static {
     async fn search(&self, scope: Scope, plan: &SearchPlan) -> Result<ObjectPage, StoreError>;
     /// Searches, returning ids only.
     async fn search_ids(&self, scope: Scope, plan: &SearchPlan) -> Result<IdPage, StoreError>;
-    /// A customer's journey, newest `created` first.
-    async fn timeline(&self, scope: Scope, query: &TimelineQuery)
-        -> Result<ObjectPage, StoreError>;
+    /// A customer's journey, newest `created` first, as its rows hold it: one range read of
+    /// objects stored in journey order, encoded straight into a response by the core.
+    async fn timeline(
+        &self,
+        scope: Scope,
+        query: &TimelineQuery,
+    ) -> Result<ObjectPage<RawObject>, StoreError>;
     /// Closes every active request (all orgs) untouched since before `cutoff`, each with an
     /// `object.closed` event by [`super::system_contributor`]; returns how many.
     async fn close_stale_requests(

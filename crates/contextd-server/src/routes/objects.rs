@@ -242,15 +242,16 @@ pub async fn timeline(
     Auth(actor): Auth,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<TimelineParams>,
-) -> ApiResult<Json<TimelinePage>> {
+) -> ApiResult<Response> {
     let media_type = params
         .media_type
         .as_deref()
         .map(str::parse::<MediaType>)
         .transpose()?;
-    let page = state
+    // The page's JSON, written by the core straight from the stored rows.
+    let json = state
         .context
-        .timeline(
+        .timeline_json(
             &actor,
             ObjectId::parse(&id)?,
             media_type,
@@ -258,7 +259,14 @@ pub async fn timeline(
             params.cursor.as_deref(),
         )
         .await?;
-    Ok(Json(page))
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        json,
+    )
+        .into_response())
 }
 
 /// Delete every object of a kind (lab partition only).

@@ -5,7 +5,9 @@
 use contextd_client::proto::Kind;
 use serde_json::json;
 
-use crate::support::{input, new_customer, search, TestServer};
+use contextd_proto::access::Role;
+
+use crate::support::{input, key, new_customer, search, TestServer};
 
 /// The data file's `PRAGMA data_version`: it changes when another connection commits.
 fn data_version(conn: &rusqlite::Connection) -> i64 {
@@ -62,4 +64,88 @@ async fn reads_make_no_commit_to_the_data_database() {
         before,
         "reads committed to the data database"
     );
+}
+
+/// The HTTP timeline is written straight from the stored rows (issue 16): for an agent and for
+/// a partner who sees sealed values withheld, its bytes are exactly those of the decoded
+/// page the core builds for the same caller, serialized.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeline_written_from_its_rows_is_the_decoded_page_byte_for_byte() {
+    let s = TestServer::start().await;
+    let c = s.client(s.lab());
+    let ada = new_customer(
+        &c,
+        json!({"Context_First_Name": "Ada \"the first\" Lovelace", "Context_ZIP": "N1 9GU"}),
+    )
+    .await;
+    let request = c
+        .create(
+            Kind::Request,
+            &input(
+                json!({"customerId": ada, "fieldsets": ["cisco.base.request"],
+                "data": {"Context_Title": "Engine ✓", "Context_Description": "line\nbreak"},
+                "tags": ["vip", "ünïcode"]}),
+            ),
+        )
+        .await
+        .expect("request");
+    for (n, media) in ["chat", "voice", "email"].into_iter().enumerate() {
+        c.create(
+            Kind::Activity,
+            &input(
+                json!({"customerId": ada, "parentId": request.id, "mediaType": media,
+                "fieldsets": ["cisco.base.pod"],
+                "data": {"Context_Notes": format!("note {n}"),
+                         "Context_POD_Activity_Link": format!("https://x.test/{n}?a=1&b=\\"),
+                         "Context_POD_Source_Phone": "+1 555 0100"}}),
+            ),
+        )
+        .await
+        .expect("activity");
+    }
+    c.create(
+        Kind::Detail,
+        &input(json!({"parentId": request.id, "detailType": "comment",
+            "fieldsets": ["cisco.base.comment"],
+            "data": {"Context_Comment": "fine", "Context_Visible": true}})),
+    )
+    .await
+    .expect("detail");
+    let (_, partner) = key(&c, Role::Partner).await;
+
+    for token in [s.lab().to_owned(), partner] {
+        let actor = s.context.authenticate(&token).await.expect("principal");
+        let mut cursor: Option<String> = None;
+        for page_no in 0..3 {
+            let mut url = format!("{}/v1/customers/{ada}/timeline?limit=2", s.url);
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let served = s
+                .http
+                .get(url)
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(served.status(), 200);
+            assert_eq!(served.headers()["content-type"], "application/json");
+            let served = served.bytes().await.expect("body");
+            let decoded = s
+                .context
+                .timeline(&actor, ada, None, Some(2), cursor.as_deref())
+                .await
+                .expect("decoded page");
+            assert_eq!(
+                String::from_utf8_lossy(&served),
+                serde_json::to_string(&decoded).expect("encode"),
+                "page {page_no} for {:?}",
+                actor.role
+            );
+            cursor = decoded.next_cursor;
+            if cursor.is_none() {
+                assert_eq!(page_no, 2, "5 entries in pages of 2");
+            }
+        }
+    }
 }

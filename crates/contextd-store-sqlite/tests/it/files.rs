@@ -5,9 +5,11 @@ use std::path::Path;
 use contextd_core::ids::ObjectId;
 use contextd_core::object::Kind;
 use contextd_core::store::prelude::*;
-use contextd_core::store::{AuditEntry, AuditQuery, Condition, OrgRecord, WrappedKey};
+use contextd_core::store::{
+    AuditEntry, AuditQuery, Condition, OrgRecord, TimelineQuery, WrappedKey,
+};
 use contextd_store_conformance::fixtures::{
-    insert, lab, now, object, plan_with, read, rich_object, search, token,
+    at, by_created, insert, lab, now, object, plan_with, read, rich_object, search, token,
 };
 use contextd_store_sqlite::{SqliteKeyStore, SqliteStore};
 use rusqlite::Connection;
@@ -86,7 +88,7 @@ async fn migrations_apply_once_and_reopening_is_idempotent() {
     }
     assert_eq!(
         migrations(&data),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         "each data migration is recorded once"
     );
     assert_eq!(
@@ -269,6 +271,87 @@ async fn api_keys_of_an_older_data_file_survive_the_connectors_migration() {
         vec![key],
         "an old key is an ordinary key, listed"
     );
+    drop(store);
+    drop(dir);
+}
+
+/// Schema 10's `objects`: a rowid table, the journey in an index of its own.
+const OBJECTS_BY_ROWID: &str = "
+    DROP INDEX objects_by_id; DROP INDEX objects_by_kind; DROP INDEX objects_by_parent;
+    DROP INDEX objects_active_requests; DROP INDEX objects_to_reseal; DROP INDEX objects_by_journey;
+    CREATE TABLE objects_v10 (
+        org_id BLOB NOT NULL, partition TEXT NOT NULL, id BLOB NOT NULL, kind TEXT NOT NULL,
+        customer_id BLOB, parent_id BLOB, state TEXT NOT NULL, media_type TEXT,
+        detail_type TEXT, created INTEGER NOT NULL, last_updated INTEGER NOT NULL,
+        touched INTEGER NOT NULL, version INTEGER NOT NULL, body TEXT NOT NULL,
+        sealed BLOB NOT NULL, key_version INTEGER NOT NULL DEFAULT 0);
+    INSERT INTO objects_v10 SELECT org_id, partition, id, kind, customer_id, parent_id, state,
+        media_type, detail_type, created, last_updated, touched, version, body, sealed,
+        key_version FROM objects ORDER BY random();
+    DROP TABLE objects;
+    ALTER TABLE objects_v10 RENAME TO objects;
+    CREATE UNIQUE INDEX objects_by_id ON objects (org_id, partition, id);
+    CREATE INDEX objects_by_kind ON objects (org_id, partition, kind, last_updated DESC, id DESC);
+    CREATE INDEX objects_by_parent ON objects (org_id, partition, parent_id);
+    CREATE INDEX objects_active_requests ON objects (touched)
+        WHERE kind = 'request' AND state = 'active';
+    CREATE INDEX objects_to_reseal ON objects (org_id, partition, key_version)
+        WHERE key_version > 0;
+    CREATE INDEX objects_by_customer
+        ON objects (org_id, partition, customer_id, created DESC, id DESC, kind);
+    DELETE FROM schema_migrations WHERE version = 11;";
+
+/// Schema 11 rewrites `objects` clustered by journey: every object comes through whole, and
+/// timelines, reads by id and writes under a parent work on the rewritten table.
+#[tokio::test]
+async fn objects_of_an_older_data_file_move_into_the_journey_clustered_table() {
+    let db = TestDb::fresh();
+    let data = db.dir.path().join("contextd.db");
+    let s = lab();
+    let t = now();
+    let customer = rich_object(s, Kind::Customer, t);
+    let mut journey = vec![customer.clone()];
+    for i in 1..=5 {
+        let mut a = rich_object(s, Kind::Activity, at(t, i));
+        a.customer_id = Some(customer.id);
+        journey.push(a);
+    }
+    let loose = object(s, Kind::Activity, at(t, 9));
+    for o in journey.iter().chain([&loose]) {
+        insert(&db.store, o, &[token()]).await;
+    }
+    let TestDb { dir, store, keys } = db;
+    drop(store);
+    drop(keys);
+    Connection::open(&data)
+        .expect("open")
+        .execute_batch(OBJECTS_BY_ROWID)
+        .expect("schema 10");
+
+    let store = SqliteStore::open(&data).expect("reopen");
+    assert!(migrations(&data).contains(&11), "schema 11 applied again");
+    for o in journey.iter().chain([&loose]) {
+        assert_eq!(
+            &read(&store, s, o.id).await,
+            o,
+            "an object survives the rewrite"
+        );
+    }
+    let page = store
+        .timeline(
+            s,
+            &TimelineQuery {
+                customer_id: customer.id,
+                media_type: None,
+                limit: 10,
+                after: None,
+            },
+        )
+        .await
+        .expect("timeline");
+    let ids: Vec<_> = page.items.iter().map(|o| o.id).collect();
+    assert_eq!(ids, by_created(&journey[1..].iter().collect::<Vec<_>>()));
+    assert_eq!(page.total, 5);
     drop(store);
     drop(dir);
 }

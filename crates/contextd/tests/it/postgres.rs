@@ -180,6 +180,54 @@ async fn find_and_read(http: &reqwest::Client, server: &Server, token: &str, nam
     );
 }
 
+/// An activity created through one instance is on the customer's timeline through the other,
+/// written from its `jsonb` body straight into the response: clear and decrypted values, tags.
+async fn timeline_shows_an_activity(
+    http: &reqwest::Client,
+    (a, b): (&Server, &Server),
+    token: &str,
+    customer: &str,
+) {
+    let created = http
+        .post(format!("{}/v1/activities", a.base))
+        .bearer_auth(token)
+        .json(&json!({"customerId": customer, "mediaType": "chat",
+            "fieldsets": ["cisco.base.pod"], "tags": ["vip"],
+            "data": {"Context_Notes": "asked about \"fees\"", "Context_POD_Activity_Link": "https://x.test/1"}}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let page: Value = http
+        .get(format!("{}/v1/customers/{customer}/timeline", b.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("timeline")
+        .json()
+        .await
+        .expect("a JSON timeline page");
+    assert_eq!(page["total"], 1, "{page}");
+    let item = &page["items"][0];
+    assert_eq!(
+        item["data"]["Context_Notes"], "asked about \"fees\"",
+        "{page}"
+    );
+    assert_eq!(
+        item["data"]["Context_POD_Activity_Link"],
+        "https://x.test/1"
+    );
+    assert_eq!(
+        (&item["tags"], &item["fieldsets"]),
+        (&json!(["vip"]), &json!(["cisco.base.pod"]))
+    );
+    assert_eq!(
+        item["contributors"].as_array().map(Vec::len),
+        Some(1),
+        "{page}"
+    );
+}
+
 /// A fresh database holding the org `acme`, and two instances serving it; the servers stop
 /// before the database is dropped.
 struct Pair {
@@ -264,6 +312,7 @@ async fn two_instances_share_one_postgres_database() {
     let kari = create_customer(&http, &b, &token, "Kari").await;
     find_and_read(&http, &a, &token, "Kari", &kari).await;
     find_and_read(&http, &a, &token, "Ola", &ola).await;
+    timeline_shows_an_activity(&http, (&a, &b), &token, &ola).await;
 
     assert!(a.stop().success(), "instance A exits cleanly on SIGTERM");
     assert!(b.stop().success(), "instance B exits cleanly on SIGTERM");
