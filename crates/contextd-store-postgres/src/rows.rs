@@ -82,7 +82,7 @@ pub(crate) fn raw_object_from_row(row: &Row) -> Result<RawObject, Failure> {
         last_updated: col(row, 8, "last_updated")?,
         touched: col(row, 9, "touched")?,
         version: col(row, 10, "version")?,
-        body,
+        body: Box::<str>::from(body).into_string(),
         sealed: col(row, 12, "sealed")?,
         key_version: u32::try_from(col::<i64>(row, 13, "key_version")?)
             .map_err(|_| StoreError::corrupt("key_version"))?,

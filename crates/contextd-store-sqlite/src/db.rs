@@ -295,8 +295,11 @@ fn set_journal_mode(conn: &Connection, mode: &str) -> Result<String, StoreError>
 /// `BEGIN IMMEDIATE` transaction so that two processes opening the file at once cannot both
 /// apply it.
 fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
+    // A migration that rewrites a table sorts it: in temporary files, so that memory stays
+    // bounded by the page cache whatever the table's size (this connection is closed after).
     conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
+        "PRAGMA temp_store=FILE;
+         CREATE TABLE IF NOT EXISTS schema_migrations (
              version    INTEGER PRIMARY KEY,
              applied_at INTEGER NOT NULL
          );",

@@ -108,7 +108,7 @@ pub(crate) fn raw_object_from_row(row: &Row<'_>) -> Result<RawObject, StoreError
         last_updated: time_col(col(8)?, "last_updated")?,
         touched: time_col(col(9)?, "touched")?,
         version: int_col(col(10)?, "version")?,
-        body: RawObject::body_from_text(body.to_owned())?,
+        body: body.to_owned(),
         sealed: col(12)?
             .as_blob()
             .map_err(|_| StoreError::corrupt("sealed"))?

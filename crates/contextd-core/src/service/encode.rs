@@ -4,7 +4,8 @@
 //! not decoded into values and encoded again, and each sealed value is decrypted into its
 //! place, under the rules of [`Context::reveal_as`]. On SQLite the bytes are those
 //! `serde_json` writes for the [`TimelinePage`] of [`Context::timeline`] (a test holds the two
-//! together); PostgreSQL's `jsonb` spaces the copied fragments its own way: the same JSON.
+//! together); PostgreSQL's `jsonb` prints the copied fragments its own way (spacing, number
+//! forms): the same JSON values.
 
 use std::borrow::Cow;
 
@@ -14,17 +15,29 @@ use serde_json::value::RawValue;
 use super::*;
 use crate::store::sealed_values;
 
-/// A stored body document's parts, borrowed from its text.
+/// A stored body document's parts, borrowed from its text. A member that is there must be a
+/// list (not `null`): a body this path cannot vouch for goes the decoded way, which calls it
+/// corrupt.
 #[derive(Deserialize)]
 struct BodyParts<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "list")]
     fieldsets: Option<&'a RawValue>,
     #[serde(borrow, default)]
     clear: BTreeMap<&'a str, &'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "list")]
     tags: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "list")]
     contributors: Option<&'a RawValue>,
+}
+
+/// A member that is a JSON array, borrowed.
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    let raw = <&'de RawValue>::deserialize(d)?;
+    if raw.get().starts_with('[') {
+        Ok(Some(raw))
+    } else {
+        Err(serde::de::Error::custom("not a list"))
+    }
 }
 
 /// [`ContextObject`] as `serde_json` writes it, from borrowed parts: the same members in the
@@ -83,7 +96,7 @@ impl Context {
         let size: usize = page
             .items
             .iter()
-            .map(|o| o.body.get().len() + 2 * o.sealed.len() + 320)
+            .map(|o| o.body.len() + 2 * o.sealed.len() + 320)
             .sum();
         let mut out = Vec::with_capacity(size + 96);
         out.extend_from_slice(b"{\"items\":[");
@@ -115,7 +128,7 @@ impl Context {
         revealed: &mut Revealed,
         out: &mut Vec<u8>,
     ) -> Result<(), CoreError> {
-        let Ok(body) = serde_json::from_str::<BodyParts<'_>>(o.body.get()) else {
+        let Ok(body) = serde_json::from_str::<BodyParts<'_>>(&o.body) else {
             let object = o.clone().into_object(actor.scope)?;
             let shown = self.reveal_as(actor, object, dict, revealed).await?;
             return serde_json::to_writer(out, &shown).map_err(encode_error);
