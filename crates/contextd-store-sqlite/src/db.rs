@@ -331,6 +331,11 @@ fn migrate(conn: &mut Connection, profile: &Profile) -> Result<(), StoreError> {
         if applied {
             continue;
         }
+        tracing::info!(
+            db = profile.name,
+            version = migration.version,
+            "applying migration"
+        );
         tx.execute_batch(migration.sql).db()?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
