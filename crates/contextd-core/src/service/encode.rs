@@ -12,6 +12,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::reveal::sealed_fields;
 use super::*;
 use crate::store::sealed_values;
 
@@ -117,8 +118,8 @@ impl Context {
         Ok(out)
     }
 
-    /// Writes one object; a body this path cannot borrow from (a member name with escapes,
-    /// which contextd never writes) goes the decoded way instead.
+    /// Writes one object; a body this path cannot vouch for (a member name with escapes or a
+    /// list member that is not a list, neither of which contextd writes) goes the decoded way.
     async fn encode_object(
         &self,
         actor: &Principal,
@@ -134,13 +135,11 @@ impl Context {
             return serde_json::to_writer(out, &shown).map_err(encode_error);
         };
         let sealed = sealed_values(&o.sealed).collect::<Result<Vec<_>, _>>()?;
-        let mut shown: Vec<&str> = body
-            .clear
-            .keys()
-            .copied()
-            .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
-            .collect();
-        shown.extend(sealed.iter().map(|(name, _)| *name));
+        let shown = sealed_fields(
+            dict,
+            body.clear.keys().copied(),
+            sealed.iter().map(|(name, _)| *name),
+        );
         let mut data: BTreeMap<&str, Cow<'_, RawValue>> = body
             .clear
             .iter()

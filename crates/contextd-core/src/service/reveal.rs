@@ -67,12 +67,14 @@ impl Context {
         let state = self.effective_state(&o);
         let mut data = o.clear;
         let mut withheld = Vec::new();
-        let mut shown: Vec<String> = data
-            .keys()
-            .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
-            .cloned()
-            .collect();
-        shown.extend(o.sealed.keys().cloned());
+        let shown: Vec<String> = sealed_fields(
+            dict,
+            data.keys().map(String::as_str),
+            o.sealed.keys().map(String::as_str),
+        )
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
         if !actor.sees_sealed() {
             for name in shown {
                 data.insert(name.clone(), serde_json::Value::Null);
@@ -142,6 +144,20 @@ impl Context {
         }
         Ok(kept)
     }
+}
+
+/// The fields of an object that only callers who see sealed values are shown, in the order a
+/// response lists them as withheld: clear values of fields the dictionary now seals (written
+/// before a reclassification), then the sealed ones. One rule for every read path.
+pub(super) fn sealed_fields<'a>(
+    dict: &Dictionary,
+    clear: impl Iterator<Item = &'a str>,
+    sealed: impl Iterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    clear
+        .filter(|k| dict.field(k).is_some_and(|f| f.classification.is_sealed()))
+        .chain(sealed)
+        .collect()
 }
 
 /// Validation errors about values a partner was not shown say only that such a value is no
